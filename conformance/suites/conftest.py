@@ -1,0 +1,1 @@
+from tests.helpers import *  # noqa: F401,F403  shared fixtures: e3 runner, temp projects

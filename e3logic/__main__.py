@@ -1,0 +1,3 @@
+from e3logic.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Top layer: click commands. Human output with rich; `--json` everywhere."""

@@ -1,0 +1,141 @@
+"""The `e3` command. Subcommands live in `cmd_*.py` modules, imported only when invoked so
+that `e3 --version` and `e3 --help` start fast."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+
+#: command name -> (module, function); the single registry of the CLI
+COMMANDS = {
+    "init": ("repo_cmds", "init"),
+    "status": ("repo_cmds", "status"),
+    "ls": ("repo_cmds", "ls"),
+    "get": ("repo_cmds", "get"),
+    "set": ("repo_cmds", "set_"),
+    "checkout": ("repo_cmds", "checkout"),
+    "commit": ("repo_cmds", "commit"),
+    "log": ("repo_cmds", "log"),
+    "diff": ("repo_cmds", "diff"),
+    "reset": ("repo_cmds", "reset"),
+    "workspace": ("repo_cmds", "workspace"),
+    "gc": ("repo_cmds", "gc"),
+    "fsck": ("repo_cmds", "fsck"),
+    "build": ("pkg_cmds", "build"),
+    "add": ("pkg_cmds", "add"),
+    "remove": ("pkg_cmds", "remove"),
+    "packages": ("pkg_cmds", "packages"),
+    "export": ("pkg_cmds", "export"),
+    "demo": ("demo_cmd", "demo"),
+}
+
+#: one-line help for each command, shown by `e3 --help` without importing the command
+SUMMARIES = {
+    "init": "Create a new repository.",
+    "status": "Show the package, modified inputs and stale dataflows.",
+    "ls": "List datasets of the current workspace.",
+    "get": "Print (or write) a dataset's bytes.",
+    "set": "Set a dataset from a file.",
+    "checkout": "Deploy a package version into a workspace and write the working copy.",
+    "commit": "Make a new package version from the workspace.",
+    "log": "Show the version history of the deployed package.",
+    "diff": "Show datasets changed since the deployed version.",
+    "reset": "Discard changes to datasets since the deployed version.",
+    "workspace": "Manage named workspaces.",
+    "gc": "Delete unreachable objects older than min-age.",
+    "fsck": "Verify every object's hash and every ref.",
+    "build": "Build a package directory (e3pkg.py) into a bundle zip.",
+    "add": "Install a package bundle (zip) or a package from a registry directory.",
+    "remove": "Remove an installed package version.",
+    "packages": "List installed packages.",
+    "export": "Write an installed package to a bundle zip.",
+    "demo": "Run the main job on the bundled example in a temp project.",
+}
+
+
+def register(name: str, module: str, func: str, summary: str) -> None:
+    COMMANDS[name] = (module, func)
+    SUMMARIES[name] = summary
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        mod, func = COMMANDS[name]
+        return getattr(importlib.import_module(f"e3logic.cli.{mod}"), func)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, SUMMARIES.get(n, "")) for n in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name and name not in COMMANDS and not name.startswith("-"):
+            from ..core.errors import NotFound
+
+            raise NotFound("command", name, COMMANDS, hint="see 'e3 --help'")
+        return super().resolve_command(ctx, args)
+
+
+class Options:
+    """Global options, shared with every command through click's context object."""
+
+    def __init__(self, repo: str | None, json: bool, verbose: bool):
+        self.repo_path, self.json, self.verbose = repo, json, verbose
+        self._repo = None
+
+    def repo(self):
+        if self._repo is None:
+            from ..repo.repository import Repository
+
+            self._repo = Repository.open(self.repo_path)
+        return self._repo
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", metavar="PATH", help="Repository (default: $E3_REPO or nearest .e3/ upward).")
+@click.option("--json", "as_json", is_flag=True, help="Answer with one JSON document on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(__version__, "--version", prog_name="e3")
+@click.pass_context
+def cli(ctx, repo, as_json, verbose):
+    """e3: reproducible, content-addressed dataflows with a logic core."""
+    ctx.obj = Options(repo, as_json, verbose)
+
+
+def main(argv=None) -> None:
+    from ..core.errors import E3Error
+
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        rv = cli.main(args=args, prog_name="e3", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except E3Error as e:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"e3: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("e3: cancelled", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("e3: cancelled", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)

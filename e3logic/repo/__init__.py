@@ -1,0 +1,1 @@
+"""Layer 1: objects, trees, refs, packages, workspaces, working copy, index.db, gc, fsck."""

@@ -1,0 +1,86 @@
+"""Permanent lock files with fcntl.flock. Never deleted; a dead holder's lock is free (the
+kernel drops flocks with the process). An exclusive holder writes who it is into the file so a
+refused caller can name it."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..core.errors import LockBusy
+
+
+def process_start(pid: int) -> str | None:
+    """Process start time in clock ticks since boot (Linux), to tell a recycled pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+        return data[data.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int, start: str | None) -> bool:
+    if pid <= 0:
+        return False
+    cur = process_start(pid)
+    if cur is None:
+        return False
+    return start is None or cur == start
+
+
+class FileLock:
+    def __init__(self, path: Path, what: str):
+        self.path = Path(path)
+        self.what = what  # e.g. "workspace 'main'"
+        self.fd: int | None = None
+
+    def holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self, op: str, shared: bool = False, wait: float = 0.0) -> "FileLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        flag = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, flag)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    h = self.holder()
+                    who = (f"pid {h.get('pid')} ({h.get('op')}, started {h.get('started')})"
+                           if h.get("pid") else "another e3 command")
+                    raise LockBusy(f"{self.what} is busy: held by {who}; wait for it to finish "
+                                   f"or stop it") from None
+                time.sleep(0.02)
+        self.fd = fd
+        if not shared:
+            info = {"pid": os.getpid(), "op": op, "proc_start": process_start(os.getpid()),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "command": " ".join(sys.argv[:6])}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -1,0 +1,124 @@
+"""Content-addressed object store: `objects/ab/cdef…`, named by BLAKE3-256 of the bytes.
+
+Writes go to `objects/tmp/` (never mistaken for an object), are fsynced, then renamed into
+place; writing existing bytes is a no-op, and concurrent writers of the same bytes both succeed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from ..core.errors import IntegrityError, NotFound
+from ..core.hashing import hash_bytes, hash_file, is_hash
+from .atomic import FSYNC
+
+TMP = "tmp"
+
+
+class ObjectStore:
+    def __init__(self, root: Path, fsync: bool = FSYNC):
+        self.root = Path(root)
+        self.tmp = self.root / TMP
+        self.fsync = fsync
+
+    def path(self, h: str) -> Path:
+        return self.root / h[:2] / h[2:]
+
+    def exists(self, h: str) -> bool:
+        return is_hash(h) and self.path(h).is_file()
+
+    def _tempfile(self):
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=self.tmp, prefix="w-", suffix=".part")
+
+    def _install(self, tmp: str, h: str) -> None:
+        dest = self.path(h)
+        if dest.exists():
+            os.unlink(tmp)
+            return
+        dest.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)  # same bytes either way: last rename wins harmlessly
+
+    def write(self, data: bytes) -> str:
+        h = hash_bytes(data)
+        if self.path(h).exists():
+            return h
+        fd, tmp = self._tempfile()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._install(tmp, h)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return h
+
+    def write_file(self, src: Path | str) -> str:
+        """Store a file's bytes without loading them in memory: copy (kernel-side), hash the
+        copy, rename it into place."""
+        fd, tmp = self._tempfile()
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            h = hash_file(tmp)
+            if self.fsync and not self.path(h).exists():
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            self._install(tmp, h)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return h
+
+    def read(self, h: str) -> bytes:
+        try:
+            return self.path(h).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("object", h, hint="run 'e3 fsck' to check the store") from None
+
+    def open(self, h: str):
+        try:
+            return open(self.path(h), "rb")
+        except FileNotFoundError:
+            raise NotFound("object", h, hint="run 'e3 fsck' to check the store") from None
+
+    def size(self, h: str) -> int:
+        return self.path(h).stat().st_size
+
+    def copy_to(self, h: str, dest: Path) -> None:
+        shutil.copyfile(self.path(h), dest)
+
+    def verify(self, h: str) -> bool:
+        return hash_file(self.path(h)) == h
+
+    def check(self, h: str, data: bytes) -> None:
+        if hash_bytes(data) != h:
+            raise IntegrityError(f"object {h[:12]} does not match its hash")
+
+    def __iter__(self) -> Iterator[str]:
+        """Every stored object's hash, sorted."""
+        if not self.root.is_dir():
+            return
+        for d in sorted(os.listdir(self.root)):
+            if len(d) != 2:
+                continue
+            for name in sorted(os.listdir(self.root / d)):
+                if is_hash(d + name):
+                    yield d + name
+
+    def temp_files(self) -> list[Path]:
+        return sorted(self.tmp.iterdir()) if self.tmp.is_dir() else []
+
+
+def _unlink(p: str) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,123 @@
+"""The repository: `.e3/` layout and the low-level handles every higher layer uses.
+
+    project/e3.toml, inputs/, outputs/      settings and the working copy
+    .e3/objects/ab/cdef…                    ObjectStore
+    .e3/packages/<name>/<version>           package refs
+    .e3/workspaces/<ws>/{root,package,lock,root.lock,run.lock}
+    .e3/HEAD                                current workspace name
+    .e3/index.db                            IndexDB
+    .e3/logs/<execution>.log
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+
+from ..core.errors import NoRepository, UsageError
+from .atomic import write_atomic
+from .objects import ObjectStore
+
+DEFAULT_TOML = """\
+# e3logic repository settings
+[defaults]
+workspace = "main"
+executor = "threads"
+
+[resources]
+# capacities for dataflows' resource demands, e.g. gpu = 1, mem_gb = 16
+
+[gc]
+min_age = 60
+"""
+
+
+def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
+    """`--repo`, else $E3_REPO, else the nearest directory upward holding `.e3/`."""
+    if explicit or os.environ.get("E3_REPO"):
+        p = Path(explicit or os.environ["E3_REPO"]).resolve()
+        if not (p / ".e3").is_dir():
+            raise NoRepository(f"no e3 repository at {p}; create one with 'e3 init {p}'")
+        return p
+    here = (start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / ".e3").is_dir():
+            return p
+    raise NoRepository("not inside an e3 repository (no .e3/ here or above); "
+                       "run 'e3 init' or pass --repo PATH")
+
+
+class Repository:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.dir = self.root / ".e3"
+        self.objects = ObjectStore(self.dir / "objects")
+        self.packages_dir = self.dir / "packages"
+        self.workspaces_dir = self.dir / "workspaces"
+        self.logs_dir = self.dir / "logs"
+
+    # -- creation / lookup ------------------------------------------------------------
+    @classmethod
+    def init(cls, path: Path) -> "Repository":
+        root = Path(path).resolve()
+        if (root / ".e3").exists():
+            raise UsageError(f"{root} is already an e3 repository; use it, or pick another PATH")
+        root.mkdir(parents=True, exist_ok=True)
+        e3 = root / ".e3"
+        tmp = root / ".e3.init-tmp"
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        for sub in ("objects/tmp", "packages", "workspaces", "logs"):
+            (tmp / sub).mkdir(parents=True)
+        (tmp / "HEAD").write_text("main\n")
+        os.rename(tmp, e3)  # the repository appears whole or not at all
+        if not (root / "e3.toml").exists():
+            write_atomic(root / "e3.toml", DEFAULT_TOML.encode())
+        repo = cls(root)
+        repo.index  # create index.db
+        return repo
+
+    @classmethod
+    def open(cls, path: str | None = None) -> "Repository":
+        return cls(find_root(explicit=path))
+
+    # -- lazily opened parts -----------------------------------------------------------
+    @cached_property
+    def trees(self):
+        from .trees import Trees
+
+        return Trees(self.objects)
+
+    @cached_property
+    def index(self):
+        from .index import IndexDB
+
+        return IndexDB(self.dir / "index.db")
+
+    @cached_property
+    def config(self) -> dict:
+        p = self.root / "e3.toml"
+        try:
+            return tomllib.loads(p.read_text()) if p.exists() else {}
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"e3.toml is not valid TOML ({e}); fix the file") from None
+
+    # -- paths ---------------------------------------------------------------------------
+    def package_ref_path(self, name: str, version: str) -> Path:
+        return self.packages_dir / name / version
+
+    def workspace_dir(self, ws: str) -> Path:
+        return self.workspaces_dir / ws
+
+    @property
+    def head(self) -> str:
+        try:
+            return (self.dir / "HEAD").read_text().strip() or "main"
+        except FileNotFoundError:
+            return "main"
+
+    def set_head(self, ws: str) -> None:
+        write_atomic(self.dir / "HEAD", (ws + "\n").encode())

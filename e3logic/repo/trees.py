@@ -1,0 +1,147 @@
+"""Trees: structured objects mapping names to typed refs, with structural sharing.
+
+A tree object is canonical JSON `{"e3": "tree", "entries": {name: entry}}`; an entry is
+`{"kind": "tree", "hash": h}` or `{"kind": "blob", "hash": h, "format": "raw"|"json", "size": n}`.
+Setting a leaf rewrites only the trees on its path.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..core import canon
+from ..core.errors import IntegrityError, NotFound, UsageError
+from ..core.paths import split
+from .objects import ObjectStore
+
+FORMATS = ("raw", "json")
+
+
+def blob_entry(h: str, size: int, fmt: str = "raw") -> dict:
+    assert fmt in FORMATS, fmt
+    return {"kind": "blob", "hash": h, "format": fmt, "size": size}
+
+
+class Trees:
+    """Tree operations over an object store; parsed trees are cached (objects are immutable)."""
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+        self._cache: dict[str, dict] = {}
+        self.empty = self.write({})
+
+    def read(self, h: str) -> dict:
+        t = self._cache.get(h)
+        if t is None:
+            obj = canon.loads(self.store.read(h))
+            if not isinstance(obj, dict) or obj.get("e3") != "tree":
+                raise IntegrityError(f"object {h[:12]} is not a tree")
+            t = self._cache[h] = obj["entries"]
+        return t
+
+    def write(self, entries: dict) -> str:
+        h = self.store.write(canon.dumps({"e3": "tree", "entries": entries}))
+        self._cache[h] = entries
+        return h
+
+    def get(self, root: str, path: str) -> dict:
+        """The entry at `path` (a tree or a blob entry)."""
+        entry = {"kind": "tree", "hash": root}
+        for seg in split(path):
+            if entry["kind"] != "tree":
+                raise NotFound("dataset", path)
+            entries = self.read(entry["hash"])
+            if seg not in entries:
+                raise NotFound("dataset", path, self._near(root, path))
+            entry = entries[seg]
+        return entry
+
+    def find(self, root: str, path: str) -> dict | None:
+        try:
+            return self.get(root, path)
+        except NotFound:
+            return None
+
+    def _near(self, root: str, path: str) -> list[str]:
+        try:
+            return [p for p, _ in self.walk(root)]
+        except Exception:  # suggestions are best-effort
+            return []
+
+    def set(self, root: str, path: str, entry: dict | None) -> str:
+        return self.set_many(root, {path: entry})
+
+    def set_many(self, root: str, changes: dict[str, dict | None]) -> str:
+        """Apply {path: entry or None (remove)} and return the new root; each tree on a changed
+        path is rewritten once. Empty trees left by removals are pruned."""
+        nested: dict = {}
+        for path, entry in changes.items():
+            segs = split(path)
+            if not segs:
+                raise UsageError("cannot set the root itself; name a dataset path")
+            node = nested
+            for s in segs[:-1]:
+                node = node.setdefault(s, {})
+                if not isinstance(node, dict) or "__leaf__" in node:
+                    raise UsageError(f"'{path}' is below a dataset, not a folder")
+            node[segs[-1]] = {"__leaf__": entry}
+        return self._apply(root, nested, "") or self.empty
+
+    def _apply(self, h: str | None, changes: dict, where: str) -> str | None:
+        entries = dict(self.read(h)) if h else {}
+        for name in sorted(changes):
+            sub = changes[name]
+            if "__leaf__" in sub:
+                if sub["__leaf__"] is None:
+                    entries.pop(name, None)
+                else:
+                    old = entries.get(name)
+                    if old is not None and old["kind"] == "tree" and sub["__leaf__"]["kind"] != "tree":
+                        raise UsageError(f"'{where}{name}' is a folder of datasets; set a path below it")
+                    entries[name] = sub["__leaf__"]
+                continue
+            old = entries.get(name)
+            if old is not None and old["kind"] != "tree":
+                raise UsageError(f"'{where}{name}' is a dataset, not a folder")
+            new = self._apply(old["hash"] if old else None, sub, f"{where}{name}/")
+            if new is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = {"kind": "tree", "hash": new}
+        return self.write(entries) if entries else None
+
+    def walk(self, root: str, prefix: str = "") -> Iterator[tuple[str, dict]]:
+        """(path, blob entry) for every leaf under `prefix`, sorted by path (iterative)."""
+        start = self.get(root, prefix) if prefix else {"kind": "tree", "hash": root}
+        base = prefix.strip("/")
+        if start["kind"] != "tree":
+            yield base, start
+            return
+        stack = [(base, start["hash"])]
+        out = []
+        while stack:
+            where, h = stack.pop()
+            for name, e in self.read(h).items():
+                p = f"{where}/{name}" if where else name
+                if e["kind"] == "tree":
+                    stack.append((p, e["hash"]))
+                else:
+                    out.append((p, e))
+        out.sort()
+        yield from out
+
+    def reachable(self, root: str) -> Iterator[str]:
+        """Every object hash reachable from tree `root` (trees and blobs)."""
+        stack = [root]
+        seen = set()
+        while stack:
+            h = stack.pop()
+            if h in seen:
+                continue
+            seen.add(h)
+            yield h
+            for e in self.read(h).values():
+                if e["kind"] == "tree":
+                    stack.append(e["hash"])
+                elif e["hash"] not in seen:
+                    seen.add(e["hash"])
+                    yield e["hash"]
