@@ -122,3 +122,27 @@ def _unlink(p: str) -> None:
         os.unlink(p)
     except FileNotFoundError:
         pass
+
+
+class MemoryStore:
+    """An in-memory object store with the same read/write interface (for building bundles)."""
+
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+
+    def write(self, data: bytes) -> str:
+        h = hash_bytes(data)
+        self.objects.setdefault(h, data)
+        return h
+
+    def read(self, h: str) -> bytes:
+        try:
+            return self.objects[h]
+        except KeyError:
+            raise NotFound("object", h) from None
+
+    def exists(self, h: str) -> bool:
+        return h in self.objects
+
+    def __iter__(self):
+        return iter(sorted(self.objects))
