@@ -99,6 +99,12 @@ class Options:
             self._repo = Repository.open(self.repo_path)
         return self._repo
 
+    def api(self):
+        """The `Repo` facade over the same repository."""
+        from ..api import Repo
+
+        return Repo(self.repo())
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--repo", metavar="PATH", help="Repository (default: $E3_REPO or nearest .e3/ upward).")

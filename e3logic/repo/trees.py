@@ -32,7 +32,10 @@ class Trees:
     def read(self, h: str) -> dict:
         t = self._cache.get(h)
         if t is None:
-            obj = canon.loads(self.store.read(h))
+            try:
+                obj = canon.loads(self.store.read(h))
+            except ValueError:
+                obj = None
             if not isinstance(obj, dict) or obj.get("e3") != "tree":
                 raise IntegrityError(f"object {h[:12]} is not a tree")
             t = self._cache[h] = obj["entries"]

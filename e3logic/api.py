@@ -1,0 +1,322 @@
+"""The `Repo` facade: what the CLI (and users' scripts) call.
+
+It composes the low-level `Repository` (objects, trees, refs, index.db) with workspaces, the
+working copy, packages and — as they land — logic, plan and exec. One instance per command.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from .core import canon
+from .core.errors import NotFound, UsageError
+from .core.paths import check_path
+from .core.semver import Version
+from .repo import gc as gc_mod
+from .repo.refs import write_ref
+from .repo.repository import Repository
+from .repo.trees import blob_entry
+from .repo.workingcopy import Changes, WorkingCopy
+from .repo.workspaces import Workspaces
+
+
+class Repo:
+    def __init__(self, repository: Repository):
+        self.r = repository
+        self.root = repository.root
+
+    @classmethod
+    def open(cls, path: str | None = None) -> "Repo":
+        return cls(Repository.open(path))
+
+    @classmethod
+    def init(cls, path) -> "Repo":
+        repo = cls(Repository.init(Path(path)))
+        repo.workspaces.create(repo.r.head, exist_ok=True)
+        return repo
+
+    @cached_property
+    def workspaces(self) -> Workspaces:
+        return Workspaces(self.r)
+
+    @cached_property
+    def wc(self) -> WorkingCopy:
+        return WorkingCopy(self.r)
+
+    @property
+    def current(self) -> str:
+        return self.r.head
+
+    def ws(self, name: str | None = None) -> str:
+        ws = name or self.current
+        self.workspaces.require(ws)
+        return ws
+
+    def recover(self) -> None:
+        """Finish a working-copy sync a killed command left half done."""
+        ws = self.current
+        if self.workspaces.exists(ws):
+            self.wc.recover(self.workspaces.root(ws))
+
+    # -- packages -------------------------------------------------------------------------
+    def read_package(self, h: str) -> dict:
+        from .repo.packages import read_package
+
+        return read_package(self.r, h)
+
+    def resolve(self, spec: str) -> tuple[str, str, str]:
+        """NAME[@VER|@CONSTRAINT] -> (name, version, hash)."""
+        from .repo.packages import resolve
+
+        name, _, ver = spec.partition("@")
+        h = resolve(self.r, name, ver or None)
+        pkg = self.read_package(h)
+        return pkg["name"], pkg["version"], h
+
+    # -- workspace / working copy -------------------------------------------------------------
+    def changes(self, ws: str | None = None) -> Changes:
+        ws = self.ws(ws)
+        if ws != self.current:
+            return Changes()
+        return self.wc.scan(self.workspaces.root(ws))
+
+    def intake(self, ws: str | None = None) -> str:
+        """Take modified working-copy input files into the workspace root; returns the root."""
+        ws = self.ws(ws)
+        self.recover()
+        if ws != self.current:
+            return self.workspaces.root(ws)
+        with self.workspaces.lock(ws).acquire("set", shared=True):
+            root = self.workspaces.root(ws)
+            ch = self.wc.scan(root)
+            if not ch:
+                return root
+            tree_changes = self.wc.intake_changes(root, ch)
+            new = self.workspaces.update_root(
+                ws, lambda old: self.r.trees.set_many(old, tree_changes))
+            self.r.index.set_meta("wc_root", new)
+            self._on_root_changed(ws)
+            return new
+
+    def _on_root_changed(self, ws: str) -> None:
+        """Hook for fact projection (logic layer)."""
+
+    def checkout(self, spec: str, ws: str | None = None, force: bool = False) -> dict:
+        self.recover()
+        name, version, h = self.resolve(spec)
+        pkg = self.read_package(h)
+        target_ws = ws or self.current
+        if not force and self.workspaces.exists(self.current):
+            ch = self.changes(self.current)
+            if ch:
+                raise UsageError(f"the working copy has uncommitted changes "
+                                 f"({', '.join((ch.modified + ch.added + ch.deleted)[:3])}); "
+                                 f"'e3 commit' or 'e3 reset' them, or pass --force")
+        previous = self.wc.synced_root
+        root = pkg["datasets"]["hash"]
+        self.workspaces.deploy(target_ws, name, version, h, root)
+        if target_ws != self.current:
+            self.r.set_head(target_ws)
+        self.wc.sync(root, previous)
+        self._on_root_changed(target_ws)
+        return {"workspace": target_ws, "package": name, "version": version, "root": root}
+
+    def status(self) -> dict:
+        self.recover()
+        ws = self.ws()
+        st = self.workspaces.state(ws)
+        pkg = st.get("package") or {}
+        ch = self.wc.scan(st["hash"])
+        return {"workspace": ws, "package": pkg.get("name"), "version": pkg.get("version"),
+                "root": st["hash"], **ch.to_json(),
+                "stale": self.stale(ws, ch)}
+
+    def stale(self, ws: str, ch: Changes | None = None) -> list[str]:
+        """Dataflows whose output is missing or downstream of a changed input (refined by the
+        dataflow layer once executions are recorded)."""
+        pkg = self.workspaces.package(ws)
+        if not pkg:
+            return []
+        p = self.read_package(pkg["hash"])
+        root = self.workspaces.root(ws)
+        changed = set((ch.modified + ch.added + ch.deleted) if ch else [])
+        dfs = p.get("dataflows", {})
+        out_of = {n: f"outputs/{n}/{d['output']}" for n, d in dfs.items()}
+        stale = {n for n, path in out_of.items() if self.r.trees.find(root, path) is None}
+        stale |= {n for n, d in dfs.items() if changed & set(d["inputs"])}
+        grew = True
+        while grew:
+            grew = False
+            for n, d in dfs.items():
+                if n not in stale and any(out_of.get(u) in d["inputs"] for u in stale):
+                    stale.add(n)
+                    grew = True
+        return sorted(stale)
+
+    # -- datasets -------------------------------------------------------------------------------
+    def ls(self, prefix: str = "") -> list[dict]:
+        root = self.workspaces.root(self.ws())
+        if prefix:
+            check_path(prefix)
+            if self.r.trees.find(root, prefix) is None:
+                raise NotFound("dataset path", prefix, [p for p, _ in self.r.trees.walk(root)])
+        return [{"path": p, "hash": e["hash"], "size": e.get("size"), "format": e.get("format")}
+                for p, e in self.r.trees.walk(root, prefix)]
+
+    def get(self, path: str) -> tuple[dict, bytes]:
+        path = check_path(path)
+        root = self.workspaces.root(self.ws())
+        e = self.r.trees.get(root, path)
+        if e["kind"] != "blob":
+            raise UsageError(f"'{path}' is a folder of datasets; list it with 'e3 ls {path}'")
+        return e, self.r.objects.read(e["hash"])
+
+    def set(self, path: str, src: Path | bytes, fmt: str | None = None) -> dict:
+        path = check_path(path)
+        ws = self.ws()
+        self.recover()
+        with self.workspaces.lock(ws).acquire("set", shared=True):
+            if isinstance(src, (bytes, bytearray)):
+                h = self.r.objects.write(bytes(src))
+            else:
+                src = Path(src)
+                if not src.is_file():
+                    raise UsageError(f"no such file '{src}'; give a file to read the dataset from")
+                h = self.r.objects.write_file(src)
+            size = self.r.objects.size(h)
+            old = self.r.trees.find(self.workspaces.root(ws), path)
+            fmt = fmt or (old.get("format") if old and old["kind"] == "blob" else "raw")
+            if fmt == "json":
+                try:
+                    canon.loads(self.r.objects.read(h))
+                except ValueError as e:
+                    raise UsageError(f"{path} is a JSON dataset but the new bytes are not valid "
+                                     f"JSON ({e}); fix them or pass --format raw") from None
+            entry = blob_entry(h, size, fmt)
+            in_wc = ws == self.current and path.split("/")[0] in ("inputs", "outputs")
+            if in_wc:
+                # file first: a kill between here and the CAS leaves a visible edit, not a loss
+                self.wc.write_one(path, h)
+            new = self.workspaces.update_root(ws, lambda r: self.r.trees.set(r, path, entry))
+            if in_wc and self.wc.synced_root is not None:
+                self.r.index.set_meta("wc_root", new)
+        self._on_root_changed(ws)
+        return {"path": path, "hash": h, "root": new}
+
+    # -- versions -------------------------------------------------------------------------------
+    def commit(self, part: str, message: str) -> dict:
+        ws = self.ws()
+        pkg_ref = self.workspaces.package(ws)
+        if not pkg_ref:
+            raise UsageError(f"workspace '{ws}' has no package deployed; 'e3 checkout NAME' first")
+        root = self.intake(ws)
+        old = self.read_package(pkg_ref["hash"])
+        version = str(Version.parse(old["version"]).bump(part))
+        ref_path = self.r.package_ref_path(old["name"], version)
+        if ref_path.exists():
+            raise UsageError(f"{old['name']}@{version} already exists; use a larger bump "
+                             f"(--minor or --major)")
+        new = dict(old, version=version, datasets={"kind": "tree", "hash": root},
+                   parent={"version": old["version"], "hash": pkg_ref["hash"]}, message=message)
+        h = self.r.objects.write(canon.dumps(new))
+        write_ref(ref_path, "package", h)
+        self.workspaces.set_package(ws, old["name"], version, h)
+        return {"package": old["name"], "version": version, "root": root}
+
+    def log(self) -> list[dict]:
+        pkg_ref = self.workspaces.package(self.ws())
+        out, h, seen = [], pkg_ref and pkg_ref["hash"], set()
+        while h and h not in seen and self.r.objects.exists(h):
+            seen.add(h)
+            p = self.read_package(h)
+            out.append({"version": p["version"], "message": p.get("message") or "",
+                        "root": p["datasets"]["hash"], "hash": h})
+            h = (p.get("parent") or {}).get("hash")
+        return out
+
+    def _deployed_root(self, ws: str) -> str:
+        pkg_ref = self.workspaces.package(ws)
+        if not pkg_ref:
+            return self.r.trees.empty
+        return self.read_package(pkg_ref["hash"])["datasets"]["hash"]
+
+    def diff(self, prefix: str = "") -> list[dict]:
+        ws = self.ws()
+        root = self.intake(ws) if ws == self.current else self.workspaces.root(ws)
+        base = self._deployed_root(ws)
+        prefix = check_path(prefix) if prefix else ""
+        old = dict(self._leaves(base, prefix))
+        new = dict(self._leaves(root, prefix))
+        return [{"path": p, "old": old.get(p), "new": new.get(p)}
+                for p in sorted(set(old) | set(new)) if old.get(p) != new.get(p)]
+
+    def _leaves(self, root: str, prefix: str):
+        if prefix and self.r.trees.find(root, prefix) is None:
+            return []
+        return ((p, e["hash"]) for p, e in self.r.trees.walk(root, prefix))
+
+    def reset(self, prefix: str = "") -> dict:
+        ws = self.ws()
+        self.recover()
+        base = self._deployed_root(ws)
+        prefix = check_path(prefix) if prefix else ""
+        with self.workspaces.lock(ws).acquire("reset", shared=True):
+            if not prefix:
+                new = self.workspaces.update_root(ws, lambda r: base)
+            else:
+                want = dict(self.r.trees.walk(base, prefix)) if self.r.trees.find(base, prefix) else {}
+
+                def change(r):
+                    have = dict(self.r.trees.walk(r, prefix)) if self.r.trees.find(r, prefix) else {}
+                    ch = {p: None for p in have if p not in want}
+                    ch.update(want)
+                    return self.r.trees.set_many(r, ch) if ch else r
+                new = self.workspaces.update_root(ws, change)
+            if ws == self.current:
+                self.wc.sync(new, self.wc.synced_root, force=True)
+        self._on_root_changed(ws)
+        return {"workspace": ws, "root": new}
+
+    # -- workspaces -------------------------------------------------------------------------------
+    def switch(self, ws: str, force: bool = False) -> dict:
+        self.workspaces.require(ws)
+        if not force and self.changes(self.current):
+            raise UsageError("the working copy has uncommitted changes; 'e3 commit' or "
+                             "'e3 reset' them, or pass --force")
+        previous = self.wc.synced_root
+        self.r.set_head(ws)
+        root = self.workspaces.root(ws)
+        self.wc.sync(root, previous)
+        return {"workspace": ws, "root": root}
+
+    def export_workspace(self, ws: str, zip_path: str, name: str | None = None,
+                         version: str | None = None) -> dict:
+        """Export a workspace's current state as a package bundle."""
+        from .repo.packages import export_bundle
+
+        ws = self.ws(ws)
+        root = self.intake(ws) if ws == self.current else self.workspaces.root(ws)
+        pkg_ref = self.workspaces.package(ws)
+        if not pkg_ref:
+            raise UsageError(f"workspace '{ws}' has no package deployed; nothing to export")
+        old = self.read_package(pkg_ref["hash"])
+        name = name or old["name"]
+        version = version or f"{old['version']}-{root[:8]}"
+        Version.parse(version)
+        new = dict(old, name=name, version=version, datasets={"kind": "tree", "hash": root},
+                   parent={"version": old["version"], "hash": pkg_ref["hash"]},
+                   message=f"export of workspace {ws}")
+        h = self.r.objects.write(canon.dumps(new))
+        ref_path = self.r.package_ref_path(name, version)
+        if not ref_path.exists():
+            write_ref(ref_path, "package", h)
+        return export_bundle(self.r, name, version, zip_path)
+
+    # -- maintenance ----------------------------------------------------------------------------------
+    def gc(self, min_age: float | None = None, dry_run: bool = False) -> dict:
+        if min_age is None:
+            min_age = float(self.r.config.get("gc", {}).get("min_age", 60))
+        return gc_mod.gc(self.r, min_age=min_age, dry_run=dry_run)
+
+    def fsck(self) -> dict:
+        return gc_mod.fsck(self.r)

@@ -1,0 +1,234 @@
+"""The working copy: `inputs/` and `outputs/` in the project directory, a file view of the
+current workspace's root.
+
+A stat cache in index.db (`wc_stat`: size, mtime_ns, inode → content hash, like git's index)
+lets `status` re-hash only files whose stat changed. `meta.wc_root` is the root the files match;
+`meta.wc_target` is set before files are rewritten and cleared after, so a sync interrupted by a
+kill is completed by the next command instead of being mistaken for user edits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import UsageError
+from ..core.hashing import hash_file
+from .trees import blob_entry
+
+WC_DIRS = ("inputs", "outputs")
+RACY_NS = 50_000_000  # a file modified this recently is re-hashed next time (racy-git rule)
+
+
+@dataclass
+class Changes:
+    modified: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)  # changed path -> new content hash
+
+    def __bool__(self):
+        return bool(self.modified or self.added or self.deleted)
+
+    def to_json(self) -> dict:
+        return {"modified": self.modified, "added": self.added, "deleted": self.deleted}
+
+
+class WorkingCopy:
+    def __init__(self, repo):
+        self.repo = repo
+        self.root_dir: Path = repo.root
+        self.tmp_dir: Path = repo.dir / "objects" / "tmp"
+
+    @property
+    def db(self):
+        return self.repo.index
+
+    # -- stat cache -----------------------------------------------------------------------
+    def _cache(self) -> dict[str, tuple]:
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in
+                self.db.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat")}
+
+    def _remember(self, rows: list[tuple], drop: list[str] = ()) -> None:
+        """rows: (path, stat, hash); entries too fresh to trust are not cached."""
+        now = time.time_ns()
+        with self.db.transaction() as c:
+            c.executemany("DELETE FROM wc_stat WHERE path=?", [(p,) for p in drop])
+            c.executemany(
+                "INSERT OR REPLACE INTO wc_stat(path,size,mtime_ns,ino,hash) VALUES (?,?,?,?,?)",
+                [(p, st.st_size, st.st_mtime_ns, st.st_ino, h) for p, st, h in rows
+                 if now - st.st_mtime_ns > RACY_NS])
+            c.executemany("DELETE FROM wc_stat WHERE path=?",
+                          [(p,) for p, st, h in rows if now - st.st_mtime_ns <= RACY_NS])
+
+    @property
+    def synced_root(self) -> str | None:
+        return self.db.get_meta("wc_root")
+
+    # -- scanning -------------------------------------------------------------------------
+    def files(self, top: str = "inputs") -> dict[str, os.stat_result]:
+        """Every regular file under `top`, by slash path (iterative walk)."""
+        out = {}
+        stack = [top]
+        base = str(self.root_dir) + os.sep
+        while stack:
+            rel = stack.pop()
+            try:
+                it = os.scandir(base + rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with it:
+                for e in it:
+                    p = f"{rel}/{e.name}"
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(p)
+                    elif e.is_file(follow_symlinks=False) and not e.name.startswith(".e3tmp"):
+                        out[p] = e.stat(follow_symlinks=False)
+        return out
+
+    def scan(self, root: str, top: str = "inputs") -> Changes:
+        """Compare the files under `top` with the datasets of `root` under it."""
+        tracked = {p: e["hash"] for p, e in self._walk(root, top)}
+        disk = self.files(top)
+        cache = self._cache()
+        ch = Changes()
+        fresh = []
+        for p, st in disk.items():
+            c = cache.get(p)
+            if c and c[0] == st.st_size and c[1] == st.st_mtime_ns and c[2] == st.st_ino:
+                h = c[3]
+            else:
+                h = hash_file(self.root_dir / p)
+                fresh.append((p, st, h))
+            old = tracked.get(p)
+            if old is None:
+                ch.added.append(p)
+                ch.hashes[p] = h
+            elif old != h:
+                ch.modified.append(p)
+                ch.hashes[p] = h
+        ch.deleted = [p for p in tracked if p not in disk]
+        gone = [p for p in cache if p.startswith(top + "/") and p not in disk]
+        if fresh or gone:
+            self._remember(fresh, gone)
+        ch.modified.sort(), ch.added.sort(), ch.deleted.sort()
+        return ch
+
+    def _walk(self, root: str, top: str):
+        if self.repo.trees.find(root, top) is None:
+            return []
+        return self.repo.trees.walk(root, top)
+
+    # -- taking edits in ---------------------------------------------------------------------
+    def intake_changes(self, root: str, ch: Changes) -> dict[str, dict | None]:
+        """Store changed files as objects; return the tree changes {path: entry or None}."""
+        changes: dict[str, dict | None] = {}
+        rows = []
+        for p in ch.modified + ch.added:
+            src = self.root_dir / p
+            old = self.repo.trees.find(root, p)
+            fmt = old.get("format", "raw") if old else "raw"
+            st = src.stat()
+            h = self.repo.objects.write_file(src)
+            if fmt == "json":
+                try:
+                    json.loads(self.repo.objects.read(h))
+                except ValueError as e:
+                    raise UsageError(f"{p} is a JSON dataset but the file is not valid JSON "
+                                     f"({e}); fix it or 'e3 reset {p}'") from None
+            changes[p] = blob_entry(h, st.st_size, fmt)
+            rows.append((p, st, h))
+        for p in ch.deleted:
+            changes[p] = None
+        self._remember(rows)
+        return changes
+
+    # -- writing files -----------------------------------------------------------------------
+    def _place(self, path: str, h: str) -> None:
+        dest = self.root_dir / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir():
+            raise UsageError(f"cannot write dataset {path}: a directory is in the way; move it")
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp_dir / f"wc-{os.getpid()}-{h[:16]}"
+        self.repo.objects.copy_to(h, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+
+    def sync(self, target: str, previous: str | None = None, force: bool = False) -> dict:
+        """Make the files under inputs/ and outputs/ match `target`; files unchanged on disk are
+        untouched. Files tracked by `previous` but absent from `target` are removed. Returns
+        counts."""
+        if previous is None:
+            previous = self.synced_root
+        self.db.set_meta("wc_target", target)
+        want = {}
+        for top in WC_DIRS:
+            want.update({p: e["hash"] for p, e in self._walk(target, top)})
+        old = {}
+        if previous:
+            for top in WC_DIRS:
+                old.update({p: e["hash"] for p, e in self._walk(previous, top)})
+        cache = self._cache()
+        written, rows = 0, []
+        for p, h in sorted(want.items()):
+            dest = self.root_dir / p
+            c = cache.get(p)
+            if c and c[3] == h and not force:
+                try:
+                    st = dest.stat()
+                    if (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
+                        continue
+                except FileNotFoundError:
+                    pass
+            elif not force and dest.is_file() and hash_file(dest) == h:
+                rows.append((p, dest.stat(), h))
+                continue
+            self._place(p, h)
+            rows.append((p, dest.stat(), h))
+            written += 1
+        removed = []
+        for p in sorted(set(old) - set(want)):
+            try:
+                (self.root_dir / p).unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+            _prune_dirs(self.root_dir, p)
+        self._remember(rows, removed)
+        self.db.set_meta("wc_root", target)
+        self.db.execute("DELETE FROM meta WHERE key='wc_target'")
+        return {"written": written, "removed": len(removed)}
+
+    def write_one(self, path: str, h: str) -> None:
+        self._place(path, h)
+        self._remember([(path, (self.root_dir / path).stat(), h)])
+
+    def remove_one(self, path: str) -> None:
+        try:
+            (self.root_dir / path).unlink()
+        except FileNotFoundError:
+            pass
+        _prune_dirs(self.root_dir, path)
+        self._remember([], [path])
+
+    def recover(self, current_root: str) -> bool:
+        """Finish a sync interrupted by a kill. True if one was pending."""
+        target = self.db.get_meta("wc_target")
+        if target is None:
+            return False
+        self.sync(current_root, previous=self.synced_root, force=False)
+        return True
+
+
+def _prune_dirs(root: Path, path: str) -> None:
+    parts = path.split("/")[:-1]
+    while len(parts) > 1:
+        d = root.joinpath(*parts)
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        parts.pop()
