@@ -145,3 +145,11 @@ def main(argv=None) -> None:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as e:  # a bug, not a user error: still one line unless -v
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"e3: internal error: {type(e).__name__}: {e} (run with -v for the traceback)",
+                   err=True)
+        sys.exit(1)
