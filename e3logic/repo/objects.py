@@ -77,6 +77,15 @@ class ObjectStore:
             raise
         return h
 
+    def adopt(self, src: Path | str) -> str:
+        """Move a finished file (e.g. a task's output in `tmp/`) into the store; returns its hash."""
+        h = hash_file(src)
+        if self.fsync:
+            with open(src, "rb") as f:
+                os.fsync(f.fileno())
+        self._install(str(src), h)
+        return h
+
     def read(self, h: str) -> bytes:
         try:
             return self.path(h).read_bytes()

@@ -1,0 +1,77 @@
+"""Episodes: one per execution attempt, with a history of states and beats.
+
+States: plan → run → (yield / await)* → ok | fail | cxl. History rows are staged in memory and
+written at the commit of the beat that produced them (canonical order).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+STATES = ("plan", "run", "yield", "await", "ok", "fail", "cxl")
+FINAL = ("ok", "fail", "cxl")
+_NEXT = {
+    None: {"plan"},
+    "plan": {"run", "cxl", "fail"},
+    "run": {"yield", "await", "ok", "fail", "cxl"},
+    "yield": {"run", "yield", "await", "ok", "fail", "cxl"},
+    "await": {"run", "yield", "await", "ok", "fail", "cxl"},
+}
+
+
+class BadTransition(Exception):
+    pass
+
+
+@dataclass
+class Episode:
+    episode: str
+    run: str
+    dataflow: str
+    key: str | None
+    profile: str = "ro"
+    state: str | None = None
+    pgid: int | None = None
+    history: list = field(default_factory=list)  # (seq, state, beat, note, ts)
+    unflushed: int = 0
+
+    def move(self, state: str, beat: int, note: str = "", clock=time.time) -> None:
+        if state not in _NEXT.get(self.state, set()):
+            raise BadTransition(f"episode {self.episode}: {self.state} -> {state}")
+        self.state = state
+        self.history.append((len(self.history), state, beat, note, clock()))
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
+
+
+def flush(conn, episodes: list[Episode]) -> None:
+    """Write the new history rows of `episodes` (canonical order) inside a transaction."""
+    for ep in sorted(episodes, key=lambda e: e.episode):
+        if ep.unflushed == len(ep.history):
+            continue
+        conn.execute("INSERT OR REPLACE INTO episodes(episode, run, dataflow, key, profile, state, "
+                     "pgid) VALUES (?,?,?,?,?,?,?)",
+                     (ep.episode, ep.run, ep.dataflow, ep.key, ep.profile, ep.state, ep.pgid))
+        conn.executemany("INSERT OR REPLACE INTO history(episode, seq, state, beat, note, ts) "
+                         "VALUES (?,?,?,?,?,?)",
+                         [(ep.episode, *h) for h in ep.history[ep.unflushed:]])
+        ep.unflushed = len(ep.history)
+
+
+def load(db, run: str | None = None) -> list[dict]:
+    """Episode histories (of one run, or all), for `e3 episodes`."""
+    q = "SELECT episode, run, dataflow, state FROM episodes"
+    args: tuple = ()
+    if run:
+        q += " WHERE run=?"
+        args = (run,)
+    eps = db.query(q + " ORDER BY run, episode", args)
+    out = []
+    for e in eps:
+        hist = db.query("SELECT state, beat, note FROM history WHERE episode=? ORDER BY seq",
+                        (e["episode"],))
+        out.append({"episode": e["episode"], "run": e["run"], "dataflow": e["dataflow"],
+                    "state": e["state"], "history": hist})
+    return out

@@ -1,0 +1,324 @@
+"""The heartbeat executor (anyio).
+
+Each beat: **capture** ready jobs (inputs committed, a slot and their leases free) in plan
+priority order → **compute** (memo lookup; start misses on the backend) → wait for a finish →
+**commit** the finished results in canonical order: objects, memo + history rows (one SQLite
+transaction), workspace root by compare-and-swap, then `publish` (working-copy files). What beat
+N commits is visible to the capture of beat N+1.
+
+`ExecState` is the executor's one state object; `ExecState.log` records what ran, hit, failed,
+was skipped or cancelled, in order, for tests to assert on.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from ..core.paths import lease_conflict
+from ..repo.trees import blob_entry
+from .episodes import Episode, flush
+from .memo import ExecutionRecord, Memo, execution_key
+
+OUTCOMES = ("executed", "cached", "failed", "skipped", "cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str                    # dataflow name
+    task_hash: str
+    runtime: str                 # python | shell | inline
+    entry: str | None
+    argv: tuple | None
+    inputs: tuple                # dataset paths, in order
+    output_path: str             # outputs/<dataflow>/<output>
+    deps: frozenset              # upstream jobs of this run
+    leases: tuple = ()           # ((path, mode), ...)
+    budget: tuple = ()           # sorted (key, value) pairs
+    profile: str = "ro"
+    modules_hash: str = ""
+
+
+@dataclass
+class Finished:
+    job: Job
+    key: str
+    status: str                  # ok | fail | cxl | hit
+    inputs: tuple                # ((path, hash), ...)
+    output_file: str | None = None
+    output_hash: str | None = None
+    output_format: str | None = None
+    reason: str = ""
+    exit_code: int | None = None
+    started: float = 0.0
+    ended: float = 0.0
+
+
+@dataclass
+class ExecState:
+    """Everything the executor knows; nothing else holds run state.
+
+    root      the workspace root as last committed
+    pending   jobs not yet captured, in priority order
+    running   job name -> Episode of its current attempt
+    staged    finished results awaiting the next commit
+    outcome   job name -> one of OUTCOMES (the receipt's source)
+    results   job name -> (execution key, output hash) for ok/cached jobs
+    log       (beat, event, job name) in the order things happened
+    """
+
+    root: str
+    pending: list = field(default_factory=list)
+    running: dict = field(default_factory=dict)
+    staged: list = field(default_factory=list)
+    outcome: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    keys: dict = field(default_factory=dict)
+    episodes: list = field(default_factory=list)
+    log: list = field(default_factory=list)
+    beat: int = 0
+    cancel_reason: str | None = None
+
+
+Runner = Callable[[Job, str, tuple, str, Episode], Awaitable[Finished]]
+
+
+class Executor:
+    def __init__(self, repo, workspace: str, jobs: list[Job], priority: list[str], *,
+                 run_id: str, runner, cap: int = 1, cooperative: bool = False,
+                 force: bool = False, fail_fast: bool = False, publish=None,
+                 should_cancel: Callable[[], str | None] | None = None, clock=time.time,
+                 tmp_dir: Path | None = None):
+        self.repo = repo
+        self.ws = workspace
+        self.jobs = {j.name: j for j in jobs}
+        order = {n: i for i, n in enumerate(priority)}
+        self.run_id = run_id
+        self.runner = runner
+        self.cap = max(1, cap or 1)
+        self.cooperative = cooperative
+        self.force = force
+        self.fail_fast = fail_fast
+        self.publish = publish
+        self.should_cancel = should_cancel
+        self.clock = clock
+        self.memo = Memo(repo.index)
+        self.tmp_dir = tmp_dir or (repo.dir / "objects" / "tmp")
+        from ..repo.workspaces import Workspaces
+
+        self.workspaces = Workspaces(repo)
+        self.state = ExecState(root=self.workspaces.root(workspace),
+                               pending=sorted(self.jobs, key=lambda n: (order.get(n, 1 << 30), n)))
+        self._dependents: dict[str, list[str]] = {n: [] for n in self.jobs}
+        for j in jobs:
+            for d in j.deps:
+                self._dependents[d].append(j.name)
+
+    # -- capture ---------------------------------------------------------------------------
+    def _ready(self, name: str) -> bool:
+        return all(self.state.outcome.get(d) in ("executed", "cached") for d in self.jobs[name].deps)
+
+    def _blocked(self, name: str) -> bool:
+        return any(self.state.outcome.get(d) in ("failed", "skipped", "cancelled")
+                   for d in self.jobs[name].deps)
+
+    def _leases_free(self, job: Job) -> bool:
+        held = [l for n in self.state.running for l in self.jobs[n].leases]
+        return not any(lease_conflict(a, b) for a in job.leases for b in held)
+
+    def capture(self) -> list[str]:
+        st = self.state
+        out, keep = [], []
+        for name in st.pending:
+            job = self.jobs[name]
+            if self._blocked(name):
+                self._finish_outcome(name, "skipped")
+            elif (len(st.running) + len(out) < self.cap and self._ready(name)
+                  and self._leases_free(job)
+                  and not any(lease_conflict(a, b) for o in out for a in job.leases
+                              for b in self.jobs[o].leases)):
+                out.append(name)
+            else:
+                keep.append(name)
+        st.pending = keep
+        return out
+
+    def _finish_outcome(self, name: str, outcome: str) -> None:
+        self.state.outcome[name] = outcome
+        self.state.log.append((self.state.beat, outcome, name))
+
+    # -- compute ----------------------------------------------------------------------------
+    def _inputs(self, job: Job) -> tuple | None:
+        trees = self.repo.trees
+        out = []
+        for p in job.inputs:
+            e = trees.find(self.state.root, p)
+            if e is None or e["kind"] != "blob":
+                return None
+            out.append((p, e["hash"], e.get("format", "raw")))
+        return tuple(out)
+
+    async def compute(self, names: list[str], tg) -> None:
+        st = self.state
+        for name in names:
+            job = self.jobs[name]
+            ins = self._inputs(job)
+            if ins is None:
+                missing = [p for p in job.inputs if self.repo.trees.find(st.root, p) is None]
+                ep = self._episode(job, None)
+                ep.move("fail", st.beat, f"input {missing[0] if missing else '?'} is missing")
+                st.staged.append(Finished(job, "", "fail", (), reason=ep.history[-1][3]))
+                continue
+            key = execution_key(job.task_hash, [h for _, h, _ in ins])
+            st.keys[name] = key
+            hit = None if self.force else self.memo.lookup(key)
+            if hit is not None and self.repo.objects.exists(hit.output_hash):
+                st.staged.append(Finished(job, key, "hit", tuple((p, h) for p, h, _ in ins),
+                                          output_hash=hit.output_hash,
+                                          output_format=hit.output_format))
+                continue
+            ep = self._episode(job, key)
+            st.running[name] = ep
+            ep.move("run", st.beat)
+            st.log.append((st.beat, "start", name))
+            if self.cooperative:
+                st.staged.append(await self.runner(job, key, ins, self._out_file(key), ep))
+                st.running.pop(name, None)
+            else:
+                tg.start_soon(self._run_one, job, key, ins, ep)
+
+    def _episode(self, job: Job, key: str | None) -> Episode:
+        n = sum(1 for e in self.state.episodes if e.dataflow == job.name)
+        ep = Episode(f"{self.run_id}:{job.name}" + (f"#{n + 1}" if n else ""), self.run_id,
+                     job.name, key, job.profile)
+        ep.move("plan", self.state.beat)
+        self.state.episodes.append(ep)
+        return ep
+
+    def _out_file(self, key: str) -> str:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return str(self.tmp_dir / f"out-{key[:24]}-{self.run_id}")
+
+    async def _run_one(self, job, key, ins, ep) -> None:
+        try:
+            res = await self.runner(job, key, ins, self._out_file(key), ep)
+        finally:
+            self.state.running.pop(job.name, None)
+        self.state.staged.append(res)
+        self._wake.set()
+
+    # -- commit -----------------------------------------------------------------------------
+    def commit(self) -> None:
+        st = self.state
+        if not st.staged:
+            return
+        staged = sorted(st.staged, key=lambda f: f.job.name)
+        st.staged = []
+        changes, records, published, failed = {}, [], [], []
+        for f in staged:
+            job = f.job
+            if f.status == "hit":
+                changes[job.output_path] = blob_entry(f.output_hash, self.repo.objects.size(f.output_hash),
+                                                      f.output_format or "raw")
+                st.results[job.name] = (f.key, f.output_hash)
+                self._finish_outcome(job.name, "cached")
+                published.append((job.output_path, f.output_hash))
+                continue
+            ep = next(e for e in reversed(st.episodes) if e.dataflow == job.name)
+            if f.status == "ok":
+                h = self.repo.objects.adopt(f.output_file)
+                f.output_hash = h
+                changes[job.output_path] = blob_entry(h, self.repo.objects.size(h), f.output_format or "raw")
+                st.results[job.name] = (f.key, h)
+                if not ep.final:
+                    ep.move("ok", st.beat, f"{f.ended - f.started:.3f}s")
+                self._finish_outcome(job.name, "executed")
+                published.append((job.output_path, h))
+            else:
+                if f.output_file:
+                    try:
+                        os.unlink(f.output_file)
+                    except FileNotFoundError:
+                        pass
+                if not ep.final:
+                    ep.move("cxl" if f.status == "cxl" else "fail", st.beat, f.reason)
+                self._finish_outcome(job.name, "cancelled" if f.status == "cxl" else "failed")
+                failed.append(job.name)
+            if f.key:
+                records.append(ExecutionRecord(
+                    key=f.key, task_hash=job.task_hash, dataflow=job.name, run=self.run_id,
+                    workspace=self.ws, status=f.status, started=f.started, ended=f.ended,
+                    exit_code=f.exit_code, output_hash=f.output_hash, output_format=f.output_format,
+                    error=f.reason or None, inputs=f.inputs, output_path=job.output_path))
+        with self.repo.index.transaction() as conn:
+            for r in records:
+                self.memo.record(conn, r)
+            flush(conn, st.episodes)
+        if changes:
+            st.root = self.workspaces.update_root(
+                self.ws, lambda old: self.repo.trees.set_many(old, changes))
+        if self.publish and published:
+            self.publish(st.root, published)
+        if failed and self.fail_fast:
+            self.cancel("fail-fast: " + failed[0] + " failed")
+
+    def cancel(self, reason: str) -> None:
+        if self.state.cancel_reason is None:
+            self.state.cancel_reason = reason
+        for name in list(self.state.pending):
+            self._finish_outcome(name, "skipped")
+        self.state.pending = []
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self) -> ExecState:
+        import anyio
+
+        st = self.state
+        self._scope = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                while st.pending or st.running or st.staged:
+                    st.beat += 1
+                    if self.should_cancel:
+                        why = self.should_cancel()
+                        if why:
+                            self.cancel(why)
+                            break
+                    self._wake = anyio.Event()
+                    await self.compute(self.capture(), tg)
+                    if st.running and not st.staged:
+                        await self._wake.wait()
+                    self.commit()
+                    if not st.running and not st.staged and st.pending and not self.capture_possible():
+                        for n in st.pending:
+                            self._finish_outcome(n, "skipped")
+                        st.pending = []
+        finally:
+            self._after_cancel()
+        return st
+
+    def capture_possible(self) -> bool:
+        return any(self._ready(n) or self._blocked(n) for n in self.state.pending)
+
+    def _after_cancel(self) -> None:
+        """Mark every episode still running as cancelled and commit what finished."""
+        st = self.state
+        reason = st.cancel_reason or "cancelled"
+        for name, ep in sorted(st.running.items()):
+            if not ep.final:
+                ep.move("cxl", st.beat, reason)
+            self._finish_outcome(name, "cancelled")
+        st.running.clear()
+        try:
+            self.commit()
+        finally:
+            with self.repo.index.transaction() as conn:
+                flush(conn, st.episodes)
+        for n in st.pending:
+            self._finish_outcome(n, "skipped")
+        st.pending = []
