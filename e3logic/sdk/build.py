@@ -1,0 +1,161 @@
+"""Loading an `e3pkg.py` and building it into a package object and a deterministic bundle zip.
+
+The object graph is built in a `MemoryStore` (modules tree, datasets tree, package object) and
+written with `repo.bundle.write_bundle`; nothing here reads a clock, so identical sources give a
+byte-identical zip.
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from ..core import canon
+from ..core.errors import BuildError, E3Error
+from ..repo.bundle import write_bundle
+from ..repo.objects import MemoryStore
+from ..repo.packages import object_graph
+from ..repo.trees import Trees, blob_entry
+from .builder import PackageBuilder, _loading
+
+SKIP_DIRS = {"__pycache__"}
+SKIP_SUFFIXES = (".pyc", ".pyo")
+DEFAULT_OUTDIR = "dist"
+
+
+def load(directory) -> PackageBuilder:
+    """Execute `directory/e3pkg.py` and return its `package` (a PackageBuilder). The directory is
+    on sys.path only while the file runs; modules it imported from there are forgotten after."""
+    d = Path(directory).resolve()
+    f = d / "e3pkg.py"
+    if not f.is_file():
+        raise BuildError(f"no e3pkg.py in {d}; create one that sets package = sdk.package(...) "
+                         f"(see docs/packages.md)")
+    try:
+        code = compile(f.read_bytes(), str(f), "exec")
+    except SyntaxError as e:
+        raise BuildError(f"{f.name} line {e.lineno}: syntax error: {e.msg}; fix {f}") from None
+    g = {"__name__": "__e3pkg__", "__file__": str(f), "__builtins__": builtins}
+    saved_path = list(sys.path)
+    before = set(sys.modules)
+    sys.path.insert(0, str(d))
+    _loading.append(d)
+    try:
+        exec(code, g)
+    except E3Error as e:
+        raise BuildError(f"{f.name} line {_lineno(e, f)}: {e}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise BuildError(f"{f.name} line {_lineno(e, f)}: {type(e).__name__}: {e}; fix {f}") from None
+    finally:
+        _loading.pop()
+        sys.path[:] = saved_path
+        for name in sorted(set(sys.modules) - before):
+            mf = getattr(sys.modules.get(name), "__file__", None)
+            if mf and Path(mf).resolve().is_relative_to(d):
+                del sys.modules[name]
+    pkg = g.get("package")
+    if not isinstance(pkg, PackageBuilder):
+        raise BuildError(f"{f} must set package = sdk.package(name, version); it set "
+                         f"{'nothing' if pkg is None else type(pkg).__name__}")
+    return pkg
+
+
+def _lineno(exc: BaseException, f: Path) -> str:
+    line = "?"
+    for fr in traceback.extract_tb(exc.__traceback__):
+        if fr.filename == str(f):
+            line = str(fr.lineno)
+    return line
+
+
+def collect_module_files(pkg: PackageBuilder, exclude=()) -> list[tuple[str, Path]]:
+    """(relative posix path, absolute path) of every bundled module file, sorted. Directories
+    are walked recursively, skipping hidden entries, __pycache__, compiled files and `exclude`
+    (e.g. the build output directory)."""
+    base = pkg.base_dir
+    skip = [Path(x).resolve() for x in exclude]
+    files: dict[str, Path] = {}
+
+    def add(full: Path) -> None:
+        real = full.resolve()
+        if not real.is_relative_to(base):
+            raise BuildError(f"module file '{full.relative_to(base).as_posix()}' links outside "
+                             f"the package directory {base}; copy the file into it")
+        files[full.relative_to(base).as_posix()] = real
+
+    for rel in pkg.modules:
+        full = base / rel if rel != "." else base
+        if full.is_file():
+            add(full)
+            continue
+        if not full.is_dir():
+            raise BuildError(f"module path '{rel}' no longer exists in {base}")
+        for root, dirs, names in os.walk(full):
+            r = Path(root)
+            dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in SKIP_DIRS
+                             and (r / x).resolve() not in skip)
+            for n in sorted(names):
+                if n.startswith(".") or n.endswith(SKIP_SUFFIXES):
+                    continue
+                add(r / n)
+    return sorted(files.items())
+
+
+def build_objects(pkg: PackageBuilder, store=None, exclude=()) -> tuple[str, dict, object]:
+    """Validate `pkg` and write its objects (module blobs, modules tree, dataset blobs, datasets
+    tree, package object) into `store` (a new MemoryStore by default).
+    Returns (package object hash, package object, store)."""
+    pkg.validate()
+    store = store if store is not None else MemoryStore()
+    trees = Trees(store)
+    mods = {}
+    for rel, full in collect_module_files(pkg, exclude):
+        data = full.read_bytes()
+        mods[rel] = blob_entry(store.write(data), len(data), "raw")
+    modules_root = trees.set_many(trees.empty, mods) if mods else trees.empty
+    ds = {}
+    for path, spec in sorted(pkg.datasets.items()):
+        if "file" in spec:
+            full = pkg.base_dir / spec["file"]
+            try:
+                data = full.read_bytes()
+            except OSError as e:
+                raise BuildError(f"dataset '{path}': cannot read '{spec['file']}' ({e.strerror})") from None
+        else:
+            data = canon.dumps(spec["value"])
+        ds[path] = blob_entry(store.write(data), len(data), spec["format"])
+    datasets_root = trees.set_many(trees.empty, ds) if ds else trees.empty
+    obj = {
+        "e3": "package", "name": pkg.name, "version": pkg.version,
+        "dependencies": dict(sorted(pkg.dependencies.items())),
+        "modules": {"kind": "tree", "hash": modules_root},
+        "tasks": {n: dict(t) for n, t in sorted(pkg.tasks.items())},
+        "dataflows": {n: dict(df) for n, df in sorted(pkg.dataflows.items())},
+        "datasets": {"kind": "tree", "hash": datasets_root},
+        "parent": None, "message": "",
+    }
+    h = store.write(canon.dumps(obj))
+    return h, obj, store
+
+
+def bundle_name(name: str, version: str) -> str:
+    return f"{name}-{version}.zip"
+
+
+def build(directory, outdir=None) -> dict:
+    """Build `directory/e3pkg.py` to `<outdir or directory/dist>/<name>-<version>.zip`,
+    byte-identical for identical sources. Returns {"name","version","path","hash"}."""
+    d = Path(directory).resolve()
+    pkg = load(d)
+    out = Path(outdir) if outdir is not None else d / DEFAULT_OUTDIR
+    h, obj, store = build_objects(pkg, exclude=[out])
+    hashes = object_graph(h, store.read)
+    path = write_bundle(out / bundle_name(pkg.name, pkg.version), pkg.name, pkg.version, h,
+                        hashes, lambda x: io.BytesIO(store.read(x)),
+                        lambda x: len(store.read(x)))
+    return {"name": pkg.name, "version": pkg.version, "path": str(path), "hash": h}

@@ -1,0 +1,136 @@
+"""Whole-package checks run at build time. Each problem is one line naming the culprit(s) and
+the fix; when there are several, the first (in a fixed order) is raised with a count of the rest.
+
+Order: unknown tasks, python entry modules that look like typos of bundled ones, producers
+(two producers of one path, a dataset that is also a folder), inputs nobody provides, cycles.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..core.errors import BuildError, did_you_mean
+from ..core.paths import is_prefix
+from .builder import output_path
+
+
+def _suggest(name: str, candidates) -> str:
+    near = did_you_mean(name, candidates)
+    return f"did you mean {' or '.join(repr(s) for s in near)}? " if near else ""
+
+
+def producers(pkg) -> dict[str, list[str]]:
+    """{path: [producer descriptions]}: declared datasets and dataflow outputs."""
+    out: dict[str, list[str]] = {}
+    for p in pkg.datasets:
+        out.setdefault(p, []).append(f"dataset '{p}'")
+    for d, df in pkg.dataflows.items():
+        out.setdefault(output_path(d, df["output"]), []).append(f"dataflow '{d}'")
+    return out
+
+
+def module_names(pkg) -> set[str]:
+    """Top-level importable names the bundled modules provide (from declared paths)."""
+    names = set()
+    for m in pkg.modules:
+        first = m.split("/")[0]
+        names.add(first[:-3] if first.endswith(".py") else first)
+    return names
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def problems(pkg) -> list[str]:
+    errs: list[str] = []
+    # unknown tasks
+    for d, df in sorted(pkg.dataflows.items()):
+        if df["task"] not in pkg.tasks:
+            errs.append(f"dataflow '{d}' uses unknown task '{df['task']}'; "
+                        f"{_suggest(df['task'], pkg.tasks)}declare it with "
+                        f"package.task('{df['task']}', ...)")
+    # entry modules that are near-misses of bundled modules
+    mods = module_names(pkg)
+    for t, task in sorted(pkg.tasks.items()):
+        if "entry" not in task:
+            continue
+        top = task["entry"].split(":")[0].split(".")[0]
+        if top in mods or top in sys.stdlib_module_names:
+            continue
+        near = did_you_mean(top, mods)
+        if near:
+            errs.append(f"task '{t}' entry '{task['entry']}' names module '{top}', which is not "
+                        f"bundled; did you mean '{near[0]}'? (or add package.module('{top}.py'))")
+        elif not _importable(top):
+            errs.append(f"task '{t}' entry '{task['entry']}' needs module '{top}', which is "
+                        f"neither bundled nor installed; add package.module('{top}.py')")
+    # producers
+    prod = producers(pkg)
+    for p, who in sorted(prod.items()):
+        if len(who) > 1:
+            errs.append(f"two producers of '{p}': {' and '.join(who)}; rename one of them")
+    paths = sorted(prod)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            if not b.startswith(a + "/"):
+                if b > a + "/":
+                    break
+                continue
+            if is_prefix(a, b):
+                errs.append(f"'{a}' ({prod[a][0]}) is also a folder holding '{b}' "
+                            f"({prod[b][0]}); rename one of them")
+    # inputs nobody provides
+    for d, df in sorted(pkg.dataflows.items()):
+        for i in df["inputs"]:
+            if i not in prod:
+                errs.append(f"dataflow '{d}' reads '{i}', which nothing provides; "
+                            f"{_suggest(i, prod)}declare it with package.dataset('{i}', ...) "
+                            f"or make a dataflow output it")
+    # cycles
+    cyc = find_cycle(pkg)
+    if cyc:
+        errs.append(cyc)
+    return errs
+
+
+def graph(pkg):
+    """networkx DiGraph of dataflows: an edge producer -> consumer labelled with the path."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(sorted(pkg.dataflows))
+    made = {output_path(d, df["output"]): d for d, df in sorted(pkg.dataflows.items())}
+    for d, df in sorted(pkg.dataflows.items()):
+        for i in df["inputs"]:
+            if i in made:
+                g.add_edge(made[i], d, path=i)
+    return g
+
+
+def find_cycle(pkg) -> str | None:
+    """A one-line description of a dataflow cycle, or None."""
+    import networkx as nx
+
+    g = graph(pkg)
+    for start in sorted(g.nodes):
+        try:
+            edges = nx.find_cycle(g, source=start)
+        except nx.NetworkXNoCycle:
+            continue
+        names = [u for u, _ in edges] + [edges[-1][1]]
+        via = ", ".join(f"'{v}' reads {g.edges[u, v]['path']}" for u, v in edges)
+        return (f"dataflow cycle {' -> '.join(names)} ({via}); make one of these dataflows read "
+                f"a dataset outside the cycle")
+    return None
+
+
+def validate(pkg) -> None:
+    errs = problems(pkg)
+    if errs:
+        more = f" (+{len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+        raise BuildError(errs[0] + more)
