@@ -30,6 +30,13 @@ COMMANDS = {
     "packages": ("pkg_cmds", "packages"),
     "export": ("pkg_cmds", "export"),
     "demo": ("demo_cmd", "demo"),
+    "go": ("run_cmds", "go"),
+    "run": ("run_cmds", "run"),
+    "plan": ("run_cmds", "plan"),
+    "logs": ("run_cmds", "logs"),
+    "episodes": ("run_cmds", "episodes"),
+    "stats": ("run_cmds", "stats"),
+    "cancel": ("run_cmds", "cancel"),
 }
 
 #: one-line help for each command, shown by `e3 --help` without importing the command
@@ -53,6 +60,13 @@ SUMMARIES = {
     "packages": "List installed packages.",
     "export": "Write an installed package to a bundle zip.",
     "demo": "Run the main job on the bundled example in a temp project.",
+    "go": "Run the dataflows (only what changed, only what the targets need).",
+    "run": "Execute one task of a package on files (ad hoc, memoized).",
+    "plan": "Show batches and lease assignment for what would run.",
+    "logs": "Show a task's output (streamed while it runs).",
+    "episodes": "Show the episode histories of a run.",
+    "stats": "Show the memo hit ratio and work saved.",
+    "cancel": "Cancel a running 'e3 go' from another shell.",
 }
 
 

@@ -90,7 +90,7 @@ class Executor:
                  run_id: str, runner, cap: int = 1, cooperative: bool = False,
                  force: bool = False, fail_fast: bool = False, publish=None,
                  should_cancel: Callable[[], str | None] | None = None, clock=time.time,
-                 tmp_dir: Path | None = None):
+                 tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2):
         self.repo = repo
         self.ws = workspace
         self.jobs = {j.name: j for j in jobs}
@@ -104,6 +104,9 @@ class Executor:
         self.publish = publish
         self.should_cancel = should_cancel
         self.clock = clock
+        self.on_outcome = on_outcome
+        self.tick = tick
+        self._scope = None
         self.memo = Memo(repo.index)
         self.tmp_dir = tmp_dir or (repo.dir / "objects" / "tmp")
         from ..repo.workspaces import Workspaces
@@ -145,9 +148,11 @@ class Executor:
         st.pending = keep
         return out
 
-    def _finish_outcome(self, name: str, outcome: str) -> None:
+    def _finish_outcome(self, name: str, outcome: str, seconds: float = 0.0) -> None:
         self.state.outcome[name] = outcome
         self.state.log.append((self.state.beat, outcome, name))
+        if self.on_outcome:
+            self.on_outcome(name, outcome, seconds)
 
     # -- compute ----------------------------------------------------------------------------
     def _inputs(self, job: Job) -> tuple | None:
@@ -202,10 +207,16 @@ class Executor:
         return str(self.tmp_dir / f"out-{key[:24]}-{self.run_id}")
 
     async def _run_one(self, job, key, ins, ep) -> None:
+        import anyio
+
         try:
             res = await self.runner(job, key, ins, self._out_file(key), ep)
-        finally:
+        except anyio.get_cancelled_exc_class():
             self.state.running.pop(job.name, None)
+            self.state.staged.append(Finished(job, key, "cxl", tuple((p, h) for p, h, _ in ins),
+                                              reason=self.state.cancel_reason or "cancelled"))
+            raise
+        self.state.running.pop(job.name, None)
         self.state.staged.append(res)
         self._wake.set()
 
@@ -234,7 +245,7 @@ class Executor:
                 st.results[job.name] = (f.key, h)
                 if not ep.final:
                     ep.move("ok", st.beat, f"{f.ended - f.started:.3f}s")
-                self._finish_outcome(job.name, "executed")
+                self._finish_outcome(job.name, "executed", f.ended - f.started)
                 published.append((job.output_path, h))
             else:
                 if f.output_file:
@@ -244,7 +255,8 @@ class Executor:
                         pass
                 if not ep.final:
                     ep.move("cxl" if f.status == "cxl" else "fail", st.beat, f.reason)
-                self._finish_outcome(job.name, "cancelled" if f.status == "cxl" else "failed")
+                self._finish_outcome(job.name, "cancelled" if f.status == "cxl" else "failed",
+                                     f.ended - f.started)
                 failed.append(job.name)
             if f.key:
                 records.append(ExecutionRecord(
@@ -292,7 +304,8 @@ class Executor:
                     self._wake = anyio.Event()
                     await self.compute(self.capture(), tg)
                     if st.running and not st.staged:
-                        await self._wake.wait()
+                        with anyio.move_on_after(self.tick):  # beat even when nothing finishes
+                            await self._wake.wait()
                     self.commit()
                     if not st.running and not st.staged and st.pending and not self.capture_possible():
                         for n in st.pending:
@@ -310,9 +323,7 @@ class Executor:
         st = self.state
         reason = st.cancel_reason or "cancelled"
         for name, ep in sorted(st.running.items()):
-            if not ep.final:
-                ep.move("cxl", st.beat, reason)
-            self._finish_outcome(name, "cancelled")
+            st.staged.append(Finished(self.jobs[name], ep.key or "", "cxl", (), reason=reason))
         st.running.clear()
         try:
             self.commit()

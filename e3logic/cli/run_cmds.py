@@ -1,0 +1,225 @@
+"""Running: go, run, plan, logs, episodes, stats, cancel."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ..core.errors import EXIT_CANCELLED, EXIT_FAILED
+from .common import emit, pass_opts, table
+
+
+class Reporter:
+    """`[i/N] name... done (0.5s)` lines (stderr with --json), or a rich progress bar on a
+    terminal."""
+
+    WORDS = {"executed": "done", "cached": "cached", "failed": "FAILED", "skipped": "skipped",
+             "cancelled": "cancelled"}
+
+    def __init__(self, to_stderr: bool):
+        self.stream = sys.stderr if to_stderr else sys.stdout
+        self.tty = self.stream.isatty()
+        self.i = 0
+        self.n = 0
+        self.progress = None
+
+    def start(self, n: int) -> None:
+        self.n = n
+        if self.tty and n:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(TextColumn("e3 go"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.description}"),
+                                     console=Console(file=self.stream), transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("", total=n)
+
+    def outcome(self, name: str, outcome: str, seconds: float) -> None:
+        self.i += 1
+        word = self.WORDS.get(outcome, outcome)
+        line = f"[{self.i}/{self.n}] {name}... {word}"
+        if outcome in ("executed", "failed"):
+            line += f" ({seconds:.1f}s)"
+        if self.progress:
+            if outcome != "cached":
+                self.progress.console.print(line)
+            self.progress.update(self.task, advance=1, description=name)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+@click.command()
+@click.argument("targets", nargs=-1)
+@click.option("--filter", "pattern", metavar="GLOB", help="Only dataflows whose name matches GLOB.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="At most N tasks at once (default: cores).")
+@click.option("--executor", default=None, help="inline | threads | processes (default: e3.toml, else threads).")
+@click.option("--force", is_flag=True, help="Re-execute even on memo hits.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and what is cached; run nothing.")
+@click.option("--keep-going/--fail-fast", default=True,
+              help="On failure, finish independent branches (default) or stop at once.")
+@click.option("--strict-batches", is_flag=True, help="Run the plan batch by batch.")
+@pass_opts
+def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, strict_batches):
+    """Run the dataflows (TARGETS: dataflow names or output paths; only what they need runs)."""
+    from ..dataflow.go import Go
+
+    api = opts.api()
+    executor = executor or api.r.config.get("defaults", {}).get("executor", "threads")
+    rep = None if dry_run else Reporter(to_stderr=opts.json)
+    try:
+        res = Go(api, targets, pattern, jobs, executor, force, dry_run, not keep_going,
+                 strict_batches, reporter=rep)()
+    finally:
+        if rep:
+            rep.stop()
+
+    def human(d):
+        if d["status"] == "dry-run":
+            click.echo(f"would run {len(d['would_run'])}, cached {len(d['cached'])}")
+            for b, names in enumerate(d["plan"]["batches"]):
+                click.echo(f"  batch {b}: {', '.join(names)}")
+            return
+        parts = [f"{len(d[k])} {k}" for k in ("executed", "cached", "failed", "skipped", "cancelled") if d[k]]
+        click.echo(f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}; "
+                   f"commit {d['commit'][:12]}")
+        for n in d["failed"]:
+            click.echo(f"  FAILED {n}: see 'e3 logs {n}'")
+
+    emit(opts, res, human)
+    if res["status"] == "cancelled":
+        return EXIT_CANCELLED
+    return EXIT_FAILED if res["status"] == "failed" else 0
+
+
+@click.command()
+@click.argument("spec", metavar="PKG/TASK")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the output.")
+@click.option("--force", is_flag=True, help="Re-execute even on a memo hit.")
+@pass_opts
+def run(opts, spec, inputs, output, force):
+    """Ad-hoc execution of a package's task on files."""
+    from ..dataflow.adhoc import run_task
+
+    res = run_task(opts.api(), spec, list(inputs), output, force=force)
+    emit(opts, res, lambda d: click.echo(
+        f"{'cached' if d['cached'] else 'done'} ({d['seconds']:.2f}s): {output} = {d['output_hash'][:12]}"))
+    return 0 if res.get("status", "ok") == "ok" else EXIT_FAILED
+
+
+@click.command()
+@click.argument("targets", nargs=-1)
+@click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="Cap (default: cores).")
+@click.option("--all", "everything", is_flag=True, help="Plan every selected dataflow, cached or not.")
+@pass_opts
+def plan(opts, targets, jobs, everything):
+    """Batches and lease assignment for what would run."""
+    from ..dataflow.go import Go, predict
+
+    api = opts.api()
+    g = Go(api, targets, None, jobs)
+    ws = api.ws()
+    root = api.intake(ws)
+    project, selected = g.prepare(ws)
+    pred = predict(api.r, project, root, selected, force=everything)
+    p = g.plan(project, pred)
+    data = p.to_json()
+
+    def human(d):
+        rows = [(b, name, " ".join(f"{l['path']}:{l['mode']}" for l in d["leases"]
+                                   if l["dataflow"] == name and l["batch"] == b) or "-",
+                 f"{costs.get(name, 1.0):.2f}")
+                for b, names in enumerate(d["batches"]) for name in names]
+        table(("batch", "dataflow", "leases", "est. cost"), rows)
+        click.echo(f"critical path: {' -> '.join(d['critical_path']) or '-'}; "
+                   f"makespan {d['makespan']:.2f}")
+
+    costs = {n.name: n.cost for n in getattr(p, "nodes", [])} if hasattr(p, "nodes") else {}
+    emit(opts, data, human)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows (until the task ends).")
+@pass_opts
+def logs(opts, name, follow):
+    """Task output of a dataflow's latest execution (or an execution key)."""
+    from ..dataflow.inspect import log_of
+
+    api = opts.api()
+    key, path = log_of(api, name)
+    if opts.json and not follow:
+        emit(opts, {"execution": key, "log": path.read_text(errors="replace") if path.exists() else ""})
+        return
+    pos = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos += len(chunk)
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+        if not follow or not _running(api, key):
+            break
+        time.sleep(0.2)
+
+
+def _running(api, key) -> bool:
+    r = api.r.index.execute("SELECT COUNT(*) FROM episodes WHERE key=? AND state IN "
+                            "('plan','run','yield','await')", (key,)).fetchone()
+    return bool(r and r[0])
+
+
+@click.command()
+@click.option("--run", "run_id", help="Run id (default: the latest run).")
+@pass_opts
+def episodes(opts, run_id):
+    """Episode histories of a run."""
+    from ..exec.episodes import load
+
+    db = opts.api().r.index
+    if not run_id:
+        r = db.execute("SELECT run FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
+        run_id = r[0] if r else None
+    data = load(db, run_id) if run_id else []
+    out = [{"episode": e["episode"], "dataflow": e["dataflow"], "history": e["history"]} for e in data]
+
+    def human(d):
+        for e in d:
+            states = " → ".join(f"{h['state']}@{h['beat']}" + (f" ({h['note']})" if h["note"] else "")
+                                for h in e["history"])
+            click.echo(f"{e['episode']}: {states}")
+
+    emit(opts, out, human)
+
+
+@click.command()
+@pass_opts
+def stats(opts):
+    """Memo hit ratio and work recomputed vs saved."""
+    from ..dataflow.inspect import stats as compute
+
+    data = compute(opts.api())
+    emit(opts, data, lambda d: click.echo(
+        f"hit ratio {d['hit_ratio']:.0%}: {d['executed']} executed, {d['cached']} cached; "
+        f"work saved {d['work_saved']:.2f}s of {d['work_saved'] + d['work_done']:.2f}s"))
+
+
+@click.command()
+@click.argument("run_id", required=False, metavar="RUN")
+@pass_opts
+def cancel(opts, run_id):
+    """Cancel a running `e3 go` from another shell (it stops at its next beat)."""
+    from ..dataflow.inspect import request_cancel
+
+    data = {"cancelled": request_cancel(opts.api(), run_id)}
+    emit(opts, data, lambda d: click.echo(
+        ("cancel requested: " + ", ".join(d["cancelled"])) if d["cancelled"] else "no running run"))

@@ -1,0 +1,1 @@
+"""Layer: go, watch, targets and filters, receipts."""

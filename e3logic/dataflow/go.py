@@ -1,0 +1,281 @@
+"""`e3 go`: take in working-copy edits, decide what must run, plan it, run it, and record a
+receipt and a commit.
+
+What must run is decided by content: walking the DAG in order, a dataflow is predicted cached
+when all its input hashes are known and its execution key is in the memo; anything downstream of
+a predicted run is unknown, hence runs (the dirty closure). The receipt lists every selected
+dataflow with its execution key, output hash and outcome, sorted by name; the commit hash is
+H(version tag, parent commit, state root, receipt digest, policy id) — no clock, pid or worker
+count reaches it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from ..core import canon
+from ..core.errors import UsageError
+from ..core.hashing import hash_parts
+from ..exec.memo import Memo, execution_key
+from ..repo.locks import FileLock, process_start
+from .model import Project
+
+COMMIT_TAG = "e3-commit-v1"
+EXECUTORS = ("inline", "threads", "processes")
+
+
+@dataclass
+class Prediction:
+    order: list            # selected dataflows, dependency order
+    run: list              # predicted to execute
+    cached: list           # predicted memo hits
+    keys: dict = field(default_factory=dict)   # known execution keys
+    outputs: dict = field(default_factory=dict)  # name -> predicted output hash (cached ones)
+
+
+def predict(repo, project: Project, root: str, selected: list[str], force: bool) -> Prediction:
+    memo = Memo(repo.index)
+    trees = repo.trees
+    known: dict[str, str | None] = {}  # dataset path -> hash (None = will change)
+    keys: dict[str, str] = {}
+    pending_keys = {}
+    for n in selected:
+        d = project.dataflows[n]
+        hs = []
+        for p in d["inputs"]:
+            if p in known:
+                hs.append(known[p])
+            else:
+                e = trees.find(root, p)
+                hs.append(e["hash"] if e and e["kind"] == "blob" else None)
+        if all(hs):
+            pending_keys[n] = execution_key(project.task_hashes[d["task"]], hs)
+        # resolve lazily: a batch lookup per dependency level would be faster, one per node is fine
+        key = pending_keys.get(n)
+        hit = None if (force or key is None) else memo.lookup(key)
+        if key:
+            keys[n] = key
+        known[project.outputs[n]] = hit.output_hash if hit else None
+    run = [n for n in selected if known[project.outputs[n]] is None]
+    cached = [n for n in selected if known[project.outputs[n]] is not None]
+    return Prediction(selected, run, cached, keys,
+                      {n: known[project.outputs[n]] for n in cached})
+
+
+def _policy(targets, pattern, force, fail_fast) -> dict:
+    return {"targets": sorted(targets), "filter": pattern, "force": bool(force),
+            "on_failure": "fail-fast" if fail_fast else "keep-going"}
+
+
+def commit_hash(parent: str, state_root: str, receipt_digest: str, policy_id: str) -> str:
+    return hash_parts([COMMIT_TAG, parent, state_root, receipt_digest, policy_id])
+
+
+class Go:
+    """One `e3 go` invocation."""
+
+    def __init__(self, api, targets=(), pattern=None, cap=None, executor="threads",
+                 force=False, dry_run=False, fail_fast=False, strict_batches=False,
+                 reporter=None):
+        if executor not in EXECUTORS:
+            raise UsageError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
+        self.api = api
+        self.repo = api.r
+        self.targets = list(targets)
+        self.pattern = pattern
+        self.cap = cap or int(self.repo.config.get("defaults", {}).get("jobs", os.cpu_count() or 1))
+        self.executor = executor
+        self.force = force
+        self.dry_run = dry_run
+        self.fail_fast = fail_fast
+        self.strict_batches = strict_batches
+        self.reporter = reporter
+
+    # -- preparing -------------------------------------------------------------------------
+    def prepare(self, ws: str):
+        api = self.api
+        pkg_ref = api.workspaces.package(ws)
+        if not pkg_ref:
+            raise UsageError(f"workspace '{ws}' has no package deployed; 'e3 checkout NAME' first")
+        project = Project.load(self.repo, pkg_ref["hash"])
+        selected = project.select(self.targets, self.pattern)
+        return project, selected
+
+    def plan(self, project: Project, pred: Prediction):
+        """The planner's answer for the dataflows predicted to run."""
+        from .planning import plan_dataflows
+
+        return plan_dataflows(self.repo, project, pred.run, cap=self.cap)
+
+    # -- running ---------------------------------------------------------------------------
+    def __call__(self) -> dict:
+        api = self.api
+        ws = api.ws()
+        lock = FileLock(self.repo.workspace_dir(ws) / "run.lock", f"workspace '{ws}' (a run)")
+        lock.acquire("go " + " ".join(self.targets)).__enter__()
+        try:
+            return self._go(ws)
+        finally:
+            lock.release()
+
+    def _go(self, ws: str) -> dict:
+        api = self.api
+        root = api.intake(ws)
+        project, selected = self.prepare(ws)
+        pred = predict(self.repo, project, root, selected, self.force)
+        policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
+        if self.dry_run:
+            plan = self.plan(project, pred)
+            return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
+                    "failed": [], "skipped": [], "cancelled": [], "would_run": sorted(pred.run),
+                    "state_root": root, "commit": None, "receipt": None, "plan": plan.to_json()}
+        run_id = self._start_run(ws)
+        try:
+            outcome, results, root = self._execute(ws, run_id, project, pred, root)
+        except BaseException:
+            self._end_run(run_id, "cancelled", None, None, None)
+            raise
+        return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
+
+    def _fast_noop(self, project, pred, root) -> bool:
+        if pred.run:
+            return False
+        trees = self.repo.trees
+        return all((trees.find(root, project.outputs[n]) or {}).get("hash") == pred.outputs[n]
+                   for n in pred.cached)
+
+    def _execute(self, ws, run_id, project: Project, pred: Prediction, root: str):
+        if self._fast_noop(project, pred, root):
+            if self.reporter:
+                self.reporter.start(len(pred.order))
+                for n in pred.order:
+                    self.reporter.outcome(n, "cached", 0.0)
+            return ({n: "cached" for n in pred.order},
+                    {n: (pred.keys[n], pred.outputs[n]) for n in pred.order}, root)
+        import anyio
+
+        from ..exec.dispatch import make_runner
+        from ..exec.executor import Executor, Job
+        from ..exec.runtimes import Runtimes
+
+        priority = list(pred.cached)
+        if pred.run:
+            plan = self.plan(project, pred)
+            priority += [n for b in plan.batches for n in b]
+        sel = set(pred.order)
+        jobs = []
+        for n in pred.order:
+            d = project.dataflows[n]
+            t = project.pkg["tasks"][d["task"]]
+            jobs.append(Job(
+                name=n, task_hash=project.task_hashes[d["task"]], runtime=t["runtime"],
+                entry=t.get("entry"), argv=tuple(t["argv"]) if t.get("argv") else None,
+                inputs=tuple(d["inputs"]), output_path=project.outputs[n],
+                deps=frozenset(x for x in project.deps[n] if x in sel),
+                leases=project.leases(n), budget=tuple(sorted((d.get("budget") or {}).items())),
+                profile=d.get("profile") or "ro", modules_hash=project.modules_hash))
+        cap = self.cap
+        runtimes = Runtimes(workers=cap, cache_dir=self.repo.dir / "cache",
+                            inline_in_pool=self.executor == "processes")
+        mref = project.pkg.get("modules")
+        runner = make_runner(self.repo, runtimes, mref["hash"] if mref else None)
+        db = self.repo.index
+
+        def should_cancel():
+            r = db.execute("SELECT cancel_requested FROM runs WHERE run=?", (run_id,)).fetchone()
+            return "cancelled by 'e3 cancel'" if r and r[0] else None
+
+        publish = self._publisher(ws)
+        if self.reporter:
+            self.reporter.start(len(pred.order))
+        ex = Executor(self.repo, ws, jobs, priority, run_id=run_id, runner=runner, cap=cap,
+                      cooperative=self.executor == "inline", force=self.force,
+                      fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
+                      on_outcome=self.reporter.outcome if self.reporter else None)
+
+        async def main():
+            try:
+                return await ex.run()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await runtimes.aclose()
+
+        try:
+            st = anyio.run(main)
+        except KeyboardInterrupt:
+            runtimes.kill_all()
+            raise
+        self.cancelled_reason = st.cancel_reason
+        return st.outcome, st.results, st.root
+
+    def _publisher(self, ws):
+        api = self.api
+        if ws != api.current:
+            return None
+        wc = api.wc
+
+        def publish(root, items):
+            for path, h in items:
+                wc.write_one(path, h)
+            self.repo.index.set_meta("wc_root", root)
+
+        return publish
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _start_run(self, ws: str) -> str:
+        db = self.repo.index
+        with db.transaction() as c:
+            seq = (c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0] or 0) + 1
+            run_id = f"r{seq}"
+            c.execute("INSERT INTO runs(run, workspace, seq, started, status, pid, proc_start, "
+                      "command, cancel_requested, pinned) VALUES (?,?,?,?,?,?,?,?,0,0)",
+                      (run_id, ws, seq, time.time(), "running", os.getpid(),
+                       process_start(os.getpid()), " ".join(["e3", *sys.argv[1:]])[:500]))
+        return run_id
+
+    def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
+                 policy=None, receipt=None):
+        db = self.repo.index
+        with db.transaction() as c:
+            cur = c.execute("SELECT status FROM runs WHERE run=?", (run_id,)).fetchone()
+            if cur and cur[0] == "cancelled" and status != "cancelled":
+                return  # a cancelled run is never overwritten
+            c.execute("UPDATE runs SET status=?, ended=?, commit_hash=?, state_root=?, "
+                      "receipt_digest=?, parent_commit=?, policy=? WHERE run=?",
+                      (status, time.time(), commit, state_root, receipt_digest, parent, policy,
+                       run_id))
+            if receipt is not None:
+                c.executemany("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, "
+                              "output_hash, outcome) VALUES (?,?,?,?,?,?)",
+                              [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"])
+                               for i, r in enumerate(receipt)])
+
+    def _finish(self, ws, run_id, project, selected, outcome, results, root, policy) -> dict:
+        receipt = []
+        for n in sorted(selected):
+            key, out = results.get(n, (None, None))
+            receipt.append({"dataflow": n, "key": key, "output": out,
+                            "outcome": outcome.get(n, "skipped")})
+        lists = {o: sorted(n for n in selected if outcome.get(n, "skipped") == o)
+                 for o in ("executed", "cached", "failed", "skipped", "cancelled")}
+        status = ("cancelled" if lists["cancelled"] or getattr(self, "cancelled_reason", None)
+                  and not self.fail_fast else "failed" if lists["failed"] else "ok")
+        if self.fail_fast and lists["failed"]:
+            status = "failed"
+        receipt_digest = canon.digest(receipt)
+        policy_id = canon.digest(policy)
+        parent = self._parent(ws)
+        commit = commit_hash(parent, root, receipt_digest, policy_id)
+        self._end_run(run_id, status, commit, root, receipt_digest, parent,
+                      canon.dumps(policy).decode(), receipt)
+        return {"run": run_id, "status": status, **lists, "state_root": root, "commit": commit,
+                "receipt": receipt_digest, "parent": parent, "policy": policy_id,
+                "workspace": ws}
+
+    def _parent(self, ws) -> str:
+        r = self.repo.index.execute(
+            "SELECT commit_hash FROM runs WHERE workspace=? AND commit_hash IS NOT NULL "
+            "ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        return r[0] if r else ""

@@ -1,0 +1,122 @@
+"""A deployed package seen as a DAG of dataflows: producers, dependencies, task hashes."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..core import canon
+from ..core.errors import NotFound, UsageError
+
+
+def output_path(dataflow: str, output: str) -> str:
+    return f"outputs/{dataflow}/{output}"
+
+
+def task_hash(task: dict, module_hashes: dict[str, str]) -> str:
+    """H(canonical task object + the content hashes of the package's module files)."""
+    obj = {k: v for k, v in task.items() if k in ("runtime", "entry", "argv")}
+    obj["modules"] = dict(sorted(module_hashes.items()))
+    return canon.digest(obj)
+
+
+@dataclass
+class Project:
+    """The deployed package of a workspace, indexed for the run."""
+
+    pkg: dict
+    pkg_hash: str
+    module_hashes: dict  # relative path -> blob hash
+
+    @classmethod
+    def load(cls, repo, pkg_hash: str) -> "Project":
+        pkg = canon.loads(repo.objects.read(pkg_hash))
+        mods = {}
+        mref = pkg.get("modules")
+        if mref:
+            mods = {p: e["hash"] for p, e in repo.trees.walk(mref["hash"])}
+        return cls(pkg, pkg_hash, mods)
+
+    @property
+    def dataflows(self) -> dict:
+        return self.pkg.get("dataflows", {})
+
+    @cached_property
+    def outputs(self) -> dict[str, str]:
+        return {n: output_path(n, d["output"]) for n, d in self.dataflows.items()}
+
+    @cached_property
+    def producer(self) -> dict[str, str]:
+        return {p: n for n, p in self.outputs.items()}
+
+    @cached_property
+    def deps(self) -> dict[str, list[str]]:
+        return {n: sorted({self.producer[p] for p in d["inputs"] if p in self.producer})
+                for n, d in self.dataflows.items()}
+
+    @cached_property
+    def task_hashes(self) -> dict[str, str]:
+        return {t: task_hash(obj, self.module_hashes) for t, obj in self.pkg.get("tasks", {}).items()}
+
+    @cached_property
+    def modules_hash(self) -> str:
+        return canon.digest(sorted(self.module_hashes.items()))
+
+    @cached_property
+    def topo(self) -> list[str]:
+        """Dataflows in dependency order, ties by name (Kahn, deterministic)."""
+        import heapq
+
+        indeg = {n: len(ds) for n, ds in self.deps.items()}
+        down: dict[str, list[str]] = {n: [] for n in self.deps}
+        for n, ds in self.deps.items():
+            for d in ds:
+                down[d].append(n)
+        heap = sorted(n for n, k in indeg.items() if k == 0)
+        out = []
+        while heap:
+            n = heapq.heappop(heap)
+            out.append(n)
+            for m in down[n]:
+                indeg[m] -= 1
+                if indeg[m] == 0:
+                    heapq.heappush(heap, m)
+        if len(out) != len(indeg):
+            raise UsageError("the package's dataflows contain a cycle; rebuild it with 'e3 build'")
+        return out
+
+    def resolve_targets(self, targets) -> set[str]:
+        """Dataflow names or output paths -> the dataflows they need (ancestors included)."""
+        names = set()
+        for t in targets:
+            t = t.strip("/")
+            if t in self.dataflows:
+                names.add(t)
+            elif t in self.producer:
+                names.add(self.producer[t])
+            else:
+                raise NotFound("target", t, list(self.dataflows) + list(self.producer),
+                               hint="name a dataflow or an output path (see 'e3 ls outputs')")
+        stack, seen = list(names), set(names)
+        while stack:
+            for d in self.deps[stack.pop()]:
+                if d not in seen:
+                    seen.add(d)
+                    stack.append(d)
+        return seen
+
+    def select(self, targets=(), pattern: str | None = None) -> list[str]:
+        sel = self.resolve_targets(targets) if targets else set(self.dataflows)
+        if pattern:
+            sel = {n for n in sel if fnmatch.fnmatchcase(n, pattern)}
+            if not sel:
+                raise NotFound("dataflow matching", pattern, list(self.dataflows),
+                               hint="no dataflow matches; see 'e3 status'")
+        return [n for n in self.topo if n in sel]
+
+    def leases(self, name: str) -> tuple:
+        d = self.dataflows[name]
+        ls = [tuple(x) for x in d.get("leases", [])]
+        if d.get("profile") == "rw":
+            ls.append((self.outputs[name], "write"))
+        return tuple(sorted(set(ls)))

@@ -1,0 +1,44 @@
+"""Turn an executor Job into a runtime TaskSpec and the runtime's result into a Finished."""
+from __future__ import annotations
+
+import json
+import time
+
+from .executor import Finished, Job
+
+
+def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
+    """A runner for `Executor`: inputs are read straight from the object store (read-only
+    files); the output is written to a temp file the commit adopts into the store."""
+    from .runtimes import InputRef, TaskSpec
+
+    def modules() -> dict[str, bytes]:
+        if not modules_tree:
+            return {}
+        return {p: repo.objects.read(e["hash"]) for p, e in repo.trees.walk(modules_tree)}
+
+    repo.logs_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run(job: Job, key: str, ins: tuple, out_file: str, ep) -> Finished:
+        spec = TaskSpec(
+            runtime=job.runtime, entry=job.entry, argv=tuple(job.argv) if job.argv else None,
+            modules_hash=job.modules_hash, modules=modules,
+            inputs=tuple(InputRef(str(repo.objects.path(h)), fmt, p) for p, h, fmt in ins),
+            output=out_file, log_path=str(repo.logs_dir / f"{key}.log"),
+            budget=dict(job.budget),
+            env={"E3_LEASES": json.dumps([list(l) for l in job.leases]),
+                 "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
+            cwd=str(repo.root))
+        started = clock()
+
+        def on_start(pgid):
+            ep.pgid = pgid
+
+        res = await runtimes.run(spec, on_start=on_start)
+        ended = clock()
+        return Finished(job, key, res.status, tuple((p, h) for p, h, _ in ins),
+                        output_file=out_file if res.status == "ok" else None,
+                        output_format=res.output_format, reason=res.reason or "",
+                        exit_code=res.exit_code, started=started, ended=ended)
+
+    return run
