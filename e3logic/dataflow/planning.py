@@ -13,16 +13,18 @@ def plan_input(repo, project: Project, names: list[str], cap: int | None):
     sel = set(names)
     tasks = {n: project.dataflows[n]["task"] for n in names}
     costs = Memo(repo.index).durations(project.task_hashes[t] for t in tasks.values())
+    caps = {k: v for k, v in (repo.config.get("resources") or {}).items()}
     nodes = []
     for n in names:
         d = project.dataflows[n]
         th = project.task_hashes[d["task"]]
         nodes.append(Node(
             name=n, deps=tuple(x for x in project.deps[n] if x in sel),
-            leases=project.leases(n), resources=dict(d.get("resources") or {}),
+            leases=project.leases(n),
+            # a resource with no capacity in e3.toml is not constrained
+            resources={k: v for k, v in (d.get("resources") or {}).items() if k in caps},
             cost=costs.get(th) or 1.0, task_key=th,
             runtime=project.pkg["tasks"][d["task"]]["runtime"]))
-    caps = {k: v for k, v in (repo.config.get("resources") or {}).items()}
     return PlanInput(nodes=nodes, capacities=caps, cap=cap)
 
 
