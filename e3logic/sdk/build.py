@@ -21,8 +21,6 @@ from ..repo.packages import object_graph
 from ..repo.trees import Trees, blob_entry
 from .builder import PackageBuilder, _loading
 
-SKIP_DIRS = {"__pycache__"}
-SKIP_SUFFIXES = (".pyc", ".pyo")
 DEFAULT_OUTDIR = "dist"
 
 
@@ -74,36 +72,8 @@ def _lineno(exc: BaseException, f: Path) -> str:
 
 
 def collect_module_files(pkg: PackageBuilder, exclude=()) -> list[tuple[str, Path]]:
-    """(relative posix path, absolute path) of every bundled module file, sorted. Directories
-    are walked recursively, skipping hidden entries, __pycache__, compiled files and `exclude`
-    (e.g. the build output directory)."""
-    base = pkg.base_dir
-    skip = [Path(x).resolve() for x in exclude]
-    files: dict[str, Path] = {}
-
-    def add(full: Path) -> None:
-        real = full.resolve()
-        if not real.is_relative_to(base):
-            raise BuildError(f"module file '{full.relative_to(base).as_posix()}' links outside "
-                             f"the package directory {base}; copy the file into it")
-        files[full.relative_to(base).as_posix()] = real
-
-    for rel in pkg.modules:
-        full = base / rel if rel != "." else base
-        if full.is_file():
-            add(full)
-            continue
-        if not full.is_dir():
-            raise BuildError(f"module path '{rel}' no longer exists in {base}")
-        for root, dirs, names in os.walk(full):
-            r = Path(root)
-            dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in SKIP_DIRS
-                             and (r / x).resolve() not in skip)
-            for n in sorted(names):
-                if n.startswith(".") or n.endswith(SKIP_SUFFIXES):
-                    continue
-                add(r / n)
-    return sorted(files.items())
+    """See `PackageBuilder.module_files`."""
+    return pkg.module_files(exclude)
 
 
 def build_objects(pkg: PackageBuilder, store=None, exclude=()) -> tuple[str, dict, object]:

@@ -21,6 +21,8 @@ RUNTIMES = ("python", "shell", "inline")
 PROFILES = ("ro", "rw", "hybrid")
 BUDGET_KEYS = ("wall_s", "cpu_s", "io_bytes", "mem_mb")
 FORMATS = ("raw", "json")
+SKIP_DIRS = {"__pycache__"}
+SKIP_SUFFIXES = (".pyc", ".pyo")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 ENTRY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -117,6 +119,38 @@ class PackageBuilder:
         if rel not in self.modules:
             self.modules.append(rel)
         return self
+
+    def module_files(self, exclude=()) -> list[tuple[str, Path]]:
+        """(relative posix path, absolute path) of every bundled module file, sorted. Directories
+        are walked recursively, skipping hidden entries, __pycache__, compiled files and `exclude`
+        (e.g. the build output directory)."""
+        base = self.base_dir
+        skip = [Path(x).resolve() for x in exclude]
+        files: dict[str, Path] = {}
+
+        def add(full: Path) -> None:
+            real = full.resolve()
+            if not real.is_relative_to(base):
+                raise BuildError(f"module file '{full.relative_to(base).as_posix()}' links outside "
+                                 f"the package directory {base}; copy the file into it")
+            files[full.relative_to(base).as_posix()] = real
+
+        for rel in self.modules:
+            full = base / rel if rel != "." else base
+            if full.is_file():
+                add(full)
+                continue
+            if not full.is_dir():
+                raise BuildError(f"module path '{rel}' no longer exists in {base}")
+            for root, dirs, names in os.walk(full):
+                r = Path(root)
+                dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in SKIP_DIRS
+                                 and (r / x).resolve() not in skip)
+                for n in sorted(names):
+                    if n.startswith(".") or n.endswith(SKIP_SUFFIXES):
+                        continue
+                    add(r / n)
+        return sorted(files.items())
 
     # -- tasks ------------------------------------------------------------------------------
     def task(self, name: str, entry_or_argv, runtime: str = "python") -> "PackageBuilder":

@@ -29,10 +29,11 @@ def producers(pkg) -> dict[str, list[str]]:
 
 
 def module_names(pkg) -> set[str]:
-    """Top-level importable names the bundled modules provide (from declared paths)."""
+    """Top-level importable names the bundled module files provide (`steps.py` -> steps,
+    `lib/util.py` -> lib)."""
     names = set()
-    for m in pkg.modules:
-        first = m.split("/")[0]
+    for rel, _ in pkg.module_files():
+        first = rel.split("/")[0]
         names.add(first[:-3] if first.endswith(".py") else first)
     return names
 
