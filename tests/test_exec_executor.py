@@ -1,0 +1,154 @@
+"""The heartbeat executor, driven by an in-process fake runner."""
+import anyio
+import pytest
+
+from e3logic.api import Repo
+from e3logic.exec.executor import Executor, Finished, Job
+from e3logic.repo.trees import blob_entry
+
+
+def make_repo(tmp_path, inputs: dict[str, bytes]):
+    api = Repo.init(tmp_path / "p")
+    r = api.r
+    changes = {p: blob_entry(r.objects.write(b), len(b)) for p, b in inputs.items()}
+    api.workspaces.update_root("main", lambda old: r.trees.set_many(old, changes))
+    return api
+
+
+def job(name, inputs, deps=(), leases=()):
+    return Job(name=name, task_hash="t-" + name, runtime="python", entry="m:f", argv=None,
+               inputs=tuple(inputs), output_path=f"outputs/{name}/out", deps=frozenset(deps),
+               leases=tuple(leases))
+
+
+class FakeRunner:
+    """Output = the concatenated input bytes plus the job name; `fail` names jobs that fail."""
+
+    def __init__(self, repo, fail=(), hold=None):
+        self.repo, self.fail, self.ran = repo, set(fail), []
+        self.hold = hold
+
+    async def __call__(self, j, key, ins, out_file, ep):
+        self.ran.append(j.name)
+        if self.hold and j.name in self.hold:
+            await anyio.sleep(30)
+        if j.name in self.fail:
+            return Finished(j, key, "fail", tuple((p, h) for p, h, _ in ins), reason="exit 1",
+                            exit_code=1)
+        data = b"".join(self.repo.objects.read(h) for _, h, _ in ins) + j.name.encode()
+        with open(out_file, "wb") as f:
+            f.write(data)
+        return Finished(j, key, "ok", tuple((p, h) for p, h, _ in ins), output_file=out_file,
+                        output_format="raw")
+
+
+def chain_jobs():
+    return [job("a", ["inputs/x"]), job("b", ["outputs/a/out"], ["a"]),
+            job("c", ["outputs/b/out"], ["b"])]
+
+
+def run(api, jobs, runner, run_id="r1", **kw):
+    ex = Executor(api.r, "main", jobs, [j.name for j in jobs], run_id=run_id, runner=runner, **kw)
+    return anyio.run(ex.run)
+
+
+@pytest.mark.parametrize("cooperative", [True, False])
+def test_a_chain_runs_in_dependency_order_and_commits_each_output(tmp_path, cooperative):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    fr = FakeRunner(api.r)
+    st = run(api, chain_jobs(), fr, cooperative=cooperative, cap=4)
+    assert fr.ran == ["a", "b", "c"]
+    assert st.outcome == {"a": "executed", "b": "executed", "c": "executed"}
+    _, data = api.get("outputs/c/out")
+    assert data == b"xabc"
+
+
+def test_a_second_run_on_the_same_inputs_is_all_cache_hits(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    run(api, chain_jobs(), FakeRunner(api.r), cooperative=True)
+    fr = FakeRunner(api.r)
+    st = run(api, chain_jobs(), fr, run_id="r2", cooperative=True)
+    assert fr.ran == []
+    assert set(st.outcome.values()) == {"cached"}
+
+
+def test_a_failure_skips_its_dependents_and_independent_branches_finish(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
+    jobs = chain_jobs() + [job("z", ["inputs/y"])]
+    st = run(api, jobs, FakeRunner(api.r, fail={"a"}), cooperative=True)
+    assert st.outcome == {"a": "failed", "b": "skipped", "c": "skipped", "z": "executed"}
+
+
+def test_failures_are_never_memoized(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    run(api, chain_jobs()[:1], FakeRunner(api.r, fail={"a"}), cooperative=True)
+    fr = FakeRunner(api.r)
+    st = run(api, chain_jobs()[:1], fr, run_id="r2", cooperative=True)
+    assert fr.ran == ["a"] and st.outcome["a"] == "executed"
+    rows = api.r.index.query("SELECT status FROM executions ORDER BY id")
+    assert [r["status"] for r in rows] == ["fail", "ok"]
+
+
+def test_fail_fast_skips_everything_not_started(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
+    jobs = [job("a", ["inputs/x"]), job("z", ["inputs/y"], ["a"]), job("w", ["inputs/y"], ["a"])]
+    st = run(api, jobs, FakeRunner(api.r, fail={"a"}), cooperative=True, fail_fast=True)
+    assert st.outcome["a"] == "failed"
+    assert st.outcome["z"] == "skipped" and st.outcome["w"] == "skipped"
+
+
+def test_a_missing_input_fails_only_that_dataflow_with_the_reason(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job("a", ["inputs/nope"]), job("b", ["inputs/x"])]
+    st = run(api, jobs, FakeRunner(api.r), cooperative=True)
+    assert st.outcome == {"a": "failed", "b": "executed"}
+    ep = next(e for e in st.episodes if e.dataflow == "a")
+    assert "inputs/nope" in ep.history[-1][3]
+
+
+def test_conflicting_write_leases_never_run_in_the_same_beat(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job("a", ["inputs/x"], leases=[("db", "write")]),
+            job("b", ["inputs/x"], leases=[("db/sales", "write")]),
+            job("c", ["inputs/x"], leases=[("db/sales", "read")])]
+    st = run(api, jobs, FakeRunner(api.r), cap=3)
+    starts = {}
+    for beat, ev, name in st.log:
+        if ev == "start":
+            starts[name] = beat
+    assert len(set(starts.values())) == 3  # each waited for the other's lease
+
+
+def test_episode_histories_go_plan_run_ok_and_are_written_to_index_db(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    run(api, chain_jobs(), FakeRunner(api.r), cooperative=True)
+    rows = api.r.index.query("SELECT episode, state FROM history ORDER BY episode, seq")
+    assert [(r["episode"], r["state"]) for r in rows] == [
+        ("r1:a", "plan"), ("r1:a", "run"), ("r1:a", "ok"),
+        ("r1:b", "plan"), ("r1:b", "run"), ("r1:b", "ok"),
+        ("r1:c", "plan"), ("r1:c", "run"), ("r1:c", "ok")]
+
+
+def test_a_cancel_request_stops_the_run_and_running_episodes_end_in_cxl(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
+    jobs = [job("slow", ["inputs/x"]), job("after", ["outputs/slow/out"], ["slow"])]
+    calls = []
+
+    def should_cancel():
+        calls.append(1)
+        return "stop" if len(calls) > 2 else None
+
+    st = run(api, jobs, FakeRunner(api.r, hold={"slow"}), cap=2, should_cancel=should_cancel,
+             tick=0.01)
+    assert st.outcome == {"slow": "cancelled", "after": "skipped"}
+    ep = next(e for e in st.episodes if e.dataflow == "slow")
+    assert ep.history[-1][1] == "cxl" and ep.history[-1][3] == "stop"
+
+
+def test_results_commit_in_canonical_order_whatever_the_finish_order(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job(n, ["inputs/x"]) for n in ("c", "a", "b")]
+    st1 = run(api, jobs, FakeRunner(api.r), cap=3)
+    api2 = make_repo(tmp_path / "two", {"inputs/x": b"x"})
+    st2 = run(api2, list(reversed(jobs)), FakeRunner(api2.r), cooperative=True)
+    assert st1.root == st2.root
