@@ -13,7 +13,6 @@ from .core.errors import NotFound, UsageError
 from .core.paths import check_path
 from .core.semver import Version
 from .repo import gc as gc_mod
-from .repo.refs import write_ref
 from .repo.repository import Repository
 from .repo.trees import blob_entry
 from .repo.workingcopy import Changes, WorkingCopy
@@ -112,8 +111,11 @@ class Repo:
                 raise UsageError(f"the working copy has uncommitted changes "
                                  f"({', '.join((ch.modified + ch.added + ch.deleted)[:3])}); "
                                  f"'e3 commit' or 'e3 reset' them, or pass --force")
-        previous = self.wc.synced_root
+        previous = [self.wc.synced_root]
+        if self.workspaces.exists(self.current):
+            previous.append(self.workspaces.root(self.current))
         root = pkg["datasets"]["hash"]
+        self.wc.begin_sync(root)  # a kill from here on is completed by the next command
         self.workspaces.deploy(target_ws, name, version, h, root)
         if target_ws != self.current:
             self.r.set_head(target_ws)
@@ -212,14 +214,17 @@ class Repo:
         root = self.intake(ws)
         old = self.read_package(pkg_ref["hash"])
         version = str(Version.parse(old["version"]).bump(part))
-        ref_path = self.r.package_ref_path(old["name"], version)
-        if ref_path.exists():
-            raise UsageError(f"{old['name']}@{version} already exists; use a larger bump "
-                             f"(--minor or --major)")
         new = dict(old, version=version, datasets={"kind": "tree", "hash": root},
                    parent={"version": old["version"], "hash": pkg_ref["hash"]}, message=message)
-        h = self.r.objects.write(canon.dumps(new))
-        write_ref(ref_path, "package", h)
+        from .repo.packages import install
+        from .repo.refs import read_ref
+
+        existing = read_ref(self.r.package_ref_path(old["name"], version))
+        if existing is not None and existing["hash"] != canon.digest(new):
+            raise UsageError(f"{old['name']}@{version} already exists; use a larger bump "
+                             f"(--minor or --major)")
+        # object + ref under the package lock; re-running a commit a kill interrupted is a no-op
+        h = install(self.r, new)["hash"]
         self.workspaces.set_package(ws, old["name"], version, h)
         return {"package": old["name"], "version": version, "root": root}
 
@@ -280,20 +285,22 @@ class Repo:
     # -- workspaces -------------------------------------------------------------------------------
     def switch(self, ws: str, force: bool = False) -> dict:
         self.workspaces.require(ws)
+        self.recover()
         if not force and self.changes(self.current):
             raise UsageError("the working copy has uncommitted changes; 'e3 commit' or "
                              "'e3 reset' them, or pass --force")
-        previous = self.wc.synced_root
-        self.r.set_head(ws)
+        previous = [self.wc.synced_root]
+        if self.workspaces.exists(self.current):
+            previous.append(self.workspaces.root(self.current))
         root = self.workspaces.root(ws)
+        self.wc.begin_sync(root)  # a kill from here on is completed by the next command
+        self.r.set_head(ws)
         self.wc.sync(root, previous)
         return {"workspace": ws, "root": root}
 
     def export_workspace(self, ws: str, zip_path: str, name: str | None = None,
                          version: str | None = None) -> dict:
         """Export a workspace's current state as a package bundle."""
-        from .repo.packages import export_bundle
-
         ws = self.ws(ws)
         root = self.intake(ws) if ws == self.current else self.workspaces.root(ws)
         pkg_ref = self.workspaces.package(ws)
@@ -305,12 +312,15 @@ class Repo:
         Version.parse(version)
         new = dict(old, name=name, version=version, datasets={"kind": "tree", "hash": root},
                    parent={"version": old["version"], "hash": pkg_ref["hash"]},
-                   message=f"export of workspace {ws}")
+                   message="workspace export")  # same state -> same package -> same bytes
+        # the bundle is written straight from the objects: exporting installs nothing
+        from .repo.bundle import write_bundle
+        from .repo.packages import reachable
+
         h = self.r.objects.write(canon.dumps(new))
-        ref_path = self.r.package_ref_path(name, version)
-        if not ref_path.exists():
-            write_ref(ref_path, "package", h)
-        return export_bundle(self.r, name, version, zip_path)
+        path = write_bundle(zip_path, name, version, h, reachable(self.r, h),
+                            self.r.objects.open, self.r.objects.size)
+        return {"path": str(path), "hash": h, "name": name, "version": version}
 
     # -- maintenance ----------------------------------------------------------------------------------
     def gc(self, min_age: float | None = None, dry_run: bool = False) -> dict:
