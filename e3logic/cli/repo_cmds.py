@@ -237,6 +237,8 @@ def fsck(opts):
             click.echo(f"corrupt: {h}")
         for h in d["missing"]:
             click.echo(f"missing: {h}")
+        for r in d.get("bad_refs", []):
+            click.echo(f"bad ref: {r}")
 
     emit(opts, data, human)
     return 0 if data["ok"] else 1

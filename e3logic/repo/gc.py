@@ -7,10 +7,11 @@ command is never taken.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from ..core import canon
-from ..core.errors import E3Error
+from ..core.errors import E3Error, IntegrityError
 from ..core.hashing import hash_file
 
 
@@ -55,27 +56,82 @@ def _tree_closure(repo, root: str, marked: set[str], missing: set[str]) -> None:
                 missing.add(e["hash"])
 
 
-def roots(repo) -> tuple[set[str], set[str]]:
-    """(every object reachable from a root, every referenced object that is absent)."""
-    from .packages import list_packages
+def _package_refs(repo, bad: list[str]) -> list[str]:
+    """Hashes named by every package ref; unreadable refs are appended to `bad`."""
+    from .refs import read_ref
+
+    out = []
+    d = repo.packages_dir
+    if not d.is_dir():
+        return out
+    for name in sorted(os.listdir(d)):
+        if name.startswith(".") or not (d / name).is_dir():
+            continue
+        for ver in sorted(os.listdir(d / name)):
+            if ver.startswith("."):
+                continue  # temp files of atomic writes
+            try:
+                ref = read_ref(d / name / ver)
+            except IntegrityError:
+                bad.append(f"packages/{name}/{ver}")
+                continue
+            if ref is not None and ref["kind"] == "package":
+                out.append(ref["hash"])
+            elif ref is not None:
+                bad.append(f"packages/{name}/{ver}")
+    return out
+
+
+def roots(repo, bad_refs: list[str] | None = None) -> tuple[set[str], set[str]]:
+    """(every object reachable from a root, every referenced object that is absent).
+
+    With `bad_refs` (a list), unreadable refs are recorded there and skipped; without it they
+    raise, so that gc never deletes what an unreadable ref might name."""
     from .workspaces import Workspaces
 
+    bad: list[str] = [] if bad_refs is None else bad_refs
     marked: set[str] = set()
     missing: set[str] = set()
-    for p in list_packages(repo):
-        _package_closure(repo, p["hash"], marked, missing)
+    for h in _package_refs(repo, bad):
+        _package_closure(repo, h, marked, missing)
     ws = Workspaces(repo)
     for name in ws.names():
-        st = ws.state(name)
+        try:
+            st = ws.state(name)
+        except IntegrityError:
+            bad.append(f"workspaces/{name}/state")
+            continue
         _tree_closure(repo, st["hash"], marked, missing)
         if st.get("package"):
             _package_closure(repo, st["package"]["hash"], marked, missing)
+    if bad and bad_refs is None:
+        raise IntegrityError(f"unreadable ref {bad[0]}; run 'e3 fsck' and repair it before gc")
     db = repo.index
-    for (h,) in db.execute("SELECT output_hash FROM memo"):
+    for (h,) in db.execute("SELECT output_hash FROM memo WHERE output_hash IS NOT NULL"):
         (marked if repo.objects.exists(h) else missing).add(h)
     for (h,) in db.execute("SELECT state_root FROM runs WHERE pinned=1 AND state_root IS NOT NULL"):
         _tree_closure(repo, h, marked, missing)
+    # the roots the working copy was synced to / is being synced to: a later sync reads them
+    # to know which files to remove, even when no workspace points at them any more
+    for key in ("wc_root", "wc_target"):
+        h = db.get_meta(key)
+        if h and repo.objects.exists(h):
+            _tree_closure(repo, h, marked, missing)
     return marked, missing
+
+
+def _newest_mtime(path) -> float:
+    """The newest mtime of a file, or of a directory and everything in it."""
+    import os
+
+    newest = os.stat(path).st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            try:
+                newest = max(newest, os.stat(os.path.join(dirpath, n)).st_mtime)
+            except FileNotFoundError:
+                pass
+    return newest
 
 
 def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = None) -> dict:
@@ -98,14 +154,26 @@ def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = N
         nbytes += st.st_size
         if not dry_run:
             p.unlink(missing_ok=True)
+    temp = 0
     for t in repo.objects.temp_files():
+        # a temp file (or an import's staging directory) still being written is younger
         try:
-            st = t.stat()
+            if now - _newest_mtime(t) < min_age:
+                continue
+            if t.is_dir():
+                size = sum(f.stat().st_size for f in t.rglob("*") if f.is_file())
+            else:
+                size = t.stat().st_size
         except FileNotFoundError:
             continue
-        if now - st.st_mtime >= min_age and t.is_file():
-            nbytes += st.st_size
-            if not dry_run:
+        temp += 1
+        nbytes += size
+        if not dry_run:
+            if t.is_dir():
+                import shutil
+
+                shutil.rmtree(t, ignore_errors=True)
+            else:
                 t.unlink(missing_ok=True)
     if not dry_run:
         for d in repo.objects.root.iterdir():
@@ -114,7 +182,8 @@ def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = N
                     d.rmdir()  # only succeeds when empty
                 except OSError:
                     pass
-    return {"deleted": deleted, "bytes": nbytes, "retained": retained, "dry_run": dry_run}
+    return {"deleted": deleted, "bytes": nbytes, "retained": retained, "temp_files": temp,
+            "dry_run": dry_run}
 
 
 def fsck(repo) -> dict:
@@ -128,7 +197,12 @@ def fsck(repo) -> dict:
                 corrupt.append(h)
         except OSError:
             corrupt.append(h)
-    _, missing = roots(repo)
+    bad_refs: list[str] = []
+    _, missing = roots(repo, bad_refs)
+    head = repo.head
+    if not (repo.workspaces_dir / head / "state").exists():
+        bad_refs.append(f"HEAD (names workspace '{head}', which does not exist)")
     missing = sorted(missing)
-    return {"ok": not corrupt and not missing, "corrupt": sorted(corrupt), "missing": missing,
-            "objects": count, "pending_temp_files": len(repo.objects.temp_files())}
+    return {"ok": not corrupt and not missing and not bad_refs, "corrupt": sorted(corrupt),
+            "missing": missing, "bad_refs": sorted(bad_refs), "objects": count,
+            "pending_temp_files": len(repo.objects.temp_files())}

@@ -37,6 +37,7 @@ class FileLock:
         self.path = Path(path)
         self.what = what  # e.g. "workspace 'main'"
         self.fd: int | None = None
+        self.exclusive = False
 
     def holder(self) -> dict:
         try:
@@ -56,13 +57,11 @@ class FileLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    h = self.holder()
-                    who = (f"pid {h.get('pid')} ({h.get('op')}, started {h.get('started')})"
-                           if h.get("pid") else "another e3 command")
-                    raise LockBusy(f"{self.what} is busy: held by {who}; wait for it to finish "
-                                   f"or stop it") from None
+                    raise LockBusy(f"{self.what} is busy: held by {self.describe_holder()}; "
+                                   f"wait for it to finish or stop it") from None
                 time.sleep(0.02)
         self.fd = fd
+        self.exclusive = not shared
         if not shared:
             info = {"pid": os.getpid(), "op": op, "proc_start": process_start(os.getpid()),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -71,10 +70,21 @@ class FileLock:
             os.pwrite(fd, json.dumps(info).encode(), 0)
         return self
 
+    def describe_holder(self) -> str:
+        """Who holds the lock, for a refusal message: the exclusive holder's pid and operation
+        when it recorded them (and is still that process), else a generic description."""
+        h = self.holder()
+        pid = h.get("pid")
+        if isinstance(pid, int) and alive(pid, h.get("proc_start")):
+            return f"pid {pid} ({h.get('op')}, started {h.get('started')})"
+        return "another e3 command"
+
     def release(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None
             try:
+                if self.exclusive:
+                    os.ftruncate(fd, 0)  # no stale holder info for the next refusal message
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)

@@ -34,18 +34,36 @@ class ObjectStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         return tempfile.mkstemp(dir=self.tmp, prefix="w-", suffix=".part")
 
+    def _freshen(self, h: str) -> bool:
+        """True if object `h` exists; its mtime is bumped so that a concurrent gc, which spares
+        objects younger than min-age, cannot delete an object a writer just relied on."""
+        try:
+            os.utime(self.path(h))
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:  # e.g. a read-only store: existence is what matters
+            return self.path(h).exists()
+
     def _install(self, tmp: str, h: str) -> None:
         dest = self.path(h)
-        if dest.exists():
+        if self._freshen(h):
             os.unlink(tmp)
             return
-        dest.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
-        os.replace(tmp, dest)  # same bytes either way: last rename wins harmlessly
+        for attempt in range(10):
+            dest.parent.mkdir(exist_ok=True)
+            try:
+                os.replace(tmp, dest)  # same bytes either way: last rename wins harmlessly
+                return
+            except FileNotFoundError:
+                # gc removed the (empty) fan-out directory between mkdir and rename
+                if attempt == 9 or not os.path.exists(tmp):
+                    raise
 
     def write(self, data: bytes) -> str:
         h = hash_bytes(data)
-        if self.path(h).exists():
+        if self._freshen(h):
             return h
         fd, tmp = self._tempfile()
         try:

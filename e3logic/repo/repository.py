@@ -59,26 +59,50 @@ class Repository:
 
     # -- creation / lookup ------------------------------------------------------------
     @classmethod
-    def init(cls, path: Path) -> "Repository":
+    def init(cls, path: Path, workspace: str = "main") -> "Repository":
+        """Create `path/.e3/` whole or not at all: objects, the first (empty) workspace, HEAD
+        and index.db are prepared in a private temp directory beside it, then renamed into
+        place; `e3.toml` is written first (and kept if it exists)."""
         root = Path(path).resolve()
-        if (root / ".e3").exists():
-            raise UsageError(f"{root} is already an e3 repository; use it, or pick another PATH")
-        root.mkdir(parents=True, exist_ok=True)
         e3 = root / ".e3"
-        tmp = root / ".e3.init-tmp"
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        for sub in ("objects/tmp", "packages", "workspaces", "logs"):
-            (tmp / sub).mkdir(parents=True)
-        (tmp / "HEAD").write_text("main\n")
-        os.rename(tmp, e3)  # the repository appears whole or not at all
+        if e3.exists():
+            raise UsageError(f"{root} is already an e3 repository; use it, or pick another PATH")
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"{root} is a file; give a directory for the new repository")
+        root.mkdir(parents=True, exist_ok=True)
         if not (root / "e3.toml").exists():
             write_atomic(root / "e3.toml", DEFAULT_TOML.encode())
-        repo = cls(root)
-        repo.index  # create index.db
-        return repo
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".e3.init-"))
+        try:
+            os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+            for sub in ("objects/tmp", "packages", "workspaces", "logs"):
+                (tmp / sub).mkdir(parents=True)
+            staged = cls(root)
+            staged.dir = tmp
+            staged.objects = ObjectStore(tmp / "objects")
+            staged.packages_dir, staged.workspaces_dir = tmp / "packages", tmp / "workspaces"
+            staged.logs_dir = tmp / "logs"
+            from .workspaces import Workspaces
+
+            Workspaces(staged).create(workspace)
+            write_atomic(tmp / "HEAD", (workspace + "\n").encode())
+            from .index import IndexDB
+
+            IndexDB(tmp / "index.db").close()
+            try:
+                os.rename(tmp, e3)  # the repository appears whole or not at all
+            except OSError:
+                if e3.exists():  # a concurrent `e3 init` won
+                    raise UsageError(f"{root} is already an e3 repository; use it, or pick "
+                                     f"another PATH") from None
+                raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return cls(root)
 
     @classmethod
     def open(cls, path: str | None = None) -> "Repository":

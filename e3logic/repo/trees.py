@@ -21,6 +21,15 @@ def blob_entry(h: str, size: int, fmt: str = "raw") -> dict:
     return {"kind": "blob", "hash": h, "format": fmt, "size": size}
 
 
+class _Leaf:
+    """A change at a leaf of `set_many`'s nested plan (a class, so no name can collide)."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: dict | None):
+        self.entry = entry
+
+
 class Trees:
     """Tree operations over an object store; parsed trees are cached (objects are immutable)."""
 
@@ -84,23 +93,25 @@ class Trees:
             node = nested
             for s in segs[:-1]:
                 node = node.setdefault(s, {})
-                if not isinstance(node, dict) or "__leaf__" in node:
+                if isinstance(node, _Leaf):
                     raise UsageError(f"'{path}' is below a dataset, not a folder")
-            node[segs[-1]] = {"__leaf__": entry}
+            if isinstance(node.get(segs[-1]), dict):
+                raise UsageError(f"'{path}' is a folder of the other changes, not a dataset")
+            node[segs[-1]] = _Leaf(entry)
         return self._apply(root, nested, "") or self.empty
 
     def _apply(self, h: str | None, changes: dict, where: str) -> str | None:
         entries = dict(self.read(h)) if h else {}
         for name in sorted(changes):
             sub = changes[name]
-            if "__leaf__" in sub:
-                if sub["__leaf__"] is None:
+            if isinstance(sub, _Leaf):
+                if sub.entry is None:
                     entries.pop(name, None)
                 else:
                     old = entries.get(name)
-                    if old is not None and old["kind"] == "tree" and sub["__leaf__"]["kind"] != "tree":
+                    if old is not None and old["kind"] == "tree" and sub.entry["kind"] != "tree":
                         raise UsageError(f"'{where}{name}' is a folder of datasets; set a path below it")
-                    entries[name] = sub["__leaf__"]
+                    entries[name] = sub.entry
                 continue
             old = entries.get(name)
             if old is not None and old["kind"] != "tree":

@@ -157,20 +157,29 @@ class WorkingCopy:
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
 
-    def sync(self, target: str, previous: str | None = None, force: bool = False) -> dict:
+    def begin_sync(self, target: str) -> None:
+        """Record that the files are about to be rewritten to `target`: from here until `sync`
+        finishes, a killed command is completed by the next one (`recover`) instead of its
+        half-written files being mistaken for user edits. Call it before changing the
+        workspace root the files follow."""
+        self.db.set_meta("wc_target", target)
+
+    def sync(self, target: str, previous: str | list | None = None, force: bool = False) -> dict:
         """Make the files under inputs/ and outputs/ match `target`; files unchanged on disk are
-        untouched. Files tracked by `previous` but absent from `target` are removed. Returns
-        counts."""
+        untouched. Files tracked by `previous` (a root, or several) but absent from `target` are
+        removed. Returns counts."""
         if previous is None:
             previous = self.synced_root
-        self.db.set_meta("wc_target", target)
+        self.begin_sync(target)
         want = {}
         for top in WC_DIRS:
             want.update({p: e["hash"] for p, e in self._walk(target, top)})
         old = {}
-        if previous:
+        for prev in dict.fromkeys([previous] if isinstance(previous, str) else previous or []):
+            if not prev:
+                continue
             for top in WC_DIRS:
-                old.update({p: e["hash"] for p, e in self._walk(previous, top)})
+                old.update({p: e["hash"] for p, e in self._walk(prev, top)})
         cache = self._cache()
         written, rows = 0, []
         for p, h in sorted(want.items()):
