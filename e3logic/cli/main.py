@@ -83,7 +83,9 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         mod, func = COMMANDS[name]
-        return getattr(importlib.import_module(f"e3logic.cli.{mod}"), func)
+        cmd = getattr(importlib.import_module(f"e3logic.cli.{mod}"), func)
+        _accept_json(cmd)
+        return cmd
 
     def format_commands(self, ctx, formatter):
         rows = [(n, SUMMARIES.get(n, "")) for n in self.list_commands(ctx)]
@@ -97,6 +99,24 @@ class LazyGroup(click.Group):
 
             raise NotFound("command", name, COMMANDS, hint="see 'e3 --help'")
         return super().resolve_command(ctx, args)
+
+
+def _set_json(ctx, param, value):
+    if value:
+        ctx.obj.json = True
+
+
+def _accept_json(cmd) -> None:
+    """Let `--json` follow the command (`e3 status --json`) as well as precede it."""
+    if getattr(cmd, "_e3_json", False):
+        return
+    cmd._e3_json = True
+    if not any("--json" in p.opts for p in cmd.params):
+        cmd.params.append(click.Option(["--json", "_e3_json"], is_flag=True, expose_value=False,
+                                       callback=_set_json,
+                                       help="Answer with one JSON document on stdout."))
+    for sub in (getattr(cmd, "commands", None) or {}).values():
+        _accept_json(sub)
 
 
 class Options:
@@ -152,8 +172,12 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("e3: cancelled", err=True)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # bad usage: one line, like every other error
+        msg = " ".join(e.format_message().split())
+        ctx = getattr(e, "ctx", None)
+        if ctx is not None:
+            msg += f" (see '{ctx.command_path} --help')"
+        click.echo(f"e3: error: {msg}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
