@@ -112,6 +112,11 @@ class Constraint:
     def allows(self, v: Version | str) -> bool:
         if isinstance(v, str):
             v = Version.parse(v)
+        if v.pre and not any(b.pre and (b.major, b.minor, b.patch) == (v.major, v.minor, v.patch)
+                             for _, b in self.clauses):
+            # a pre-release matches only a constraint that names a pre-release of the same
+            # MAJOR.MINOR.PATCH (npm's rule): '^1.0' does not pick up 1.5.0-beta
+            return False
         for op, bound in self.clauses:
             ok = {"==": v == bound, ">=": v >= bound, "<=": v <= bound, ">": v > bound,
                   "<": v < bound}[op]
