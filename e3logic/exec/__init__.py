@@ -1,0 +1,1 @@
+"""Layer exec: heartbeat executor, episodes, budgets, runtimes, memo (DESIGN.md §8)."""

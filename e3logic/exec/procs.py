@@ -1,0 +1,233 @@
+"""Process-group bookkeeping: reading /proc, signalling groups, reaping, killing orphans.
+
+Every task process (a shell command, a python worker) runs as the leader of its own session and
+process group, so its pgid equals the leader's pid and one signal reaches everything it spawned.
+
+Safety rules followed here:
+- A group is signalled only while its leader is known to hold its pid: either the leader is our
+  unreaped child (a zombie still pins the pid), or its start time (field 22 of
+  /proc/<pid>/stat, clock ticks since boot) matches the one recorded when it was started. A
+  recycled pid is never signalled.
+- Zombies count as gone: a killed orphan whose new parent does not reap it stays in /proc in
+  state Z but runs nothing.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+    utime: int
+    stime: int
+    cutime: int
+    cstime: int
+    starttime: int
+
+    @property
+    def cpu_ticks(self) -> int:
+        """CPU of the process and of its reaped children, in clock ticks."""
+        return self.utime + self.stime + self.cutime + self.cstime
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X", "x")
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """Parse /proc/<pid>/stat; None when the process does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        return None
+    # comm may hold spaces and parentheses: it ends at the last ')'
+    lpar, rpar = data.find("("), data.rfind(")")
+    if lpar < 0 or rpar < 0:
+        return None
+    rest = data[rpar + 2:].split()
+    # rest[0] is field 3 (state); field N is rest[N - 3]
+    try:
+        return ProcStat(pid=pid, comm=data[lpar + 1:rpar], state=rest[0], ppid=int(rest[1]),
+                        pgrp=int(rest[2]), session=int(rest[3]), utime=int(rest[11]),
+                        stime=int(rest[12]), cutime=int(rest[13]), cstime=int(rest[14]),
+                        starttime=int(rest[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """The process start time (field 22 of /proc/<pid>/stat), or None if it does not exist."""
+    st = proc_stat(pid)
+    return st.starttime if st else None
+
+
+def group_members(pgid: int, include_zombies: bool = False) -> list[int]:
+    """Pids of the processes in group `pgid` (live ones only unless `include_zombies`)."""
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        st = proc_stat(int(name))
+        if st is not None and st.pgrp == pgid and (include_zombies or st.alive):
+            out.append(st.pid)
+    return sorted(out)
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to group `pgid`; False when the group no longer exists."""
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a non-zombie process remains in group `pgid`."""
+    return bool(group_members(pgid))
+
+
+def terminate_group(pgid: int, grace: float = 0.5, poll: float = 0.02) -> None:
+    """Synchronously SIGTERM group `pgid`, wait up to `grace` seconds, then SIGKILL it.
+
+    Only for groups whose leader is pinned (our unreaped child) or verified by start time."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not group_alive(pgid):
+            break
+        time.sleep(poll)
+    signal_group(pgid, signal.SIGKILL)
+
+
+def _pairs(groups: Mapping[int, int] | Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    items = groups.items() if isinstance(groups, Mapping) else groups
+    return sorted((int(p), int(t)) for p, t in items)
+
+
+def kill_orphans(groups: Mapping[int, int] | Iterable[tuple[int, int]],
+                 sig: int = signal.SIGKILL) -> list[int]:
+    """SIGKILL the process groups a dead engine left behind.
+
+    `groups` maps pgid → the start time its leader had when it was recorded (as from
+    `Runtimes.running_groups()`). A group is killed only if its leader still runs with that
+    start time: a pid recycled by an unrelated process is left alone, and so is a group whose
+    leader is gone (its survivors cannot be told apart from a recycled group). Returns the pgids
+    that were signalled."""
+    killed = []
+    for pgid, recorded in _pairs(groups):
+        if pgid <= 1:
+            continue
+        st = proc_stat(pgid)
+        if st is None or not st.alive or st.starttime != recorded or st.pgrp != pgid:
+            continue
+        if signal_group(pgid, sig):
+            killed.append(pgid)
+    return killed
+
+
+# -- waiting for and reaping our own children -------------------------------------------------
+
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd for `pid` (readable once it exits), or None where unsupported."""
+    fn = getattr(os, "pidfd_open", None)
+    if fn is None:
+        return None
+    try:
+        return fn(pid)
+    except OSError:
+        return None
+
+
+def has_exited(pid: int) -> bool:
+    """True when our child `pid` has exited (it is not reaped: its pid stays pinned)."""
+    try:
+        res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return res is not None
+
+
+@dataclass(frozen=True)
+class Reaped:
+    exit_code: int | None      # as subprocess: >= 0 an exit status, < 0 the killing signal
+    cpu_s: float               # CPU of the child and its reaped descendants
+
+    @property
+    def signal(self) -> int | None:
+        return -self.exit_code if self.exit_code is not None and self.exit_code < 0 else None
+
+
+def reap(pid: int) -> Reaped:
+    """Wait for (blocking) and reap our child `pid`, returning its status and CPU usage."""
+    try:
+        _, status, ru = os.wait4(pid, 0)
+    except ChildProcessError:  # somebody else reaped it
+        return Reaped(None, 0.0)
+    return Reaped(os.waitstatus_to_exitcode(status), ru.ru_utime + ru.ru_stime)
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def describe_exit(code: int | None) -> str:
+    """'exit 3', 'killed by SIGSEGV', 'unknown exit status'."""
+    if code is None:
+        return "unknown exit status"
+    if code < 0:
+        return f"killed by {signal_name(-code)}"
+    return f"exit {code}"
+
+
+class GroupRegistry:
+    """The process groups a `Runtimes` owns, pgid → leader start time.
+
+    A group is registered right after its leader is spawned and removed right before the leader
+    is reaped, so `kill_all` never signals a pgid that could have been recycled. Plain dict
+    operations only: `kill_all` may run from a signal handler."""
+
+    def __init__(self) -> None:
+        self._live: dict[int, int] = {}
+
+    def add(self, pgid: int, start: int | None) -> None:
+        self._live[pgid] = start if start is not None else -1
+
+    def discard(self, pgid: int) -> None:
+        self._live.pop(pgid, None)
+
+    def snapshot(self) -> dict[int, int]:
+        return dict(self._live)
+
+    def __contains__(self, pgid: int) -> bool:
+        return pgid in self._live
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> list[int]:
+        done = []
+        for pgid in list(self._live):
+            if pgid > 1 and signal_group(pgid, sig):
+                done.append(pgid)
+        return done

@@ -1,0 +1,729 @@
+"""Runtimes: how one task runs, in isolation from the repository.
+
+`Runtimes.run(spec)` runs one task described by a `TaskSpec` — its code, its input files, the
+file its output must be written to, its log file, its budget — and returns a `TaskResult`
+(`ok`, `fail` or `cxl`, with a one-line reason). It never touches the repository: the
+executor stages and commits the output file. Bad task code is a `fail`, never an exception.
+
+- `python`: a pool of persistent worker processes (`workers.WorkerPool`); the function from the
+  package's modules, imported once per content hash (`taskcode.ModuleSpaces`).
+- `shell`: the argv template, expanded without a shell, in its own session/process group, with
+  stdout and stderr written straight to the log file while it runs.
+- `inline`: in the engine's own process, in a thread (`inline_in_pool=True` sends it to the
+  pool instead, for the `processes` backend).
+
+Cancellation: cancelling the anyio task that awaits `run()` SIGTERMs the task's process group,
+SIGKILLs it after `grace` seconds (shielded cleanup, then the cancellation propagates);
+`cancel(pgid)` does the same from outside and `run()` returns `cxl`; `kill_all()` SIGKILLs every
+group synchronously (Ctrl-C) and the runs in flight return `cxl`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import anyio
+
+from . import procs
+from .budgets import Budget, child_limits, exceeded, parse_budget
+from .taskcode import (ModuleSpaces, TaskError, encode_output, exc_reason, load_inputs,
+                       materialize, modules_dir, one_line, print_user_traceback, write_atomic)
+from .workers import Worker, WorkerPool, wait_exit, wait_fd
+
+RUNTIMES = ("python", "shell", "inline")
+OK, FAIL, CXL = "ok", "fail", "cxl"
+
+
+@dataclass(frozen=True)
+class InputRef:
+    path: str                    # a file on disk (read-only)
+    format: str = "raw"          # "raw" | "json"
+    name: str = ""               # the dataset path, for messages
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    runtime: str                                    # "python" | "shell" | "inline"
+    entry: str | None = None                        # "module:function" (python, inline)
+    argv: tuple[str, ...] | None = None             # shell template
+    modules_hash: str = ""                          # "" → import `entry` from sys.path
+    modules: Callable[[], dict[str, bytes]] | None = None  # called only if not materialized
+    inputs: tuple[InputRef, ...] = ()
+    output: str = ""                                # file the output must be written to
+    log_path: str = ""                              # "" → discarded
+    budget: dict = field(default_factory=dict)      # wall_s, cpu_s, io_bytes, mem_mb
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""                                   # working directory ("" → the engine's)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    status: str                  # "ok" | "fail" | "cxl"
+    output_format: str | None    # "raw" | "json" | None (not ok)
+    exit_code: int | None        # shell: exit status (<0: signal); python: worker's if it died
+    reason: str                  # one line; "" when ok
+    duration_s: float            # on the runtime's clock
+    cpu_s: float
+    pgid: int | None             # the process group that ran it (None: inline in-process)
+    budget: str | None = None    # the budget key that was exceeded, if that is why it failed
+    io_bytes: int = 0            # output + log bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+# -- shell templates ---------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{(inputs|output|input(\d+))\}")
+
+
+def expand_argv(template, inputs: list[str] | tuple[str, ...], output: str) -> list[str]:
+    """Expand a shell task's argv template (never through a shell string).
+
+    `{inputs}` as a whole argument becomes one argument per input; `{input0}`, `{input1}`…
+    and `{output}` as a whole argument become that path. Inside a larger string (`sh -c
+    "cat {inputs} > {output}"`) each path is shell-quoted — a no-op for ordinary paths — and
+    `{inputs}` joins them with spaces. Other braces (`awk '{print $1}'`) are left alone."""
+    if not template or isinstance(template, str) or not all(isinstance(a, str) for a in template):
+        raise TaskError("a shell task needs an argv template: a non-empty list of strings")
+    inputs = [os.fspath(p) for p in inputs]
+
+    def path_of(m: re.Match, quote: bool) -> str:
+        name = m.group(1)
+        if name == "output":
+            paths = [output]
+        elif name == "inputs":
+            paths = inputs
+        else:
+            i = int(m.group(2))
+            if i >= len(inputs):
+                raise TaskError(f"argv template refers to {{input{i}}} but the task has "
+                                f"{len(inputs)} input{'s' if len(inputs) != 1 else ''}")
+            paths = [inputs[i]]
+        return " ".join(shlex.quote(p) for p in paths) if quote else " ".join(paths)
+
+    argv: list[str] = []
+    for arg in template:
+        m = _PLACEHOLDER.fullmatch(arg)
+        if m and m.group(1) == "inputs":
+            argv.extend(inputs)
+        elif m:
+            argv.append(path_of(m, quote=False))
+        else:
+            argv.append(_PLACEHOLDER.sub(lambda mm: path_of(mm, quote=True), arg))
+    return argv
+
+
+# -- print() routing for inline tasks ----------------------------------------------------------
+
+class _Router:
+    """Stands in for sys.stdout / sys.stderr: writes from a thread running an inline task go to
+    that task's log, everything else to the stream it replaced."""
+
+    _local = threading.local()
+
+    def __init__(self, fallback):
+        self._fallback = fallback
+
+    def _target(self):
+        return getattr(self._local, "stream", None) or self._fallback
+
+    def write(self, s):
+        return self._target().write(s)
+
+    def flush(self):
+        return self._target().flush()
+
+    def __getattr__(self, name):
+        return getattr(self._target(), name)
+
+
+_router_lock = threading.Lock()
+
+
+def _install_routers() -> None:
+    with _router_lock:
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router(sys.stdout)
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router(sys.stderr)
+
+
+_shared_spaces: ModuleSpaces | None = None
+_spaces_lock = threading.Lock()
+
+
+def shared_spaces() -> ModuleSpaces:
+    """The engine process's module namespaces (one per process: module names are global)."""
+    global _shared_spaces
+    with _spaces_lock:
+        if _shared_spaces is None:
+            _shared_spaces = ModuleSpaces()
+        return _shared_spaces
+
+
+# -- the runtimes ------------------------------------------------------------------------------
+
+class _Running:
+    __slots__ = ("pgid", "start", "cancel_reason", "term_at")
+
+    def __init__(self, pgid: int, start: int | None):
+        self.pgid, self.start = pgid, start
+        self.cancel_reason: str | None = None
+        self.term_at: float | None = None
+
+
+class _Abandon:
+    """Shared between an inline task's thread and the loop: set once the loop gave up on it."""
+    abandoned = False
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+
+
+def _absolute(spec: TaskSpec) -> TaskSpec:
+    """Paths in a spec are relative to the engine's working directory; tasks run elsewhere."""
+    ab = os.path.abspath
+    return dataclasses.replace(
+        spec, output=ab(spec.output), log_path=ab(spec.log_path) if spec.log_path else "",
+        cwd=ab(spec.cwd) if spec.cwd else "",
+        inputs=tuple(dataclasses.replace(i, path=ab(i.path)) for i in spec.inputs))
+
+
+_MEM_HINTS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
+
+
+def _log_tail(path: str, start: int, limit: int = 4096) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(start, _size(path) - limit))
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class Runtimes:
+    """Runs tasks; one per run. Owns the python worker pool and every task process group.
+
+    `workers`: the pool's size (and the inline thread limit). `cache_dir`: where module sets are
+    materialized (`cache_dir/modules/<hash>/`). `clock`: drives wall budgets and durations
+    (tests may inject one; it is polled every `poll_s` seconds). `grace`: seconds between
+    SIGTERM and SIGKILL on cancellation."""
+
+    def __init__(self, workers: int, cache_dir: Path, clock: Callable[[], float] = time.monotonic,
+                 inline_in_pool: bool = False, *, grace: float = 0.5, poll_s: float = 0.05):
+        self.workers = max(1, int(workers))
+        self.cache_dir = Path(cache_dir)
+        self.clock = clock
+        self.inline_in_pool = inline_in_pool
+        self.grace = min(max(0.0, grace), 1.0)
+        self.poll_s = poll_s
+        self.idle_poll_s = 0.25
+        self.registry = procs.GroupRegistry()
+        self.pool = WorkerPool(self.workers, self.cache_dir, self.registry)
+        self._running: dict[int, _Running] = {}
+        self._materialized: set[str] = set()
+        self._mod_lock: anyio.Lock | None = None
+        self._inline_limiter: anyio.CapacityLimiter | None = None
+        self.closed = False
+
+    # -- public API ------------------------------------------------------------------------
+    def running_pgids(self) -> list[int]:
+        """The process groups of the tasks running now (sorted)."""
+        return sorted(self._running)
+
+    def running_groups(self) -> dict[int, int]:
+        """pgid → leader start time of the tasks running now, for `procs.kill_orphans`."""
+        return {p: (r.start if r.start is not None else -1) for p, r in sorted(self._running.items())}
+
+    def live_groups(self) -> dict[int, int]:
+        """Every process group this object owns (idle workers included), pgid → start time."""
+        return self.registry.snapshot()
+
+    def cancel(self, pgid: int, reason: str = "cancelled") -> bool:
+        """Cancel the task running in group `pgid`: SIGTERM now, SIGKILL after the grace; its
+        `run()` returns `cxl` with `reason`. False if no task runs in that group."""
+        r = self._running.get(pgid)
+        if r is None:
+            return False
+        if r.cancel_reason is None:
+            r.cancel_reason = one_line(reason)
+            r.term_at = time.monotonic()
+            procs.signal_group(pgid, signal.SIGTERM)
+        return True
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL every live process group (running tasks and idle workers) synchronously.
+        Runs in flight return `cxl` ("killed"). Safe to call from a signal handler."""
+        for r in list(self._running.values()):
+            if r.cancel_reason is None:
+                r.cancel_reason = "killed"
+                r.term_at = time.monotonic()
+        return self.registry.kill_all(signal.SIGKILL)
+
+    async def aclose(self) -> None:
+        """Stop the pool; kill every process group still alive."""
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            for r in list(self._running.values()):
+                if r.cancel_reason is None:
+                    r.cancel_reason = "runtimes closed"
+                    r.term_at = time.monotonic()
+                procs.signal_group(r.pgid, signal.SIGKILL)
+            await self.pool.aclose(grace=self.grace or 0.2)
+            self.registry.kill_all(signal.SIGKILL)
+
+    async def __aenter__(self) -> "Runtimes":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def run(self, spec: TaskSpec, on_start: Callable[[int], None] | None = None) -> TaskResult:
+        """Run one task; see the module docstring. `on_start(pgid)` is called as soon as the
+        task's process group exists (not for inline tasks run in-process)."""
+        t0 = self.clock()
+        try:
+            budget = parse_budget(spec.budget)
+        except ValueError as e:
+            return self._fail(t0, str(e))
+        if self.closed:
+            return self._fail(t0, "runtimes are closed")
+        if spec.runtime not in RUNTIMES:
+            return self._fail(t0, f"unknown runtime {spec.runtime!r}; expected one of "
+                                  f"{', '.join(RUNTIMES)}")
+        if not spec.output:
+            return self._fail(t0, "the task has no output path")
+        spec = _absolute(spec)
+        try:
+            _unlink(spec.output)
+            Path(spec.output).parent.mkdir(parents=True, exist_ok=True)
+            if spec.log_path:
+                Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            return self._fail(t0, f"cannot prepare output {spec.output}: {e.strerror or e}")
+        result: TaskResult | None = None
+        try:
+            if spec.runtime == "shell":
+                result = await self._run_shell(spec, budget, on_start, t0)
+            elif spec.runtime == "python" or self.inline_in_pool:
+                result = await self._run_pool(spec, budget, on_start, t0)
+            else:
+                result = await self._run_inline(spec, budget, t0)
+            return result
+        finally:
+            if result is None or result.status != OK:
+                try:
+                    _unlink(spec.output)
+                except OSError:
+                    pass
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _result(self, t0: float, status: str, reason: str = "", *, fmt: str | None = None,
+                exit_code: int | None = None, cpu_s: float = 0.0, pgid: int | None = None,
+                budget: str | None = None, io_bytes: int = 0) -> TaskResult:
+        return TaskResult(status=status, output_format=fmt if status == OK else None,
+                          exit_code=exit_code, reason=one_line(reason) if reason else "",
+                          duration_s=max(0.0, self.clock() - t0), cpu_s=round(cpu_s, 6),
+                          pgid=pgid, budget=budget, io_bytes=io_bytes)
+
+    def _fail(self, t0: float, reason: str, **kw) -> TaskResult:
+        return self._result(t0, FAIL, reason, **kw)
+
+    def _deadline(self, budget: Budget, t0: float) -> float | None:
+        return None if budget.wall_s is None else t0 + budget.wall_s
+
+    async def _ensure_modules(self, spec: TaskSpec) -> Path | None:
+        if not spec.modules_hash:
+            return None
+        target = modules_dir(self.cache_dir, spec.modules_hash)
+        if spec.modules_hash in self._materialized or target.is_dir():
+            self._materialized.add(spec.modules_hash)
+            return target
+        if self._mod_lock is None:
+            self._mod_lock = anyio.Lock()
+        async with self._mod_lock:
+            path = await anyio.to_thread.run_sync(materialize, self.cache_dir, spec.modules_hash,
+                                                  spec.modules)
+        self._materialized.add(spec.modules_hash)
+        return path
+
+    async def _supervise(self, run: _Running, budget: Budget, deadline: float | None,
+                         wait_on: int | None, on_readable: Callable[[], bool],
+                         exited: Callable[[], bool], cpu_s: Callable[[], float],
+                         io_bytes: Callable[[], int]) -> str | None:
+        """Wait for the task's process; return None when it finished, or the name of the
+        budget it overran (the caller kills it). Escalates a pending cancel to SIGKILL."""
+        polled = budget.io_bytes is not None or budget.cpu_s is not None
+        while True:
+            timeout = self.poll_s if polled else self.idle_poll_s
+            if run.cancel_reason is not None:
+                timeout = min(timeout, 0.02)
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - self.clock()), self.poll_s)
+            if wait_on is not None:
+                if await wait_fd(wait_on, timeout) and on_readable():
+                    return None
+            else:
+                await anyio.sleep(min(timeout, 0.01))
+                if exited():
+                    return None
+            if run.cancel_reason is not None:
+                if run.term_at is not None and time.monotonic() - run.term_at >= self.grace:
+                    procs.signal_group(run.pgid, signal.SIGKILL)
+                continue
+            if deadline is not None and self.clock() >= deadline:
+                return "wall_s"
+            if budget.io_bytes is not None and io_bytes() > budget.io_bytes:
+                return "io_bytes"
+            if budget.cpu_s is not None and cpu_s() > budget.cpu_s + 1.0:
+                return "cpu_s"  # backstop: RLIMIT_CPU normally fires first
+
+    async def _terminate(self, pgid: int, pid: int, pidfd: int | None, grace: float) -> None:
+        """SIGTERM the group, wait up to `grace` for it to go, then SIGKILL; wait for the
+        leader to exit (it stays unreaped: its zombie pins the pgid)."""
+        with anyio.CancelScope(shield=True):
+            if grace > 0 and procs.signal_group(pgid, signal.SIGTERM):
+                end = time.monotonic() + grace
+                await wait_exit(pid, pidfd, grace)
+                while time.monotonic() < end and procs.group_alive(pgid):
+                    await anyio.sleep(0.02)
+            procs.signal_group(pgid, signal.SIGKILL)
+            await wait_exit(pid, pidfd, 10.0)
+
+    # -- shell -----------------------------------------------------------------------------
+    async def _run_shell(self, spec: TaskSpec, budget: Budget, on_start, t0: float) -> TaskResult:
+        try:
+            argv = expand_argv(spec.argv, [i.path for i in spec.inputs], spec.output)
+        except TaskError as e:
+            return self._fail(t0, e.reason)
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in (spec.env or {}).items()})
+        log_path = spec.log_path or os.devnull
+        log_start = _size(log_path) if spec.log_path else 0
+        try:
+            logf = open(log_path, "ab")
+        except OSError as e:
+            return self._fail(t0, f"cannot open log {log_path}: {e.strerror or e}")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                    stderr=subprocess.STDOUT, cwd=spec.cwd or None, env=env,
+                                    start_new_session=True, preexec_fn=child_limits(budget))
+        except FileNotFoundError as e:
+            if spec.cwd and e.filename == spec.cwd:
+                return self._fail(t0, f"working directory does not exist: {spec.cwd}")
+            return self._fail(t0, f"command not found: {argv[0]}")
+        except PermissionError:
+            return self._fail(t0, f"permission denied: {argv[0]}")
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            return self._fail(t0, f"cannot start {argv[0]}: {exc_reason(e)}")
+        finally:
+            logf.close()
+        pid = pgid = proc.pid
+        pidfd = procs.open_pidfd(pid)
+        run = _Running(pgid, procs.start_time(pid))
+        self.registry.add(pgid, run.start)
+        self._running[pgid] = run
+
+        def io_now() -> int:
+            return _size(spec.output) + (_size(log_path) - log_start if spec.log_path else 0)
+
+        def cpu_now() -> float:
+            st = procs.proc_stat(pid)
+            return st.cpu_ticks / procs.CLK_TCK if st else 0.0
+
+        over: str | None = None
+        try:
+            if on_start is not None:
+                on_start(pgid)
+            over = await self._supervise(
+                run, budget, self._deadline(budget, t0), pidfd, lambda: True,
+                lambda: procs.has_exited(pid), cpu_now, io_now)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                if run.cancel_reason is None:
+                    run.cancel_reason = "cancelled"
+                await self._terminate(pgid, pid, pidfd, self.grace)
+                self._finish_shell(run, proc, pidfd)
+            raise
+        if over is not None:
+            await self._terminate(pgid, pid, pidfd, self.grace)
+        reaped = self._finish_shell(run, proc, pidfd)
+        code = reaped.exit_code
+        io_used = io_now()
+        kw = dict(exit_code=code, cpu_s=reaped.cpu_s, pgid=pgid, io_bytes=io_used)
+        if run.cancel_reason is not None:
+            return self._result(t0, CXL, run.cancel_reason, **kw)
+        if over is not None:
+            return self._fail(t0, exceeded(over, budget), budget=over, **kw)
+        if code != 0 and budget.cpu_s is not None and (
+                reaped.signal in (signal.SIGXCPU, signal.SIGKILL) or code == 128 + signal.SIGXCPU
+                or reaped.cpu_s >= budget.cpu_s):
+            return self._fail(t0, exceeded("cpu_s", budget), budget="cpu_s", **kw)
+        if code != 0:
+            if budget.mem_mb is not None and spec.log_path and any(
+                    h in _log_tail(log_path, log_start) for h in _MEM_HINTS):
+                return self._fail(t0, f"{exceeded('mem_mb', budget)} ({procs.describe_exit(code)})",
+                                  budget="mem_mb", **kw)
+            return self._fail(t0, procs.describe_exit(code), **kw)
+        if not os.path.isfile(spec.output):
+            return self._fail(t0, f"task wrote no output at {spec.output}", **kw)
+        if budget.io_bytes is not None and io_used > budget.io_bytes:
+            return self._fail(t0, exceeded("io_bytes", budget), budget="io_bytes", **kw)
+        return self._result(t0, OK, fmt="raw", **kw)
+
+    def _finish_shell(self, run: _Running, proc: subprocess.Popen, pidfd: int | None) -> procs.Reaped:
+        # the leader has exited: kill what it left behind while its zombie pins the pgid
+        procs.signal_group(run.pgid, signal.SIGKILL)
+        self._running.pop(run.pgid, None)
+        self.registry.discard(run.pgid)
+        reaped = procs.reap(proc.pid)
+        proc.returncode = reaped.exit_code
+        if pidfd is not None:
+            os.close(pidfd)
+        return reaped
+
+    # -- python (and inline in the pool) ---------------------------------------------------
+    async def _run_pool(self, spec: TaskSpec, budget: Budget, on_start, t0: float) -> TaskResult:
+        if not spec.entry:
+            return self._fail(t0, f"a {spec.runtime} task needs an entry 'module:function'")
+        try:
+            directory = await self._ensure_modules(spec)
+        except TaskError as e:
+            return self._fail(t0, e.reason)
+        request = {"entry": spec.entry, "modules_hash": spec.modules_hash or "",
+                   "modules_dir": str(directory) if directory else None,
+                   "inputs": [(i.path, i.format, i.name) for i in spec.inputs],
+                   "output": spec.output, "log_path": spec.log_path, "budget": budget.as_dict(),
+                   "env": dict(spec.env or {}), "cwd": spec.cwd}
+        log_start = _size(spec.log_path) if spec.log_path else 0
+        worker = await self.pool.acquire(spec.modules_hash)
+        reusable = False
+        run: _Running | None = None
+        try:
+            try:
+                worker.send(request)
+            except OSError:  # died while idle: a fresh one (the task has not started)
+                worker = await self.pool.replace(worker)
+                worker.send(request)
+            run = _Running(worker.pgid, worker.start)
+            self._running[worker.pgid] = run
+            cpu0 = worker.cpu_ticks()
+
+            def io_now() -> int:
+                return _size(spec.log_path) - log_start if spec.log_path else 0
+
+            def cpu_now() -> float:
+                return (worker.cpu_ticks() - cpu0) / procs.CLK_TCK
+
+            over: str | None = None
+            try:
+                if on_start is not None:
+                    on_start(worker.pgid)
+                over = await self._supervise(
+                    run, budget, self._deadline(budget, t0), worker.rfd, worker.pump,
+                    worker.exited, cpu_now, io_now)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    if run.cancel_reason is None:
+                        run.cancel_reason = "cancelled"
+                    await self._terminate(worker.pgid, worker.pid, worker.pidfd, self.grace)
+                    worker.finish()
+                raise
+            reply = worker.reply() if over is None else None
+            if run.cancel_reason is not None or over is not None or reply is None:
+                await self._terminate(worker.pgid, worker.pid, worker.pidfd,
+                                      self.grace if run.cancel_reason is not None else 0.0)
+                reaped = worker.finish()
+                cpu = max(0.0, reaped.cpu_s - cpu0 / procs.CLK_TCK)
+                kw = dict(exit_code=reaped.exit_code, cpu_s=cpu, pgid=worker.pgid,
+                          io_bytes=io_now())
+                if run.cancel_reason is not None:
+                    return self._result(t0, CXL, run.cancel_reason, **kw)
+                if over is not None:
+                    return self._fail(t0, exceeded(over, budget), budget=over, **kw)
+                return self._fail(t0, self._death_reason(worker, reaped, budget),
+                                  budget="cpu_s" if self._is_cpu_kill(reaped, budget) else None,
+                                  **kw)
+            worker.tasks += 1
+            if spec.modules_hash:
+                worker.hashes.add(spec.modules_hash)
+            reusable = not reply.get("replace")
+            kw = dict(cpu_s=float(reply.get("cpu_s") or 0.0), pgid=worker.pgid,
+                      io_bytes=int(reply.get("io_bytes") or 0))
+            if reply.get("status") == OK:
+                return self._result(t0, OK, fmt=reply.get("format"), **kw)
+            return self._fail(t0, reply.get("reason") or "task failed", budget=reply.get("budget"),
+                              **kw)
+        finally:
+            if run is not None:
+                self._running.pop(run.pgid, None)
+            with anyio.CancelScope(shield=True):
+                await self.pool.release(worker, reusable)
+
+    @staticmethod
+    def _is_cpu_kill(reaped: procs.Reaped, budget: Budget) -> bool:
+        return budget.cpu_s is not None and reaped.signal == signal.SIGXCPU
+
+    @staticmethod
+    def _death_reason(worker: Worker, reaped: procs.Reaped, budget: Budget) -> str:
+        if Runtimes._is_cpu_kill(reaped, budget):
+            return exceeded("cpu_s", budget)
+        what = procs.describe_exit(reaped.exit_code)
+        if worker.tasks == 0 and reaped.exit_code not in (None, 0) and reaped.signal is None:
+            err = worker.startup_error()
+            if err:
+                return f"python worker failed to start ({what}): {err}"
+        return f"python worker died ({what})"
+
+    # -- inline, in the engine's process ----------------------------------------------------
+    async def _run_inline(self, spec: TaskSpec, budget: Budget, t0: float) -> TaskResult:
+        if not spec.entry:
+            return self._fail(t0, "an inline task needs an entry 'module:function'")
+        try:
+            directory = await self._ensure_modules(spec)
+        except TaskError as e:
+            return self._fail(t0, e.reason)
+        if self._inline_limiter is None:
+            self._inline_limiter = anyio.CapacityLimiter(self.workers)
+        _install_routers()
+        state = _Abandon()
+        log_start = _size(spec.log_path) if spec.log_path else 0
+        deadline = self._deadline(budget, t0)
+
+        def call() -> dict:
+            return _inline_call(spec, budget, directory, state)
+
+        if deadline is None and budget.io_bytes is None:
+            try:
+                out = await anyio.to_thread.run_sync(call, abandon_on_cancel=True,
+                                                     limiter=self._inline_limiter)
+            except BaseException:
+                state.abandoned = True
+                raise
+        else:
+            out, over = await self._inline_supervised(call, state, budget, deadline,
+                                                      lambda: _size(spec.log_path) - log_start
+                                                      if spec.log_path else 0)
+            if over is not None:
+                return self._fail(t0, exceeded(over, budget) + " (an inline task's thread cannot "
+                                  "be stopped; it was abandoned)" if over == "wall_s" else
+                                  exceeded(over, budget), budget=over)
+        kw = dict(cpu_s=out["cpu_s"], io_bytes=out["io_bytes"])
+        if out["status"] != OK:
+            return self._fail(t0, out["reason"], budget=out.get("budget"), **kw)
+        try:
+            if len(out["data"]) > (1 << 20):
+                await anyio.to_thread.run_sync(write_atomic, spec.output, out["data"])
+            else:
+                write_atomic(spec.output, out["data"])
+        except OSError as e:
+            return self._fail(t0, f"cannot write output {spec.output}: {e.strerror or e}", **kw)
+        return self._result(t0, OK, fmt=out["format"], **kw)
+
+    async def _inline_supervised(self, call, state: _Abandon, budget: Budget,
+                                 deadline: float | None, io_now: Callable[[], int]):
+        box: dict[str, Any] = {}
+        done = anyio.Event()
+
+        async def runner() -> None:
+            box["out"] = await anyio.to_thread.run_sync(call, abandon_on_cancel=True,
+                                                        limiter=self._inline_limiter)
+            done.set()
+
+        over = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner)
+                while not done.is_set():
+                    timeout = self.poll_s
+                    if deadline is not None:
+                        timeout = min(timeout, max(0.0, deadline - self.clock()))
+                    with anyio.move_on_after(timeout):
+                        await done.wait()
+                    if done.is_set():
+                        break
+                    if deadline is not None and self.clock() >= deadline:
+                        over = "wall_s"
+                    elif budget.io_bytes is not None and io_now() > budget.io_bytes:
+                        over = "io_bytes"
+                    if over is not None:
+                        state.abandoned = True
+                        tg.cancel_scope.cancel()
+                        break
+        except BaseException:
+            state.abandoned = True
+            raise
+        return box.get("out"), over
+
+
+def _inline_call(spec: TaskSpec, budget: Budget, directory: Path | None, state: _Abandon) -> dict:
+    """Body of an inline task's thread: resolve, decode, call, encode. Never raises."""
+    out: dict[str, Any] = {"status": FAIL, "reason": "", "budget": None, "cpu_s": 0.0,
+                           "io_bytes": 0, "data": b"", "format": None}
+    log_path = spec.log_path or os.devnull
+    log_start = _size(spec.log_path) if spec.log_path else 0
+    try:
+        log = open(log_path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+    except OSError as e:
+        out["reason"] = f"cannot open log {log_path}: {e.strerror or e}"
+        return out
+    c0 = time.thread_time()
+    _Router._local.stream = log
+    try:
+        fn = shared_spaces().resolve(spec.entry, spec.modules_hash or None, directory)
+        args = load_inputs(spec.inputs)
+        try:
+            value = fn(*args)
+        except BaseException as e:
+            print_user_traceback(e, skip=1, file=log)
+            if isinstance(e, MemoryError) and budget.mem_mb is not None:
+                raise TaskError(exceeded("mem_mb", budget), budget="mem_mb") from None
+            raise TaskError(exc_reason(e)) from None
+        if hasattr(value, "__next__") and hasattr(value, "send"):
+            value.close()
+            raise TaskError("task returned a generator; generator tasks are driven by the "
+                            "executor, not by Runtimes.run()")
+        data, fmt = encode_output(value)
+        out["cpu_s"] = time.thread_time() - c0
+        log.flush()
+        out["io_bytes"] = len(data) + (_size(spec.log_path) - log_start if spec.log_path else 0)
+        if budget.cpu_s is not None and out["cpu_s"] > budget.cpu_s:
+            raise TaskError(exceeded("cpu_s", budget), budget="cpu_s")
+        if budget.io_bytes is not None and out["io_bytes"] > budget.io_bytes:
+            raise TaskError(exceeded("io_bytes", budget), budget="io_bytes")
+        out.update(status=OK, data=data, format=fmt)
+    except TaskError as e:
+        out.update(reason=e.reason, budget=e.budget)
+    except BaseException as e:  # resolving or decoding blew up in an unexpected way
+        out["reason"] = exc_reason(e)
+    finally:
+        _Router._local.stream = None
+        out["cpu_s"] = out["cpu_s"] or time.thread_time() - c0
+        try:
+            log.close()
+        except OSError:
+            pass
+    return out

@@ -1,0 +1,222 @@
+"""The python worker process: `python -m e3logic.exec.worker_main RFD WFD PARENT_PID`.
+
+A persistent process, leader of its own session and process group, that runs python tasks one
+at a time for the engine's pool (`workers.WorkerPool`). Requests and replies are pickled dicts,
+each preceded by a 4-byte big-endian length, on two pipes (RFD: requests in, WFD: replies out).
+The pipes are not inherited by anything a task spawns, so EOF on RFD means the engine is gone.
+
+Per task: stdout/stderr (fds 1 and 2, so subprocesses and C code too) go to the task's log
+file, `env` is applied to `os.environ` and the working directory is changed for the duration of
+the call, CPU and memory rlimits are set relative to what the worker already used and restored
+afterwards. A task that kills its worker (SIGXCPU, a segfault, `os._exit`) is reported by the
+engine, which replaces the worker. A watchdog thread kills the worker's process group if the
+engine dies (the worker is re-parented), so no task outlives its engine by more than ~0.5 s.
+
+Standard library and `core` only: this module must start fast.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import threading
+import time
+
+from .budgets import Budget, WorkerLimits, cpu_seconds_self, exceeded, parse_budget
+from .taskcode import (ModuleSpaces, TaskError, call, encode_output, exc_reason, load_inputs,
+                       print_user_traceback, write_atomic)
+
+HEADER = struct.Struct(">I")
+MAX_MESSAGE = 1 << 30
+
+
+def pack(obj) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_message(fd: int):
+    head = _read_exact(fd, HEADER.size)
+    if head is None:
+        return None
+    (n,) = HEADER.unpack(head)
+    if n > MAX_MESSAGE:
+        raise ValueError(f"message of {n} bytes")
+    body = _read_exact(fd, n)
+    return None if body is None else pickle.loads(body)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _watchdog(parent: int, interval: float = 0.5) -> None:
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            try:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            finally:
+                os._exit(1)
+
+
+class _Env:
+    def __init__(self, env: dict[str, str]):
+        self.saved = {k: os.environ.get(k) for k in env}
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+
+    def restore(self) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dict:
+    """Run one task request; never raises (a reply describes every outcome)."""
+    budget: Budget = parse_budget(req.get("budget") or {})
+    cpu0 = cpu_seconds_self()
+    reply = {"status": "fail", "format": None, "reason": "", "budget": None, "cpu_s": 0.0,
+             "io_bytes": 0, "replace": False}
+    log_path = req.get("log_path") or os.devnull
+    try:
+        logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as e:
+        reply["reason"] = f"cannot open log {log_path}: {e.strerror or e}"
+        return reply
+    log_start = os.fstat(logfd).st_size
+    for stream in (sys.stdout, sys.stderr):
+        _flush(stream)
+    os.dup2(logfd, 1)
+    os.dup2(logfd, 2)
+    env = _Env(req.get("env") or {})
+    error: BaseException | None = None
+    user_exc: BaseException | None = None
+    data, fmt = b"", None
+    try:
+        if req.get("cwd"):
+            try:
+                os.chdir(req["cwd"])
+            except OSError as e:
+                raise TaskError(f"cannot enter working directory {req['cwd']}: "
+                                f"{e.strerror or e}") from None
+        limits = WorkerLimits(budget)
+        try:
+            fn = spaces.resolve(req["entry"], req.get("modules_hash"), req.get("modules_dir"))
+            args = load_inputs(req.get("inputs") or ())
+            try:
+                value = call(fn, args)
+            except BaseException as e:  # the task's own failure, SystemExit included
+                user_exc = e
+            else:
+                del args
+                data, fmt = encode_output(value)
+                del value
+        except BaseException as e:
+            error = e
+        finally:
+            limits.restore()
+        if user_exc is not None:
+            print_user_traceback(user_exc, skip=2)
+            error = user_exc
+        if error is not None:
+            raise error
+        for stream in (sys.stdout, sys.stderr):
+            _flush(stream)
+        log_bytes = os.fstat(logfd).st_size - log_start
+        reply["io_bytes"] = log_bytes + len(data)
+        if budget.io_bytes is not None and reply["io_bytes"] > budget.io_bytes:
+            raise TaskError(exceeded("io_bytes", budget), budget="io_bytes")
+        write_atomic(req["output"], data)
+        reply.update(status="ok", format=fmt)
+    except TaskError as e:
+        reply.update(reason=e.reason, budget=e.budget, replace=e.replace_worker)
+    except MemoryError as e:
+        if budget.mem_mb is not None:
+            reply.update(reason=exceeded("mem_mb", budget), budget="mem_mb")
+        else:
+            reply.update(reason=exc_reason(e))
+        reply["replace"] = True
+    except BaseException as e:
+        reply["reason"] = exc_reason(e)
+    finally:
+        env.restore()
+        try:
+            os.chdir(home)
+        except OSError:
+            pass
+        for stream in (sys.stdout, sys.stderr):
+            _flush(stream)
+        if not reply["io_bytes"]:
+            try:
+                reply["io_bytes"] = os.fstat(logfd).st_size - log_start
+            except OSError:
+                pass
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(logfd)
+    reply["cpu_s"] = max(0.0, cpu_seconds_self() - cpu0)
+    return reply
+
+
+def _flush(stream) -> None:
+    try:
+        stream.flush()
+    except Exception:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    rfd, wfd, parent = int(argv[0]), int(argv[1]), int(argv[2])
+    me = os.getpid()
+    os.set_inheritable(rfd, False)
+    os.set_inheritable(wfd, False)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ValueError, OSError):
+        pass
+    home = os.getcwd()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.set_inheritable(devnull, False)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    threading.Thread(target=_watchdog, args=(parent,), daemon=True, name="e3-watchdog").start()
+    spaces = ModuleSpaces()
+    while True:
+        try:
+            req = read_message(rfd)
+        except Exception:
+            os._exit(2)
+        if req is None:
+            os._exit(0)
+        reply = run_request(req, spaces, devnull, home)
+        if os.getpid() != me:  # a task forked and its child came back here
+            os._exit(0)
+        try:
+            write_all(wfd, pack(reply))
+        except OSError:
+            os._exit(0)
+        if reply.get("replace"):
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
