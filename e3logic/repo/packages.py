@@ -101,6 +101,8 @@ def _walk_refs(pkg: dict, read: Reader, sizes: Callable[[str], int | None] | Non
         out.add(h)
         try:
             t = canon.loads(read(h))
+        except NotFound:
+            raise IntegrityError(f"tree {h[:12]} is missing") from None
         except ValueError:
             raise IntegrityError(f"tree {h[:12]} is not valid JSON") from None
         if not isinstance(t, dict) or t.get("e3") != "tree" or not isinstance(t.get("entries"), dict):
@@ -276,7 +278,11 @@ def install(repo, obj: dict) -> dict:
     data = canon.dumps(obj)
     parse_package(data, f"package {obj.get('name')}@{obj.get('version')}")
     store = repo.objects
-    _walk_refs(obj, store.read, lambda h: store.size(h) if store.exists(h) else None)
+    try:
+        _walk_refs(obj, store.read, lambda h: store.size(h) if store.exists(h) else None)
+    except IntegrityError as e:
+        raise IntegrityError(f"package {obj['name']}@{obj['version']}: {e}; write its objects "
+                             f"first") from None
     h = store.write(data)
     with _lock(repo):
         _write_pkg_ref(repo, obj["name"], obj["version"], h)
