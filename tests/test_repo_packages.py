@@ -414,3 +414,9 @@ def test_a_crash_while_installing_objects_leaves_no_ref_and_only_complete_object
         assert all(repo.objects.verify(h) for h in repo.objects)
         assert P.import_bundle(repo, b["path"])["new"] is True
         assert graph_complete(repo, b["hash"])
+
+
+def test_add_of_a_package_directory_says_to_build_it_first(repo, tmp_path):
+    (tmp_path / "pkgdir").mkdir()
+    with pytest.raises(UsageError, match="is a directory; build it first with 'e3 build"):
+        P.add(repo, str(tmp_path / "pkgdir"))

@@ -510,6 +510,9 @@ def add(repo, spec: str, registry=None, max_bytes: int | None = None,
     first. Returns {"name","version","hash","new","added":[{"name","version","hash"}]} where
     `added` lists every package newly installed (dependencies first)."""
     index = registry_index(registry) if registry else None
+    if Path(spec).is_dir():
+        raise UsageError(f"'{spec}' is a directory; build it first with 'e3 build {spec}' and "
+                         f"add the zip")
     if _is_zip_spec(spec):
         zips = [Path(spec)]
         if not zips[0].is_file():
