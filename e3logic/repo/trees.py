@@ -100,28 +100,52 @@ class Trees:
             node[segs[-1]] = _Leaf(entry)
         return self._apply(root, nested, "") or self.empty
 
-    def _apply(self, h: str | None, changes: dict, where: str) -> str | None:
-        entries = dict(self.read(h)) if h else {}
-        for name in sorted(changes):
-            sub = changes[name]
-            if isinstance(sub, _Leaf):
-                if sub.entry is None:
-                    entries.pop(name, None)
+    def _apply(self, root: str | None, nested: dict, where: str) -> str | None:
+        """Rewrite the trees on the changed paths, bottom-up (iterative: any depth)."""
+
+        class Frame:
+            __slots__ = ("entries", "changes", "where", "names", "i", "pending")
+
+            def __init__(fr, h, changes, where):
+                fr.entries = dict(self.read(h)) if h else {}
+                fr.changes, fr.where = changes, where
+                fr.names, fr.i, fr.pending = sorted(changes), 0, None
+
+        stack = [Frame(root, nested, where)]
+        result: str | None = None
+        while stack:
+            f = stack[-1]
+            if f.pending is not None:  # the rewritten child folder came back as `result`
+                if result is None:
+                    f.entries.pop(f.pending, None)
                 else:
-                    old = entries.get(name)
-                    if old is not None and old["kind"] == "tree" and sub.entry["kind"] != "tree":
-                        raise UsageError(f"'{where}{name}' is a folder of datasets; set a path below it")
-                    entries[name] = sub.entry
-                continue
-            old = entries.get(name)
-            if old is not None and old["kind"] != "tree":
-                raise UsageError(f"'{where}{name}' is a dataset, not a folder")
-            new = self._apply(old["hash"] if old else None, sub, f"{where}{name}/")
-            if new is None:
-                entries.pop(name, None)
-            else:
-                entries[name] = {"kind": "tree", "hash": new}
-        return self.write(entries) if entries else None
+                    f.entries[f.pending] = {"kind": "tree", "hash": result}
+                f.pending = None
+            descended = False
+            while f.i < len(f.names):
+                name = f.names[f.i]
+                f.i += 1
+                sub = f.changes[name]
+                old = f.entries.get(name)
+                if isinstance(sub, _Leaf):
+                    if sub.entry is None:
+                        f.entries.pop(name, None)
+                    else:
+                        if old is not None and old["kind"] == "tree" and sub.entry["kind"] != "tree":
+                            raise UsageError(f"'{f.where}{name}' is a folder of datasets; set a "
+                                             f"path below it")
+                        f.entries[name] = sub.entry
+                    continue
+                if old is not None and old["kind"] != "tree":
+                    raise UsageError(f"'{f.where}{name}' is a dataset, not a folder")
+                f.pending = name
+                stack.append(Frame(old["hash"] if old else None, sub, f"{f.where}{name}/"))
+                descended = True
+                break
+            if not descended:
+                stack.pop()
+                result = self.write(f.entries) if f.entries else None
+        return result
 
     def walk(self, root: str, prefix: str = "") -> Iterator[tuple[str, dict]]:
         """(path, blob entry) for every leaf under `prefix`, sorted by path (iterative)."""

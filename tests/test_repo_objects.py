@@ -1,0 +1,218 @@
+"""repo.objects: the content-addressed store over the real filesystem."""
+import multiprocessing as mp
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from e3logic.core.errors import IntegrityError, NotFound
+from e3logic.core.hashing import hash_bytes
+from e3logic.repo.objects import MemoryStore, ObjectStore
+
+from .helpers import ROOT
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ObjectStore(tmp_path / "objects", fsync=False)
+
+
+def test_an_object_is_stored_at_its_hash_fanned_out_by_the_first_two_characters(store):
+    h = store.write(b"hello")
+    assert h == hash_bytes(b"hello")
+    assert store.path(h) == store.root / h[:2] / h[2:]
+    assert store.path(h).read_bytes() == b"hello"
+    assert store.read(h) == b"hello" and store.exists(h) and store.size(h) == 5
+
+
+def test_objects_are_read_only_files(store):
+    h = store.write(b"immutable")
+    assert stat.S_IMODE(store.path(h).stat().st_mode) == 0o444
+
+
+def test_writing_the_same_bytes_again_is_a_no_op_leaving_one_object_and_no_temp_file(store, tmp_path):
+    h1 = store.write(b"same")
+    src = tmp_path / "same.txt"
+    src.write_bytes(b"same")
+    h2 = store.write(b"same")
+    h3 = store.write_file(src)
+    assert h1 == h2 == h3
+    assert list(store) == [h1]
+    assert store.temp_files() == []
+
+
+def test_a_write_of_existing_bytes_freshens_the_object_against_gc(store):
+    h = store.write(b"old")
+    os.utime(store.path(h), (1, 1))
+    store.write(b"old")
+    assert store.path(h).stat().st_mtime > 1
+
+
+def test_write_file_stores_the_exact_bytes_of_a_file(store, tmp_path):
+    data = os.urandom(3 << 20) + b"tail"
+    src = tmp_path / "f.bin"
+    src.write_bytes(data)
+    h = store.write_file(src)
+    assert h == hash_bytes(data) and store.read(h) == data and store.verify(h)
+
+
+def test_iteration_lists_every_object_sorted_and_nothing_else(store):
+    hs = sorted(store.write(bytes([i])) for i in range(20))
+    (store.root / "zz").mkdir()
+    (store.root / "zz" / "not-a-hash").write_bytes(b"x")
+    (store.tmp / "w-123.part").write_bytes(b"half")
+    assert list(store) == hs
+
+
+def test_a_leftover_temp_file_is_never_an_object(store):
+    """A writer killed before its rename leaves bytes in objects/tmp/: they are not listed, not
+    found by hash, and reading them by hash fails."""
+    data = b"complete bytes of an object"
+    partial = data[:10]
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    (store.tmp / "w-dead.part").write_bytes(partial)
+    (store.tmp / "w-dead2.part").write_bytes(data)
+    for h in (hash_bytes(partial), hash_bytes(data)):
+        assert not store.exists(h)
+        with pytest.raises(NotFound):
+            store.read(h)
+    assert list(store) == []
+    assert [p.name for p in store.temp_files()] == ["w-dead.part", "w-dead2.part"]
+
+
+def test_reading_a_missing_object_names_it_and_suggests_fsck(store):
+    h = hash_bytes(b"never written")
+    with pytest.raises(NotFound) as e:
+        store.read(h)
+    assert h in str(e.value) and "fsck" in str(e.value)
+    with pytest.raises(NotFound):
+        store.open(h)
+
+
+def test_exists_is_false_for_names_that_are_not_hashes(store):
+    assert not store.exists("../../etc/passwd")
+    assert not store.exists("ab")
+
+
+def test_verify_detects_bytes_that_no_longer_match_their_name(store):
+    h = store.write(b"original")
+    p = store.path(h)
+    os.chmod(p, 0o644)
+    p.write_bytes(b"tampered")
+    assert not store.verify(h)
+    with pytest.raises(IntegrityError):
+        store.check(h, b"tampered")
+    store.check(hash_bytes(b"ok"), b"ok")
+
+
+def _writer(root, data_path, n, barrier, q):
+    s = ObjectStore(root, fsync=True)
+    barrier.wait()
+    hs = set()
+    for i in range(n):
+        hs.add(s.write_file(data_path) if i % 2 else s.write(open(data_path, "rb").read()))
+    q.put(sorted(hs))
+
+
+def test_two_concurrent_writer_processes_of_the_same_object_both_succeed_and_leave_one_object(tmp_path):
+    root = tmp_path / "objects"
+    data = os.urandom(4 << 20)
+    src = tmp_path / "same.bin"
+    src.write_bytes(data)
+    ctx = mp.get_context("fork")
+    barrier, q = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(root, src, 6, barrier, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert results == [[hash_bytes(data)]] * 2
+    s = ObjectStore(root)
+    assert list(s) == [hash_bytes(data)]
+    assert s.read(hash_bytes(data)) == data
+    assert s.temp_files() == []
+
+
+def test_the_rename_race_between_two_writers_of_one_object_is_harmless(store, tmp_path):
+    """Both writers got past the existence check: the second rename replaces identical bytes."""
+    h = hash_bytes(b"race")
+    for _ in range(2):
+        fd, tmp = store._tempfile()
+        os.write(fd, b"race")
+        os.close(fd)
+        if store.path(h).exists():  # simulate: the check happened before the first rename
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, store.path(h))
+        else:
+            store._install(tmp, h)
+    assert list(store) == [h] and store.read(h) == b"race" and store.temp_files() == []
+
+
+def test_an_install_survives_gc_removing_the_empty_fan_out_directory(store, monkeypatch):
+    h = hash_bytes(b"fan-out")
+    fd, tmp = store._tempfile()
+    os.write(fd, b"fan-out")
+    os.close(fd)
+    real_replace, calls = os.replace, []
+
+    def flaky_replace(a, b):
+        calls.append(b)
+        if len(calls) == 1:  # gc's rmdir won the race once
+            os.rmdir(os.path.dirname(b))
+            raise FileNotFoundError(b)
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    store._install(tmp, h)
+    assert store.read(h) == b"fan-out" and len(calls) == 2
+
+
+def test_streaming_write_of_a_large_file_does_not_load_it_in_memory(tmp_path):
+    """A child process whose data segment may grow by only 64 MB stores a 256 MB file (and
+    fails to read the same file into memory, so the limit is real)."""
+    big = tmp_path / "sparse.bin"
+    with open(big, "wb") as f:
+        f.truncate(256 << 20)
+        for off in range(0, 256 << 20, 8 << 20):
+            f.seek(off)
+            f.write(os.urandom(4096))
+    warm = tmp_path / "warm.bin"
+    warm.write_bytes(os.urandom(9 << 20))
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from e3logic.repo.objects import ObjectStore
+        from e3logic.core.hashing import hash_file
+        s = ObjectStore({str(tmp_path / 'objects')!r}, fsync=False)
+        s.write(b"warm"); hash_file({str(warm)!r})  # imports and hashing threads
+        vm = [l for l in open("/proc/self/status") if l.startswith("VmData")][0]
+        base = int(vm.split()[1]) * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (base + (64 << 20), resource.RLIM_INFINITY))
+        if sys.argv[1] == "read":
+            open({str(big)!r}, "rb").read()
+        else:
+            print(s.write_file({str(big)!r}))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ok = subprocess.run([sys.executable, "-c", code, "store"], env=env, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stderr
+    h = ok.stdout.strip()
+    from e3logic.core.hashing import hash_file
+    assert h == hash_file(big)
+    assert ObjectStore(tmp_path / "objects").verify(h)
+    control = subprocess.run([sys.executable, "-c", code, "read"], env=env, capture_output=True,
+                             text=True)
+    assert control.returncode != 0 and "MemoryError" in control.stderr
+
+
+def test_memory_store_has_the_same_read_write_interface(tmp_path):
+    m = MemoryStore()
+    h = m.write(b"x")
+    assert m.write(b"x") == h and m.read(h) == b"x" and m.exists(h) and list(m) == [h]
+    with pytest.raises(NotFound):
+        m.read(hash_bytes(b"y"))
