@@ -398,8 +398,8 @@ class Runtimes:
                 return "wall_s"
             if budget.io_bytes is not None and io_bytes() > budget.io_bytes:
                 return "io_bytes"
-            if budget.cpu_s is not None and cpu_s() > budget.cpu_s + 1.0:
-                return "cpu_s"  # backstop: RLIMIT_CPU normally fires first
+            if budget.cpu_s is not None and cpu_s() > budget.cpu_s:
+                return "cpu_s"  # polled precisely; RLIMIT_CPU (whole seconds) is the backstop
 
     async def _terminate(self, pgid: int, pid: int, pidfd: int | None, grace: float) -> None:
         """SIGTERM the group, wait up to `grace` for it to go, then SIGKILL; wait for the

@@ -1,0 +1,202 @@
+"""Process-group bookkeeping: /proc parsing, group signalling, reaping, killing orphans."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from e3logic.exec import procs
+from tests.helpers import ROOT
+
+
+def marker() -> str:
+    """A unique sleep duration, so the test can find its own processes in /proc."""
+    return f"3{uuid.uuid4().int % 10**6:06d}.5"
+
+
+def live_with_arg(arg: str) -> list[int]:
+    """Pids of running (non-zombie) processes whose command line holds `arg`."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        st = procs.proc_stat(int(name))
+        if st is not None and st.alive and arg.encode() in cmd:
+            out.append(int(name))
+    return out
+
+
+def wait_until(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def spawn_group(script: str) -> subprocess.Popen:
+    return subprocess.Popen(["sh", "-c", script], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_proc_stat_reads_start_time_and_group_of_a_live_process():
+    p = spawn_group(f"sleep {marker()}")
+    try:
+        st = procs.proc_stat(p.pid)
+        assert st is not None and st.pgrp == p.pid and st.session == p.pid
+        assert st.starttime == procs.start_time(p.pid) > 0
+        assert st.alive
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_proc_stat_handles_parentheses_and_spaces_in_the_command_name(tmp_path):
+    exe = tmp_path / "odd) name ("
+    exe.symlink_to("/bin/sleep")
+    p = subprocess.Popen([str(exe), "5"], start_new_session=True)
+    try:
+        st = procs.proc_stat(p.pid)
+        assert st is not None and st.comm.startswith("odd) name")
+        assert st.pgrp == p.pid and st.state in "RSD"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_proc_stat_of_a_missing_pid_is_none():
+    assert procs.proc_stat(2**22 + 12345) is None
+    assert procs.start_time(2**22 + 12345) is None
+
+
+def test_group_members_lists_the_leader_and_its_background_children():
+    m = marker()
+    p = spawn_group(f"sleep {m} & sleep {m} & wait")
+    try:
+        assert wait_until(lambda: len(live_with_arg(m)) == 2)
+        members = procs.group_members(p.pid)
+        assert p.pid in members and set(live_with_arg(m)) <= set(members)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    assert wait_until(lambda: not live_with_arg(m))
+
+
+def test_terminate_group_escalates_to_sigkill_when_sigterm_is_ignored():
+    m = marker()
+    p = spawn_group(f"trap '' TERM; sleep {m} & wait; sleep {m}")
+    assert wait_until(lambda: live_with_arg(m))
+    t = time.monotonic()
+    procs.terminate_group(p.pid, grace=0.3)
+    p.wait(timeout=5)
+    assert p.returncode == -signal.SIGKILL
+    assert wait_until(lambda: not live_with_arg(m))
+    assert time.monotonic() - t < 5
+
+
+def test_kill_orphans_kills_a_group_whose_leader_has_the_recorded_start_time():
+    m = marker()
+    p = spawn_group(f"sleep {m} & wait")
+    assert wait_until(lambda: live_with_arg(m))
+    killed = procs.kill_orphans({p.pid: procs.start_time(p.pid)})
+    assert killed == [p.pid]
+    p.wait(timeout=5)
+    assert wait_until(lambda: not live_with_arg(m))
+
+
+def test_kill_orphans_spares_a_recycled_pid_whose_start_time_differs():
+    m = marker()
+    p = spawn_group(f"sleep {m}")
+    try:
+        assert wait_until(lambda: live_with_arg(m))
+        killed = procs.kill_orphans([(p.pid, procs.start_time(p.pid) - 1)])
+        assert killed == []
+        time.sleep(0.1)
+        assert p.poll() is None and live_with_arg(m)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_kill_orphans_ignores_groups_that_are_gone_and_never_signals_group_one():
+    p = spawn_group("exit 0")
+    p.wait()
+    assert procs.kill_orphans({p.pid: 1, 1: procs.start_time(1) or 0, 0: 0}) == []
+
+
+def test_reap_reports_exit_status_signal_and_cpu():
+    p = subprocess.Popen([sys.executable, "-c", "import os; sum(range(3_000_000)); os._exit(7)"])
+    r = procs.reap(p.pid)
+    p.returncode = r.exit_code
+    assert r.exit_code == 7 and r.signal is None and r.cpu_s > 0
+    q = subprocess.Popen(["sleep", "30"])
+    os.kill(q.pid, signal.SIGSEGV)
+    r = procs.reap(q.pid)
+    q.returncode = r.exit_code
+    assert r.signal == signal.SIGSEGV
+    assert procs.describe_exit(r.exit_code) == "killed by SIGSEGV"
+    assert procs.describe_exit(3) == "exit 3"
+
+
+def test_has_exited_does_not_reap_so_the_pid_stays_pinned():
+    p = subprocess.Popen(["true"])
+    assert wait_until(lambda: procs.has_exited(p.pid))
+    st = procs.proc_stat(p.pid)
+    assert st is not None and st.state == "Z"  # still ours to reap
+    assert procs.reap(p.pid).exit_code == 0
+    p.returncode = 0
+
+
+def test_registry_kill_all_kills_every_registered_group():
+    m = marker()
+    reg = procs.GroupRegistry()
+    ps = [spawn_group(f"sleep {m}") for _ in range(2)]
+    for p in ps:
+        reg.add(p.pid, procs.start_time(p.pid))
+    assert set(reg.snapshot()) == {p.pid for p in ps}
+    assert sorted(reg.kill_all()) == sorted(p.pid for p in ps)
+    for p in ps:
+        p.wait(timeout=5)
+        assert p.returncode == -signal.SIGKILL
+
+
+def test_orphans_of_a_sigkilled_engine_are_killed_by_recorded_pgids(tmp_path):
+    """The engine records running groups, dies by SIGKILL; a later process kills the orphans."""
+    m = marker()
+    script = tmp_path / "engine.py"
+    script.write_text(textwrap.dedent(f"""
+        import anyio, json, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from e3logic.exec.runtimes import Runtimes, TaskSpec
+
+        async def main():
+            rt = Runtimes(1, {str(tmp_path / 'cache')!r})
+            def started(pgid):
+                print(json.dumps(rt.running_groups()), flush=True)
+            await rt.run(TaskSpec("shell", argv=("sh", "-c", "sleep {m} & sleep {m}; wait"),
+                                  output={str(tmp_path / 'out')!r}), on_start=started)
+        anyio.run(main)
+    """))
+    eng = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    groups = {int(k): v for k, v in json.loads(eng.stdout.readline()).items()}
+    assert wait_until(lambda: len(live_with_arg(m)) == 2)
+    eng.kill()
+    eng.wait()
+    time.sleep(0.2)
+    assert len(live_with_arg(m)) == 2  # orphaned, still running
+    assert procs.kill_orphans(groups) == sorted(groups)
+    assert wait_until(lambda: not live_with_arg(m))
+    assert procs.kill_orphans(groups) == []  # idempotent: the leader is gone now

@@ -1,0 +1,499 @@
+"""Runtimes.run: shell and inline tasks, argv templates, budgets, cancellation, module sets.
+
+Real subprocesses, signals and rlimits; assertions on results, reasons, files and /proc —
+never on timing figures. Python pool tasks are in test_exec_workers.py."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+from e3logic.exec import procs
+from e3logic.exec.runtimes import (InputRef, Runtimes, TaskResult, TaskSpec, expand_argv)
+from e3logic.exec.taskcode import TaskError, materialize
+
+from tests.test_exec_procs import live_with_arg, marker, wait_until
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def rt(tmp_path):
+    r = Runtimes(2, tmp_path / "cache")
+    yield r
+    anyio.run(r.aclose)
+
+
+def run(rt: Runtimes, spec: TaskSpec, **kw) -> TaskResult:
+    return anyio.run(lambda: rt.run(spec, **kw))
+
+
+def shell(tmp_path, argv, inputs=(), **kw) -> TaskSpec:
+    kw.setdefault("output", str(tmp_path / "out" / "o"))
+    kw.setdefault("log_path", str(tmp_path / "logs" / "o.log"))
+    return TaskSpec("shell", argv=tuple(argv), inputs=tuple(inputs), **kw)
+
+
+def write(path: Path, data) -> InputRef:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+        return InputRef(str(path), "raw", path.name)
+    path.write_text(json.dumps(data))
+    return InputRef(str(path), "json", path.name)
+
+
+# -- argv templates ----------------------------------------------------------------------------
+
+def test_inputs_as_a_whole_argument_expands_to_one_argument_per_input():
+    assert expand_argv(["cat", "{inputs}"], ["a b", "c"], "o") == ["cat", "a b", "c"]
+    assert expand_argv(["cat", "{inputs}", "-o", "{output}"], [], "/x y/o") == \
+        ["cat", "-o", "/x y/o"]
+
+
+def test_placeholders_inside_a_larger_string_become_space_joined_quoted_paths():
+    argv = expand_argv(["sh", "-c", "cat {inputs} > {output}"], ["/d/a", "/d/b"], "/d/out")
+    assert argv == ["sh", "-c", "cat /d/a /d/b > /d/out"]
+    assert expand_argv(["sh", "-c", "wc {input1} >{output}"], ["/a", "/my dir/b"], "/o") == \
+        ["sh", "-c", "wc '/my dir/b' >/o"]
+    assert expand_argv(["--in={input0}"], ["/p"], "/o") == ["--in=/p"]
+
+
+def test_other_braces_in_the_template_are_left_alone():
+    assert expand_argv(["awk", "{print $1}", "{input0}"], ["/in"], "/o") == \
+        ["awk", "{print $1}", "/in"]
+    assert expand_argv(["echo", "{output}{output}", "{}"], [], "/o") == ["echo", "/o/o", "{}"]
+
+
+def test_an_input_index_beyond_the_inputs_is_a_clear_error():
+    with pytest.raises(TaskError, match=r"refers to \{input2\} but the task has 2 inputs"):
+        expand_argv(["cat", "{input2}"], ["a", "b"], "o")
+    with pytest.raises(TaskError, match="argv template"):
+        expand_argv("cat {inputs}", [], "o")
+
+
+# -- shell -------------------------------------------------------------------------------------
+
+def test_a_shell_task_reads_its_inputs_and_writes_its_output_file(rt, tmp_path):
+    a = write(tmp_path / "in" / "a", b"alpha\n")
+    b = write(tmp_path / "in" / "b", b"beta\n")
+    spec = shell(tmp_path, ["sh", "-c", "cat {inputs} > {output}; echo wrote"], [a, b])
+    res = run(rt, spec)
+    assert res.status == "ok" and res.output_format == "raw" and res.exit_code == 0
+    assert res.reason == "" and res.pgid > 1 and res.io_bytes == len("alpha\nbeta\nwrote\n")
+    assert Path(spec.output).read_bytes() == b"alpha\nbeta\n"
+    assert Path(spec.log_path).read_text() == "wrote\n"
+
+
+def test_a_nonzero_exit_is_a_failure_with_the_exit_status_and_no_output(rt, tmp_path):
+    spec = shell(tmp_path, ["sh", "-c", "echo partial > {output}; echo oops >&2; exit 3"])
+    res = run(rt, spec)
+    assert (res.status, res.reason, res.exit_code) == ("fail", "exit 3", 3)
+    assert not Path(spec.output).exists()
+    assert "oops" in Path(spec.log_path).read_text()
+
+
+def test_a_shell_task_that_writes_nothing_fails_naming_the_output_path(rt, tmp_path):
+    spec = shell(tmp_path, ["true"])
+    res = run(rt, spec)
+    assert res.status == "fail" and res.reason == f"task wrote no output at {spec.output}"
+
+
+def test_a_stale_output_file_is_removed_before_the_task_runs(rt, tmp_path):
+    spec = shell(tmp_path, ["true"])
+    Path(spec.output).parent.mkdir(parents=True)
+    Path(spec.output).write_text("stale")
+    assert run(rt, spec).reason.startswith("task wrote no output")
+
+
+def test_a_missing_command_or_working_directory_fails_with_a_one_line_reason(rt, tmp_path):
+    res = run(rt, shell(tmp_path, ["no-such-command-e3", "{output}"]))
+    assert res.status == "fail" and res.reason == "command not found: no-such-command-e3"
+    res = run(rt, shell(tmp_path, ["true"], cwd=str(tmp_path / "nowhere")))
+    assert res.reason == f"working directory does not exist: {tmp_path / 'nowhere'}"
+
+
+def test_a_shell_task_gets_its_env_and_working_directory(rt, tmp_path):
+    (tmp_path / "wd").mkdir()
+    spec = shell(tmp_path, ["sh", "-c", 'echo "$E3_LEASES $(pwd)" > {output}'],
+                 env={"E3_LEASES": "db/sales:write"}, cwd=str(tmp_path / "wd"))
+    assert run(rt, spec).ok
+    assert Path(spec.output).read_text() == f"db/sales:write {tmp_path / 'wd'}\n"
+    assert "E3_LEASES" not in os.environ
+
+
+def test_relative_paths_are_taken_from_the_engines_working_directory(rt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "in.txt", b"rel\n")
+    (tmp_path / "elsewhere").mkdir()
+    spec = TaskSpec("shell", argv=("cp", "{input0}", "{output}"),
+                    inputs=(InputRef("in.txt"),), output="out.txt", cwd="elsewhere")
+    assert run(rt, spec).ok
+    assert (tmp_path / "out.txt").read_text() == "rel\n"
+
+
+def test_background_children_left_by_a_finished_shell_task_are_killed(rt, tmp_path):
+    m = marker()
+    spec = shell(tmp_path, ["sh", "-c", f"sleep {m} & echo x > {{output}}"])
+    assert run(rt, spec).ok
+    assert wait_until(lambda: not live_with_arg(m))
+
+
+def test_shell_output_is_streamed_to_the_log_while_the_task_runs(rt, tmp_path):
+    m = marker()
+    spec = shell(tmp_path, ["sh", "-c", f"echo first line; sleep {m}"])
+    seen = {}
+
+    async def main():
+        with anyio.CancelScope() as scope:
+            async def watch():
+                await anyio.to_thread.run_sync(
+                    lambda: wait_until(lambda: "first line" in _read(spec.log_path)))
+                seen["log"] = _read(spec.log_path)
+                scope.cancel()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                await rt.run(spec)
+        return scope.cancelled_caught
+
+    assert anyio.run(main)
+    assert seen["log"] == "first line\n"
+    assert not live_with_arg(m)
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def test_a_shell_task_over_its_wall_budget_is_killed_with_the_reason(rt, tmp_path):
+    m = marker()
+    res = run(rt, shell(tmp_path, ["sh", "-c", f"sleep {m} & sleep {m}; wait"],
+                        budget={"wall_s": 1}))
+    assert (res.status, res.reason, res.budget) == ("fail", "budget wall_s=1 exceeded", "wall_s")
+    assert not live_with_arg(m) and res.pgid not in rt.live_groups()
+
+
+def test_the_wall_budget_follows_the_injected_clock(tmp_path):
+    clock = FakeClock()
+    rt = Runtimes(1, tmp_path / "cache", clock=clock)
+    m = marker()
+    spec = shell(tmp_path, ["sleep", m], budget={"wall_s": 3600})
+
+    def started(pgid):
+        clock.t += 3601  # an hour passes, on the injected clock
+
+    try:
+        res = run(rt, spec, on_start=started)
+    finally:
+        anyio.run(rt.aclose)
+    assert res.reason == "budget wall_s=3600 exceeded" and res.duration_s >= 3601
+    assert not live_with_arg(m)
+
+
+def test_a_shell_task_over_its_cpu_budget_fails_with_the_reason(rt, tmp_path):
+    res = run(rt, shell(tmp_path, ["sh", "-c", "while :; do :; done"], budget={"cpu_s": 1}))
+    assert (res.status, res.reason, res.budget) == ("fail", "budget cpu_s=1 exceeded", "cpu_s")
+
+
+def test_a_shell_task_over_its_memory_budget_fails_with_the_reason(rt, tmp_path):
+    import sys
+    res = run(rt, shell(tmp_path, [sys.executable, "-c", "b = bytearray(600 << 20)"],
+                        budget={"mem_mb": 200}))
+    assert res.status == "fail" and res.budget == "mem_mb"
+    assert res.reason == "budget mem_mb=200 exceeded (exit 1)"
+
+
+def test_a_shell_task_writing_more_than_its_io_budget_fails(rt, tmp_path):
+    res = run(rt, shell(tmp_path, ["sh", "-c", "head -c 5000 /dev/zero > {output}"],
+                        budget={"io_bytes": 1000}))
+    assert (res.status, res.reason) == ("fail", "budget io_bytes=1000 exceeded")
+    assert res.io_bytes == 5000
+
+
+def test_a_shell_task_flooding_its_log_is_stopped_while_it_runs(rt, tmp_path):
+    res = run(rt, shell(tmp_path, ["yes"], budget={"io_bytes": 100_000}))
+    assert (res.status, res.budget) == ("fail", "io_bytes")
+    assert res.io_bytes > 100_000
+
+
+def test_cancelling_a_shell_task_kills_its_whole_process_group(rt, tmp_path):
+    m = marker()
+    spec = shell(tmp_path, ["sh", "-c", f"sleep {m} & sleep {m}; wait"])
+    seen = {}
+
+    async def main():
+        with anyio.CancelScope() as scope:
+            def started(pgid):
+                seen["pgid"] = pgid
+                seen["running"] = rt.running_pgids()
+            async def cancel_when_started():
+                await anyio.to_thread.run_sync(lambda: wait_until(lambda: len(live_with_arg(m)) == 2))
+                scope.cancel()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_when_started)
+                await rt.run(spec, on_start=started)
+        return scope.cancelled_caught
+
+    assert anyio.run(main)
+    assert seen["running"] == [seen["pgid"]]
+    assert not live_with_arg(m) and not procs.group_members(seen["pgid"])
+    assert rt.running_pgids() == [] and seen["pgid"] not in rt.live_groups()
+    assert not Path(spec.output).exists()
+
+
+def test_a_task_ignoring_sigterm_is_sigkilled_after_the_grace(tmp_path):
+    rt = Runtimes(1, tmp_path / "cache", grace=0.2)
+    m = marker()
+    spec = shell(tmp_path, ["sh", "-c", f"trap '' TERM; sleep {m}; sleep {m}"])
+
+    async def main():
+        with anyio.move_on_after(0.5):
+            await rt.run(spec)
+        await rt.aclose()
+
+    anyio.run(main)
+    assert not live_with_arg(m)
+
+
+def test_cancel_by_pgid_returns_a_cxl_result(rt, tmp_path):
+    m = marker()
+    spec = shell(tmp_path, ["sh", "-c", f"sleep {m}"])
+
+    def started(pgid):
+        threading.Timer(0.1, rt.cancel, args=(pgid, "cancelled by e3 cancel")).start()
+
+    res = run(rt, spec, on_start=started)
+    assert (res.status, res.reason) == ("cxl", "cancelled by e3 cancel")
+    assert not live_with_arg(m)
+    assert rt.cancel(res.pgid) is False
+
+
+def test_kill_all_kills_running_groups_and_their_runs_return_cxl(rt, tmp_path):
+    m = marker()
+
+    async def main():
+        results = []
+        async def one(i):
+            results.append(await rt.run(shell(tmp_path, ["sh", "-c", f"sleep {m} & wait"],
+                                              output=str(tmp_path / f"o{i}"))))
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(one, i)
+            while len(live_with_arg(m)) < 3:
+                await anyio.sleep(0.02)
+            assert len(rt.running_pgids()) == 3
+            killed = rt.kill_all()
+            assert sorted(killed) == rt.running_pgids()
+        return results
+
+    results = anyio.run(main)
+    assert [r.status for r in results] == ["cxl"] * 3
+    assert {r.reason for r in results} == {"killed"}
+    assert not live_with_arg(m)
+
+
+def test_a_bad_budget_or_runtime_is_a_failure_not_an_exception(rt, tmp_path):
+    assert run(rt, shell(tmp_path, ["true"], budget={"wall": 1})).reason.startswith(
+        "unknown budget key 'wall'")
+    res = run(rt, TaskSpec("docker", output=str(tmp_path / "o")))
+    assert res.status == "fail" and "unknown runtime 'docker'" in res.reason
+    assert run(rt, TaskSpec("shell", argv=("true",))).reason == "the task has no output path"
+
+
+def test_shell_tasks_run_on_the_trio_backend_too(tmp_path):
+    rt = Runtimes(1, tmp_path / "cache")
+    spec = shell(tmp_path, ["sh", "-c", "echo trio > {output}"])
+
+    async def main():
+        try:
+            return await rt.run(spec)
+        finally:
+            await rt.aclose()
+
+    assert anyio.run(main, backend="trio").ok
+    assert Path(spec.output).read_text() == "trio\n"
+
+
+# -- inline ------------------------------------------------------------------------------------
+
+STEPS = b"""
+import os
+import helpers
+CALLS = []
+
+def double(x, raw):
+    print("doubling", x)
+    return {"pid": os.getpid(), "y": helpers.twice(x["v"]), "raw": raw.decode()}
+
+def version(*_):
+    return helpers.VERSION
+
+def fails(*_):
+    raise ValueError("bad input\\nsecond line")
+
+def not_json(*_):
+    return {1, 2}
+
+def gen(*_):
+    yield 1
+
+def raw(*_):
+    return b"\\x00\\x01"
+"""
+
+
+def modules(version: str):
+    calls = []
+
+    def load():
+        calls.append(1)
+        return {"steps.py": STEPS,
+                "helpers.py": f"VERSION = {version!r}\ndef twice(v):\n    return 2 * v\n".encode()}
+
+    load.calls = calls
+    return load
+
+
+def inline(tmp_path, entry, inputs=(), h="mods-a", mods=None, **kw) -> TaskSpec:
+    kw.setdefault("output", str(tmp_path / "out" / entry.replace(":", "_")))
+    kw.setdefault("log_path", str(tmp_path / "logs" / "inline.log"))
+    return TaskSpec("inline", entry=entry, modules_hash=h, modules=mods or modules("a"),
+                    inputs=tuple(inputs), **kw)
+
+
+def test_an_inline_task_runs_in_the_engine_process_and_writes_canonical_json(rt, tmp_path):
+    x = write(tmp_path / "x.json", {"v": 21, "z": 0})
+    r = write(tmp_path / "r.bin", "é".encode())
+    spec = inline(tmp_path, "steps:double", [x, r])
+    res = run(rt, spec)
+    assert res.status == "ok" and res.output_format == "json" and res.pgid is None
+    assert Path(spec.output).read_bytes() == \
+        f'{{"pid":{os.getpid()},"raw":"é","y":42}}'.encode()
+    assert "doubling {'v': 21, 'z': 0}" in Path(spec.log_path).read_text()
+
+
+def test_an_inline_task_returning_bytes_is_stored_raw(rt, tmp_path):
+    spec = inline(tmp_path, "steps:raw")
+    res = run(rt, spec)
+    assert (res.status, res.output_format) == ("ok", "raw")
+    assert Path(spec.output).read_bytes() == b"\x00\x01"
+
+
+def test_an_inline_exception_is_a_failure_with_a_one_line_reason_and_a_logged_traceback(rt, tmp_path):
+    spec = inline(tmp_path, "steps:fails")
+    res = run(rt, spec)
+    assert (res.status, res.reason) == ("fail", "ValueError: bad input")
+    log = Path(spec.log_path).read_text()
+    assert "Traceback" in log and "steps.py" in log and "raise ValueError" in log
+    assert "runtimes.py" not in log
+
+
+def test_an_inline_result_that_is_not_json_is_a_failure(rt, tmp_path):
+    res = run(rt, inline(tmp_path, "steps:not_json"))
+    assert res.status == "fail"
+    assert res.reason == "output is not JSON-serializable: TypeError: Object of type set is not " \
+                         "JSON serializable"
+
+
+def test_an_inline_generator_run_through_run_is_a_failure_naming_the_executor(rt, tmp_path):
+    res = run(rt, inline(tmp_path, "steps:gen"))
+    assert res.status == "fail" and "generator" in res.reason and "executor" in res.reason
+
+
+def test_an_unknown_entry_fails_naming_the_module_or_function(rt, tmp_path):
+    res = run(rt, inline(tmp_path, "nosuch:f"))
+    assert res.reason == "cannot import nosuch: no such module in the package's modules " \
+                         "(helpers, steps)"
+    res = run(rt, inline(tmp_path, "steps:nope"))
+    assert res.reason == "task entry 'steps:nope': steps has no attribute 'nope'"
+    res = run(rt, inline(tmp_path, "steps"))
+    assert "must look like 'module:function'" in res.reason
+
+
+def test_modules_are_materialized_once_per_hash_into_the_cache(rt, tmp_path):
+    mods = modules("a")
+    for _ in range(3):
+        assert run(rt, inline(tmp_path, "steps:version", h="mods-once", mods=mods)).ok
+    assert len(mods.calls) == 1
+    d = tmp_path / "cache" / "modules" / "mods-once"
+    assert sorted(p.name for p in d.iterdir() if p.suffix == ".py") == ["helpers.py", "steps.py"]
+    assert not [p for p in d.parent.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_two_module_sets_with_the_same_names_do_not_collide(rt, tmp_path):
+    a = inline(tmp_path, "steps:version", h="ver-one", mods=modules("one"),
+               output=str(tmp_path / "a"))
+    b = inline(tmp_path, "steps:version", h="ver-two", mods=modules("two"),
+               output=str(tmp_path / "b"))
+    assert run(rt, a).ok and run(rt, b).ok and run(rt, a).ok
+    assert Path(a.output).read_text() == '"one"' and Path(b.output).read_text() == '"two"'
+
+
+def test_materialize_refuses_paths_escaping_the_module_directory(tmp_path):
+    with pytest.raises(TaskError, match="must be relative"):
+        materialize(tmp_path, "evil", lambda: {"../x.py": b""})
+    with pytest.raises(TaskError, match="must be relative"):
+        materialize(tmp_path, "evil2", lambda: {"/etc/x.py": b""})
+    assert not (tmp_path / "modules" / "evil").exists()
+    with pytest.raises(TaskError, match="invalid modules hash"):
+        materialize(tmp_path, "../up", lambda: {})
+
+
+def test_a_failing_module_source_is_a_failure_not_an_engine_crash(rt, tmp_path):
+    def broken():
+        raise OSError("object store unreadable")
+    res = run(rt, inline(tmp_path, "steps:version", h="broken", mods=broken))
+    assert res.reason == "cannot load modules broken: OSError: object store unreadable"
+
+
+def test_inline_tasks_run_in_the_pool_when_asked(tmp_path):
+    rt = Runtimes(1, tmp_path / "cache", inline_in_pool=True)
+    spec = inline(tmp_path, "steps:double", [write(tmp_path / "x", {"v": 1}),
+                                             write(tmp_path / "r", b"r")])
+    try:
+        res = run(rt, spec)
+        pid = json.loads(Path(spec.output).read_text())["pid"]
+        assert res.ok and res.pgid == pid and pid != os.getpid()
+    finally:
+        anyio.run(rt.aclose)
+
+
+def test_an_inline_task_over_its_wall_budget_is_abandoned_with_the_reason(tmp_path):
+    clock = FakeClock()
+    rt = Runtimes(1, tmp_path / "cache", clock=clock)
+    ev = threading.Event()
+    mods = lambda: {"slow.py": b"import threading\nEV = None\ndef f():\n    EV.wait(10)\n    return 1\n"}
+    spec = TaskSpec("inline", entry="slow:f", modules_hash="slow", modules=mods,
+                    output=str(tmp_path / "o"), budget={"wall_s": 5})
+
+    async def main():
+        from e3logic.exec.runtimes import shared_spaces
+        d = await rt._ensure_modules(spec)
+        shared_spaces().resolve("slow:f", "slow", d).__globals__["EV"] = ev
+        async with anyio.create_task_group() as tg:
+            async def tick():
+                await anyio.sleep(0.1)
+                clock.t += 6
+            tg.start_soon(tick)
+            return await rt.run(spec)
+
+    res = anyio.run(main)
+    ev.set()
+    assert res.status == "fail" and res.budget == "wall_s"
+    assert res.reason.startswith("budget wall_s=5 exceeded")
+    assert not Path(spec.output).exists()
