@@ -1,0 +1,18 @@
+"""The logic layer: Datalog rules (rules/*.dl and users' .dl files), two engines that agree
+(`fast`, `pydatalog`), and named queries over facts projected from the repository.
+
+    from e3logic.logic import Program
+    p = Program.parse('path(X, Y) :- edge(X, Y). path(X, Y) :- path(X, Z), edge(Z, Y).')
+    p.evaluate({"edge": {("a", "b"), ("b", "c")}})["path"]
+"""
+from e3logic.logic.errors import (ArityError, DatalogSyntaxError, EngineError, FactError,
+                                  LogicError, StratificationError, UnknownPredicateError,
+                                  UnsafeVariableError)
+from e3logic.logic.program import (AUTO_THRESHOLD, ENGINES, Prepared, Program, QueryResult,
+                                   Relation)
+
+__all__ = [
+    "Program", "Prepared", "QueryResult", "Relation", "ENGINES", "AUTO_THRESHOLD",
+    "LogicError", "DatalogSyntaxError", "ArityError", "UnsafeVariableError",
+    "StratificationError", "UnknownPredicateError", "FactError", "EngineError",
+]
