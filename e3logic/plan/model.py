@@ -63,10 +63,11 @@ class Node:
                 raise PlanError(f"{where}: dependency names must be non-empty strings, got {d!r}")
         leases = set()
         for lease in self.leases:
-            try:
-                path, mode = lease
-            except (TypeError, ValueError):
-                raise PlanError(f"{where}: a lease is a (path, mode) pair, got {lease!r}") from None
+            if isinstance(lease, str) or not isinstance(lease, (tuple, list)) or len(lease) != 2:
+                raise PlanError(f"{where}: a lease is a (path, mode) pair, got {lease!r}")
+            path, mode = lease
+            if not isinstance(path, str):
+                raise PlanError(f"{where}: a lease path is a string, got {path!r}")
             if mode not in LEASE_MODES:
                 raise PlanError(f"{where}: lease mode must be one of {', '.join(LEASE_MODES)}, "
                                 f"got {mode!r}")

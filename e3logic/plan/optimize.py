@@ -139,6 +139,9 @@ class Optimized:
     dead: tuple[str, ...]
     shared: Mapping[str, str] = field(hash=False)
     fused: tuple[tuple[str, ...], ...] = ()
+    episodes: Mapping[str, tuple[Node, ...]] = field(default_factory=dict, hash=False)
+    """fused node name (a group's tail) -> its members, in run order, deps already pointing
+    at representatives: what the one episode executes"""
 
     def runs_as(self, name: str) -> Optional[str]:
         """The node of `nodes` whose episode produces original node `name`'s output (None if
@@ -162,4 +165,6 @@ def optimize(nodes: Iterable[Node], targets: Optional[Iterable[str]] = None,
     shared = share_common(live, inputs)
     merged = apply_sharing(live, shared)
     groups = fuse_inline(merged)
-    return Optimized(tuple(apply_fusion(merged, groups)), dead, shared, tuple(groups))
+    by_name = {n.name: n for n in merged}
+    episodes = {g[-1]: tuple(by_name[m] for m in g) for g in groups}
+    return Optimized(tuple(apply_fusion(merged, groups)), dead, shared, tuple(groups), episodes)
