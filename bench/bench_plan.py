@@ -18,10 +18,10 @@ import statistics
 import sys
 import time
 
+from e3logic.plan.checker import verify
 from e3logic.plan.cost import simulate
 from e3logic.plan.model import Node, PlanInput
 from e3logic.plan.scheduler import schedule
-from e3logic.plan.verify import verify
 
 WIDTH = 100  # dataflows per layer
 
@@ -92,7 +92,7 @@ def bench_size(n: int, runs: int, cap: int = 8) -> dict:
 def optimum_report(trials: int, seed: int = 7) -> dict:
     """Greedy barrier makespan vs the brute-force barrier optimum on random DAGs <= 8 nodes."""
     from e3logic.plan.cost import barrier_makespan
-    from e3logic.plan.verify import optimal_barrier_makespan
+    from e3logic.plan.checker import optimal_barrier_makespan
 
     rnd = random.Random(seed)
     paths = ["db", "db/a", "db/b", "fs", "fs/x"]

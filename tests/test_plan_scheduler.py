@@ -12,7 +12,7 @@ from e3logic.core.paths import lease_conflict
 from e3logic.plan.model import Node, PlanInput
 from e3logic.plan.relations import WINDOW
 from e3logic.plan.scheduler import Admitter, make_plan, schedule
-from e3logic.plan.verify import verify
+from e3logic.plan.checker import verify
 
 # a small path tree, so ancestors and descendants conflict
 PATHS = ("db", "db/sales", "db/sales/eu", "db/hr", "fs", "fs/tmp", "gpu/0")

@@ -15,13 +15,13 @@ _EXPORTS = {
     "PlanError": "model", "LeaseGrant": "model", "TABLE_COLUMNS": "model", "select": "model",
     "topological_order": "model",
     "schedule": "scheduler", "make_plan": "scheduler", "Admitter": "scheduler",
-    "verify": "verify", "check": "verify", "Violation": "verify",
-    "optimal_barrier_makespan": "verify",
+    "verify": "checker", "check": "checker", "Violation": "checker",
+    "optimal_barrier_makespan": "checker",
     "bottom_levels": "cost", "critical_path": "cost", "simulate": "cost",
     "barrier_makespan": "cost", "total_work": "cost",
-    "optimize": "optimize", "Optimized": "optimize", "eliminate_dead": "optimize",
-    "share_common": "optimize", "apply_sharing": "optimize", "fuse_inline": "optimize",
-    "apply_fusion": "optimize",
+    "optimize": "optimizer", "Optimized": "optimizer", "eliminate_dead": "optimizer",
+    "share_common": "optimizer", "apply_sharing": "optimizer", "fuse_inline": "optimizer",
+    "apply_fusion": "optimizer",
 }
 
 __all__ = sorted(_EXPORTS)

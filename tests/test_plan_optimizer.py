@@ -6,11 +6,11 @@ import hashlib
 import pytest
 from hypothesis import given, strategies as st
 
+from e3logic.plan.checker import verify
 from e3logic.plan.model import Node, PlanError, PlanInput
-from e3logic.plan.optimize import (apply_fusion, apply_sharing, eliminate_dead, fuse_inline,
+from e3logic.plan.optimizer import (apply_fusion, apply_sharing, eliminate_dead, fuse_inline,
                                    optimize, share_common)
 from e3logic.plan.scheduler import schedule
-from e3logic.plan.verify import verify
 
 
 def task(node: Node, args: list, external) -> str:

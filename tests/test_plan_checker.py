@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import event, given
 
+from e3logic.plan.checker import check, optimal_barrier_makespan, verify
 from e3logic.plan.model import LeaseGrant, Node, PlanError, PlanInput
 from e3logic.plan.scheduler import schedule
-from e3logic.plan.verify import check, optimal_barrier_makespan, verify
 
 from tests.test_plan_scheduler import plan_inputs
 
