@@ -25,10 +25,10 @@ def plan_input(repo, project: Project, names: list[str], cap: int | None):
             resources={k: v for k, v in (d.get("resources") or {}).items() if k in caps},
             cost=costs.get(th) or 1.0, task_key=th,
             runtime=project.pkg["tasks"][d["task"]]["runtime"]))
-    return PlanInput(nodes=nodes, capacities=caps, cap=cap)
+    return PlanInput(tuple(nodes), caps, cap)
 
 
 def plan_dataflows(repo, project: Project, names: list[str], cap: int | None):
-    from ..plan import plan
+    from ..plan import schedule
 
-    return plan(plan_input(repo, project, names, cap))
+    return schedule(plan_input(repo, project, names, cap))
