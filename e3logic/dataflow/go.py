@@ -11,6 +11,7 @@ count reaches it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from ..core import canon
 from ..core.errors import UsageError
 from ..core.hashing import hash_parts
 from ..exec.memo import Memo, execution_key
-from ..repo.locks import FileLock, process_start
+from ..repo.locks import process_start
 from .model import Project
 
 COMMIT_TAG = "e3-commit-v1"
@@ -62,6 +63,45 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool)
     cached = [n for n in selected if known[project.outputs[n]] is not None]
     return Prediction(selected, run, cached, keys,
                       {n: known[project.outputs[n]] for n in cached})
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def recover_dead_runs(repo, ws: str) -> list[str]:
+    """Runs of `ws` still marked running belong to a dead engine (we hold the run lock): stop
+    the task process groups they left (only where the leader's start time still matches), mark
+    the runs `abandoned` and their unfinished episodes `cxl`."""
+    db = repo.index
+    dead = []
+    for run, pid, start in db.execute(
+            "SELECT run, pid, proc_start FROM runs WHERE workspace=? AND status='running'",
+            (ws,)).fetchall():
+        if pid != os.getpid():  # flock says its holder is gone, whatever the pid table says
+            dead.append((run, pid))
+    if not dead:
+        return []
+    from ..exec.procs import kill_orphans
+
+    now = time.time()
+    for run, pid in dead:
+        groups = {pg: st for pg, st in db.execute("SELECT pgid, start FROM procs WHERE run=?",
+                                                  (run,))}
+        kill_orphans(groups)
+        with db.transaction() as c:
+            c.execute("UPDATE runs SET status='abandoned', ended=? WHERE run=? AND "
+                      "status='running'", (now, run))
+            for ep, in c.execute("SELECT episode FROM episodes WHERE run=? AND state NOT IN "
+                                 "('ok','fail','cxl')", (run,)).fetchall():
+                seq, beat = c.execute("SELECT COALESCE(MAX(seq)+1,0), COALESCE(MAX(beat),0) "
+                                      "FROM history WHERE episode=?", (ep,)).fetchone()
+                c.execute("INSERT INTO history(episode, seq, state, beat, note, ts) "
+                          "VALUES (?,?,?,?,?,?)",
+                          (ep, seq, "cxl", beat, f"abandoned: engine pid {pid} died", now))
+                c.execute("UPDATE episodes SET state='cxl' WHERE episode=?", (ep,))
+            c.execute("DELETE FROM procs WHERE run=?", (run,))
+    return [r for r, _ in dead]
 
 
 def _policy(targets, pattern, force, fail_fast) -> dict:
@@ -113,12 +153,16 @@ class Go:
     def __call__(self) -> dict:
         api = self.api
         ws = api.ws()
-        lock = FileLock(self.repo.workspace_dir(ws) / "run.lock", f"workspace '{ws}' (a run)")
-        lock.acquire("go " + " ".join(self.targets)).__enter__()
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            return self._go(ws)
+            lock = api.workspaces.run_lock(ws).acquire("go " + " ".join(self.targets))
+            try:
+                recover_dead_runs(self.repo, ws)
+                return self._go(ws)
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            signal.signal(signal.SIGTERM, old_term)
 
     def _go(self, ws: str) -> dict:
         api = self.api
@@ -137,7 +181,11 @@ class Go:
         except BaseException:
             self._end_run(run_id, "cancelled", None, None, None)
             raise
-        return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # bookkeeping finishes whole
+        try:
+            return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
+        finally:
+            signal.signal(signal.SIGINT, old_int)
 
     def _fast_noop(self, project, pred, root) -> bool:
         if pred.run:
@@ -161,9 +209,11 @@ class Go:
         from ..exec.runtimes import Runtimes
 
         priority = list(pred.cached)
+        batch_of = {n: 0 for n in pred.cached}
         if pred.run:
             plan = self.plan(project, pred)
             priority += [n for b in plan.batches for n in b]
+            batch_of.update({n: i + 1 for i, b in enumerate(plan.batches) for n in b})
         sel = set(pred.order)
         jobs = []
         for n in pred.order:
@@ -193,14 +243,24 @@ class Go:
         ex = Executor(self.repo, ws, jobs, priority, run_id=run_id, runner=runner, cap=cap,
                       cooperative=self.executor == "inline", force=self.force,
                       fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
-                      on_outcome=self.reporter.outcome if self.reporter else None)
+                      on_outcome=self.reporter.outcome if self.reporter else None,
+                      batches=batch_of if self.strict_batches else None)
+        runner.on_group = lambda ep, pgid, start: self._record_group(run_id, ep, pgid, start)
+
+        async def signals(scope):
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for sig in received:  # a second signal while cleaning up changes nothing
+                    ex.cancel(f"interrupted by {signal.Signals(sig).name}")
 
         async def main():
-            try:
-                return await ex.run()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await runtimes.aclose()
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(signals, outer.cancel_scope)
+                try:
+                    return await ex.run()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await runtimes.aclose()
+                    outer.cancel_scope.cancel()
 
         try:
             st = anyio.run(main)
@@ -208,7 +268,13 @@ class Go:
             runtimes.kill_all()
             raise
         self.cancelled_reason = st.cancel_reason
+        self.stale = st.stale
         return st.outcome, st.results, st.root
+
+    def _record_group(self, run_id, ep, pgid, start) -> None:
+        with self.repo.index.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO procs(run, episode, pgid, start) VALUES (?,?,?,?)",
+                      (run_id, ep.episode, pgid, start))
 
     def _publisher(self, ws):
         api = self.api
@@ -260,19 +326,22 @@ class Go:
                             "outcome": outcome.get(n, "skipped")})
         lists = {o: sorted(n for n in selected if outcome.get(n, "skipped") == o)
                  for o in ("executed", "cached", "failed", "skipped", "cancelled")}
-        status = ("cancelled" if lists["cancelled"] or getattr(self, "cancelled_reason", None)
-                  and not self.fail_fast else "failed" if lists["failed"] else "ok")
-        if self.fail_fast and lists["failed"]:
-            status = "failed"
+        why = getattr(self, "cancelled_reason", None)
+        if why and not why.startswith("fail-fast"):
+            status = "cancelled"
+        else:
+            status = "failed" if lists["failed"] else "ok"
         receipt_digest = canon.digest(receipt)
         policy_id = canon.digest(policy)
         parent = self._parent(ws)
         commit = commit_hash(parent, root, receipt_digest, policy_id)
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
                       canon.dumps(policy).decode(), receipt)
+        self.repo.index.execute("DELETE FROM procs WHERE run=?", (run_id,))
         return {"run": run_id, "status": status, **lists, "state_root": root, "commit": commit,
                 "receipt": receipt_digest, "parent": parent, "policy": policy_id,
-                "workspace": ws}
+                "workspace": ws, "stale": sorted(getattr(self, "stale", []) or []),
+                "reason": why}
 
     def _parent(self, ws) -> str:
         r = self.repo.index.execute(

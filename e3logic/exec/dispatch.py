@@ -33,6 +33,10 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
 
         def on_start(pgid):
             ep.pgid = pgid
+            if run.on_group:
+                from .procs import start_time
+
+                run.on_group(ep, pgid, start_time(pgid))
 
         res = await runtimes.run(spec, on_start=on_start)
         ended = clock()
@@ -41,4 +45,5 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
                         output_format=res.output_format, reason=res.reason or "",
                         exit_code=res.exit_code, started=started, ended=ended)
 
+    run.on_group = None  # set by the caller: record (episode, pgid, start) for orphan killing
     return run

@@ -80,6 +80,7 @@ class ExecState:
     log: list = field(default_factory=list)
     beat: int = 0
     cancel_reason: str | None = None
+    stale: list = field(default_factory=list)
 
 
 Runner = Callable[[Job, str, tuple, str, Episode], Awaitable[Finished]]
@@ -90,7 +91,8 @@ class Executor:
                  run_id: str, runner, cap: int = 1, cooperative: bool = False,
                  force: bool = False, fail_fast: bool = False, publish=None,
                  should_cancel: Callable[[], str | None] | None = None, clock=time.time,
-                 tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2):
+                 tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2,
+                 batches: dict | None = None, max_rechecks: int = 3):
         self.repo = repo
         self.ws = workspace
         self.jobs = {j.name: j for j in jobs}
@@ -106,6 +108,8 @@ class Executor:
         self.clock = clock
         self.on_outcome = on_outcome
         self.tick = tick
+        self.batches = batches  # name -> batch index: run batch by batch (--strict-batches)
+        self.max_rechecks = max_rechecks
         self._scope = None
         self.memo = Memo(repo.index)
         self.tmp_dir = tmp_dir or (repo.dir / "objects" / "tmp")
@@ -134,10 +138,16 @@ class Executor:
     def capture(self) -> list[str]:
         st = self.state
         out, keep = [], []
+        barrier = None
+        if self.batches is not None:
+            open_ = [self.batches.get(n, 0) for n in (*st.pending, *st.running)]
+            barrier = min(open_) if open_ else 0
         for name in st.pending:
             job = self.jobs[name]
             if self._blocked(name):
                 self._finish_outcome(name, "skipped")
+            elif barrier is not None and self.batches.get(name, 0) > barrier:
+                keep.append(name)
             elif (len(st.running) + len(out) < self.cap and self._ready(name)
                   and self._leases_free(job)
                   and not any(lease_conflict(a, b) for o in out for a in job.leases
@@ -311,9 +321,41 @@ class Executor:
                         for n in st.pending:
                             self._finish_outcome(n, "skipped")
                         st.pending = []
+                    if not (st.pending or st.running or st.staged) and st.cancel_reason is None:
+                        self._recheck()
         finally:
             self._after_cancel()
         return st
+
+    def _recheck(self) -> None:
+        """Inputs changed while the run went on (`e3 set` from another shell)? A finished job
+        whose inputs now hash differently is re-queued with its dependents, so no output is left
+        computed from a mix of old and new inputs; after `max_rechecks` passes they are reported
+        stale instead."""
+        st = self.state
+        changed = []
+        for name, (key, _) in sorted(st.results.items()):
+            ins = self._inputs(self.jobs[name])
+            if ins is None or execution_key(self.jobs[name].task_hash, [h for _, h, _ in ins]) != key:
+                changed.append(name)
+        if not changed:
+            return
+        again = set(changed)
+        stack = list(changed)
+        while stack:
+            for m in self._dependents[stack.pop()]:
+                if m not in again:
+                    again.add(m)
+                    stack.append(m)
+        self.max_rechecks -= 1
+        if self.max_rechecks < 0:
+            st.stale = sorted(again)
+            return
+        for n in sorted(again):
+            st.outcome.pop(n, None)
+            st.results.pop(n, None)
+            st.log.append((st.beat, "requeue", n))
+        st.pending = [n for n in self.jobs if n in again] + st.pending
 
     def capture_possible(self) -> bool:
         return any(self._ready(n) or self._blocked(n) for n in self.state.pending)

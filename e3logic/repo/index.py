@@ -46,7 +46,13 @@ def _v1(db) -> None:
     t["peers"].create({"name": str, "url": str, "key": str}, pk="name")
 
 
-MIGRATIONS = [_v1]
+def _v2(db) -> None:
+    # process groups of running tasks, so a later run can stop what a killed engine left behind
+    db.utils["procs"].create({"run": str, "episode": str, "pgid": int, "start": int},
+                             pk=("run", "pgid"))
+
+
+MIGRATIONS = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

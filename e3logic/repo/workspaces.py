@@ -59,6 +59,10 @@ class Workspaces:
     def lock(self, ws: str) -> FileLock:
         return FileLock(self.dir / ws / "lock", f"workspace '{ws}'")
 
+    def run_lock(self, ws: str) -> FileLock:
+        """Held by `e3 go` for the whole run; deploy/remove/checkout take it to refuse a run."""
+        return FileLock(self.dir / ws / "run.lock", f"workspace '{ws}' (a run: e3 go)")
+
     # -- changes ------------------------------------------------------------------------
     def create(self, ws: str, exist_ok: bool = False) -> None:
         check_name(ws)
@@ -99,7 +103,8 @@ class Workspaces:
     def deploy(self, ws: str, name: str, version: str, pkg_hash: str, root: str) -> None:
         """Point `ws` at a package version and its datasets root, atomically."""
         self.create(ws, exist_ok=True)
-        with self.lock(ws).acquire(f"deploy {name}@{version}"):
+        with self.run_lock(ws).acquire(f"deploy {name}@{version}"), \
+                self.lock(ws).acquire(f"deploy {name}@{version}"):
             with FileLock(self.dir / ws / "root.lock", f"workspace '{ws}' root").acquire(
                     "deploy", wait=30):
                 self._write_state(ws, root, {"name": name, "version": version, "hash": pkg_hash})
@@ -116,11 +121,11 @@ class Workspaces:
             others = [n for n in self.names() if n != ws]
             raise UsageError(f"workspace '{ws}' is the current one; switch first "
                              f"(e.g. 'e3 workspace switch {others[0] if others else 'NAME'}')")
-        with self.lock(ws).acquire("remove"):
+        with self.run_lock(ws).acquire("remove"), self.lock(ws).acquire("remove"):
             # the state ref goes first (atomic: the workspace is gone), the rest after
             (self.dir / ws / "state").unlink()
             for p in (self.dir / ws).iterdir():
-                if p.name not in ("lock",):  # lock files are never deleted
+                if not p.name.endswith("lock"):  # lock files are never deleted
                     if p.is_dir():
                         shutil.rmtree(p)
                     else:
