@@ -43,7 +43,8 @@ def layered(n: int, seed: int = 1, writers: float = 0.30, gpu: float = 0.05,
         cur = []
         for j in range(min(width, n - layer)):
             name = f"n{layer + j:06d}"
-            deps = tuple(sorted(rnd.sample(prev, min(len(prev), rnd.randint(1, 3))))) if prev else ()
+            deps = tuple(sorted(rnd.sample(prev, min(len(prev), rnd.randint(1, 3))))) \
+                if prev else ()
             leases = (((rnd.choice(paths), "write"),) if rnd.random() < writers else ())
             resources = {"gpu": 1} if rnd.random() < gpu else {}
             nodes.append(Node(name, deps, leases, resources, cost=float(rnd.randint(1, 10))))

@@ -56,8 +56,8 @@ def test_list_scheduling_starts_work_as_soon_as_a_slot_frees():
 
 
 def test_simulation_holds_leases_while_running():
-    pi = PlanInput((Node("w", leases=(("db", "write"),), cost=2), Node("r", leases=(("db/x", "read"),)),
-                    Node("p", cost=1)), {}, None)
+    pi = PlanInput((Node("w", leases=(("db", "write"),), cost=2),
+                    Node("r", leases=(("db/x", "read"),)), Node("p", cost=1)), {}, None)
     makespan, starts = simulate(pi, ("w", "r", "p"))
     assert starts == {"w": 0.0, "p": 0.0, "r": 2.0} and makespan == 3.0
 

@@ -110,7 +110,8 @@ def test_dead_nodes_are_those_no_target_needs():
 
 
 def test_same_task_on_the_same_inputs_runs_once():
-    nodes = [Node("raw"), Node("a", ("raw",), task_key="norm"), Node("b", ("raw",), task_key="norm"),
+    nodes = [Node("raw"), Node("a", ("raw",), task_key="norm"),
+             Node("b", ("raw",), task_key="norm"),
              Node("c", ("raw",), task_key="other"), Node("ua", ("a",), task_key="sum"),
              Node("ub", ("b",), task_key="sum")]
     assert share_common(nodes) == {"b": "a", "ub": "ua"}

@@ -6,9 +6,9 @@ from kanren import eq, run, var
 
 from e3logic.core.paths import lease_conflict
 from e3logic.plan.model import Node, PlanInput
-from e3logic.plan.relations import (WINDOW, BatchState, Ctx, LeaseIndex, batcho, dependso,
-                                    fitso, holds, leases_freeo, prefixes, resources_freeo,
-                                    search_window, skip_limit, slot_freeo)
+from e3logic.plan.relations import (WINDOW, BatchState, Candidates, Ctx, LeaseIndex, batcho,
+                                    dependso, fitso, holds, leases_freeo, prefixes,
+                                    resources_freeo, search_window, skip_limit, slot_freeo)
 
 from tests.test_plan_scheduler import PATHS
 
@@ -107,41 +107,63 @@ def test_relations_walk_logic_variables_bound_earlier_in_the_conjunction():
     assert run(0, True, fitso("a", BatchState.empty(1), ctx)) == (True,)
 
 
+def candidates(ctx, names):
+    return Candidates.from_list(names, ctx.is_free)
+
+
+def test_candidates_merge_constrained_and_free_in_key_order():
+    c = Candidates([(1, "w"), (4, "r")], [(2, "p"), (3, "q"), (5, "s")])
+    assert [c.main_at(i) for i in range(6)] == ["w", "p", "q", "r", "s", None]
+    assert [c.free_before(i) for i in range(6)] == [0, 0, 1, 2, 2, 3]
+    assert [c.free_at(j) for j in range(4)] == ["p", "q", "s", None]
+    assert sorted(c.popped) == [(1, "w", False), (2, "p", True), (3, "q", True),
+                                (4, "r", False), (5, "s", True)]
+
+
+def test_candidates_are_read_from_the_heaps_only_as_needed():
+    c = Candidates([(1, "w"), (4, "r")], [(2, "p"), (3, "q")])
+    assert c.main_at(0) == "w" and c.considered() == 2  # w, and p peeked at to merge
+    assert c._c == [(4, "r")] and c._f == [(3, "q")]
+
+
 def test_batcho_first_answer_is_the_greedy_batch_in_candidate_order():
     _, ctx = context(cap=3)
     ctx.placed = {}
-    ctx.candidates = ["w", "r", "g", "h", "a"]
-    state, pos, reason = search_window(ctx, 0, BatchState.empty(1))
+    ctx.candidates = candidates(ctx, ["w", "r", "g", "h", "a"])
+    state, i, j, reason = search_window(ctx, 0, None, BatchState.empty(1))
     assert state.window_members() == ["w", "g", "a"]
-    assert (pos, reason, state.skips) == (5, "full", 2)
+    assert (i, j, reason, state.skips) == (5, None, "full", 2)
 
 
 def test_batcho_enumerates_other_valid_batches_after_the_first():
     _, ctx = context(cap=None)
-    ctx.candidates = ["w", "r"]
+    ctx.candidates = candidates(ctx, ["w", "r"])
     q = var()
-    answers = run(0, q, batcho(q, 0, BatchState.empty(1), ctx))
+    answers = run(0, q, batcho(q, 0, None, 0, BatchState.empty(1), ctx))
     assert [a[0].window_members() for a in answers] == [["w"], ["r"], []]
 
 
 def test_the_search_stops_at_the_window_edge():
     pi = PlanInput(tuple(Node(f"t{i:03d}") for i in range(WINDOW + 3)), {}, None)
     ctx = Ctx(pi)
-    ctx.candidates = list(pi.names)
-    state, pos, reason = search_window(ctx, 0, BatchState.empty(0))
-    assert (state.n, pos, reason) == (WINDOW, WINDOW, "window")
-    state, pos, reason = search_window(ctx, pos, BatchState(state.n, state.used, None, 0))
-    assert (state.n, pos, reason) == (WINDOW + 3, WINDOW + 3, "exhausted")
+    ctx.candidates = candidates(ctx, pi.names)
+    state, i, j, reason = search_window(ctx, 0, None, BatchState.empty(0))
+    assert (state.n, i, j, reason) == (WINDOW, WINDOW, None, "window")
+    state, i, j, reason = search_window(ctx, i, j, BatchState(state.n, state.used, None, 0))
+    assert (state.n, i, j, reason) == (WINDOW + 3, WINDOW + 3, None, "exhausted")
 
 
-def test_the_search_stops_after_the_skip_limit():
-    pi = PlanInput(tuple(Node(f"w{i:03d}", leases=(("db", "write"),)) for i in range(40)),
-                   {}, 2)
+def test_after_the_skip_limit_the_search_walks_free_candidates_only():
+    nodes = [Node(f"w{i:03d}", leases=(("db", "write"),)) for i in range(40)]
+    nodes += [Node("free1"), Node("free2")]
+    pi = PlanInput(tuple(nodes), {}, 3)
     ctx = Ctx(pi)
-    ctx.candidates = list(pi.names)
-    state, pos, reason = search_window(ctx, 0, BatchState.empty(0))
-    assert state.window_members() == ["w000"]
-    assert reason == "skips" and pos == 1 + skip_limit(2)
+    order = [f"w{i:03d}" for i in range(20)] + ["free1"] + [f"w{i:03d}" for i in range(20, 40)]
+    ctx.candidates = candidates(ctx, order + ["free2"])
+    state, i, j, reason = search_window(ctx, 0, None, BatchState.empty(0))
+    assert state.window_members() == ["w000", "free1", "free2"]
+    assert state.skips == skip_limit(3) and reason == "full"
+    assert (i, j) == (1 + skip_limit(3), 2)
 
 
 def test_skip_limit_grows_with_the_cap():

@@ -19,8 +19,11 @@ PIPELINE = [
 
 def random_dag(seed: int, n: int = 40) -> list[Node]:
     rnd = random.Random(seed)
-    return [Node(f"v{i:02d}", tuple(f"v{j:02d}" for j in rnd.sample(range(i), min(i, rnd.randint(0, 3)))),
-                 cost=float(rnd.choice([0.5, 1, 2, 3, 8]))) for i in range(n)]
+    nodes = []
+    for i in range(n):
+        deps = tuple(f"v{j:02d}" for j in rnd.sample(range(i), min(i, rnd.randint(0, 3))))
+        nodes.append(Node(f"v{i:02d}", deps, cost=float(rnd.choice([0.5, 1, 2, 3, 8]))))
+    return nodes
 
 
 def test_critical_path_is_the_heaviest_chain_and_its_cost():

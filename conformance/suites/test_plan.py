@@ -37,7 +37,8 @@ def test_every_batch_respects_dependencies_cap_leases_and_resources():
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_cap_k_gives_no_batch_wider_than_k(k):
-    nodes = [Node(f"t{i:02d}") for i in range(17)] + [Node("sink", tuple(f"t{i:02d}" for i in range(17)))]
+    sources = [Node(f"t{i:02d}") for i in range(17)]
+    nodes = sources + [Node("sink", tuple(n.name for n in sources))]
     plan = schedule(PlanInput(tuple(nodes), {}, k))
     assert max(len(b) for b in plan.batches) == min(k, 17)
     assert len(plan.batches) == -(-17 // k) + 1  # the n/cap bound, then the sink

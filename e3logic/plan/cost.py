@@ -90,7 +90,7 @@ def simulate(pi: PlanInput, order: Sequence[str], *, ctx: Ctx | None = None,
 
     Event driven: whenever dataflows finish, ready ones are considered in `order` and start
     while a slot is free, their leases do not conflict with running ones and resources fit
-    (at most `skip_limit(cap)` are passed over per event, as in the planner)."""
+    (after `skip_limit(cap)` are passed over, only unconstrained ones, as in the planner)."""
     ctx = Ctx(pi) if ctx is None else ctx
     rank = {name: i for i, name in enumerate(order)}
     if len(rank) != len(pi.nodes) or set(rank) != set(pi.names):
@@ -98,32 +98,42 @@ def simulate(pi: PlanInput, order: Sequence[str], *, ctx: Ctx | None = None,
     kids = children_map(pi) if kids is None else kids
     cost = {n.name: n.cost for n in pi.nodes}
     indeg = {name: len(d) for name, d in ctx.deps.items()}
-    ready = [(rank[n], n) for n, k in indeg.items() if k == 0]
-    heapq.heapify(ready)
+    ready: tuple[list, list] = ([], [])  # constrained, free: as in the planner
+    for n, k in indeg.items():
+        if k == 0:
+            ready[ctx.is_free(n)].append((rank[n], n))
+    for h in ready:
+        heapq.heapify(h)
     running: list[tuple[float, int, str]] = []
     index, used = LeaseIndex(), [0] * len(ctx.capvec)
     cap, capvec, limit = pi.cap, ctx.capvec, skip_limit(pi.cap)
     t, starts = 0.0, {}
-    while ready or running:
+    while ready[0] or ready[1] or running:
         skipped = []
-        while ready and (cap is None or len(running) < cap) and len(skipped) < limit:
-            item = heapq.heappop(ready)
+        while cap is None or len(running) < cap:
+            c, f = ready
+            if f and (len(skipped) >= limit or not c or f[0] < c[0]):
+                item = heapq.heappop(f)  # free: always fits
+            elif c and len(skipped) < limit:
+                item = heapq.heappop(c)
+                leases, demand = ctx.leases[item[1]], ctx.demand[item[1]]
+                if any(index.conflicts(x) for x in leases) or \
+                        any(used[i] + a > capvec[i] + 1e-9 for i, a in demand):
+                    skipped.append(item)
+                    continue
+                for x in leases:
+                    index.add(x)
+                for i, a in demand:
+                    used[i] += a
+            else:
+                break
             name = item[1]
-            leases, demand = ctx.leases[name], ctx.demand[name]
-            if any(index.conflicts(x) for x in leases) or \
-                    any(used[i] + a > capvec[i] + 1e-9 for i, a in demand):
-                skipped.append(item)
-                continue
-            for x in leases:
-                index.add(x)
-            for i, a in demand:
-                used[i] += a
             starts[name] = t
             heapq.heappush(running, (t + cost[name], rank[name], name))
         for item in skipped:
-            heapq.heappush(ready, item)
+            heapq.heappush(ready[0], item)
         if not running:  # pragma: no cover - PlanInput validation rules this out
-            raise PlanError(f"dataflow '{ready[0][1]}' can never start")
+            raise PlanError(f"dataflow '{ready[0][0][1]}' can never start")
         t = running[0][0]
         while running and running[0][0] == t:
             _, _, name = heapq.heappop(running)
@@ -131,8 +141,8 @@ def simulate(pi: PlanInput, order: Sequence[str], *, ctx: Ctx | None = None,
                 index.remove(x)
             for i, a in ctx.demand[name]:
                 used[i] -= a
-            for c in kids[name]:
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    heapq.heappush(ready, (rank[c], c))
+            for kid in kids[name]:
+                indeg[kid] -= 1
+                if indeg[kid] == 0:
+                    heapq.heappush(ready[ctx.is_free(kid)], (rank[kid], kid))
     return t, starts

@@ -7,18 +7,20 @@ Each constraint is a goal that succeeds (leaving the substitution unchanged) or 
   leases_freeo(name, st, ctx)      no lease of `name` conflicts with one held in the batch
   resources_freeo(name, st, ctx)   each resource sum plus the demand stays within capacity
 
-`fitso` conjoins the four and binds the extended batch state; `batcho` relates a candidate
-sequence (ready dataflows in priority order) to a batch by include-or-skip, include first, so
-the first answer of `run(1, ...)` is the greedy batch. The scheduler solves with `batcho`;
-`verify` checks any plan with the four relations, one by one, to name what is violated.
+`fitso` conjoins the four; `batcho` relates the ready candidates (`Candidates`, in priority
+order) to a batch by include-or-skip, include first, so the first answer of `run(1, ...)` is
+the greedy batch. The scheduler solves with `batcho`; `verify` checks any plan with the four
+relations, one by one, to name what is violated.
 
-States are ground Python objects (the relations test them; kanren's `neq` store and
-cardinality goals are far slower than ground checks), passed along as the search extends
-them; only the answer is a logic variable. Per-batch context (placements, leases held by earlier search windows)
-lives in a `Ctx` that the driver updates between searches, never during one.
+Arguments are ground when a goal runs (or logic variables bound by then). States are ground
+Python objects passed along as the search extends them; only the answer is a logic
+variable: kanren's `neq` store and cardinality goals are far slower than ground checks.
+Per-batch context (placements, leases held by earlier search windows, the candidates) lives
+in a `Ctx` that the driver updates between searches, never during one.
 """
 from __future__ import annotations
 
+import heapq
 from typing import Optional
 
 from kanren import eq, run, var
@@ -37,9 +39,74 @@ _EPS = 1e-9  # resource sums are floats; a sum within _EPS of the capacity fits
 
 
 def skip_limit(cap: Optional[int]) -> int:
-    """How many ready candidates one batch may skip for conflicts before it closes: keeps
-    every batch's candidate list bounded (the skipped ones are reconsidered next batch)."""
+    """How many ready candidates one batch may skip (for leases or resources) before it only
+    considers unconstrained ones, which always fit: keeps each batch's candidate list bounded
+    while free work still fills the slots (skipped ones are reconsidered next batch)."""
     return 64 if cap is None else max(16, 4 * cap)
+
+
+class Candidates:
+    """One batch's ready dataflows as two fixed sequences, materialised lazily from two heaps
+    of (key, name), smaller key first: `main`, every candidate in key order, and `free`, the
+    unconstrained ones (no lease, no demand on a capacity) in the same order. A search that
+    leaves `main` at position i continues in `free` at `free_before(i)`. `popped` records
+    what was taken from the heaps, so the driver can return what the batch did not take."""
+
+    __slots__ = ("_c", "_f", "main", "free", "_fb", "popped")
+
+    def __init__(self, constrained: list, free: list):
+        self._c, self._f = constrained, free  # heaps, consumed as the search reads them
+        self.main: list[str] = []
+        self.free: list[tuple] = []
+        self._fb = [0]  # free items among main[:i]
+        self.popped: list[tuple] = []  # (key, name, is_free)
+
+    @classmethod
+    def from_list(cls, names, is_free) -> "Candidates":
+        """Candidates in the given order."""
+        c = [(i, x) for i, x in enumerate(names) if not is_free(x)]
+        f = [(i, x) for i, x in enumerate(names) if is_free(x)]
+        return cls(c, f)  # sorted lists are heaps
+
+    def _free_item(self, j: int):
+        free = self.free
+        while len(free) <= j:
+            if not self._f:
+                return None
+            item = heapq.heappop(self._f)
+            self.popped.append((*item, True))
+            free.append(item)
+        return free[j]
+
+    def main_at(self, i: int) -> Optional[str]:
+        main = self.main
+        while len(main) <= i:
+            fm = self._fb[-1]
+            nf = self._free_item(fm)
+            c = self._c[0] if self._c else None
+            if c is None and nf is None:
+                return None
+            if c is not None and (nf is None or c < nf):
+                heapq.heappop(self._c)
+                self.popped.append((*c, False))
+                main.append(c[1])
+                self._fb.append(fm)
+            else:
+                main.append(nf[1])
+                self._fb.append(fm + 1)
+        return main[i]
+
+    def free_at(self, j: int) -> Optional[str]:
+        item = self._free_item(j)
+        return None if item is None else item[1]
+
+    def free_before(self, i: int) -> int:
+        self.main_at(i - 1)
+        return self._fb[i]
+
+    def considered(self) -> int:
+        """How many candidates were taken from the heaps (read, or peeked at to merge)."""
+        return len(self.popped)
 
 
 def prefixes(path: str) -> tuple[str, ...]:
@@ -155,10 +222,12 @@ class Ctx:
         self.placed: dict[str, int] = {}
         self.batch = 0
         self.index = LeaseIndex()
-        self.candidates: list[str] = []
-        self.fetch = None  # callable pulling the next candidate, or None
-        self.window_start = 0
+        self.candidates = Candidates([], [])
         self.skip_limit = skip_limit(self.cap)
+
+    def is_free(self, name: str) -> bool:
+        """Unconstrained: no lease, no demand on a capacity (fits any batch with a slot)."""
+        return not self.leases[name] and not self.demand[name]
 
     # -- ground checks (the bodies of the relations) ---------------------------------------
     def deps_done(self, name: str, batch: int) -> bool:
@@ -207,26 +276,15 @@ class Ctx:
             used = tuple(used)
         return BatchState(st.n + 1, used, (name, st.members), st.skips)
 
-    # -- candidate source --------------------------------------------------------------------
-    def candidate(self, i: int) -> Optional[str]:
-        cands = self.candidates
-        while len(cands) <= i and self.fetch is not None:
-            nxt = self.fetch()
-            if nxt is None:
-                self.fetch = None
-                break
-            cands.append(nxt)
-        return cands[i] if i < len(cands) else None
-
-    def stop(self, i: int, st: BatchState) -> Optional[str]:
-        """Why the include-or-skip recursion ends at position i, if it does."""
+    def stop(self, i: int, j: Optional[int], depth: int, st: BatchState) -> Optional[str]:
+        """Why the include-or-skip recursion ends at main position i (free position j when
+        not None) after `depth` levels of this search, if it does."""
         if not self.slot_free(st):
             return "full"
-        if st.skips >= self.skip_limit:
-            return "skips"
-        if i - self.window_start >= WINDOW:
+        if depth >= WINDOW:
             return "window"
-        if self.candidate(i) is None:
+        c = self.candidates
+        if (c.main_at(i) if j is None else c.free_at(j)) is None:
             return "exhausted"
         return None
 
@@ -281,28 +339,38 @@ def fitso(name, st, ctx: Ctx):
                       leases_freeo(name, st, ctx), resources_freeo(name, st, ctx)))
 
 
-def batcho(q, i: int, st: BatchState, ctx: Ctx, add: Optional[str] = None):
-    """q = (final state, next position, stop reason) of a batch grown from candidates
-    i, i+1, ... by including each one that fits or skipping it, include first. `add` is a
-    candidate just included: the state is extended when the goal runs, not when built."""
+def batcho(q, i: int, j: Optional[int], depth: int, st: BatchState, ctx: Ctx,
+           add: Optional[str] = None):
+    """q = (final state, main position, free position, stop reason) of a batch grown from
+    the candidates at main position i on (at free position j on, once j is not None) by
+    including each one that fits or skipping it, include first. After `skip_limit` skips
+    the walk moves from `main` to `free`. `add` is a candidate just included: the state is
+    extended when the goal runs, not when it is built."""
     def goal(S):
         s = st if add is None else ctx.extend(add, st)
-        reason = ctx.stop(i, s)
+        reason = ctx.stop(i, j, depth, s)
         if reason is not None:
-            return eq(q, (s, i, reason))(S)
-        c = ctx.candidates[i]
+            return eq(q, (s, i, j, reason))(S)
+        cands = ctx.candidates
+        skipped = BatchState(s.n, s.used, s.members, s.skips + 1)
+        if j is None:
+            c, (ii, ij) = cands.main[i], (i + 1, None)
+            si, sj = i + 1, (cands.free_before(i + 1) if skipped.skips >= ctx.skip_limit
+                             else None)
+        else:
+            c, (ii, ij) = cands.free[j][1], (i, j + 1)
+            si, sj = ii, ij
         return ldisj_seq((
-            lconj_seq((fitso(c, s, ctx), batcho(q, i + 1, s, ctx, c))),
-            batcho(q, i + 1, BatchState(s.n, s.used, s.members, s.skips + 1), ctx),
+            lconj_seq((fitso(c, s, ctx), batcho(q, ii, ij, depth + 1, s, ctx, c))),
+            batcho(q, si, sj, depth + 1, skipped, ctx),
         ))(S)
     return goal
 
 
-def search_window(ctx: Ctx, i: int, st: BatchState):
-    """One first-answer kanren search: (final state, next position, stop reason)."""
-    ctx.window_start = i
+def search_window(ctx: Ctx, i: int, j: Optional[int], st: BatchState):
+    """One first-answer kanren search: (final state, main position, free position, reason)."""
     q = var()
-    (answer,) = run(1, q, batcho(q, i, st, ctx))
+    (answer,) = run(1, q, batcho(q, i, j, 0, st, ctx))
     return answer
 
 

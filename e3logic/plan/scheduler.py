@@ -1,13 +1,15 @@
 """The kanren scheduler: capped batches with lease assignment (DESIGN.md §7, issue 4).
 
 Per-batch formulation. The ready set (dataflows whose dependencies all sit in earlier batches)
-is kept directly, in a heap ordered by priority = longest remaining cost path, then name. For
-each batch one first-answer kanren search (`run(1, ...)`, the `batcho` relation) walks the
-ready candidates in priority order, including each one the constraints admit and skipping the
-rest; candidates are pulled from the heap only as the search reaches them, so a batch's
-candidate list is what fills the cap plus what was skipped for conflicts (bounded by
-`skip_limit`). A dataflow is placed in the first batch where its inputs are done and a slot,
-its leases and its resources are free, so independent work reaches the n/cap bound.
+is kept directly, in two heaps ordered by priority = longest remaining cost path, then name:
+constrained dataflows (holding leases or demanding a capacity) and free ones. For each batch
+one first-answer kanren search (`run(1, ...)`, the `batcho` relation) walks the ready
+candidates in priority order, including each one the constraints admit and skipping the rest;
+candidates leave the heaps only as the search reaches them, so a batch's candidate list is
+what fills the cap plus what was skipped for conflicts. After `skip_limit(cap)` skips the walk
+continues over free candidates only (they always fit), which bounds the list. So a dataflow
+is placed in the first batch where its inputs are done and a slot, its leases and its
+resources are free (short of that bound), and independent work reaches the n/cap bound.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Iterable, Optional, Sequence
 from .cost import (barrier_makespan, bottom_levels, children_map, critical_path, simulate,
                    speedup, total_work)
 from .model import LeaseGrant, Plan, PlanError, PlanInput
-from .relations import BatchState, Ctx, LeaseIndex, search_window
+from .relations import BatchState, Candidates, Ctx, LeaseIndex, search_window
 
 
 def schedule(pi: PlanInput, *, stats: Optional[dict] = None) -> Plan:
@@ -45,17 +47,17 @@ def schedule(pi: PlanInput, *, stats: Optional[dict] = None) -> Plan:
 
 
 def _decide(ctx: Ctx, state: BatchState, stats: Optional[dict]) -> list[str]:
-    """Grow one batch from ctx's candidates with chained kanren searches (one per window)."""
+    """Grow one batch from ctx.candidates with chained kanren searches (one per window)."""
     chosen: list[str] = []
-    i = 0
+    i, j = 0, None
     while True:
         if stats is not None:
             t0 = time.perf_counter()
-            state, i, reason = search_window(ctx, i, state)
+            state, i, j, reason = search_window(ctx, i, j, state)
             stats["kanren_seconds"] = stats.get("kanren_seconds", 0.0) + time.perf_counter() - t0
             stats["searches"] = stats.get("searches", 0) + 1
         else:
-            state, i, reason = search_window(ctx, i, state)
+            state, i, j, reason = search_window(ctx, i, j, state)
         members = state.window_members()
         chosen.extend(members)
         if reason != "window":
@@ -65,42 +67,38 @@ def _decide(ctx: Ctx, state: BatchState, stats: Optional[dict]) -> list[str]:
                 ctx.index.add(lease)
         state = BatchState(state.n, state.used, None, state.skips)
     if stats is not None:
-        stats["candidates"] = stats.get("candidates", 0) + len(ctx.candidates)
+        stats["candidates"] = stats.get("candidates", 0) + ctx.candidates.considered()
     return chosen
 
 
 def _batches(pi: PlanInput, ctx: Ctx, kids: dict, bl: dict, stats: Optional[dict]):
     indeg = {name: len(d) for name, d in ctx.deps.items()}
-    ready = [(-bl[n], n) for n, k in indeg.items() if k == 0]
-    heapq.heapify(ready)
+    heaps: tuple[list, list] = ([], [])  # constrained, free
+    for n, k in indeg.items():
+        if k == 0:
+            heaps[ctx.is_free(n)].append((-bl[n], n))
+    for h in heaps:
+        heapq.heapify(h)
     nres = len(ctx.capvec)
     batches: list[tuple[str, ...]] = []
-    while ready:
+    while heaps[0] or heaps[1]:
         k = len(batches)
-        popped: list[tuple[float, str]] = []
-
-        def fetch():
-            if not ready:
-                return None
-            item = heapq.heappop(ready)
-            popped.append(item)
-            return item[1]
-
-        ctx.batch, ctx.index, ctx.candidates, ctx.fetch = k, LeaseIndex(), [], fetch
+        cands = Candidates(*heaps)
+        ctx.batch, ctx.index, ctx.candidates = k, LeaseIndex(), cands
         chosen = _decide(ctx, BatchState.empty(nres), stats)
         if not chosen:  # pragma: no cover - PlanInput validation rules this out
-            raise PlanError(f"dataflow '{popped[0][1]}' can never be scheduled")
+            raise PlanError(f"dataflow '{cands.popped[0][1]}' can never be scheduled")
         taken = set(chosen)
-        for item in popped:
-            if item[1] not in taken:
-                heapq.heappush(ready, item)
+        for key, name, free in cands.popped:
+            if name not in taken:
+                heapq.heappush(heaps[free], (key, name))
         for m in chosen:
             ctx.placed[m] = k
         for m in chosen:
             for c in kids[m]:
                 indeg[c] -= 1
                 if indeg[c] == 0:
-                    heapq.heappush(ready, (-bl[c], c))
+                    heapq.heappush(heaps[ctx.is_free(c)], (-bl[c], c))
         batches.append(tuple(chosen))
     if len(ctx.placed) != len(pi.nodes):  # pragma: no cover - a cycle is caught earlier
         raise PlanError("some dataflows were never ready (dependency cycle)")
@@ -136,7 +134,8 @@ class Admitter:
             if name not in seen:
                 seen.add(name)
                 cands.append(name)
-        ctx.batch, ctx.index, ctx.candidates, ctx.fetch = 0, index, cands, None
+        ctx.batch, ctx.index = 0, index
+        ctx.candidates = Candidates.from_list(cands, ctx.is_free)
         return _decide(ctx, BatchState(n, tuple(used), None, 0), None)
 
 
