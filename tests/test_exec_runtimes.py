@@ -497,3 +497,17 @@ def test_an_inline_task_over_its_wall_budget_is_abandoned_with_the_reason(tmp_pa
     assert res.status == "fail" and res.budget == "wall_s"
     assert res.reason.startswith("budget wall_s=5 exceeded")
     assert not Path(spec.output).exists()
+
+
+def test_load_inline_hands_the_executor_a_generator_function_and_decoded_inputs(rt, tmp_path):
+    from e3logic.exec.runtimes import write_output
+    x = write(tmp_path / "x.json", {"v": 2})
+    spec = inline(tmp_path, "steps:gen", [x])
+    fn, args = anyio.run(rt.load_inline, spec)
+    assert args == [{"v": 2}] and list(fn(*args)) == [1]
+    assert write_output(tmp_path / "w", {"b": 1, "a": [2]}) == ("json", 15)
+    assert (tmp_path / "w").read_bytes() == b'{"a":[2],"b":1}'
+    with pytest.raises(TaskError, match="not JSON-serializable"):
+        write_output(tmp_path / "w2", {1j})
+    with pytest.raises(TaskError, match="no such module"):
+        anyio.run(rt.load_inline, inline(tmp_path, "nope:f"))

@@ -125,6 +125,14 @@ def expand_argv(template, inputs: list[str] | tuple[str, ...], output: str) -> l
     return argv
 
 
+def write_output(path: str | os.PathLike, value: Any) -> tuple[str, int]:
+    """Write a task's return value as the runtimes do: `bytes` raw, anything JSON-able as
+    canonical JSON. Returns (format, size); raises `TaskError` for a value it cannot store."""
+    data, fmt = encode_output(value)
+    write_atomic(path, data)
+    return fmt, len(data)
+
+
 # -- print() routing for inline tasks ----------------------------------------------------------
 
 class _Router:
@@ -295,6 +303,18 @@ class Runtimes:
             await self.pool.aclose(grace=self.grace or 0.2)
             self.registry.kill_all(signal.SIGKILL)
 
+    async def load_inline(self, spec: TaskSpec) -> tuple[Callable, list]:
+        """The function and decoded inputs of an inline task, for the executor to drive
+        itself (generator tasks that `yield` across beats): modules are materialized and
+        imported as for `run()`. Raises `TaskError` (with a one-line `.reason`)."""
+        directory = await self._ensure_modules(spec)
+
+        def load():
+            fn = shared_spaces().resolve(spec.entry or "", spec.modules_hash or None, directory)
+            return fn, load_inputs(spec.inputs)
+
+        return await anyio.to_thread.run_sync(load)
+
     async def __aenter__(self) -> "Runtimes":
         return self
 
@@ -412,6 +432,10 @@ class Runtimes:
                     await anyio.sleep(0.02)
             procs.signal_group(pgid, signal.SIGKILL)
             await wait_exit(pid, pidfd, 10.0)
+            # SIGKILL is delivered asynchronously: wait (briefly) until nothing in it runs
+            end = time.monotonic() + 2.0
+            while procs.group_alive(pgid) and time.monotonic() < end:
+                await anyio.sleep(0.01)
 
     # -- shell -----------------------------------------------------------------------------
     async def _run_shell(self, spec: TaskSpec, budget: Budget, on_start, t0: float) -> TaskResult:
@@ -419,8 +443,10 @@ class Runtimes:
             argv = expand_argv(spec.argv, [i.path for i in spec.inputs], spec.output)
         except TaskError as e:
             return self._fail(t0, e.reason)
-        env = dict(os.environ)
-        env.update({str(k): str(v) for k, v in (spec.env or {}).items()})
+        env = None
+        if spec.env:
+            env = dict(os.environ)
+            env.update({str(k): str(v) for k, v in spec.env.items()})
         log_path = spec.log_path or os.devnull
         log_start = _size(log_path) if spec.log_path else 0
         try:
@@ -470,6 +496,8 @@ class Runtimes:
             raise
         if over is not None:
             await self._terminate(pgid, pid, pidfd, self.grace)
+        elif run.cancel_reason is not None:  # the leader is gone; make sure the rest is too
+            await self._terminate(pgid, pid, pidfd, 0.0)
         reaped = self._finish_shell(run, proc, pidfd)
         code = reaped.exit_code
         io_used = io_now()
@@ -519,7 +547,10 @@ class Runtimes:
                    "output": spec.output, "log_path": spec.log_path, "budget": budget.as_dict(),
                    "env": dict(spec.env or {}), "cwd": spec.cwd}
         log_start = _size(spec.log_path) if spec.log_path else 0
-        worker = await self.pool.acquire(spec.modules_hash)
+        try:
+            worker = await self.pool.acquire(spec.modules_hash)
+        except (OSError, subprocess.SubprocessError) as e:
+            return self._fail(t0, f"cannot start a python worker: {exc_reason(e)}")
         reusable = False
         run: _Running | None = None
         try:

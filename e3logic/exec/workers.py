@@ -260,10 +260,14 @@ class WorkerPool:
         self._all.discard(w)
 
     async def aclose(self, grace: float = 1.0) -> None:
-        """Close idle workers (EOF, then SIGKILL after `grace`); kill busy ones."""
+        """Close idle workers (EOF, then SIGKILL after `grace`); SIGKILL busy ones (the run
+        that holds a busy worker reaps it and gets it dropped on release)."""
         self.closed = True
+        idle, self._idle = self._idle, []
         with anyio.CancelScope(shield=True):
-            for w in list(self._all):
+            for w in self._all - set(idle):
+                procs.signal_group(w.pgid, signal.SIGKILL)
+            for w in idle:
                 if w.wfd is not None:
                     try:
                         os.close(w.wfd)
@@ -271,11 +275,10 @@ class WorkerPool:
                         pass
                     w.wfd = None
             end = time.monotonic() + grace
-            for w in list(self._all):
+            for w in idle:
                 if w.reaped is None:
                     await wait_exit(w.pid, w.pidfd, max(0.0, end - time.monotonic()))
                 await self._drop(w)
-            self._idle.clear()
 
     def kill_all(self) -> None:
         """SIGKILL every worker's group (synchronous; the workers are reaped later)."""
