@@ -5,8 +5,9 @@ a write lease on a path tree, `gpu: 1` on 5 % (capacity gpu = 1).
     PYTHONPATH=. python bench/bench_plan.py --quick    # seconds-long smoke run
 
 Reports the median of several runs of each phase: building the PlanInput (validation,
-topological order), scheduling (of which time inside kanren searches), the cost simulation,
-and verifying the plan. Also the greedy-vs-optimum comparison on small random DAGs.
+topological order), scheduling (of which time inside kanren searches), the same greedy
+decisions made without kanren (checked equal), the cost simulation, and verifying the plan.
+Also the greedy-vs-optimum comparison on small random DAGs.
 The random generator is seeded; it builds inputs only and never reaches the planner.
 """
 from __future__ import annotations
@@ -35,9 +36,9 @@ def path_tree(depth: int = 3, fanout: int = 4) -> list[str]:
 
 
 def layered(n: int, seed: int = 1, writers: float = 0.30, gpu: float = 0.05,
-            width: int = WIDTH) -> list[Node]:
+            width: int = WIDTH, paths: list[str] | None = None) -> list[Node]:
     rnd = random.Random(seed)
-    paths = path_tree()
+    paths = path_tree() if paths is None else paths
     nodes, prev = [], []
     for layer in range(0, n, width):
         cur = []
@@ -53,6 +54,58 @@ def layered(n: int, seed: int = 1, writers: float = 0.30, gpu: float = 0.05,
     return nodes
 
 
+def plain_batches(pi: PlanInput) -> list[tuple[str, ...]]:
+    """The same greedy decisions without kanren (ground checks called directly), to measure
+    what kanren costs; must give the same batches."""
+    import heapq
+
+    from e3logic.plan.cost import bottom_levels, children_map
+    from e3logic.plan.relations import BatchState, Candidates, Ctx, LeaseIndex
+
+    ctx, kids = Ctx(pi), children_map(pi)
+    bl = bottom_levels(pi, kids)
+    indeg = {n: len(d) for n, d in ctx.deps.items()}
+    heaps = ([], [])
+    for n, k in indeg.items():
+        if k == 0:
+            heaps[ctx.is_free(n)].append((-bl[n], n))
+    for h in heaps:
+        heapq.heapify(h)
+    batches = []
+    while heaps[0] or heaps[1]:
+        k = len(batches)
+        cands = Candidates(*heaps)
+        ctx.batch, ctx.index = k, LeaseIndex()
+        st, i, j, chosen = BatchState.empty(len(ctx.capvec)), 0, None, []
+        while ctx.slot_free(st):
+            c = cands.main_at(i) if j is None else cands.free_at(j)
+            if c is None:
+                break
+            i, j = (i + 1, None) if j is None else (i, j + 1)
+            if ctx.deps_done(c, k) and ctx.leases_free(c, st) and ctx.resources_free(c, st):
+                chosen.append(c)
+                st = ctx.extend(c, st)
+                st = BatchState(st.n, st.used, None, st.skips)
+                for lease in ctx.leases[c]:
+                    ctx.index.add(lease)
+            else:
+                st = BatchState(st.n, st.used, None, st.skips + 1)
+                if j is None and st.skips >= ctx.skip_limit:
+                    j = cands.free_before(i)
+        taken = set(chosen)
+        for key, name, free in cands.popped:
+            if name not in taken:
+                heapq.heappush(heaps[free], (key, name))
+        for m in chosen:
+            ctx.placed[m] = k
+            for c in kids[m]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    heapq.heappush(heaps[ctx.is_free(c)], (-bl[c], c))
+        batches.append(tuple(chosen))
+    return batches
+
+
 def timed(fn, runs: int):
     times, out = [], None
     for _ in range(runs):
@@ -62,8 +115,8 @@ def timed(fn, runs: int):
     return out, times
 
 
-def bench_size(n: int, runs: int, cap: int = 8) -> dict:
-    nodes = layered(n)
+def bench_size(n: int, runs: int, cap: int = 8, **shape) -> dict:
+    nodes = layered(n, **shape)
     pi, t_build = timed(lambda: PlanInput(tuple(nodes), {"gpu": 1}, cap), runs)
     kanren = []
 
@@ -75,6 +128,8 @@ def bench_size(n: int, runs: int, cap: int = 8) -> dict:
 
     plan, t_sched = timed(run_schedule, runs)
     _, t_sim = timed(lambda: simulate(pi, plan.priority), runs)
+    plain, t_plain = timed(lambda: plain_batches(pi), runs)
+    assert plain == list(plan.batches), "kanren and the plain greedy disagree"
     violations, t_verify = timed(lambda: verify(plan, pi), max(1, runs // 2))
     assert not violations, violations[:3]
     k = [s["kanren_seconds"] for s in kanren]
@@ -85,6 +140,7 @@ def bench_size(n: int, runs: int, cap: int = 8) -> dict:
         "kanren": statistics.median(k), "kanren_share": statistics.median(
             s["kanren_seconds"] / t for s, t in zip(kanren, t_sched)),
         "simulate": statistics.median(t_sim), "verify": statistics.median(t_verify),
+        "plain": statistics.median(t_plain),
         "searches": kanren[0]["searches"], "candidates": kanren[0]["candidates"],
         "makespan": plan.makespan, "cp": plan.critical_path_length, "work": plan.total_work,
     }
@@ -125,13 +181,18 @@ def main(argv=None) -> int:
     print(f"python {platform.python_version()} on {platform.machine()}, "
           f"{'quick' if args.quick else f'median of {runs}'} runs")
     print("| dataflows | batches (n/cap bound) | build s | schedule s (min–max) | kanren s "
-          "(share) | simulate s | verify s | candidates |")
-    print("|---|---|---|---|---|---|---|---|")
-    for n in sizes:
-        r = bench_size(n, runs if n < 100_000 else max(1, min(runs, 3)))
-        print(f"| {n:,} | {r['batches']:,} ({r['lower']:,}) | {r['build']:.3f} | "
+          "(share) | same greedy without kanren s | simulate s | verify s | candidates |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    cases = [(f"{n:,}", n, {}) for n in sizes]
+    # conflict-heavy: half the dataflows write the same path, so they serialise
+    heavy = 2_000 if args.quick else 10_000
+    cases.append((f"{heavy:,}, 50 % write `db`", heavy, {"writers": 0.5, "paths": ["db"]}))
+    for label, n, shape in cases:
+        r = bench_size(n, runs if n < 100_000 else max(1, min(runs, 3)), **shape)
+        print(f"| {label} | {r['batches']:,} ({r['lower']:,}) | {r['build']:.3f} | "
               f"{r['schedule']:.3f} ({r['schedule_min']:.3f}–{r['schedule_max']:.3f}) | "
-              f"{r['kanren']:.3f} ({r['kanren_share']:.0%}) | {r['simulate']:.3f} | "
+              f"{r['kanren']:.3f} ({r['kanren_share']:.0%}) | {r['plain']:.3f} | "
+              f"{r['simulate']:.3f} | "
               f"{r['verify']:.3f} | {r['candidates']:,} |", flush=True)
     o = optimum_report(60 if args.quick else 500)
     print(f"\ngreedy vs brute-force barrier optimum, {o['trials']} random DAGs of <= 8 nodes: "

@@ -167,4 +167,5 @@ def test_after_the_skip_limit_the_search_walks_free_candidates_only():
 
 
 def test_skip_limit_grows_with_the_cap():
-    assert skip_limit(1) == 16 and skip_limit(8) == 32 and skip_limit(None) == 64
+    assert skip_limit(1) == 16 and skip_limit(8) == 16 and skip_limit(12) == 24
+    assert skip_limit(None) == 64

@@ -42,7 +42,7 @@ def skip_limit(cap: Optional[int]) -> int:
     """How many ready candidates one batch may skip (for leases or resources) before it only
     considers unconstrained ones, which always fit: keeps each batch's candidate list bounded
     while free work still fills the slots (skipped ones are reconsidered next batch)."""
-    return 64 if cap is None else max(16, 4 * cap)
+    return 64 if cap is None else max(16, 2 * cap)
 
 
 class Candidates:
@@ -333,10 +333,15 @@ def resources_freeo(name, st, ctx: Ctx):
     return goal
 
 
+def fit_goals(name, st, ctx: Ctx) -> tuple:
+    """The four constraints on adding `name` to the batch in state st."""
+    return (dependso(name, ctx.batch, ctx), slot_freeo(st, ctx), leases_freeo(name, st, ctx),
+            resources_freeo(name, st, ctx))
+
+
 def fitso(name, st, ctx: Ctx):
     """`name` may join the batch in state st: all four constraints hold."""
-    return lconj_seq((dependso(name, ctx.batch, ctx), slot_freeo(st, ctx),
-                      leases_freeo(name, st, ctx), resources_freeo(name, st, ctx)))
+    return lconj_seq(fit_goals(name, st, ctx))
 
 
 def batcho(q, i: int, j: Optional[int], depth: int, st: BatchState, ctx: Ctx,
@@ -361,7 +366,7 @@ def batcho(q, i: int, j: Optional[int], depth: int, st: BatchState, ctx: Ctx,
             c, (ii, ij) = cands.free[j][1], (i, j + 1)
             si, sj = ii, ij
         return ldisj_seq((
-            lconj_seq((fitso(c, s, ctx), batcho(q, ii, ij, depth + 1, s, ctx, c))),
+            lconj_seq((*fit_goals(c, s, ctx), batcho(q, ii, ij, depth + 1, s, ctx, c))),
             batcho(q, si, sj, depth + 1, skipped, ctx),
         ))(S)
     return goal
