@@ -20,6 +20,7 @@ from e3logic.exec.taskcode import materialize
 
 from tests.helpers import ROOT
 from tests.test_exec_procs import live_with_arg, marker, wait_until
+from tests.test_exec_runtimes import FakeClock
 
 TASKS = b'''
 import os, sys, time, subprocess
@@ -378,3 +379,30 @@ def test_python_tasks_run_on_the_trio_backend_too(tmp_path):
             await rt.aclose()
 
     assert anyio.run(main, backend="trio").ok
+
+
+def test_waiting_for_a_free_worker_does_not_count_against_the_wall_budget(tmp_path):
+    clock = FakeClock()
+    rt = Runtimes(1, tmp_path / "cache", clock=clock)
+
+    async def main():
+        results = {}
+        async def one(name, spec):
+            results[name] = await rt.run(spec)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, "first", py(tmp_path, "tasks:sleep_with_child",
+                                              [json_input(tmp_path, "s", "0.5")],
+                                              output=str(tmp_path / "first")))
+                await anyio.sleep(0.1)
+                tg.start_soon(one, "queued", py(tmp_path, "tasks:pid", budget={"wall_s": 10},
+                                               output=str(tmp_path / "queued")))
+                await anyio.sleep(0.1)
+                clock.t += 60  # a minute passes while the second task waits for the worker
+        finally:
+            await rt.aclose()
+        return results
+
+    results = anyio.run(main)
+    assert results["first"].ok and results["queued"].ok
+    assert results["queued"].duration_s < 60 <= results["first"].duration_s

@@ -551,6 +551,7 @@ class Runtimes:
             worker = await self.pool.acquire(spec.modules_hash)
         except (OSError, subprocess.SubprocessError) as e:
             return self._fail(t0, f"cannot start a python worker: {exc_reason(e)}")
+        t0 = self.clock()  # budgets and duration count from here, not from the wait for a worker
         reusable = False
         run: _Running | None = None
         try:
