@@ -37,6 +37,7 @@ COMMANDS = {
     "episodes": ("run_cmds", "episodes"),
     "stats": ("run_cmds", "stats"),
     "cancel": ("run_cmds", "cancel"),
+    "watch": ("watch_cmd", "watch"),
 }
 
 #: one-line help for each command, shown by `e3 --help` without importing the command
@@ -67,6 +68,7 @@ SUMMARIES = {
     "episodes": "Show the episode histories of a run.",
     "stats": "Show the memo hit ratio and work saved.",
     "cancel": "Cancel a running 'e3 go' from another shell.",
+    "watch": "Re-run the affected dataflows when input files change.",
 }
 
 
