@@ -10,9 +10,15 @@ from e3logic.logic.errors import (ArityError, DatalogSyntaxError, EngineError, F
                                   UnsafeVariableError)
 from e3logic.logic.program import (AUTO_THRESHOLD, ENGINES, Prepared, Program, QueryResult,
                                    Relation)
+from e3logic.logic.queries import (FACT_RELATIONS, Logic, ancestors, await_cycles, dependents,
+                                   deps, dirty_closure, lease_conflicts, lineage, load_program,
+                                   package_deps, reachable, shipped_program, why)
 
 __all__ = [
     "Program", "Prepared", "QueryResult", "Relation", "ENGINES", "AUTO_THRESHOLD",
     "LogicError", "DatalogSyntaxError", "ArityError", "UnsafeVariableError",
     "StratificationError", "UnknownPredicateError", "FactError", "EngineError",
+    "FACT_RELATIONS", "Logic", "shipped_program", "load_program", "deps", "dependents",
+    "reachable", "ancestors", "dirty_closure", "lineage", "why", "lease_conflicts",
+    "await_cycles", "package_deps",
 ]

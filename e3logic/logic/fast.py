@@ -65,12 +65,21 @@ def _arity(rel) -> int:
 
 
 class Layer:
-    """One layer of relations: `given` facts and `computed` strata, with an index cache."""
+    """One layer of relations: `given` facts and `computed` strata, with caches.
+
+    Relations are sets of tuples; a unary relation computed by a stratum is kept as a set of
+    plain values (`unary`) and turned into 1-tuples only if someone asks for tuples."""
 
     def __init__(self, given: dict | None = None):
         self.given: dict = given if given is not None else {}
         self.computed: dict = {}
+        self.unary: dict = {}
+        self.given_unary: dict = {}
         self.indexes: dict = {}
+
+    def has(self, pred: str) -> bool:
+        """Whether a stratum computed `pred` in this layer."""
+        return pred in self.computed or pred in self.unary
 
 
 class View:
@@ -84,9 +93,10 @@ class View:
             r = layer.computed.get(pred)
             if r is not None:
                 return r, layer
-        return self._find_given(pred)
-
-    def _find_given(self, pred: str):
+            u = layer.unary.get(pred)
+            if u is not None:
+                r = layer.computed[pred] = {(v,) for v in u}
+                return r, layer
         for layer in self.layers:
             r = layer.given.get(pred)
             if r is not None:
@@ -94,10 +104,37 @@ class View:
         return EMPTY, self.layers[-1]
 
     def rel(self, pred: str):
+        """The relation as a set of tuples."""
         return self._find(pred)[0]
 
+    def values(self, pred: str):
+        """A unary relation as a set of plain values."""
+        for layer in self.layers:
+            u = layer.unary.get(pred)
+            if u is not None:
+                return u
+            r = layer.computed.get(pred)
+            if r is not None:
+                u = layer.unary[pred] = {v for (v,) in r}
+                return u
+        return self.given_values(pred)
+
     def given(self, pred: str):
-        return self._find_given(pred)[0]
+        for layer in self.layers:
+            r = layer.given.get(pred)
+            if r is not None:
+                return r
+        return EMPTY
+
+    def given_values(self, pred: str):
+        for layer in self.layers:
+            r = layer.given.get(pred)
+            if r is not None:
+                u = layer.given_unary.get(pred)
+                if u is None or u[0] is not r:
+                    u = layer.given_unary[pred] = (r, {v for (v,) in r})
+                return u[1]
+        return EMPTY
 
     def index(self, pred: str, key_pos: tuple, out_pos: tuple):
         rel, layer = self._find(pred)
@@ -117,8 +154,9 @@ _FN_CACHE: dict[str, object] = {}
 class _Gen:
     """Builds the source of one stratum function; constants go to the table K."""
 
-    def __init__(self, scc_preds: list[str], level: bool):
+    def __init__(self, scc_preds: list[str], level: bool, arities: dict[str, int]):
         self.scc = {p: i for i, p in enumerate(scc_preds)}
+        self.arities = arities
         self.level = level
         self.prologue: list[str] = []
         self.consts: list = []
@@ -141,14 +179,16 @@ class _Gen:
         self.tmp_n += 1
         return f"t{self.tmp_n}"
 
-    def rel(self, pred: str) -> str:
+    def rel(self, pred: str, arity: int) -> str:
+        """The local holding a relation: tuples, or plain values when unary."""
         if pred in self.scc:
             return f"F{self.scc[pred]}"
         key = ("rel", pred)
         if key not in self._names:
             name = f"R{len(self._names)}"
             self._names[key] = name
-            self.prologue.append(f"{name} = view.rel({self.const(pred)})")
+            how = "values" if arity == 1 else "rel"
+            self.prologue.append(f"{name} = view.{how}({self.const(pred)})")
         return self._names[key]
 
     def index(self, pred: str, key_pos: tuple, out_pos: tuple) -> str:
@@ -222,8 +262,8 @@ class _RuleEmitter:
                 stack.append((e[2], False))
         return results[0], True
 
-    def loop(self, targets: list[str], checks: list[str], src: str):
-        self.emit(f"for {_tup(targets)} in {src}:")
+    def loop(self, targets: list[str], checks: list[str], src: str, unary: bool = False):
+        self.emit(f"for {targets[0] if unary else _tup(targets)} in {src}:")
         self.ind += 1
         if checks:
             self.emit(f"if {' or '.join(checks)}: continue")
@@ -241,18 +281,19 @@ class _RuleEmitter:
             else:
                 targets.append(self.var(a[1]))
                 new.add(a[1])
-        self.loop(targets, checks, src)
+        self.loop(targets, checks, src, unary=len(atom.args) == 1)
         self.bound |= new
 
     def positive(self, atom: IAtom):
         args = atom.args
         key_pos = tuple(i for i, a in enumerate(args) if self.is_bound(a))
+        rel = self.g.rel(atom.pred, len(args))
         if len(key_pos) == len(args):
             vals = [self.value(a) for a in args]
-            self.emit(f"if {_tup(vals)} not in {self.g.rel(atom.pred)}: continue")
+            self.emit(f"if {vals[0] if len(args) == 1 else _tup(vals)} not in {rel}: continue")
             return
         if not key_pos:
-            self.scan(atom, self.g.rel(atom.pred))
+            self.scan(atom, rel)
             return
         keyexpr = _key([self.value(args[i]) for i in key_pos])
         out_pos = tuple(i for i, a in enumerate(args) if a is not None and i not in key_pos)
@@ -281,9 +322,10 @@ class _RuleEmitter:
     def negative(self, atom: IAtom):
         args = atom.args
         pos = tuple(i for i, a in enumerate(args) if a is not None)
-        rel = self.g.rel(atom.pred)
+        rel = self.g.rel(atom.pred, len(args))
         if len(pos) == len(args):
-            self.emit(f"if {_tup([self.value(a) for a in args])} in {rel}: continue")
+            vals = [self.value(a) for a in args]
+            self.emit(f"if {vals[0] if len(args) == 1 else _tup(vals)} in {rel}: continue")
         elif not pos:
             self.emit(f"if {rel}: continue")
         else:
@@ -332,7 +374,8 @@ class _RuleEmitter:
                 self.comparison(lit)
             else:
                 self.eq(lit)
-        h = _tup([self.value(a) for a in rule.args])
+        vals = [self.value(a) for a in rule.args]
+        h = vals[0] if len(vals) == 1 else _tup(vals)
         if sink == "add":
             self.emit(f"{head}.add({h})")
         elif sink == "work":
@@ -353,11 +396,13 @@ def compile_stratum(preds: list[str], rules: list[IRule]):
     base = [r for r in rules if r not in recursive]
     linear = all(sum(1 for a in r.positives() if a.pred in scc) <= 1 for r in recursive)
     level = bool(recursive) and not linear
-    g = _Gen(preds, level)
+    arities = {r.head: len(r.args) for r in rules}
+    g = _Gen(preds, level, arities)
     body: list[str] = []
     n = len(preds)
     for i, p in enumerate(preds):
-        body.append(f"F{i} = set(view.given({g.const(p)}))")
+        how = "given_values" if arities[p] == 1 else "given"
+        body.append(f"F{i} = set(view.{how}({g.const(p)}))")
     idx_of = {p: i for i, p in enumerate(preds)}
     sink0 = "work" if recursive and not level else "add"
     if sink0 == "work":
@@ -407,12 +452,17 @@ def compile_stratum(preds: list[str], rules: list[IRule]):
         ns: dict = {}
         exec(compile(src, "<e3logic.fast>", "exec"), ns)
         fn = _FN_CACHE[src] = ns["_stratum"]
-    return fn, tuple(g.consts), src
+    unary = tuple(arities[p] == 1 for p in preds)
+    return fn, tuple(g.consts), unary, src
 
 
 def run_stratum(view: View, layer: Layer, compiled) -> None:
-    """Evaluate a compiled stratum and store its relations in `layer.computed`."""
-    preds, (fn, consts, _src) = compiled
+    """Evaluate a compiled stratum and store its relations in `layer`."""
+    preds, (fn, consts, unary, _src) = compiled
     results = fn(view, consts, BOT, arith, ONE, build_index, index_add)
-    for p, r in zip(preds, results):
-        layer.computed[p] = r
+    for p, r, u in zip(preds, results, unary):
+        if u:
+            layer.unary[p] = r
+            layer.computed.pop(p, None)
+        else:
+            layer.computed[p] = r

@@ -29,7 +29,19 @@ def row_key(row: tuple):
 
 
 def sorted_rows(rows: Iterable[tuple]) -> list[tuple]:
-    return sorted(rows, key=row_key)
+    """Rows in row_key order. A plain sort gives the same order whenever it succeeds: it
+    compares every pair that ends up adjacent, and it only fails on an int against a str."""
+    try:
+        return sorted(rows)
+    except TypeError:
+        return sorted(rows, key=row_key)
+
+
+def sorted_values(values: Iterable) -> list:
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=lambda v: (1, v) if type(v) is str else (0, v))
 
 
 @dataclass(frozen=True)
@@ -154,12 +166,17 @@ class Program:
 
     # ------------------------------------------------------------------ facts
 
-    def _given(self, facts: Mapping | None, text_facts: bool = True) -> dict[str, set]:
-        """Validate and normalise given facts: relation → set of tuples of str/int."""
+    def _given(self, facts: Mapping | None, text_facts: bool = True,
+               trusted: bool = False) -> dict[str, set]:
+        """Validate and normalise given facts: relation → set of tuples of str/int.
+        `trusted` skips the per-row arity and value-type checks."""
         out: dict[str, set] = {}
         for name, rows in (facts or {}).items():
             if not isinstance(name, str):
                 raise FactError(f"a relation name must be a string, not {name!r}")
+            if trusted:
+                out[name] = rows if isinstance(rows, (set, frozenset)) else set(map(tuple, rows))
+                continue
             if isinstance(rows, (set, frozenset)):
                 if rows and {type(t) for t in rows} != {tuple}:
                     raise FactError(f"facts for '{name}' must be tuples "
@@ -209,23 +226,26 @@ class Program:
         return "fast"
 
     def evaluate(self, facts: Mapping | None = None, engine: str = "auto",
-                 only: Iterable[str] | None = None) -> dict[str, set]:
+                 only: Iterable[str] | None = None, trusted: bool = False) -> dict[str, set]:
         """Evaluate over `facts` ({relation: iterable of tuples}); returns {relation: set of
         tuples} for every derived and given relation (or only those named in `only`)."""
-        return self.prepare(facts, engine).evaluate(only=only)
+        return self.prepare(facts, engine, trusted).evaluate(only=only)
 
-    def prepare(self, facts: Mapping | None = None, engine: str = "auto") -> "Prepared":
-        """Index `facts` once for repeated `evaluate(extra=…)` and `query` calls."""
-        given = self._given(facts)
+    def prepare(self, facts: Mapping | None = None, engine: str = "auto",
+                trusted: bool = False) -> "Prepared":
+        """Index `facts` once for repeated `evaluate(extra=…)` and `query` calls.
+        `trusted=True` skips per-value checks (for facts projected by the repository)."""
+        given = self._given(facts, trusted=trusted)
         chosen = self.choose_engine(engine, sum(map(len, given.values())))
         if chosen == "pydatalog":
             return PreparedPyDatalog(self, given)
         return PreparedFast(self, given)
 
-    def query(self, q, facts: Mapping | None = None, engine: str = "auto") -> QueryResult:
+    def query(self, q, facts: Mapping | None = None, engine: str = "auto",
+              trusted: bool = False) -> QueryResult:
         """Answer a query (`'?- p(X, "a").'`, `'p(X, "a")'`, a syntax.Query or Atom):
         columns are its named variables, rows sorted."""
-        return self.prepare(facts, engine).query(q)
+        return self.prepare(facts, engine, trusted).query(q)
 
     # ------------------------------------------------------------------ helpers for engines
 
@@ -489,8 +509,18 @@ class Prepared:
                  ) -> dict[str, set]:
         raise NotImplementedError
 
-    def query(self, q, extra: Mapping | None = None) -> QueryResult:
+    def rows(self, q, extra: Mapping | None = None) -> tuple[list[str], Iterable[tuple]]:
+        """The query's columns and its rows, unsorted."""
         raise NotImplementedError
+
+    def query(self, q, extra: Mapping | None = None) -> QueryResult:
+        columns, rows = self.rows(q, extra)
+        return QueryResult(columns, sorted_rows(rows), self.engine)
+
+    def column(self, q, extra: Mapping | None = None) -> list:
+        """The sorted values of a one-variable query."""
+        _, rows = self.rows(q, extra)
+        return sorted_values([r[0] for r in rows])
 
 
 class PreparedFast(Prepared):
@@ -514,7 +544,7 @@ class PreparedFast(Prepared):
             preds, compiled = plan.compiled(i)
             if affected.intersection(preds):
                 fast.run_stratum(view, overlay, (preds, compiled))
-            elif preds[0] not in self.base.computed:
+            elif not self.base.has(preds[0]):
                 fast.run_stratum(base_view, self.base, (preds, compiled))
         return view
 
@@ -529,19 +559,30 @@ class PreparedFast(Prepared):
         overlay = view.layers[0]
         out = {}
         for name in want:
-            if name in overlay.computed:
-                out[name] = overlay.computed[name]
-            else:
-                out[name] = set(view.rel(name))
+            rel = view.rel(name)
+            out[name] = rel if overlay.has(name) else set(rel)
         return out
 
-    def query(self, q, extra=None) -> QueryResult:
+    def rows(self, q, extra=None):
+        columns, view, pred = self._answer(q, extra)
+        return columns, (view.rel(pred) if view is not None else [])
+
+    def column(self, q, extra=None) -> list:
+        columns, view, pred = self._answer(q, extra)
+        if view is None:
+            return []
+        if len(columns) == 1:
+            return sorted_values(view.values(pred))
+        return sorted_values([r[0] for r in view.rel(pred)])
+
+    def _answer(self, q, extra):
+        """(columns, view, relation holding the answer); view None for no answer."""
         extra = self.program._given(extra, text_facts=False)
         q = self.program.check_query(q, _given_arities({**self.given, **extra}))
         plan = self._plan(extra)
         qr = _query_rule(q)
         if qr is None:
-            return QueryResult(q.variables, [], self.engine)
+            return q.variables, None, None
         rules = plan.specialise([_inline_rule(qr, plan.renames)])
         by_head: dict[str, list] = {}
         for r in rules:
@@ -551,9 +592,20 @@ class PreparedFast(Prepared):
         layer = fast.Layer()
         qview = fast.View(layer, *view.layers)
         for preds in checks.strata(by_head):
+            if preds == [QUERY_PRED] and _is_projection(by_head[QUERY_PRED]):
+                return q.variables, qview, by_head[QUERY_PRED][0].body[0].pred
             rs = [r for p in preds for r in by_head[p]]
             fast.run_stratum(qview, layer, (preds, fast.compile_stratum(preds, rs)))
-        return QueryResult(q.variables, sorted_rows(layer.computed[QUERY_PRED]), self.engine)
+        return q.variables, qview, QUERY_PRED
+
+
+def _is_projection(rules: list[IRule]) -> bool:
+    """`?query(X, Y) :- p(X, Y).`: the answer is p itself."""
+    if len(rules) != 1 or len(rules[0].body) != 1:
+        return False
+    r, b = rules[0], rules[0].body[0]
+    return isinstance(b, IAtom) and not b.negated and b.args == r.args and \
+        len(set(b.args)) == len(b.args) and all(a is not None and a[0] == "v" for a in b.args)
 
 
 class PreparedPyDatalog(Prepared):
@@ -575,7 +627,7 @@ class PreparedPyDatalog(Prepared):
                                 [w for w in want if w in rules])
         return {w: derived[w] if w in derived else set(given.get(w, ())) for w in want}
 
-    def query(self, q, extra=None) -> QueryResult:
+    def rows(self, q, extra=None):
         extra = self.program._given(extra, text_facts=False)
         given = dict(self.given)
         for k, v in extra.items():
@@ -583,7 +635,7 @@ class PreparedPyDatalog(Prepared):
         q = self.program.check_query(q, _given_arities(given))
         qr = _query_rule(q)
         if qr is None:
-            return QueryResult(q.variables, [], self.engine)
+            return q.variables, []
         rules = {p: rs for p, rs in self.program.ir.items()}
         rules[QUERY_PRED] = [qr]
         need = self.program.needed([QUERY_PRED], rules)
@@ -591,4 +643,4 @@ class PreparedPyDatalog(Prepared):
         strata = [s for s in self.program.strata if s[0] in need] + [[QUERY_PRED]]
         out = pydl.evaluate(rules, strata, {k: v for k, v in given.items() if k in need},
                             [QUERY_PRED])
-        return QueryResult(q.variables, sorted_rows(out[QUERY_PRED]), self.engine)
+        return q.variables, out[QUERY_PRED]
