@@ -225,7 +225,8 @@ class _Shared:
     seq_before: int = 0        # runs with a larger seq belong to the run in flight
     reads: set = field(default_factory=set)  # dataset paths the selected dataflows read
     abort: bool = False        # the run in flight should be cancelled
-    aborted: bool = False      # ... and the watcher asked index.db to cancel it
+    aborting: bool = False     # ... the watcher is asking index.db to cancel it
+    aborted: bool = False      # ... and it did
     source_error: str | None = None
 
 
@@ -242,7 +243,8 @@ class Watcher:
                  source: Source | None = None, emit: Callable[[WatchRun], None] | None = None,
                  note: Callable[[str], None] | None = None, go_factory=None, initial: bool = True,
                  clock: Callable[[], float] = time.monotonic, retry_s: float = 0.5,
-                 max_wait_s: float | None = None):
+                 max_wait_s: float | None = None,
+                 canceller: Callable[[int], str | None] | None = None):
         self.api = api
         self.repo = api.r
         self.root = Path(self.repo.root)
@@ -266,6 +268,7 @@ class Watcher:
         self.stale: dict[str, None] = {}   # changed dataset paths not yet run to the end
         self._thread: threading.Thread | None = None
         self._cancel_repo = None
+        self.canceller = canceller or self.cancel_in_index
 
     # -- running `go` ------------------------------------------------------------------------
     def _default_go(self, targets, pattern):
@@ -310,30 +313,44 @@ class Watcher:
             self._abort_current()
 
     def _abort_current(self) -> None:
-        """Cancel the run in flight (the newest `running` run of this process started after
-        the loop noted `seq_before`), as `e3 cancel RUN` does. Waits for the run to be
-        registered if the loop is still taking in inputs."""
-        from ..repo.repository import Repository
-        from .inspect import request_cancel
-
-        if self._cancel_repo is None:
-            self._cancel_repo = Repository.open(str(self.root))
-        db = self._cancel_repo.index
-        shim = type("Api", (), {"r": self._cancel_repo})()
+        """Cancel the run in flight through `canceller`; retried until the run is registered
+        (the loop may still be taking in inputs) or over."""
         while not self.stop_event.is_set():
             with self.sh.cond:
                 if not self.sh.busy or not self.sh.abort or self.sh.aborted:
                     return
                 after = self.sh.seq_before
-            r = db.execute("SELECT run FROM runs WHERE status='running' AND pid=? AND seq>? "
-                           "ORDER BY seq DESC LIMIT 1", (os.getpid(), after)).fetchone()
-            if r:
+                self.sh.aborting = True  # the loop waits for the answer before judging a cancel
+            run = None
+            try:
+                run = self.canceller(after)
+            finally:
                 with self.sh.cond:
-                    self.sh.aborted = True
-                request_cancel(shim, r[0])
-                self.note(f"inputs changed: cancelling run {r[0]}")
+                    self.sh.aborting = False
+                    self.sh.aborted = bool(run)
+                    self.sh.cond.notify_all()
+            if run:
+                self.note(f"inputs changed: cancelling run {run}")
                 return
             time.sleep(0.02)
+
+    def cancel_in_index(self, after_seq: int) -> str | None:
+        """The default canceller: the newest `running` run of this process with a seq above
+        `after_seq` gets `cancel_requested`, exactly as `e3 cancel RUN` does (its `go` stops at
+        the next beat). Returns the run id, or None when no such run is registered yet. Runs in
+        the event thread, on its own connection."""
+        from ..repo.repository import Repository
+        from .inspect import request_cancel
+
+        if self._cancel_repo is None:
+            self._cancel_repo = Repository.open(str(self.root))
+        r = self._cancel_repo.index.execute(
+            "SELECT run FROM runs WHERE status='running' AND pid=? AND seq>? "
+            "ORDER BY seq DESC LIMIT 1", (os.getpid(), after_seq)).fetchone()
+        if not r:
+            return None
+        shim = type("Api", (), {"r": self._cancel_repo})()
+        return r[0] if request_cancel(shim, r[0]) else None
 
     # -- the loop ------------------------------------------------------------------------------
     def _wait_batch(self, deadline: float | None = None) -> list[str] | None:
@@ -377,7 +394,9 @@ class Watcher:
             targets: list[str] = []
             trigger: list[str] = []
         else:
-            trigger = sorted(self.stale)
+            reads = read_paths(project, selected)
+            trigger = [c for c in sorted(self.stale) if any(overlaps(c, r) for r in reads)]
+            self.stale = dict.fromkeys(trigger)  # editor temp files and the like drop out
             targets = affected(project, selected, trigger)
             if not targets:
                 self.note(f"changed {', '.join(changed[:5])}"
@@ -398,6 +417,8 @@ class Watcher:
         finally:
             with sh.cond:
                 sh.busy = False
+                while sh.aborting:
+                    sh.cond.wait(0.1)
                 aborted = sh.aborted
         run = WatchRun(trigger, targets, res, error, busy,
                        aborted=bool(aborted and res and res.get("status") == "cancelled"))
