@@ -61,6 +61,10 @@ def sleep_with_child(seconds):
     time.sleep(float(seconds))
     return 1
 
+def nap(seconds):
+    time.sleep(float(seconds))
+    return os.getpid()
+
 def spin(*_):
     while True:
         pass
@@ -295,7 +299,7 @@ def test_workers_run_tasks_concurrently_up_to_the_pool_size(tmp_path):
     async def main():
         results = {}
         async def one(i):
-            spec = py(tmp_path, "tasks:sleep_with_child", [json_input(tmp_path, "t", "0.3")],
+            spec = py(tmp_path, "tasks:nap", [json_input(tmp_path, "t", "0.3")],
                       output=str(tmp_path / f"o{i}"))
             results[i] = await rt.run(spec)
         try:
@@ -406,3 +410,14 @@ def test_waiting_for_a_free_worker_does_not_count_against_the_wall_budget(tmp_pa
     results = anyio.run(main)
     assert results["first"].ok and results["queued"].ok
     assert results["queued"].duration_s < 60 <= results["first"].duration_s
+
+
+def test_child_processes_a_task_leaves_running_are_killed_with_its_worker(rt, tmp_path):
+    m = marker()
+    mods = lambda: {"bg.py": f"import subprocess\ndef f():\n    subprocess.Popen(['sleep', '{m}'])\n    return 1\n".encode()}
+    res = run(rt, TaskSpec("python", entry="bg:f", modules_hash="bg", modules=mods,
+                           output=str(tmp_path / "o")))
+    assert res.ok
+    assert wait_until(lambda: not live_with_arg(m))
+    assert res.pgid not in rt.live_groups()
+    assert run(rt, py(tmp_path, "tasks:pid")).ok and rt.pool.spawned == 2

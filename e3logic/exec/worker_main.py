@@ -11,6 +11,7 @@ the call, CPU and memory rlimits are set relative to what the worker already use
 afterwards. A task that kills its worker (SIGXCPU, a segfault, `os._exit`) is reported by the
 engine, which replaces the worker. A watchdog thread kills the worker's process group if the
 engine dies (the worker is re-parented), so no task outlives its engine by more than ~0.5 s.
+A task that leaves child processes running gets its worker replaced (its group is killed).
 
 Standard library and `core` only: this module must start fast.
 """
@@ -173,7 +174,29 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
         os.dup2(devnull, 2)
         os.close(logfd)
     reply["cpu_s"] = max(0.0, cpu_seconds_self() - cpu0)
+    if leftover_children():
+        reply["replace"] = True
     return reply
+
+
+def leftover_children() -> bool:
+    """Reap finished children of the task; True if some still run (the worker is then
+    replaced, which kills its whole process group)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            break
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                if f.read().strip():
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def _flush(stream) -> None:

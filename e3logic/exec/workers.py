@@ -25,7 +25,18 @@ import anyio
 from . import procs
 from .worker_main import HEADER, MAX_MESSAGE, pack, write_all
 
-_SOURCE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+_SOURCE_ROOT = os.path.realpath(Path(__file__).resolve().parent.parent.parent)
+
+
+def _site_dirs() -> set[str]:
+    import site
+
+    dirs = set(getattr(site, "getsitepackages", lambda: [])())
+    try:
+        dirs.add(site.getusersitepackages())
+    except AttributeError:
+        pass
+    return {os.path.realpath(d) for d in dirs}
 
 
 async def wait_fd(fd: int, timeout: float | None) -> bool:
@@ -70,7 +81,8 @@ class Worker:
         self._err = tempfile.TemporaryFile(prefix="e3-worker-")
         env = dict(os.environ)
         pp = env.get("PYTHONPATH", "")
-        if _SOURCE_ROOT not in pp.split(os.pathsep):
+        if _SOURCE_ROOT not in pp.split(os.pathsep) and _SOURCE_ROOT not in _site_dirs():
+            # a source checkout: the worker must import this very e3logic
             env["PYTHONPATH"] = _SOURCE_ROOT + (os.pathsep + pp if pp else "")
         try:
             self.proc = subprocess.Popen(
