@@ -21,7 +21,7 @@ class Use:
     column: int
 
 
-def _atoms(statement):
+def atoms(statement):
     """Atoms of a rule or query in source order: head first, then body (negations included)."""
     if isinstance(statement, Rule):
         yield statement.head
@@ -36,7 +36,7 @@ def check_arities(statements, arities: dict[str, Use] | None = None) -> dict[str
     """First use of each predicate fixes its arity; a later different use is an error."""
     arities = dict(arities or {})
     for st in statements:
-        for atom in _atoms(st):
+        for atom in atoms(st):
             use = arities.get(atom.pred)
             if use is None:
                 arities[atom.pred] = Use(atom.arity, st.source, atom.line, atom.column)
@@ -66,6 +66,14 @@ def check_safety(st) -> None:
             raise UnsafeVariableError(f"'_' cannot be used in {where}; name the variable",
                                       src, a.line, a.column)
 
+    if isinstance(st, Rule) and not st.body:
+        for arg in st.head.args:
+            for v in term_vars(arg) + term_anons(arg):
+                name = v.name if isinstance(v, Var) else "_"
+                raise UnsafeVariableError(
+                    f"variable {name} in a fact of '{st.head.pred}'; a fact needs constants "
+                    f"(an identifier is a variable: quote strings, e.g. \"{name}\")",
+                    src, v.line, v.column)
     if isinstance(st, Rule):
         for arg in st.head.args:
             if isinstance(arg, Anon):
@@ -138,7 +146,7 @@ def check_stratified(rules) -> None:
 
 def check_query_known(q: Query, known) -> None:
     known = set(known)
-    for atom in _atoms(q):
+    for atom in atoms(q):
         if atom.pred not in known:
             raise UnknownPredicateError(atom.pred, known, q.source, atom.line, atom.column)
 

@@ -81,7 +81,7 @@ class Program:
         for st in self.statements:
             checks.check_safety(st)
         checks.check_stratified(self.rules)
-        known = set(self.arities)
+        known = {a.pred for r in self.rules for a in checks.atoms(r)}
         for q in self.queries:
             checks.check_query_known(q, known)
         self.facts: dict[str, set] = {}

@@ -9,12 +9,14 @@ relation are its doc comment.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Union
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput,
+                             UnexpectedToken, VisitError)
 
 from e3logic.logic.errors import DatalogSyntaxError
 
@@ -101,6 +103,7 @@ class BinOp:
     right: "Term"
     line: int = field(default=0, compare=False)
     column: int = field(default=0, compare=False)
+    depth: int = field(default=1, compare=False)
 
     def __str__(self):
         return f"({self.left} {self.op} {self.right})"
@@ -224,11 +227,19 @@ def literal_vars(lit) -> list[Var]:
 
 # ----------------------------------------------------------------------------- parser
 
+#: deepest expression nesting accepted (keeps every later pass far from the recursion limit)
+MAX_EXPR_DEPTH = 100
+
+
+def _depth(t) -> int:
+    return t.depth if isinstance(t, BinOp) else 0
+
+
 @v_args(inline=True)
 class _Build(Transformer):
-    def __init__(self, source: str):
-        super().__init__()
-        self.source = source
+    """Builds the syntax tree while the LALR parser reduces (no recursive tree walk)."""
+
+    source = "<text>"
 
     def var(self, tok: Token):
         if tok.value == "_":
@@ -249,10 +260,15 @@ class _Build(Transformer):
     def minus(self, tok: Token, t):
         if isinstance(t, Const) and isinstance(t.value, int):
             return Const(-t.value, tok.line, tok.column)
-        return BinOp("-", Const(0, tok.line, tok.column), t, tok.line, tok.column)
+        return self.binop(Const(0, tok.line, tok.column), tok, t, "-")
 
-    def binop(self, left, tok: Token, right):
-        return BinOp(tok.value, left, right, tok.line, tok.column)
+    def binop(self, left, tok: Token, right, op=None):
+        depth = 1 + max(_depth(left), _depth(right))
+        if depth > MAX_EXPR_DEPTH:
+            raise DatalogSyntaxError(f"expression nested deeper than {MAX_EXPR_DEPTH}; "
+                                     f"split it with intermediate relations",
+                                     self.source, tok.line, tok.column)
+        return BinOp(op or tok.value, left, right, tok.line, tok.column, depth)
 
     def atom(self, name: Token, *args):
         return Atom(name.value, tuple(a for a in args if a is not None), name.line, name.column)
@@ -285,8 +301,33 @@ class _Build(Transformer):
 
 @lru_cache(maxsize=None)
 def _parser(start: str) -> Lark:
-    return Lark(GRAMMAR, start=start, parser="lalr", propagate_positions=False,
-                maybe_placeholders=True, lexer="contextual")
+    return Lark(GRAMMAR, start=start, parser="lalr", maybe_placeholders=True,
+                lexer="contextual")
+
+
+_PARSE_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _building_parser(start: str) -> tuple[Lark, _Build]:
+    """A parser that calls the builder at each reduction (LALR only): no tree to walk."""
+    builder = _Build()
+    return Lark(GRAMMAR, start=start, parser="lalr", maybe_placeholders=True,
+                lexer="contextual", transformer=builder), builder
+
+
+def _parse(start: str, text: str, source: str):
+    parser, builder = _building_parser(start)
+    with _PARSE_LOCK:
+        builder.source = source
+        try:
+            return parser.parse(text)
+        except UnexpectedInput as e:
+            raise _syntax_error(e, source) from None
+        except VisitError as e:  # an error raised by the builder
+            if isinstance(e.orig_exc, DatalogSyntaxError):
+                raise e.orig_exc from None
+            raise
 
 
 def _syntax_error(e: UnexpectedInput, source: str) -> DatalogSyntaxError:
@@ -295,25 +336,36 @@ def _syntax_error(e: UnexpectedInput, source: str) -> DatalogSyntaxError:
                                   e.line if e.line > 0 else 0, max(e.column, 0))
     if isinstance(e, UnexpectedToken):
         tok = e.token
-        what = "end of text" if tok.type == "$END" else repr(tok.value)
-        expected = sorted(e.expected)
-        hint = f"; expected {_names(expected)}" if expected else ""
         line = tok.line if tok.line is not None and tok.line > 0 else e.line
         col = tok.column if tok.column is not None and tok.column > 0 else e.column
-        return DatalogSyntaxError(f"unexpected {what}{hint}", source, line, col)
+        if tok.type == "$END":
+            return DatalogSyntaxError("unexpected end of text; a statement ends with '.'",
+                                      source, line, col)
+        expected = _names(e.expected)
+        hint = f"; expected {expected}" if expected else ""
+        return DatalogSyntaxError(f"unexpected {tok.value!r}{hint}", source, line, col)
     if isinstance(e, UnexpectedCharacters):
-        return DatalogSyntaxError(f"unexpected character {e.char!r}", source, e.line, e.column)
+        what = "unterminated string" if e.char == '"' else f"unexpected character {e.char!r}"
+        return DatalogSyntaxError(what, source, e.line, e.column)
     return DatalogSyntaxError(str(e).splitlines()[0], source, e.line, e.column)
 
 
-_TOKEN_NAMES = {"DOT": "'.'", "COMMA": "','", "LPAR": "'('", "RPAR": "')'", "NAME": "a name",
-                "STRING": "a string", "INT": "an integer", "CMP": "a comparison",
-                "ADDOP": "'+' or '-'", "MULOP": "'*' or '/'", "__ANON_0": "':-'",
-                "IF": "':-'", "NEG": "'!'", "NOT": "'not'", "MINUS": "'-'"}
+_TOKEN_NAMES = {"NAME": "a name", "STRING": "a string", "INT": "an integer",
+                "CMP": "a comparison", "ADDOP": "'+' or '-'", "MULOP": "'*' or '/'"}
 
 
-def _names(expected: list[str]) -> str:
-    names = sorted({_TOKEN_NAMES.get(t, t.lower()) for t in expected})
+def _names(expected) -> str:
+    """Human names of the expected terminals."""
+    names = set()
+    for t in expected:
+        if t in _TOKEN_NAMES:
+            names.add(_TOKEN_NAMES[t])
+            continue
+        try:
+            names.add(repr(_parser("program").get_terminal(t).pattern.value))
+        except KeyError:
+            names.add(t.lower())
+    names = sorted(names)
     return ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
 
 
@@ -329,17 +381,9 @@ def comments(text: str) -> list[tuple[int, str]]:
 
 def parse_statements(text: str, source: str = "<text>") -> list:
     """Parse a program text into Rule and Query objects (facts are rules with empty bodies)."""
-    try:
-        tree = _parser("program").parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
-    return _Build(source).transform(tree)
+    return _parse("program", text, source)
 
 
 def parse_query(text: str, source: str = "<query>") -> Query:
     """Parse `?- body.` (the `?-` and the final `.` are optional)."""
-    try:
-        tree = _parser("query_only").parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
-    return _Build(source).transform(tree)
+    return _parse("query_only", text, source)

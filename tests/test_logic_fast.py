@@ -1,0 +1,167 @@
+"""The fast engine (e3logic/logic/fast.py): semi-naive evaluation over indexed sets."""
+from e3logic.logic import Program, fast
+
+TC_LEFT = "path(X, Y) :- edge(X, Y).\npath(X, Y) :- path(X, Z), edge(Z, Y).\n"
+TC_RIGHT = "path(X, Y) :- edge(X, Y).\npath(X, Y) :- edge(X, Z), path(Z, Y).\n"
+TC_NONLINEAR = "path(X, Y) :- edge(X, Y).\npath(X, Y) :- path(X, Z), path(Z, Y).\n"
+
+
+def closure(edges):
+    nodes = {a for e in edges for a in e}
+    out = set()
+    for s in nodes:
+        todo, seen = [s], set()
+        while todo:
+            n = todo.pop()
+            for a, b in edges:
+                if a == n and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+        out |= {(s, t) for t in seen}
+    return out
+
+
+def ev(text, facts, **kw):
+    return Program.parse(text).evaluate(facts, engine="fast", **kw)
+
+
+CYCLE = {("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")}
+
+
+def test_left_right_and_nonlinear_transitive_closure_agree_on_a_cycle():
+    want = closure(CYCLE)
+    for text in (TC_LEFT, TC_RIGHT, TC_NONLINEAR):
+        assert ev(text, {"edge": CYCLE})["path"] == want
+
+
+def test_mutual_recursion_alternates_between_relations():
+    text = ("odd(X, Y) :- edge(X, Y).\nodd(X, Y) :- even(X, Z), edge(Z, Y).\n"
+            "even(X, Y) :- odd(X, Z), edge(Z, Y).\n")
+    chain = {(f"n{i}", f"n{i + 1}") for i in range(6)}
+    r = ev(text, {"edge": chain})
+    assert ("n0", "n3") in r["odd"] and ("n0", "n2") in r["even"]
+    assert ("n0", "n2") not in r["odd"] and ("n0", "n3") not in r["even"]
+
+
+def test_a_100000_deep_chain_works_without_recursion():
+    n = 100_000
+    facts = {"edge": {(i, i + 1) for i in range(n)}}
+    prepared = Program.parse(TC_LEFT).prepare(facts, engine="fast")
+    res = prepared.query("?- path(0, Y).")
+    assert len(res.rows) == n and res.rows[-1] == (n,)
+    dirty = Program.parse("d(X) :- seed(X).\nd(Y) :- d(X), edge(X, Y).")
+    assert len(dirty.evaluate({"edge": facts["edge"], "seed": {(0,)}}, engine="fast",
+                              only=["d"])["d"]) == n + 1
+
+
+def test_a_100000_wide_layer_works():
+    n = 100_000
+    edges = {("root", f"m{i}") for i in range(n)} | {(f"m{i}", "sink") for i in range(n)}
+    res = Program.parse(TC_LEFT).query('?- path("root", Y).', {"edge": edges}, engine="fast")
+    assert len(res.rows) == n + 1 and res.rows[-1] == ("sink",)
+
+
+def test_negation_comparisons_and_arithmetic():
+    text = """
+        node(X) :- edge(X, _).
+        node(Y) :- edge(_, Y).
+        leaf(X) :- node(X), !edge(X, _).
+        longer(X, Y, L + 1) :- w(X, L), w(Y, M), L < M.
+        half(X, L / 2) :- w(X, L).
+        bad(X) :- w(X, L), L / 0 = 1.
+        mixed(X) :- w(X, L), L < "z".
+    """
+    facts = {"edge": {("a", "b"), ("b", "c")}, "w": {("a", 3), ("b", -7)}}
+    r = ev(text, facts)
+    assert r["leaf"] == {("c",)}
+    assert r["longer"] == {("b", "a", -6)}
+    assert r["half"] == {("a", 1), ("b", -3)}
+    assert r["bad"] == set() and r["mixed"] == set()
+
+
+def test_repeated_variables_constants_and_zero_arity():
+    text = """
+        loop(X) :- edge(X, X).
+        from_a(Y) :- edge("a", Y).
+        has_loop :- loop(_).
+        no_loop :- node(_), !has_loop.
+        node(X) :- edge(X, _).
+    """
+    r = ev(text, {"edge": {("a", "a"), ("a", "b"), ("b", "c")}})
+    assert r["loop"] == {("a",)} and r["from_a"] == {("a",), ("b",)}
+    assert r["has_loop"] == {()} and r["no_loop"] == set()
+
+
+def test_given_facts_of_a_derived_relation_join_the_derivation():
+    r = ev(TC_LEFT, {"edge": {("a", "b")}, "path": {("x", "a")}})
+    assert r["path"] == {("x", "a"), ("a", "b"), ("x", "b")}
+
+
+def test_facts_written_in_the_program_are_given_facts():
+    r = ev(TC_LEFT + 'edge("a", "b"). edge("b", "c").', {})
+    assert r["path"] == {("a", "b"), ("b", "c"), ("a", "c")}
+
+
+def test_a_prepared_base_computes_unaffected_strata_once_and_reuses_indexes():
+    text = TC_LEFT + "dirty(Y) :- changed(X), path(X, Y).\n"
+    prepared = Program.parse(text).prepare({"edge": CYCLE}, engine="fast")
+    first = prepared.evaluate(extra={"changed": {("d",)}}, only=["dirty"])
+    path_rel = prepared.base.computed["path"]
+    n_indexes = len(prepared.base.indexes)
+    second = prepared.evaluate(extra={"changed": {("a",)}}, only=["dirty"])
+    assert first["dirty"] == set() and second["dirty"] == {("a",), ("b",), ("c",), ("d",)}
+    assert prepared.base.computed["path"] is path_rel       # not recomputed
+    assert len(prepared.base.indexes) == n_indexes           # no new index
+    assert not prepared.base.has("dirty")                   # depends on the extra facts
+
+
+def test_extra_facts_for_a_relation_already_given_are_added_to_it():
+    prepared = Program.parse(TC_LEFT).prepare({"edge": {("a", "b")}}, engine="fast")
+    r = prepared.evaluate(extra={"edge": {("b", "c")}}, only=["path"])
+    assert r["path"] == {("a", "b"), ("b", "c"), ("a", "c")}
+    assert prepared.evaluate(only=["path"])["path"] == {("a", "b")}
+
+
+def test_returned_relations_are_copies_of_the_cached_ones():
+    prepared = Program.parse(TC_LEFT).prepare({"edge": CYCLE}, engine="fast")
+    prepared.evaluate(only=["path"])["path"].clear()
+    assert prepared.evaluate(only=["path"])["path"] == closure(CYCLE)
+
+
+def test_same_shaped_queries_share_compiled_code():
+    prepared = Program.parse(TC_LEFT).prepare({"edge": CYCLE}, engine="fast")
+    prepared.query('?- path("a", Y).')
+    size = len(fast._FN_CACHE)
+    assert prepared.query('?- path("b", Y).').rows == [("a",), ("b",), ("c",), ("d",)]
+    assert len(fast._FN_CACHE) == size
+
+
+def test_a_bound_query_on_a_left_linear_relation_derives_only_what_it_needs():
+    # 300 disjoint chains of 300: the full closure would hold ~13.5M pairs
+    edges = {(f"c{c}n{i}", f"c{c}n{i + 1}") for c in range(300) for i in range(300)}
+    res = Program.parse(TC_LEFT).query('?- path("c7n0", Y).', {"edge": edges}, engine="fast")
+    assert len(res.rows) == 300
+
+
+def test_column_renames_are_inlined_but_still_available():
+    text = "dependents(D, X) :- edge(D, X).\ndeps(D, U) :- edge(U, D).\n" \
+           "up(X, Y) :- deps(X, Y).\nup(X, Y) :- up(X, Z), deps(Z, Y).\n"
+    program = Program.parse(text)
+    plan = program.fast_plan(frozenset())
+    assert plan.renames == {"dependents": ("edge", (0, 1)), "deps": ("edge", (1, 0))}
+    r = program.evaluate({"edge": {("a", "b"), ("b", "c")}}, engine="fast")
+    assert r["deps"] == {("b", "a"), ("c", "b")} and ("c", "a") in r["up"]
+
+
+def test_given_facts_for_a_renamed_relation_disable_the_inlining():
+    text = "dependents(D, X) :- edge(D, X).\nr(X, Y) :- dependents(X, Y).\n"
+    r = Program.parse(text).evaluate({"edge": {("a", "b")}, "dependents": {("x", "y")}},
+                                     engine="fast")
+    assert r["r"] == {("a", "b"), ("x", "y")}
+
+
+def test_index_build_on_composite_keys_and_existence():
+    rel = {("a", 1, "x"), ("a", 2, "y"), ("b", 1, "x")}
+    idx = fast.build_index(rel, (0, 2), (1,))
+    assert sorted(idx[("a", "x")]) == [1]
+    assert fast.build_index(rel, (0,), ()) == {"a", "b"}
