@@ -137,7 +137,7 @@ def _ident(path: Path):
         return None
 
 
-def watchfiles_source(directory: Path, stop: threading.Event, *, rust_timeout_ms: int = 250,
+def watchfiles_source(directory: Path, stop: threading.Event, *, rust_timeout_ms: int = 100,
                       step_ms: int = 10) -> Iterator[Batch]:
     """Batches of changed paths under `directory`, from watchfiles, until `stop` is set.
 
@@ -192,6 +192,7 @@ class ManualSource:
         import queue
 
         self.started.set()
+        yield set()  # armed
         while not stop.is_set():
             try:
                 item = self.q.get(timeout=0.05)
@@ -264,6 +265,7 @@ class Watcher:
         self.retry_s = retry_s
         self.sh = _Shared(debouncer=Debouncer(self.window, max_wait_s))
         self.stop_event = threading.Event()
+        self.armed = threading.Event()  # set once the event source delivered anything
         self.runs: list[WatchRun] = []
         self.stale: dict[str, None] = {}   # changed dataset paths not yet run to the end
         self._thread: threading.Thread | None = None
@@ -289,6 +291,10 @@ class Watcher:
                 for batch in self.source(self.directory, self.stop_event):
                     if self.stop_event.is_set():
                         return
+                    if not self.armed.is_set():  # the source answered: its watch is in place
+                        self.armed.set()
+                        self.note(f"watching {WATCHED}/ (debounce {int(self.window * 1000)} "
+                                  f"ms); Ctrl-C to stop")
                     if batch:
                         self._deliver(batch)
                 return
@@ -450,7 +456,6 @@ class Watcher:
         `max_runs` runs."""
         self._project()  # fail fast (exit 2): no package deployed, a filter matching nothing
         self.start()
-        self.note(f"watching {WATCHED}/ (debounce {int(self.window * 1000)} ms); Ctrl-C to stop")
         try:
             return self._loop(max_runs)
         except KeyboardInterrupt:
