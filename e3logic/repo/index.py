@@ -81,18 +81,22 @@ class IndexDB:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self) -> None:
+        """Bring the schema to `len(MIGRATIONS)`: each missing step, in order, all in one
+        transaction taken with the write lock (concurrent openers: one migrates, the others
+        find it done). A failing step leaves the database as it was."""
+        target = len(MIGRATIONS)
         v = self.version
-        if v == SCHEMA_VERSION:
+        if v == target:
             return
-        if v > SCHEMA_VERSION:
-            raise IntegrityError(f"index.db schema {v} is newer than this e3 ({SCHEMA_VERSION}); "
+        if v > target:
+            raise IntegrityError(f"index.db schema {v} is newer than this e3 ({target}); "
                                  f"upgrade e3logic")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             v = self.version  # re-read under the write lock: another process may have migrated
             for step in MIGRATIONS[v:]:
                 step(self)
-            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.conn.execute(f"PRAGMA user_version={max(v, target)}")
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

@@ -1,0 +1,154 @@
+"""repo.index: index.db in WAL mode, schema versioned by user_version and migrated on open."""
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from e3logic.core.errors import IntegrityError
+from e3logic.repo import index
+from e3logic.repo.index import IndexDB
+
+BASE = len(index.MIGRATIONS)  # the shipped schema version (later issues append migrations)
+TABLES = {"meta", "wc_stat", "executions", "memo", "provenance", "runs", "receipts", "episodes",
+          "history", "awaits", "facts", "peers"}
+
+
+def tables(path):
+    with sqlite3.connect(path) as c:
+        return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def user_version(path):
+    with sqlite3.connect(path) as c:
+        return c.execute("PRAGMA user_version").fetchone()[0]
+
+
+def test_a_new_database_gets_every_documented_table_at_the_current_version(tmp_path):
+    db = IndexDB(tmp_path / "index.db")
+    assert TABLES <= tables(tmp_path / "index.db")
+    assert db.version == BASE == index.SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reopening_a_current_database_runs_no_migration(tmp_path, monkeypatch):
+    IndexDB(tmp_path / "index.db").close()
+    calls = []
+
+    def counting(step):
+        return lambda db: (calls.append(step.__name__), step(db))
+
+    monkeypatch.setattr(index, "MIGRATIONS", [counting(s) for s in index.MIGRATIONS])
+    IndexDB(tmp_path / "index.db").close()
+    assert calls == []
+
+
+def _vnext_adds_a_column_and_a_row(db):
+    db.execute("ALTER TABLE memo ADD COLUMN size INTEGER")
+    db.execute("CREATE TABLE IF NOT EXISTS applied (n INTEGER)")
+    db.execute("INSERT INTO applied VALUES (1)")
+
+
+def test_an_appended_migration_is_applied_once_and_bumps_user_version(tmp_path, monkeypatch):
+    IndexDB(tmp_path / "index.db").close()
+    monkeypatch.setattr(index, "MIGRATIONS", index.MIGRATIONS + [_vnext_adds_a_column_and_a_row])
+    for _ in range(3):
+        IndexDB(tmp_path / "index.db").close()
+    assert user_version(tmp_path / "index.db") == BASE + 1
+    with sqlite3.connect(tmp_path / "index.db") as c:
+        assert c.execute("SELECT count(*) FROM applied").fetchone()[0] == 1
+        assert "size" in [r[1] for r in c.execute("PRAGMA table_info(memo)")]
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was_and_is_retried(tmp_path, monkeypatch):
+    IndexDB(tmp_path / "index.db").close()
+
+    def half_then_fail(db):
+        db.execute("CREATE TABLE half (x)")
+        raise RuntimeError("bug in migration")
+
+    monkeypatch.setattr(index, "MIGRATIONS", index.MIGRATIONS + [half_then_fail])
+    with pytest.raises(RuntimeError):
+        IndexDB(tmp_path / "index.db")
+    assert user_version(tmp_path / "index.db") == BASE
+    assert "half" not in tables(tmp_path / "index.db")
+    monkeypatch.setattr(index, "MIGRATIONS",
+                        index.MIGRATIONS[:BASE] + [_vnext_adds_a_column_and_a_row])
+    IndexDB(tmp_path / "index.db").close()
+    assert user_version(tmp_path / "index.db") == BASE + 1
+
+
+def test_the_first_migration_is_atomic_too(tmp_path, monkeypatch):
+    def crash(db):
+        raise RuntimeError("crash after creating tables")
+
+    monkeypatch.setattr(index, "MIGRATIONS", index.MIGRATIONS + [crash])
+    with pytest.raises(RuntimeError):
+        IndexDB(tmp_path / "index.db")
+    assert tables(tmp_path / "index.db") == set()
+    monkeypatch.setattr(index, "MIGRATIONS", index.MIGRATIONS[:BASE])
+    assert IndexDB(tmp_path / "index.db").version == BASE
+
+
+def test_a_database_from_a_newer_e3_is_refused(tmp_path):
+    IndexDB(tmp_path / "index.db").close()
+    with sqlite3.connect(tmp_path / "index.db") as c:
+        c.execute("PRAGMA user_version=99")
+    with pytest.raises(IntegrityError) as e:
+        IndexDB(tmp_path / "index.db")
+    assert "newer" in str(e.value) and "upgrade" in str(e.value)
+
+
+def _open(path, barrier, q):
+    try:
+        barrier.wait()
+        db = IndexDB(path)
+        q.put(("ok", db.version))
+        db.close()
+    except Exception as e:  # pragma: no cover - reported to the parent
+        q.put(("error", repr(e)))
+
+
+def test_concurrent_openers_of_a_new_database_migrate_it_exactly_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(index, "MIGRATIONS", index.MIGRATIONS + [_vnext_adds_a_column_and_a_row])
+    ctx = mp.get_context("fork")  # children inherit the extra migration
+    n = 6
+    barrier, q = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(tmp_path / "index.db", barrier, q)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert results == [("ok", BASE + 1)] * n
+    with sqlite3.connect(tmp_path / "index.db") as c:
+        assert c.execute("SELECT count(*) FROM applied").fetchone()[0] == 1
+
+
+def test_meta_values_round_trip_and_transactions_roll_back_on_error(tmp_path):
+    db = IndexDB(tmp_path / "index.db")
+    assert db.get_meta("k") is None
+    db.set_meta("k", "v1")
+    db.set_meta("k", "v2")
+    assert db.get_meta("k") == "v2"
+    with pytest.raises(ValueError):
+        with db.transaction() as c:
+            c.execute("INSERT INTO meta VALUES ('t', 'x')")
+            raise ValueError("abort")
+    assert db.get_meta("t") is None
+    assert db.query("SELECT key, value FROM meta") == [{"key": "k", "value": "v2"}]
+
+
+def test_opening_a_migrated_database_does_not_import_sqlite_utils(tmp_path):
+    """sqlite-utils (which imports numpy) is for schema work, not for every command."""
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    IndexDB(tmp_path / "index.db").close()
+    code = ("import sys; from e3logic.repo.index import IndexDB; "
+            f"IndexDB({str(tmp_path / 'index.db')!r}).get_meta('x'); "
+            "print('sqlite_utils' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT)}, check=True).stdout
+    assert out.split() == ["False", "False"]
