@@ -115,15 +115,17 @@ class Logic:
         return self._base(engine).evaluate(extra, only)
 
     def relations(self) -> list[dict]:
-        """Every relation with its arity, kind (fact or derived) and doc, sorted by name."""
-        out = []
+        """Every relation (the fact relations and those of the rules) with its arity, kind
+        (fact or derived) and doc, sorted by name."""
+        out = {}
+        for name, (cols, doc) in FACT_RELATIONS.items():
+            out[name] = {"name": name, "arity": len(cols), "kind": "fact",
+                         "doc": f"{name}({', '.join(cols)}): {doc}"}
         for r in self.program.relations():
-            doc, kind = r.doc, "derived" if r.derived else "fact"
-            if not r.derived and r.name in FACT_RELATIONS:
-                cols, doc = FACT_RELATIONS[r.name]
-                doc = f"{r.name}({', '.join(cols)}): {doc}"
-            out.append({"name": r.name, "arity": r.arity, "kind": kind, "doc": doc})
-        return out
+            if r.derived or r.name not in out:
+                out[r.name] = {"name": r.name, "arity": r.arity,
+                               "kind": "derived" if r.derived else "fact", "doc": r.doc}
+        return [out[k] for k in sorted(out)]
 
     # ------------------------------------------------------------------ graph
 
@@ -160,8 +162,9 @@ class Logic:
         """The provenance tree of `path` (for `e3 why`): {"path", "hash", "execution",
         "task", "dataflow", "inputs": [same shape...]}. Through recorded executions when
         the current value was produced by one; otherwise through the dataflows."""
-        rel = self.evaluate(only=["current", "produced", "consumed", "execution", "writes",
-                                  "reads", "dataflow"])
+        given = self.prepared.given
+        rel = {name: given.get(name, ()) for name in
+               ("current", "produced", "consumed", "execution", "writes", "reads", "dataflow")}
         return _why_tree(path, rel)
 
     # ------------------------------------------------------------------ leases, episodes
