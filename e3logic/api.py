@@ -322,6 +322,24 @@ class Repo:
                             self.r.objects.open, self.r.objects.size)
         return {"path": str(path), "hash": h, "name": name, "version": version}
 
+    # -- logic ----------------------------------------------------------------------------------
+    def facts(self, ws: str | None = None) -> dict:
+        from .dataflow.facts import repository_facts
+
+        return repository_facts(self.r, ws)
+
+    def logic(self, rule_files=(), engine: str = "auto"):
+        """A `Logic` over this repository's facts, the shipped rules, the project's own
+        `rules/*.dl` and `rule_files`."""
+        from .logic.queries import Logic
+
+        own = sorted((self.root / "rules").glob("*.dl")) if (self.root / "rules").is_dir() else []
+        return Logic(self.facts(), rule_files=[*own, *rule_files], engine=engine)
+
+    def dataflow_names(self) -> list[str]:
+        pkg = self.workspaces.package(self.ws())
+        return sorted(self.read_package(pkg["hash"]).get("dataflows", {})) if pkg else []
+
     # -- maintenance ----------------------------------------------------------------------------------
     def gc(self, min_age: float | None = None, dry_run: bool = False) -> dict:
         if min_age is None:

@@ -38,6 +38,13 @@ COMMANDS = {
     "stats": ("run_cmds", "stats"),
     "cancel": ("run_cmds", "cancel"),
     "watch": ("watch_cmd", "watch"),
+    "query": ("logic_cmds", "query"),
+    "deps": ("logic_cmds", "deps"),
+    "dependents": ("logic_cmds", "dependents"),
+    "impact": ("logic_cmds", "impact"),
+    "why": ("logic_cmds", "why"),
+    "facts": ("logic_cmds", "facts"),
+    "rules": ("logic_cmds", "rules"),
 }
 
 #: one-line help for each command, shown by `e3 --help` without importing the command
@@ -69,6 +76,13 @@ SUMMARIES = {
     "stats": "Show the memo hit ratio and work saved.",
     "cancel": "Cancel a running 'e3 go' from another shell.",
     "watch": "Re-run the affected dataflows when input files change.",
+    "query": "Ask a Datalog query over the repository's facts and rules.",
+    "deps": "List upstream dataflows.",
+    "dependents": "List downstream dataflows.",
+    "impact": "List dataflows that would rerun if datasets changed.",
+    "why": "Show where a dataset's value came from (provenance).",
+    "facts": "Show facts projected from the repository.",
+    "rules": "List the relations the rules define, with docs.",
 }
 
 

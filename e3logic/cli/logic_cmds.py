@@ -1,0 +1,122 @@
+"""Questions answered with Datalog: query, deps, dependents, impact, why, facts, rules."""
+from __future__ import annotations
+
+import click
+
+from ..core.errors import NotFound
+from .common import emit, pass_opts, table
+
+ENGINES = click.Choice(["auto", "pydatalog", "fast"])
+
+
+@click.command()
+@click.argument("text", metavar="QUERY")
+@click.option("-r", "--rules", "rule_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Extra .dl rule file (repeatable).")
+@click.option("--engine", type=ENGINES, default="auto", help="Datalog engine (auto picks by fact-set size).")
+@pass_opts
+def query(opts, text, rule_files, engine):
+    """Datalog query over the repository's facts and rules, e.g. 'dirty(D)' or '?- deps(D, "fit").'"""
+    res = opts.api().logic(rule_files, engine).query(text)
+    emit(opts, res.to_json(), lambda d: (table(d["columns"] or ["true"], d["rows"] or
+                                               ([["yes"]] if not d["columns"] and d["rows"] else [])),
+                                         click.echo(f"{len(d['rows'])} row(s), engine {d['engine']}", err=True)))
+
+
+def _dataflow(api, name):
+    names = api.dataflow_names()
+    if name not in names:
+        raise NotFound("dataflow", name, names, hint="see 'e3 status'")
+    return name
+
+
+@click.command()
+@click.argument("name")
+@click.option("--transitive", is_flag=True, help="All upstream dataflows, not just direct ones.")
+@pass_opts
+def deps(opts, name, transitive):
+    """Upstream dataflows of NAME."""
+    api = opts.api()
+    data = api.logic().deps(_dataflow(api, name), transitive)
+    emit(opts, data, lambda d: [click.echo(n) for n in d])
+
+
+@click.command()
+@click.argument("name")
+@click.option("--transitive", is_flag=True, help="All downstream dataflows, not just direct ones.")
+@pass_opts
+def dependents(opts, name, transitive):
+    """Downstream dataflows of NAME."""
+    api = opts.api()
+    data = api.logic().dependents(_dataflow(api, name), transitive)
+    emit(opts, data, lambda d: [click.echo(n) for n in d])
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@pass_opts
+def impact(opts, paths):
+    """Dataflows that would rerun if these datasets changed (the dirty closure)."""
+    api = opts.api()
+    known = {p for p, in api.facts().get("input_dataset", set())} | {
+        p for _, p in api.facts().get("writes", set())}
+    for p in paths:
+        if p.strip("/") not in known:
+            raise NotFound("dataset", p, known, hint="see 'e3 ls'")
+    data = api.logic().dirty_closure([p.strip("/") for p in paths])
+    emit(opts, data, lambda d: [click.echo(n) for n in d] or click.echo("nothing would rerun"))
+
+
+@click.command()
+@click.argument("path")
+@pass_opts
+def why(opts, path):
+    """Provenance of a dataset: the execution, task and inputs with hashes, recursively."""
+    api = opts.api()
+    path = path.strip("/")
+    facts = api.facts()
+    if path not in {p for p, _ in facts["current"]}:
+        raise NotFound("dataset", path, [p for p, _ in facts["current"]],
+                       hint="it has no value yet; run 'e3 go'")
+    data = api.logic().why(path)
+
+    def human(d):
+        stack = [(d, 0)]
+        while stack:
+            n, depth = stack.pop()
+            how = (f"execution {n['execution'][:12]} of {n['dataflow']}" if n.get("execution")
+                   else f"dataflow {n['dataflow']} (not run yet)" if n.get("dataflow") else "input")
+            click.echo(f"{'  ' * depth}{n['path']} = {(n['hash'] or '-')[:12]}  <- {how}")
+            stack.extend((c, depth + 1) for c in reversed(n["inputs"]))
+
+    emit(opts, data, human)
+
+
+@click.command()
+@click.argument("relation", required=False)
+@pass_opts
+def facts(opts, relation):
+    """Facts projected from the repository (all relations, or one)."""
+    f = opts.api().facts()
+    if relation and relation not in f:
+        raise NotFound("relation", relation, f)
+    data = {r: sorted([list(t) for t in f[r]]) for r in sorted(f) if not relation or r == relation}
+    emit(opts, data, lambda d: [click.echo(f"{r}({', '.join(map(repr, t))}).")
+                                for r, ts in d.items() for t in ts])
+
+
+@click.command()
+@click.option("-r", "--rules", "rule_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Extra .dl rule file (repeatable).")
+@pass_opts
+def rules(opts, rule_files):
+    """Relations the rules define, with their documentation."""
+    data = _relations(rule_files)
+    emit(opts, data, lambda d: table(("relation", "arity", "doc"),
+                                     [(r["name"], r["arity"], r["doc"]) for r in d]))
+
+
+def _relations(rule_files):
+    from ..logic.queries import Logic
+
+    return Logic({}, rule_files=rule_files).relations()
