@@ -16,20 +16,27 @@ from ..core.hashing import hash_file
 
 
 def _package_closure(repo, h: str, marked: set[str], missing: set[str]) -> None:
-    from .packages import reachable as package_reachable
-
+    """Mark a package object, its modules and datasets trees (every object below them checked
+    for existence) and the versions it was committed from (`parent`, while present)."""
     seen_pkgs = set()
     while h and h not in seen_pkgs:
         seen_pkgs.add(h)
         if not repo.objects.exists(h):
             missing.add(h)
             return
+        marked.add(h)
         try:
-            marked.update(package_reachable(repo, h))
-        except E3Error:
-            missing.add(h)
+            pkg = canon.loads(repo.objects.read(h))
+        except ValueError:
+            return  # unreadable bytes: fsck's re-hash reports the corruption
+        if not isinstance(pkg, dict):
             return
-        parent = (canon.loads(repo.objects.read(h)).get("parent") or {}).get("hash")
+        for key in ("modules", "datasets"):
+            ref = pkg.get(key)
+            if isinstance(ref, dict) and ref.get("kind") == "tree" and ref.get("hash"):
+                _tree_closure(repo, ref["hash"], marked, missing)
+        # a bundle carries no history: a parent absent from this store is not "missing"
+        parent = (pkg.get("parent") or {}).get("hash")
         h = parent if parent and repo.objects.exists(parent) else None
 
 
@@ -48,7 +55,9 @@ def _tree_closure(repo, root: str, marked: set[str], missing: set[str]) -> None:
         except E3Error:
             continue
         for e in entries.values():
-            if e["kind"] == "tree":
+            if not isinstance(e, dict) or not isinstance(e.get("hash"), str):
+                continue  # a malformed tree: its bytes still hash right, so nothing to follow
+            if e.get("kind") == "tree":
                 stack.append(e["hash"])
             elif repo.objects.exists(e["hash"]):
                 marked.add(e["hash"])

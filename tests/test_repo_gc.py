@@ -1,0 +1,196 @@
+"""repo.gc: marking from every root, min-age, dry runs, temp files; fsck."""
+import os
+import time
+
+import pytest
+
+from e3logic.core import canon
+from e3logic.core.errors import IntegrityError
+from e3logic.core.hashing import hash_bytes
+from e3logic.repo import gc
+from e3logic.repo.packages import read_package, reachable
+from e3logic.repo.repository import Repository
+from e3logic.repo.trees import blob_entry
+from e3logic.repo.workspaces import Workspaces
+
+from .repo_helpers import make_package
+
+LATER = 3600.0  # seconds: "now" for a gc run long after everything was written
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return Repository.init(tmp_path)
+
+
+def later():
+    return time.time() + LATER
+
+
+def orphan(repo, data: bytes) -> str:
+    return repo.objects.write(data)
+
+
+def test_gc_keeps_every_object_of_every_installed_package(repo):
+    h = make_package(repo, datasets={"inputs/a": b"A", "inputs/b": {"x": 1}},
+                     modules={"steps.py": b"def f(): pass\n"})
+    keep = set(reachable(repo, h))
+    res = gc.gc(repo, min_age=60, now=later())
+    assert keep <= set(repo.objects)
+    assert res["deleted"] == 0 and res["retained"] == len(set(repo.objects))
+
+
+def test_gc_removes_orphans_only_past_min_age(repo):
+    young = orphan(repo, b"young orphan")
+    old = orphan(repo, b"old orphan")
+    t = time.time() - 120
+    os.utime(repo.objects.path(old), (t, t))
+    res = gc.gc(repo, min_age=60)
+    assert res["deleted"] == 1 and res["bytes"] == len(b"old orphan")
+    assert repo.objects.exists(young) and not repo.objects.exists(old)
+    assert gc.gc(repo, min_age=60, now=later())["deleted"] == 1
+    assert not repo.objects.exists(young)
+
+
+def test_a_dry_run_reports_the_same_counts_and_deletes_nothing(repo):
+    make_package(repo, datasets={"inputs/a": b"A"})
+    for i in range(5):
+        orphan(repo, f"orphan {i}".encode())
+    before = sorted(repo.objects)
+    dry = gc.gc(repo, min_age=60, now=later(), dry_run=True)
+    assert sorted(repo.objects) == before
+    real = gc.gc(repo, min_age=60, now=later())
+    assert {k: dry[k] for k in ("deleted", "bytes", "retained")} == \
+           {k: real[k] for k in ("deleted", "bytes", "retained")}
+    assert real["deleted"] == 5 and len(list(repo.objects)) == len(before) - 5
+
+
+def test_gc_keeps_workspace_roots_of_every_workspace_and_their_deployed_packages(repo):
+    ws = Workspaces(repo)
+    ws.create("dev")
+    e = blob_entry(repo.objects.write(b"only in dev"), 11)
+    r = repo.trees.set(ws.root("dev"), "inputs/x", e)
+    ws.cas_root("dev", ws.root("dev"), r)
+    h = make_package(repo, "p", "1.0.0", datasets={"inputs/y": b"Y"})
+    ws.deploy("prod", "p", "1.0.0", h, read_package(repo, h)["datasets"]["hash"])
+    os.unlink(repo.package_ref_path("p", "1.0.0"))  # removed, but still deployed in prod
+    gc.gc(repo, min_age=0, now=later())
+    assert repo.objects.read(e["hash"]) == b"only in dev"
+    assert set(reachable(repo, h)) <= set(repo.objects)
+
+
+def test_gc_keeps_the_commit_history_of_a_package_through_its_parents(repo):
+    h1 = make_package(repo, "p", "1.0.0", datasets={"inputs/v": b"v1"})
+    pkg = read_package(repo, h1)
+    e = blob_entry(repo.objects.write(b"v2"), 2)
+    root2 = repo.trees.set(pkg["datasets"]["hash"], "inputs/v", e)
+    from e3logic.repo.packages import install
+    h2 = install(repo, dict(pkg, version="1.1.0", datasets={"kind": "tree", "hash": root2},
+                            parent={"version": "1.0.0", "hash": h1}, message="m"))["hash"]
+    os.unlink(repo.package_ref_path("p", "1.0.0"))
+    gc.gc(repo, min_age=0, now=later())
+    assert set(reachable(repo, h1)) <= set(repo.objects)
+    assert set(reachable(repo, h2)) <= set(repo.objects)
+
+
+def test_gc_keeps_memo_outputs_pinned_runs_and_the_working_copy_roots(repo):
+    memo_out = orphan(repo, b"memoised output")
+    pinned = repo.trees.set(repo.trees.empty, "outputs/f/o",
+                            blob_entry(repo.objects.write(b"pinned"), 6))
+    wc_root = repo.trees.set(repo.trees.empty, "inputs/w",
+                             blob_entry(repo.objects.write(b"synced"), 6))
+    unpinned = repo.trees.set(repo.trees.empty, "outputs/f/o",
+                              blob_entry(repo.objects.write(b"unpinned"), 8))
+    db = repo.index
+    db.execute("INSERT INTO memo(key, output_hash) VALUES ('k', ?)", (memo_out,))
+    db.execute("INSERT INTO memo(key, output_hash) VALUES ('k2', NULL)")
+    db.execute("INSERT INTO runs(run, state_root, pinned) VALUES ('r1', ?, 1)", (pinned,))
+    db.execute("INSERT INTO runs(run, state_root, pinned) VALUES ('r2', ?, 0)", (unpinned,))
+    db.set_meta("wc_root", wc_root)
+    gc.gc(repo, min_age=0, now=later())
+    assert repo.objects.exists(memo_out)
+    assert repo.objects.read(repo.trees.get(pinned, "outputs/f/o")["hash"]) == b"pinned"
+    assert repo.objects.read(repo.trees.get(wc_root, "inputs/w")["hash"]) == b"synced"
+    assert not repo.objects.exists(unpinned)
+
+
+def test_temp_files_and_staging_directories_go_only_past_min_age(repo):
+    tmp = repo.objects.tmp
+    old_file, young_file = tmp / "w-old.part", tmp / "w-young.part"
+    old_file.write_bytes(b"x" * 10)
+    young_file.write_bytes(b"y" * 10)
+    stage_old, stage_busy = tmp / "import-old", tmp / "import-busy"
+    stage_old.mkdir()
+    (stage_old / "obj").write_bytes(b"z" * 5)
+    stage_busy.mkdir()
+    (stage_busy / "obj").write_bytes(b"still being written")
+    t = time.time() - 600
+    for p in (old_file, stage_old / "obj", stage_old):
+        os.utime(p, (t, t))
+    os.utime(stage_busy, (t, t))  # the directory is old, but a file in it is being written
+    dry = gc.gc(repo, min_age=60, dry_run=True)
+    assert dry["temp_files"] == 2 and old_file.exists() and stage_old.exists()
+    res = gc.gc(repo, min_age=60)
+    assert res["temp_files"] == 2 and res["bytes"] == dry["bytes"] == 15
+    assert not old_file.exists() and not stage_old.exists()
+    assert young_file.exists() and (stage_busy / "obj").exists()
+
+
+def test_gc_removes_emptied_fan_out_directories(repo):
+    h = orphan(repo, b"lonely")
+    gc.gc(repo, min_age=0, now=later())
+    assert not repo.objects.path(h).parent.exists()
+    assert repo.objects.tmp.is_dir()
+
+
+def test_gc_refuses_to_run_when_a_ref_is_unreadable(repo):
+    h = orphan(repo, b"maybe referenced")
+    bad = repo.package_ref_path("p", "1.0.0")
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    with pytest.raises(IntegrityError) as e:
+        gc.gc(repo, min_age=0, now=later())
+    assert "packages/p/1.0.0" in str(e.value) and "fsck" in str(e.value)
+    assert repo.objects.exists(h)
+
+
+def test_fsck_of_a_healthy_repository_is_ok(repo):
+    make_package(repo, datasets={"inputs/a": b"A"})
+    res = gc.fsck(repo)
+    assert res["ok"] is True and res["corrupt"] == [] and res["missing"] == []
+    assert res["objects"] == len(list(repo.objects))
+
+
+def test_fsck_reports_corrupt_objects(repo):
+    h = make_package(repo, datasets={"inputs/a": b"A"})
+    blob = repo.trees.get(read_package(repo, h)["datasets"]["hash"], "inputs/a")["hash"]
+    p = repo.objects.path(blob)
+    os.chmod(p, 0o644)
+    p.write_bytes(b"bit rot")
+    res = gc.fsck(repo)
+    assert res["ok"] is False and res["corrupt"] == [blob]
+
+
+def test_fsck_reports_missing_objects_reachable_from_refs(repo):
+    h = make_package(repo, datasets={"inputs/a": b"A"})
+    blob = repo.trees.get(read_package(repo, h)["datasets"]["hash"], "inputs/a")["hash"]
+    os.unlink(repo.objects.path(blob))
+    res = gc.fsck(repo)
+    assert res["ok"] is False and res["missing"] == [blob]
+
+
+def test_fsck_reports_unreadable_refs_and_a_head_without_workspace(repo):
+    (repo.packages_dir / "p").mkdir()
+    (repo.packages_dir / "p" / "1.0.0").write_text("[]")
+    repo.set_head("ghost")
+    res = gc.fsck(repo)
+    assert res["ok"] is False
+    assert res["bad_refs"][0].startswith("HEAD") and "packages/p/1.0.0" in res["bad_refs"]
+
+
+def test_fsck_does_not_count_pending_temp_files_as_objects(repo):
+    (repo.objects.tmp / "w-1.part").write_bytes(b"half")
+    res = gc.fsck(repo)
+    assert res["ok"] is True and res["pending_temp_files"] == 1
+    assert hash_bytes(b"half") not in set(repo.objects)
+    assert canon.loads(canon.dumps(res)) == res

@@ -1,0 +1,222 @@
+"""repo.workingcopy: files under inputs/ and outputs/ as a view of a root; the stat cache."""
+import os
+import time
+
+import pytest
+
+from e3logic.core.errors import UsageError
+from e3logic.repo import workingcopy
+from e3logic.repo.repository import Repository
+from e3logic.repo.trees import blob_entry
+from e3logic.repo.workingcopy import WorkingCopy
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return Repository.init(tmp_path)
+
+
+@pytest.fixture
+def wc(repo):
+    return WorkingCopy(repo)
+
+
+def root_of(repo, datasets: dict, fmt="raw"):
+    changes = {p: blob_entry(repo.objects.write(b), len(b), fmt) for p, b in datasets.items()}
+    return repo.trees.set_many(repo.trees.empty, changes)
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """Records every file the working copy hashes."""
+    seen = []
+    real = workingcopy.hash_file
+
+    def counting(p):
+        seen.append("inputs/" + str(p).split("/inputs/", 1)[1])
+        return real(p)
+
+    monkeypatch.setattr(workingcopy, "hash_file", counting)
+    return seen
+
+
+def age(path, seconds=10):
+    """Make a file look older than the racy window (as files are, seconds after writing)."""
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def settle(wc, root):
+    """Age every file and refresh the stat cache, as a later command would see them."""
+    for p in wc.files("inputs"):
+        age(wc.root_dir / p)
+    wc.scan(root)
+
+
+def test_sync_writes_every_dataset_as_a_byte_identical_file(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/a": b"alpha", "inputs/d/b": b"beta", "outputs/f/o": b"out",
+                          "other/x": b"not in the working copy"})
+    assert wc.sync(root) == {"written": 3, "removed": 0}
+    assert (tmp_path / "inputs/a").read_bytes() == b"alpha"
+    assert (tmp_path / "inputs/d/b").read_bytes() == b"beta"
+    assert (tmp_path / "outputs/f/o").read_bytes() == b"out"
+    assert not (tmp_path / "other").exists()
+    assert wc.synced_root == root and repo.index.get_meta("wc_target") is None
+
+
+def test_working_copy_files_are_writable_by_the_user(wc, repo, tmp_path):
+    wc.sync(root_of(repo, {"inputs/a": b"x"}))
+    (tmp_path / "inputs/a").write_bytes(b"edited")  # not a read-only object file
+
+
+def test_a_resync_leaves_unchanged_files_untouched(wc, repo, tmp_path):
+    r1 = root_of(repo, {"inputs/a": b"same", "inputs/b": b"old"})
+    wc.sync(r1)
+    settle(wc, r1)
+    st_a = (tmp_path / "inputs/a").stat()
+    r2 = root_of(repo, {"inputs/a": b"same", "inputs/b": b"new"})
+    assert wc.sync(r2, r1)["written"] == 1
+    st_a2 = (tmp_path / "inputs/a").stat()
+    assert (st_a2.st_ino, st_a2.st_mtime_ns) == (st_a.st_ino, st_a.st_mtime_ns)
+    assert (tmp_path / "inputs/b").read_bytes() == b"new"
+
+
+def test_sync_removes_files_of_the_previous_root_but_keeps_untracked_ones(wc, repo, tmp_path):
+    r1 = root_of(repo, {"inputs/keep": b"k", "inputs/gone/deep": b"g"})
+    wc.sync(r1)
+    (tmp_path / "inputs/mine.txt").write_bytes(b"user file")
+    r2 = root_of(repo, {"inputs/keep": b"k"})
+    assert wc.sync(r2, r1)["removed"] == 1
+    assert not (tmp_path / "inputs/gone").exists()  # emptied folders go too
+    assert (tmp_path / "inputs/mine.txt").read_bytes() == b"user file"
+
+
+def test_sync_accepts_several_previous_roots(wc, repo, tmp_path):
+    r1 = root_of(repo, {"inputs/a": b"a"})
+    r2 = root_of(repo, {"inputs/b": b"b"})
+    wc.sync(r1)
+    wc.write_one("inputs/b", repo.objects.write(b"b"))
+    wc.sync(repo.trees.empty, [r1, r2])
+    assert wc.files("inputs") == {}
+
+
+def test_status_of_a_fresh_checkout_is_clean(wc, repo):
+    root = root_of(repo, {"inputs/a": b"1", "inputs/b/c": b"2"})
+    wc.sync(root)
+    assert not wc.scan(root)
+
+
+def test_scan_finds_modified_added_and_deleted_files_sorted(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/a": b"1", "inputs/b": b"2", "inputs/c": b"3"})
+    wc.sync(root)
+    (tmp_path / "inputs/c").write_bytes(b"changed")
+    (tmp_path / "inputs/a").write_bytes(b"1 changed")
+    (tmp_path / "inputs/b").unlink()
+    (tmp_path / "inputs/new/z").parent.mkdir()
+    (tmp_path / "inputs/new/z").write_bytes(b"new")
+    ch = wc.scan(root)
+    assert ch.to_json() == {"modified": ["inputs/a", "inputs/c"], "added": ["inputs/new/z"],
+                            "deleted": ["inputs/b"]}
+    assert ch.hashes["inputs/c"] == repo.objects.write(b"changed")
+
+
+def test_touching_a_file_without_changing_it_reports_nothing(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/a": b"content"})
+    wc.sync(root)
+    settle(wc, root)
+    os.utime(tmp_path / "inputs/a")  # new mtime, same bytes
+    assert not wc.scan(root)
+
+
+def test_a_second_scan_rehashes_only_files_whose_stat_changed(wc, repo, tmp_path, hashes):
+    root = root_of(repo, {f"inputs/d{i}": f"{i}".encode() for i in range(20)})
+    wc.sync(root)
+    settle(wc, root)
+    hashes.clear()
+    assert not wc.scan(root)
+    assert hashes == []
+    (tmp_path / "inputs/d7").write_bytes(b"seven")
+    age(tmp_path / "inputs/d7")
+    os.utime(tmp_path / "inputs/d3")
+    ch = wc.scan(root)
+    assert ch.modified == ["inputs/d7"]
+    assert sorted(hashes) == ["inputs/d3", "inputs/d7"]
+
+
+def test_a_file_changed_within_the_racy_window_is_not_trusted_from_the_cache(wc, repo, tmp_path, hashes):
+    root = root_of(repo, {"inputs/a": b"aaaa"})
+    wc.sync(root)
+    hashes.clear()
+    wc.scan(root)  # the file is brand new: hashed, not cached
+    wc.scan(root)
+    assert hashes == ["inputs/a", "inputs/a"]
+    # an edit within the same mtime tick and size is still seen
+    st = (tmp_path / "inputs/a").stat()
+    (tmp_path / "inputs/a").write_bytes(b"bbbb")
+    os.utime(tmp_path / "inputs/a", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert wc.scan(root).modified == ["inputs/a"]
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_seen_through_its_inode(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/a": b"aaaa"})
+    wc.sync(root)
+    settle(wc, root)
+    st = (tmp_path / "inputs/a").stat()
+    tmp = tmp_path / "inputs/.swap"
+    tmp.write_bytes(b"bbbb")
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, tmp_path / "inputs/a")  # how editors save
+    assert wc.scan(root).modified == ["inputs/a"]
+
+
+def test_intake_stores_changed_files_and_returns_tree_changes(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/a": b"1", "inputs/b": b"2"})
+    wc.sync(root)
+    (tmp_path / "inputs/a").write_bytes(b"new a")
+    (tmp_path / "inputs/b").unlink()
+    (tmp_path / "inputs/c").write_bytes(b"c")
+    changes = wc.intake_changes(root, wc.scan(root))
+    assert changes["inputs/b"] is None
+    assert changes["inputs/a"] == blob_entry(repo.objects.write(b"new a"), 5, "raw")
+    assert repo.objects.read(changes["inputs/c"]["hash"]) == b"c"
+    new = repo.trees.set_many(root, changes)
+    assert not wc.scan(new)
+
+
+def test_intake_keeps_a_json_datasets_format_and_refuses_invalid_json(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/cfg": b'{"a": 1}'}, fmt="json")
+    wc.sync(root)
+    (tmp_path / "inputs/cfg").write_bytes(b'{"a": 2}')
+    assert wc.intake_changes(root, wc.scan(root))["inputs/cfg"]["format"] == "json"
+    (tmp_path / "inputs/cfg").write_bytes(b'{"a": ')
+    with pytest.raises(UsageError) as e:
+        wc.intake_changes(root, wc.scan(root))
+    assert "inputs/cfg" in str(e.value) and "e3 reset inputs/cfg" in str(e.value)
+
+
+def test_a_directory_in_the_way_of_a_dataset_is_a_usage_error(wc, repo, tmp_path):
+    (tmp_path / "inputs/a").mkdir(parents=True)
+    with pytest.raises(UsageError):
+        wc.sync(root_of(repo, {"inputs/a": b"x"}))
+
+
+def test_an_interrupted_sync_is_completed_by_recover(wc, repo, tmp_path):
+    r1 = root_of(repo, {f"inputs/d{i}": b"old" for i in range(10)})
+    wc.sync(r1)
+    r2 = root_of(repo, {f"inputs/d{i}": b"new" for i in range(5, 15)})
+    wc.begin_sync(r2)
+    # the killed command had written a few files
+    for i in (5, 6):
+        (tmp_path / f"inputs/d{i}").write_bytes(b"new")
+    assert wc.recover(r2) is True
+    assert wc.files("inputs").keys() == {f"inputs/d{i}" for i in range(5, 15)}
+    assert all((tmp_path / f"inputs/d{i}").read_bytes() == b"new" for i in range(5, 15))
+    assert not wc.scan(r2)
+    assert wc.recover(r2) is False  # nothing pending any more
+
+
+def test_files_ignores_symlinks_and_directories(wc, tmp_path):
+    (tmp_path / "inputs/sub").mkdir(parents=True)
+    (tmp_path / "inputs/sub/f").write_bytes(b"x")
+    os.symlink(tmp_path / "inputs/sub/f", tmp_path / "inputs/link")
+    assert list(wc.files("inputs")) == ["inputs/sub/f"]
