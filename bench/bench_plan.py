@@ -13,6 +13,7 @@ The random generator is seeded; it builds inputs only and never reaches the plan
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -118,11 +119,13 @@ def timed(fn, runs: int):
 def bench_size(n: int, runs: int, cap: int = 8, **shape) -> dict:
     nodes = layered(n, **shape)
     pi, t_build = timed(lambda: PlanInput(tuple(nodes), {"gpu": 1}, cap), runs)
-    kanren = []
+    kanren, cpu = [], []
 
     def run_schedule():
         stats = {}
+        c0 = time.process_time()
         p = schedule(pi, stats=stats)
+        cpu.append(time.process_time() - c0)
         kanren.append(stats)
         return p
 
@@ -137,6 +140,7 @@ def bench_size(n: int, runs: int, cap: int = 8, **shape) -> dict:
         "n": n, "runs": runs, "batches": len(plan.batches), "lower": -(-n // cap),
         "build": statistics.median(t_build), "schedule": statistics.median(t_sched),
         "schedule_min": min(t_sched), "schedule_max": max(t_sched),
+        "schedule_cpu": statistics.median(cpu),
         "kanren": statistics.median(k), "kanren_share": statistics.median(
             s["kanren_seconds"] / t for s, t in zip(kanren, t_sched)),
         "simulate": statistics.median(t_sim), "verify": statistics.median(t_verify),
@@ -178,11 +182,12 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args(argv)
     sizes, runs = ([1_000, 10_000], 1) if args.quick else ([1_000, 10_000, 100_000], args.runs)
-    print(f"python {platform.python_version()} on {platform.machine()}, "
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}, "
           f"{'quick' if args.quick else f'median of {runs}'} runs")
-    print("| dataflows | batches (n/cap bound) | build s | schedule s (min–max) | kanren s "
-          "(share) | same greedy without kanren s | simulate s | verify s | candidates |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| dataflows | batches (n/cap bound) | build s | schedule s (min–max) | schedule CPU s | "
+          "kanren s (share) | same greedy without kanren s | simulate s | verify s | candidates |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     cases = [(f"{n:,}", n, {}) for n in sizes]
     # conflict-heavy: half the dataflows write the same path, so they serialise
     heavy = 2_000 if args.quick else 10_000
@@ -191,6 +196,7 @@ def main(argv=None) -> int:
         r = bench_size(n, runs if n < 100_000 else max(1, min(runs, 3)), **shape)
         print(f"| {label} | {r['batches']:,} ({r['lower']:,}) | {r['build']:.3f} | "
               f"{r['schedule']:.3f} ({r['schedule_min']:.3f}–{r['schedule_max']:.3f}) | "
+              f"{r['schedule_cpu']:.3f} | "
               f"{r['kanren']:.3f} ({r['kanren_share']:.0%}) | {r['plain']:.3f} | "
               f"{r['simulate']:.3f} | "
               f"{r['verify']:.3f} | {r['candidates']:,} |", flush=True)
