@@ -1,0 +1,319 @@
+"""api.Repo: the repository facade the CLI calls (checkout, status, datasets, versions,
+workspaces, export, gc) over a real repository and working copy."""
+import os
+import time
+import zipfile
+
+import pytest
+
+from e3logic.api import Repo
+from e3logic.core import canon
+from e3logic.core.errors import LockBusy, NotFound, UsageError
+from e3logic.repo import packages
+
+from .repo_helpers import make_package
+
+V1 = {"inputs/sales": b"region,amount\nnorth,10\n", "inputs/horizon": 6,
+      "inputs/old_only": b"dropped in 0.2.0"}
+V2 = {"inputs/sales": b"region,amount\nnorth,10\nsouth,7\n", "inputs/horizon": 12,
+      "inputs/new_only": b"added in 0.2.0"}
+FLOWS = {"clean": {"task": "t", "inputs": ["inputs/sales"], "output": "rows"},
+         "fit": {"task": "t", "inputs": ["outputs/clean/rows", "inputs/horizon"],
+                 "output": "model"},
+         "other": {"task": "t", "inputs": ["inputs/old_only"], "output": "x"}}
+
+
+def settle(repo):
+    """Age the working-copy files past the racy window, as seconds after a checkout."""
+    t = time.time() - 10
+    for top in ("inputs", "outputs"):
+        for d, _, files in os.walk(repo.root / top):
+            for f in files:
+                os.utime(os.path.join(d, f), (t, t))
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = Repo.init(tmp_path / "proj")
+    make_package(r.r, "forecast", "0.1.0", datasets=V1, dataflows=FLOWS)
+    make_package(r.r, "forecast", "0.2.0", datasets=V2, dataflows=FLOWS)
+    return r
+
+
+def files(repo, top="inputs"):
+    base = repo.root / top
+    return {str(p.relative_to(repo.root)): p.read_bytes() for p in sorted(base.rglob("*"))
+            if p.is_file()}
+
+
+def expected(datasets):
+    return {p: (v if isinstance(v, bytes) else canon.dumps(v)) for p, v in datasets.items()}
+
+
+def test_checkout_deploys_the_package_and_writes_its_datasets_as_files(repo):
+    res = repo.checkout("forecast@0.1.0")
+    assert res["workspace"] == "main" and res["package"] == "forecast"
+    assert res["version"] == "0.1.0"
+    assert res["root"] == repo.workspaces.root("main")
+    assert files(repo) == expected(V1)
+
+
+def test_checkout_without_a_version_takes_the_highest(repo):
+    assert repo.checkout("forecast")["version"] == "0.2.0"
+
+
+def test_checking_out_an_old_version_restores_its_datasets_exactly(repo):
+    repo.checkout("forecast@0.2.0")
+    repo.checkout("forecast@0.1.0")
+    assert files(repo) == expected(V1)
+    repo.checkout("forecast@0.2.0")
+    assert files(repo) == expected(V2)
+
+
+def test_an_unknown_package_or_version_suggests_near_misses(repo):
+    with pytest.raises(NotFound) as e:
+        repo.checkout("forcast")
+    assert "did you mean 'forecast'" in str(e.value)
+    with pytest.raises(NotFound) as e:
+        repo.checkout("forecast@0.3.0")
+    assert "0.1.0" in str(e.value) and "0.2.0" in str(e.value)
+
+
+def test_status_after_checkout_is_clean_and_names_missing_outputs_as_stale(repo):
+    repo.checkout("forecast@0.1.0")
+    st = repo.status()
+    assert st["modified"] == st["added"] == st["deleted"] == []
+    assert st["stale"] == ["clean", "fit", "other"]
+    assert (st["workspace"], st["package"], st["version"]) == ("main", "forecast", "0.1.0")
+
+
+def test_status_sees_edits_of_input_files(repo):
+    repo.checkout("forecast@0.1.0")
+    (repo.root / "inputs/sales").write_bytes(b"edited")
+    (repo.root / "inputs/old_only").unlink()
+    (repo.root / "inputs/extra").write_bytes(b"new")
+    st = repo.status()
+    assert (st["modified"], st["added"], st["deleted"]) == \
+        (["inputs/sales"], ["inputs/extra"], ["inputs/old_only"])
+
+
+def test_status_after_touching_a_file_without_changing_it_reports_nothing(repo):
+    repo.checkout("forecast@0.1.0")
+    settle(repo)
+    repo.status()
+    os.utime(repo.root / "inputs/sales")
+    st = repo.status()
+    assert st["modified"] == st["added"] == st["deleted"] == []
+
+
+def test_checkout_refuses_while_the_working_copy_has_edits_unless_forced(repo):
+    repo.checkout("forecast@0.1.0")
+    (repo.root / "inputs/sales").write_bytes(b"my edit")
+    with pytest.raises(UsageError) as e:
+        repo.checkout("forecast@0.2.0")
+    assert "inputs/sales" in str(e.value) and "--force" in str(e.value)
+    assert repo.workspaces.package("main")["version"] == "0.1.0"
+    repo.checkout("forecast@0.2.0", force=True)
+    assert files(repo) == expected(V2)
+
+
+def test_set_stores_the_dataset_writes_the_file_and_moves_the_root(repo, tmp_path):
+    repo.checkout("forecast@0.1.0")
+    src = tmp_path / "new.csv"
+    src.write_bytes(b"region,amount\n")
+    res = repo.set("inputs/sales", src)
+    assert res["root"] == repo.workspaces.root("main")
+    assert repo.get("inputs/sales")[1] == b"region,amount\n"
+    assert (repo.root / "inputs/sales").read_bytes() == b"region,amount\n"
+    st = repo.status()
+    assert st["modified"] == [] and st["stale"] == ["clean", "fit", "other"]
+
+
+def test_set_keeps_a_json_datasets_format_and_refuses_bytes_that_are_not_json(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.set("inputs/horizon", b"24")
+    assert repo.get("inputs/horizon")[0]["format"] == "json"
+    root = repo.workspaces.root("main")
+    with pytest.raises(UsageError) as e:
+        repo.set("inputs/horizon", b"twenty")
+    assert "--format raw" in str(e.value)
+    assert repo.workspaces.root("main") == root
+    assert repo.set("inputs/horizon", b"twenty", fmt="raw")["path"] == "inputs/horizon"
+
+
+def test_set_outside_the_working_copy_folders_writes_no_file(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.set("extra/notes", b"n")
+    assert repo.get("extra/notes")[1] == b"n" and not (repo.root / "extra").exists()
+
+
+def test_set_of_a_missing_file_is_a_usage_error(repo, tmp_path):
+    with pytest.raises(UsageError):
+        repo.set("inputs/x", tmp_path / "nope")
+
+
+def test_set_waits_for_no_one_but_is_refused_while_a_deploy_holds_the_workspace(repo):
+    repo.checkout("forecast@0.1.0")
+    with repo.workspaces.lock("main").acquire("deploy forecast@0.2.0"):
+        with pytest.raises(LockBusy) as e:
+            repo.set("inputs/x", b"1")
+    assert f"pid {os.getpid()}" in str(e.value) and "deploy forecast@0.2.0" in str(e.value)
+
+
+def test_ls_lists_datasets_with_hash_size_and_format(repo):
+    repo.checkout("forecast@0.1.0")
+    rows = repo.ls("inputs")
+    assert [r["path"] for r in rows] == sorted(V1)
+    sales = next(r for r in rows if r["path"] == "inputs/sales")
+    assert sales["size"] == len(V1["inputs/sales"]) and sales["format"] == "raw"
+    with pytest.raises(NotFound) as e:
+        repo.ls("inputs/sale")
+    assert "inputs/sales" in str(e.value)
+
+
+def test_get_of_a_folder_or_unknown_dataset_is_a_usage_error(repo):
+    repo.checkout("forecast@0.1.0")
+    with pytest.raises(UsageError):
+        repo.get("inputs")
+    with pytest.raises(NotFound):
+        repo.get("inputs/horizn")
+
+
+def test_commit_bumps_the_requested_part_and_refuses_an_existing_version(repo):
+    repo.checkout("forecast@0.1.0")
+    (repo.root / "inputs/sales").write_bytes(b"edit")
+    with pytest.raises(UsageError) as e:
+        repo.commit("minor", "collides with the installed 0.2.0")
+    assert "0.2.0 already exists" in str(e.value)
+    res = repo.commit("patch", "fix sales")
+    assert res == {"package": "forecast", "version": "0.1.1", "root": repo.workspaces.root("main")}
+    pkg = repo.read_package(repo.workspaces.package("main")["hash"])
+    assert pkg["parent"]["version"] == "0.1.0" and pkg["message"] == "fix sales"
+    assert repo.get("inputs/sales")[1] == b"edit"
+    assert repo.status()["modified"] == []
+
+
+def test_commit_requires_a_deployed_package(tmp_path):
+    r = Repo.init(tmp_path / "empty")
+    with pytest.raises(UsageError) as e:
+        r.commit("patch", "x")
+    assert "e3 checkout" in str(e.value)
+
+
+def test_repeating_a_commit_interrupted_after_its_version_was_written_completes_it(repo):
+    repo.checkout("forecast@0.1.0")
+    (repo.root / "inputs/sales").write_bytes(b"edit")
+    real = repo.workspaces.set_package
+    repo.workspaces.set_package = lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        repo.commit("patch", "fix")
+    repo.workspaces.set_package = real
+    assert repo.workspaces.package("main")["version"] == "0.1.0"  # the kill landed here
+    assert repo.commit("patch", "fix")["version"] == "0.1.1"
+    assert repo.workspaces.package("main")["version"] == "0.1.1"
+
+
+def test_log_walks_the_versions_newest_first(repo):
+    repo.checkout("forecast@0.1.0")
+    for i in range(3):
+        repo.set("inputs/horizon", str(i).encode())
+        repo.commit("patch", f"horizon {i}")
+    log = repo.log()
+    assert [e["version"] for e in log] == ["0.1.3", "0.1.2", "0.1.1", "0.1.0"]
+    assert [e["message"] for e in log] == ["horizon 2", "horizon 1", "horizon 0", ""]
+    assert log[0]["root"] == repo.workspaces.root("main")
+
+
+def test_diff_lists_datasets_changed_since_the_deployed_version_including_file_edits(repo):
+    repo.checkout("forecast@0.1.0")
+    assert repo.diff() == []
+    (repo.root / "inputs/sales").write_bytes(b"edited")
+    repo.set("inputs/added", b"a")
+    (repo.root / "inputs/old_only").unlink()
+    d = repo.diff()
+    assert [(e["path"], e["old"] is None, e["new"] is None) for e in d] == [
+        ("inputs/added", True, False), ("inputs/old_only", False, True),
+        ("inputs/sales", False, False)]
+    assert [e["path"] for e in repo.diff("inputs/sales")] == ["inputs/sales"]
+
+
+def test_reset_puts_datasets_back_to_the_deployed_version(repo):
+    repo.checkout("forecast@0.1.0")
+    deployed = repo.workspaces.root("main")
+    repo.set("inputs/sales", b"x")
+    repo.set("inputs/horizon", b"99")
+    repo.reset("inputs/sales")
+    assert repo.get("inputs/sales")[1] == V1["inputs/sales"]
+    assert repo.get("inputs/horizon")[1] == b"99"
+    repo.set("inputs/added", b"a")
+    (repo.root / "inputs/old_only").unlink()
+    assert repo.reset()["root"] == deployed
+    assert files(repo) == expected(V1)
+    assert repo.status()["modified"] == []
+
+
+def test_workspaces_switch_rewrites_the_working_copy(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.checkout("forecast@0.2.0", ws="dev")
+    assert repo.current == "dev" and files(repo) == expected(V2)
+    repo.switch("main")
+    assert repo.current == "main" and files(repo) == expected(V1)
+    (repo.root / "inputs/sales").write_bytes(b"uncommitted")
+    with pytest.raises(UsageError):
+        repo.switch("dev")
+    assert repo.switch("dev", force=True)["workspace"] == "dev"
+    assert files(repo) == expected(V2)
+
+
+def test_switch_removes_files_a_set_added_even_if_not_yet_synced(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.workspaces.create("empty")
+    repo.set("inputs/only_here", b"x")
+    repo.r.index.execute("DELETE FROM meta WHERE key='wc_root'")  # as after a kill mid-set
+    repo.switch("empty")
+    assert files(repo) == {}
+
+
+def test_an_interrupted_checkout_is_completed_by_the_next_command(repo):
+    repo.checkout("forecast@0.1.0")
+    settle(repo)
+    repo.status()
+    real = repo.wc.sync
+    repo.wc.sync = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):  # killed after the deploy, before any file
+        repo.checkout("forecast@0.2.0")
+    repo.wc.sync = real
+    assert repo.workspaces.package("main")["version"] == "0.2.0"
+    st = Repo.open(str(repo.root)).status()
+    assert st["modified"] == st["added"] == st["deleted"] == []
+    assert files(repo) == expected(V2)
+
+
+def test_workspace_export_writes_a_bundle_of_the_current_datasets_and_installs_nothing(repo, tmp_path):
+    repo.checkout("forecast@0.1.0")
+    repo.set("inputs/horizon", b"3")
+    before = packages.list_packages(repo.r)
+    res = repo.export_workspace("main", str(tmp_path / "ws.zip"))
+    assert res["version"].startswith("0.1.0-") and packages.list_packages(repo.r) == before
+    assert "e3package.json" in zipfile.ZipFile(tmp_path / "ws.zip").namelist()
+    other = Repo.init(tmp_path / "other")
+    added = packages.add(other.r, str(tmp_path / "ws.zip"))
+    other.checkout(f"forecast@{added['version']}")
+    assert other.get("inputs/horizon")[1] == b"3"
+    again = repo.export_workspace("main", str(tmp_path / "ws2.zip"))
+    assert (tmp_path / "ws.zip").read_bytes() == (tmp_path / "ws2.zip").read_bytes()
+    assert again["hash"] == res["hash"]
+
+
+def test_gc_uses_the_configured_min_age(repo):
+    (repo.root / "e3.toml").write_text("[gc]\nmin_age = 100000\n")
+    h = repo.r.objects.write(b"orphan")
+    t = time.time() - 1000
+    os.utime(repo.r.objects.path(h), (t, t))
+    assert Repo.open(str(repo.root)).gc()["deleted"] == 0
+    assert repo.gc(min_age=10)["deleted"] == 1
+
+
+def test_fsck_through_the_facade(repo):
+    repo.checkout("forecast@0.1.0")
+    assert repo.fsck()["ok"] is True
