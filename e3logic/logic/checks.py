@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
-
 from e3logic.logic.errors import (ArityError, StratificationError, UnknownPredicateError,
                                   UnsafeVariableError)
 from e3logic.logic.syntax import (Anon, Atom, BinOp, Comparison, Negation, Query, Rule, Var,
@@ -103,8 +101,10 @@ def check_safety(st) -> None:
                     need(v, "a comparison")
 
 
-def dependency_graph(rules) -> nx.DiGraph:
+def dependency_graph(rules):
     """Edges body predicate → head predicate, attribute `negative` if any use is negated."""
+    import networkx as nx  # imported on first use: it is slow to import
+
     g = nx.DiGraph()
     for r in rules:
         g.add_node(r.head.pred)
@@ -124,6 +124,8 @@ def dependency_graph(rules) -> nx.DiGraph:
 
 def check_stratified(rules) -> None:
     """No predicate may depend negatively on itself through recursion."""
+    import networkx as nx
+
     rules = [r for r in rules if r.body]
     g = dependency_graph(rules)
     comp = {}
@@ -154,6 +156,8 @@ def check_query_known(q: Query, known) -> None:
 def strata(rules_by_head: dict[str, list]) -> list[list[str]]:
     """Predicates with rules, grouped in strongly connected sets, in evaluation order
     (dependencies first; ties broken by name). `rules_by_head`: pred → IR rules."""
+    import networkx as nx
+
     g = nx.DiGraph()
     for head, rules in rules_by_head.items():
         g.add_node(head)

@@ -299,29 +299,33 @@ class _Build(Transformer):
         return list(statements)
 
 
+_STARTS = ["program", "query_only"]
+
+
 @lru_cache(maxsize=None)
-def _parser(start: str) -> Lark:
-    return Lark(GRAMMAR, start=start, parser="lalr", maybe_placeholders=True,
-                lexer="contextual")
+def _parser() -> Lark:
+    """A plain parser, used to name terminals in error messages."""
+    return Lark(GRAMMAR, start=_STARTS, parser="lalr", maybe_placeholders=True,
+                lexer="contextual", cache=True)
 
 
 _PARSE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=None)
-def _building_parser(start: str) -> tuple[Lark, _Build]:
+def _building_parser() -> tuple[Lark, _Build]:
     """A parser that calls the builder at each reduction (LALR only): no tree to walk."""
     builder = _Build()
-    return Lark(GRAMMAR, start=start, parser="lalr", maybe_placeholders=True,
-                lexer="contextual", transformer=builder), builder
+    return Lark(GRAMMAR, start=_STARTS, parser="lalr", maybe_placeholders=True,
+                lexer="contextual", transformer=builder, cache=True), builder
 
 
 def _parse(start: str, text: str, source: str):
-    parser, builder = _building_parser(start)
+    parser, builder = _building_parser()
     with _PARSE_LOCK:
         builder.source = source
         try:
-            return parser.parse(text)
+            return parser.parse(text, start=start)
         except UnexpectedInput as e:
             raise _syntax_error(e, source) from None
         except VisitError as e:  # an error raised by the builder
@@ -362,7 +366,7 @@ def _names(expected) -> str:
             names.add(_TOKEN_NAMES[t])
             continue
         try:
-            names.add(repr(_parser("program").get_terminal(t).pattern.value))
+            names.add(repr(_parser().get_terminal(t).pattern.value))
         except KeyError:
             names.add(t.lower())
     names = sorted(names)
