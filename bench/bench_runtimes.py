@@ -8,7 +8,8 @@ Measures, for a trivial task (read one small JSON input, write it back):
   same command started directly with `subprocess.run` (the floor: fork + exec + wait).
 
 Usage: python bench/bench_runtimes.py [--tasks N] [--workers W] [--quick] [--json]
-Figures are wall-clock per task (median of `--repeat` rounds); no figures are asserted anywhere.
+Figures are per task: wall clock (best and median of `--repeat` rounds) and the CPU time the
+engine process itself spent (robust to a busy machine); no figures are asserted anywhere.
 """
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ def per_task(seconds: float, n: int) -> float:
     return seconds / n * 1000.0  # ms
 
 
+class Timer:
+    """Wall time and this (engine) process's CPU time of a block."""
+
+    def __enter__(self):
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w
+        self.cpu = time.process_time() - self.c
+
+
 async def bench_pool(tmp: Path, n: int, workers: int, concurrent: bool) -> float:
     inp = InputRef(str(tmp / "in.json"), "json", "inputs/x")
     async with Runtimes(workers, tmp / "cache") as rt:
@@ -49,16 +62,16 @@ async def bench_pool(tmp: Path, n: int, workers: int, concurrent: bool) -> float
                           modules=lambda: MODULES, inputs=(inp,),
                           output=str(tmp / "out" / f"p{i}"), log_path=str(tmp / "logs" / f"p{i}"))
                  for i in range(n)]
-        t = time.perf_counter()
-        if concurrent:
-            async with anyio.create_task_group() as tg:
+        with Timer() as t:
+            if concurrent:
+                async with anyio.create_task_group() as tg:
+                    for s in specs:
+                        tg.start_soon(rt.run, s)
+            else:
                 for s in specs:
-                    tg.start_soon(rt.run, s)
-        else:
-            for s in specs:
-                res = await rt.run(s)
-                assert res.ok, res
-        return time.perf_counter() - t
+                    res = await rt.run(s)
+                    assert res.ok, res
+        return t
 
 
 async def bench_inline(tmp: Path, n: int) -> float:
@@ -66,45 +79,45 @@ async def bench_inline(tmp: Path, n: int) -> float:
     async with Runtimes(1, tmp / "cache") as rt:
         await rt.run(TaskSpec("inline", entry="steps:same", modules_hash="bench",
                               modules=lambda: MODULES, inputs=(inp,), output=str(tmp / "o")))
-        t = time.perf_counter()
-        for i in range(n):
+        with Timer() as t:
+          for i in range(n):
             res = await rt.run(TaskSpec("inline", entry="steps:same", modules_hash="bench",
                                         modules=lambda: MODULES, inputs=(inp,),
                                         output=str(tmp / "out" / f"i{i}"),
                                         log_path=str(tmp / "logs" / f"i{i}")))
             assert res.ok, res
-        return time.perf_counter() - t
+        return t
 
 
 def bench_fresh_python(tmp: Path, n: int) -> float:
     code = ("import json,sys; v=json.load(open(sys.argv[1])); "
             "open(sys.argv[2],'w').write(json.dumps(v, sort_keys=True, separators=(',',':')))")
-    t = time.perf_counter()
-    for i in range(n):
-        subprocess.run([sys.executable, "-c", code, str(tmp / "in.json"),
-                        str(tmp / "out" / f"f{i}")], check=True)
-    return time.perf_counter() - t
+    with Timer() as t:
+        for i in range(n):
+            subprocess.run([sys.executable, "-c", code, str(tmp / "in.json"),
+                            str(tmp / "out" / f"f{i}")], check=True)
+    return t
 
 
 async def bench_shell(tmp: Path, n: int) -> float:
     inp = InputRef(str(tmp / "in.json"), "raw", "inputs/x")
     async with Runtimes(1, tmp / "cache") as rt:
-        t = time.perf_counter()
-        for i in range(n):
+        with Timer() as t:
+          for i in range(n):
             res = await rt.run(TaskSpec("shell", argv=("sh", "-c", "cat {inputs} > {output}"),
                                         inputs=(inp,), output=str(tmp / "out" / f"s{i}"),
                                         log_path=str(tmp / "logs" / f"s{i}")))
             assert res.ok, res
-        return time.perf_counter() - t
+        return t
 
 
 def bench_shell_direct(tmp: Path, n: int) -> float:
-    t = time.perf_counter()
-    for i in range(n):
-        with open(tmp / "logs" / f"d{i}", "ab") as log:
-            subprocess.run(["sh", "-c", f"cat {tmp / 'in.json'} > {tmp / 'out' / f'd{i}'}"],
-                           stdout=log, stderr=subprocess.STDOUT, check=True)
-    return time.perf_counter() - t
+    with Timer() as t:
+        for i in range(n):
+            with open(tmp / "logs" / f"d{i}", "ab") as log:
+                subprocess.run(["sh", "-c", f"cat {tmp / 'in.json'} > {tmp / 'out' / f'd{i}'}"],
+                               stdout=log, stderr=subprocess.STDOUT, check=True)
+    return t
 
 
 def main(argv=None) -> int:
@@ -118,33 +131,41 @@ def main(argv=None) -> int:
     n, reps = (20, 1) if args.quick else (args.tasks, args.repeat)
     fresh_n = min(n, 100)
 
-    rows: dict[str, list[float]] = {}
+    rows: dict[str, list] = {}
     for _ in range(reps):
         with tempfile.TemporaryDirectory(prefix="e3-bench-rt-") as d:
             tmp = Path(d)
             (tmp / "out").mkdir()
             (tmp / "logs").mkdir()
             (tmp / "in.json").write_text(json.dumps({"a": 1, "b": [1, 2, 3]}))
-            m = rows.setdefault
-            m("python via pool, sequential (1 worker)", []).append(
-                per_task(anyio.run(bench_pool, tmp, n, 1, False), n))
-            m(f"python via pool, {n} tasks over {args.workers} workers", []).append(
-                per_task(anyio.run(bench_pool, tmp, n, args.workers, True), n))
-            m("python, fresh `python -c` per task", []).append(
-                per_task(bench_fresh_python(tmp, fresh_n), fresh_n))
-            m("inline (engine process, thread)", []).append(per_task(anyio.run(bench_inline, tmp, n), n))
-            m("shell via Runtimes (`sh -c cat`)", []).append(per_task(anyio.run(bench_shell, tmp, n), n))
-            m("shell, direct subprocess.run (floor)", []).append(
-                per_task(bench_shell_direct(tmp, n), n))
-    result = {name: round(statistics.median(v), 3) for name, v in rows.items()}
+
+            def add(name, timer, count):
+                rows.setdefault(name, []).append((per_task(timer.wall, count),
+                                                  per_task(timer.cpu, count)))
+
+            add("python via pool, sequential (1 worker)", anyio.run(bench_pool, tmp, n, 1, False), n)
+            add(f"python via pool, {n} tasks over {args.workers} workers",
+                anyio.run(bench_pool, tmp, n, args.workers, True), n)
+            add("python, fresh `python -c` per task", bench_fresh_python(tmp, fresh_n), fresh_n)
+            add("inline (engine process, thread)", anyio.run(bench_inline, tmp, n), n)
+            add("shell via Runtimes (`sh -c cat`)", anyio.run(bench_shell, tmp, n), n)
+            add("shell, direct subprocess.run (floor)", bench_shell_direct(tmp, n), n)
+    result = {name: {"wall_ms_best": round(min(w for w, _ in v), 3),
+                     "wall_ms_median": round(statistics.median(w for w, _ in v), 3),
+                     "engine_cpu_ms_median": round(statistics.median(c for _, c in v), 3)}
+              for name, v in rows.items()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if args.json:
-        print(json.dumps({"tasks": n, "workers": args.workers, "ms_per_task": result,
-                          "python": platform.python_version(), "cpus": os.cpu_count()}, indent=1))
+        print(json.dumps({"tasks": n, "workers": args.workers, "per_task": result,
+                          "python": platform.python_version(), "cpus": os.cpu_count(),
+                          "loadavg_1m": load}, indent=1))
     else:
-        print(f"# per-task wall time, ms (median of {reps}); {n} tasks; "
-              f"python {platform.python_version()}, {os.cpu_count()} CPUs")
+        print(f"# per task, ms; {n} tasks x {reps} rounds; python {platform.python_version()}, "
+              f"{os.cpu_count()} CPUs, load average {load:.2f} at the end")
+        print(f"{'wall best':>10} {'wall med':>10} {'engine cpu':>11}  workload")
         for name, v in result.items():
-            print(f"{v:9.3f}  {name}")
+            print(f"{v['wall_ms_best']:10.3f} {v['wall_ms_median']:10.3f} "
+                  f"{v['engine_cpu_ms_median']:11.3f}  {name}")
     return 0
 
 
