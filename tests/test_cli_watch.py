@@ -12,6 +12,7 @@ import queue
 import shutil
 import signal
 import threading
+import time
 
 import pytest
 
@@ -175,6 +176,19 @@ def test_ctrl_c_stops_watch_in_the_middle_of_a_run_with_exit_130_and_no_task_lef
     assert second["history"][-1]["state"] == "cxl"
     fsck = run_e3("--json", "fsck", cwd=project)
     assert fsck.code == 0 and fsck.json["ok"]
+
+
+def test_ctrl_c_again_and_again_while_watch_stops_still_exits_130(project, watch):
+    clear_marks(project)
+    set_inputs(project, second=30)
+    w = watch()
+    wait_until(lambda: started(project, "second"))
+    while w.proc.poll() is None:             # one lands in every phase of the stopping
+        w.proc.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    assert w.proc.wait(30) == 130
+    assert wait_gone(w.token) == []
+    assert run_e3("--json", "fsck", cwd=project).json["ok"]
 
 
 def test_sigterm_stops_an_idle_watch_with_exit_130(project, watch):

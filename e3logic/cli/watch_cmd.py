@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
@@ -62,13 +63,21 @@ def watch(opts, pattern, debounce_ms, abort_on_change, jobs, executor):
         click.echo(f"e3 watch: {msg}", err=True)
 
     restore = install_sigterm_as_sigint()
+    rc = EXIT_CANCELLED
     try:
         w = Watcher(api, pattern=pattern, debounce_ms=debounce_ms,
                     abort_on_change=abort_on_change, cap=jobs, executor=executor, emit=emit,
                     note=note)
         rc = w.loop()
+    except KeyboardInterrupt:
+        rc = EXIT_CANCELLED
     finally:
-        restore()
+        if rc == EXIT_CANCELLED:
+            # stopping: a further Ctrl-C must not turn exit 130 into death by SIGINT
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:
+            restore()
     if rc == EXIT_CANCELLED:
         click.echo("e3: cancelled", err=True)
     return rc
