@@ -421,3 +421,28 @@ def test_child_processes_a_task_leaves_running_are_killed_with_its_worker(rt, tm
     assert wait_until(lambda: not live_with_arg(m))
     assert res.pgid not in rt.live_groups()
     assert run(rt, py(tmp_path, "tasks:pid")).ok and rt.pool.spawned == 2
+
+
+def test_cancel_by_pgid_stops_a_python_task_with_a_cxl_result(rt, tmp_path):
+    import threading
+    m = marker()
+    spec = py(tmp_path, "tasks:sleep_with_child", [json_input(tmp_path, "s", m)])
+
+    def started(pgid):
+        threading.Thread(target=lambda: wait_until(lambda: live_with_arg(m)) and
+                         rt.cancel(pgid, "await timed out")).start()
+
+    res = run(rt, spec, on_start=started)
+    assert (res.status, res.reason) == ("cxl", "await timed out")
+    assert not live_with_arg(m) and not procs.group_members(res.pgid)
+    assert run(rt, py(tmp_path, "tasks:pid")).ok and rt.pool.spawned == 2
+
+
+def test_an_unwritable_module_cache_is_a_failure_not_an_exception(tmp_path):
+    (tmp_path / "ro").write_text("a file where the cache directory should be")
+    rt = Runtimes(1, tmp_path / "ro")
+    try:
+        res = run(rt, py(tmp_path, "tasks:pid"))
+    finally:
+        anyio.run(rt.aclose)
+    assert res.status == "fail" and res.reason.startswith("cannot materialize modules tasks-v1")

@@ -385,8 +385,12 @@ class Runtimes:
         if self._mod_lock is None:
             self._mod_lock = anyio.Lock()
         async with self._mod_lock:
-            path = await anyio.to_thread.run_sync(materialize, self.cache_dir, spec.modules_hash,
-                                                  spec.modules)
+            try:
+                path = await anyio.to_thread.run_sync(materialize, self.cache_dir,
+                                                      spec.modules_hash, spec.modules)
+            except OSError as e:
+                raise TaskError(f"cannot materialize modules {spec.modules_hash[:12]} in "
+                                f"{self.cache_dir}: {e.strerror or e}") from e
         self._materialized.add(spec.modules_hash)
         return path
 
