@@ -8,8 +8,9 @@ process left (read from /proc by an environment token), and the next run's cache
 (everything committed before the signal is `cached`, every output right).
 
 Moments: *before the first commit* (every started task still sleeping), *between commits*
-(`first` committed, `second` sleeping) and *during a commit* (`big` just wrote 64 MB, whose
-hashing, adoption and working-copy copy make a commit that lasts a while).
+(`first` committed, `second` sleeping) and *during a commit* (the signal follows the
+adoption of `big`'s 64 MB output into the object store, before its root update and
+working-copy copy).
 Waits are hang guards, not timing assertions.
 """
 from __future__ import annotations
@@ -22,8 +23,10 @@ import time
 
 import pytest
 
+from e3logic.core.hashing import hash_bytes
+from e3logic.repo.repository import Repository
 from tests.helpers import run_e3
-from tests.naps import (NAMES, clear_marks, committed, done, expected_outputs, kill_token_procs,
+from tests.naps import (NAMES, clear_marks, committed, expected_outputs, kill_token_procs,
                         new_token, project_from_template, set_inputs, start_e3, started,
                         token_env, token_procs, wait_gone, wait_until)
 
@@ -98,9 +101,12 @@ def between_commits(p: Proj):
 
 
 def during_a_commit(p: Proj):
+    """Signal once `big`'s output object is in the store (adopted: the commit has begun) —
+    its root update and the 64 MB working-copy copy are still to come."""
+    obj = Repository(p.path).objects.path(hash_bytes(expected_outputs(size=BIG)["big"]))
     set_inputs(p.path, second=30, size=BIG)
     proc = p.go_bg()
-    wait_until(lambda: done(p.path, "big"), step=0.002)  # its output is written: commit next
+    wait_until(lambda: obj.exists(), step=0.001)
     return proc
 
 
