@@ -165,3 +165,12 @@ def test_index_build_on_composite_keys_and_existence():
     idx = fast.build_index(rel, (0, 2), (1,))
     assert sorted(idx[("a", "x")]) == [1]
     assert fast.build_index(rel, (0,), ()) == {"a", "b"}
+
+
+def test_a_query_constant_is_not_pushed_into_a_relation_that_has_facts_of_its_own():
+    text = TC_LEFT + 'path("x", "a").'
+    res = Program.parse(text).query('?- path("x", Y).', {"edge": CYCLE}, engine="fast")
+    assert res.rows == [("a",), ("b",), ("c",), ("d",)]
+    res = Program.parse(TC_LEFT).query('?- path("x", Y).', {"edge": CYCLE,
+                                                           "path": {("x", "c")}}, engine="fast")
+    assert res.rows == [("a",), ("b",), ("c",), ("d",)]

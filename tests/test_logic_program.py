@@ -154,3 +154,9 @@ def test_trusted_facts_skip_value_checks_but_give_the_same_answers():
     program = Program.parse(TC)
     assert program.evaluate({"edge": EDGES}, trusted=True, engine="fast") == \
         program.evaluate({"edge": EDGES}, engine="fast")
+
+
+def test_extend_keeps_the_doc_comments_of_both_programs():
+    a = Program.parse("// p: first.\np(X) :- q(X).")
+    b = Program.parse("// r: second.\nr(X) :- p(X).")
+    assert a.extend(b).docs == {"p": "p: first.", "r": "r: second."}

@@ -3,6 +3,7 @@ base for repeated evaluations and queries with a small extra input."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,7 @@ class Program:
 
     def extend(self, other: "Program") -> "Program":
         """A new program with the statements of both (checked together)."""
-        return Program(self.statements + other.statements,
+        return Program(self.statements + other.statements, docs={**other.docs, **self.docs},
                        comment_lines={**self._comment_lines, **other._comment_lines})
 
     def _docs(self) -> dict[str, str]:
@@ -379,8 +380,10 @@ class FastPlan:
                     if isinstance(lit, IAtom):
                         users.setdefault(lit.pred, set()).add(head)
         self.users = users
+        # self-recursive relations without facts of their own: candidates for specialisation
         self.recursive = {p for p, rules in self.rules.items()
                           if len(self.strata[self.stratum_of[p]]) == 1
+                          and p not in keep and p not in program.facts
                           and any(a.pred == p for r in rules for a in r.positives())}
 
     def compiled(self, i: int):
@@ -533,6 +536,7 @@ class PreparedFast(Prepared):
     def __init__(self, program: Program, given: dict[str, set]):
         super().__init__(program, given)
         self.base = fast.Layer(dict(given))
+        self._lock = threading.RLock()  # the cached base is shared by callers
 
     def _run(self, extra: dict[str, set], targets: Iterable[str], plan: FastPlan) -> fast.View:
         overlay = fast.Layer({k: (self.base.given[k] | v if k in self.base.given else v)
@@ -552,6 +556,10 @@ class PreparedFast(Prepared):
         return self.program.fast_plan(frozenset(self.given) | frozenset(extra))
 
     def evaluate(self, extra=None, only=None):
+        with self._lock:
+            return self._evaluate(extra, only)
+
+    def _evaluate(self, extra, only):
         extra = self.program._given(extra, text_facts=False)
         want = _check_only(only, self.names(extra))
         plan = self._plan(extra)
@@ -564,16 +572,18 @@ class PreparedFast(Prepared):
         return out
 
     def rows(self, q, extra=None):
-        columns, view, pred = self._answer(q, extra)
-        return columns, (view.rel(pred) if view is not None else [])
+        with self._lock:
+            columns, view, pred = self._answer(q, extra)
+            return columns, (view.rel(pred) if view is not None else [])
 
     def column(self, q, extra=None) -> list:
-        columns, view, pred = self._answer(q, extra)
-        if view is None:
-            return []
-        if len(columns) == 1:
-            return sorted_values(view.values(pred))
-        return sorted_values([r[0] for r in view.rel(pred)])
+        with self._lock:
+            columns, view, pred = self._answer(q, extra)
+            if view is None:
+                return []
+            if len(columns) == 1:
+                return sorted_values(view.values(pred))
+            return sorted_values([r[0] for r in view.rel(pred)])
 
     def _answer(self, q, extra):
         """(columns, view, relation holding the answer); view None for no answer."""
