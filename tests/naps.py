@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,8 @@ import time
 import uuid
 from pathlib import Path
 
+from e3logic.core.hashing import hash_bytes
+from e3logic.repo.repository import Repository
 from tests.helpers import ROOT, e3_env, run_e3
 
 NAP = r"""set -e
@@ -233,6 +236,94 @@ def clear_marks(project: Path) -> None:
 def committed(project: Path, name: str) -> bool:
     """The dataflow's output is in the working copy (published at its commit)."""
     return (project / "outputs" / name / "o").exists()
+
+
+# -- a project under test, and the moments of a run ---------------------------------------------
+BIG = 64 * 1024 * 1024   # `big`'s output at the during-a-commit moment
+FINAL = ("ok", "fail", "cxl")
+
+
+class Proj:
+    def __init__(self, path, token):
+        self.path, self.token = path, token
+
+    def e3(self, *args, **kw):
+        return run_e3(*args, cwd=self.path, env={"E3TEST_TOKEN": self.token}, **kw)
+
+    def go_bg(self, *args):
+        return start_e3("--json", "go", "-j", "4", *args, cwd=self.path,
+                        env=token_env(self.token))
+
+    def runs(self) -> dict:
+        """run id -> status, read from index.db (read-only)."""
+        db = sqlite3.connect(f"file:{self.path / '.e3' / 'index.db'}?mode=ro", uri=True)
+        try:
+            return dict(db.execute("SELECT run, status FROM runs ORDER BY seq"))
+        finally:
+            db.close()
+
+    def latest_run(self) -> str:
+        return list(self.runs())[-1]
+
+    def outputs_in_root(self) -> set:
+        ls = self.e3("--json", "ls", "outputs")
+        if ls.code != 0:  # nothing under outputs/ yet
+            return set()
+        return {e["path"].split("/")[1] for e in ls.json}
+
+    def check_fsck(self):
+        r = self.e3("--json", "fsck")
+        assert r.code == 0 and r.json["ok"], r
+
+    def histories(self, run_id) -> dict:
+        r = self.e3("--json", "episodes", "--run", run_id)
+        assert r.code == 0, r
+        return {e["dataflow"]: [h["state"] for h in e["history"]] for e in r.json}
+
+
+# -- moments ---------------------------------------------------------------------------------
+def before_first_commit(p: Proj):
+    set_inputs(p.path, first=30, side=30)
+    proc = p.go_bg()
+    wait_until(lambda: started(p.path, "first") and started(p.path, "side"))
+    return proc
+
+
+def between_commits(p: Proj):
+    set_inputs(p.path, second=30)
+    proc = p.go_bg()
+    wait_until(lambda: started(p.path, "second") and committed(p.path, "first"))
+    return proc
+
+
+def during_a_commit(p: Proj):
+    """Signal once `big`'s output object is in the store (adopted: the commit has begun) —
+    its root update and the 64 MB working-copy copy are still to come."""
+    obj = Repository(p.path).objects.path(hash_bytes(expected_outputs(size=BIG)["big"]))
+    set_inputs(p.path, second=30, size=BIG)
+    proc = p.go_bg()
+    wait_until(lambda: obj.exists(), step=0.001)
+    return proc
+
+
+MOMENTS = {"before-first-commit": before_first_commit, "between-commits": between_commits,
+           "during-a-commit": during_a_commit}
+RESET = dict(first=0, second=0, side=0)  # durations back to 0 for the next run
+
+
+def next_run_reuses_what_was_committed(p: Proj, committed_before: set, size: int):
+    set_inputs(p.path, **RESET)
+    r = p.e3("--json", "go", "-j", "4")
+    assert r.code == 0, r
+    res = r.json
+    assert res["status"] == "ok"
+    assert sorted(res["executed"] + res["cached"]) == NAMES
+    # durations changed only for tasks that were still sleeping: what committed is a hit
+    assert committed_before <= set(res["cached"]), (committed_before, res)
+    want = expected_outputs(size=size)
+    for n in NAMES:
+        assert (p.path / "outputs" / n / "o").read_bytes() == want[n], n
+    return res
 
 
 __all__ = [n for n in dir() if not n.startswith("_")] + ["ROOT"]
