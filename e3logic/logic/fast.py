@@ -263,8 +263,14 @@ class _RuleEmitter:
         return results[0], True
 
     def loop(self, targets: list[str], checks: list[str], src: str, unary: bool = False):
-        self.emit(f"for {targets[0] if unary else _tup(targets)} in {src}:")
-        self.ind += 1
+        target = targets[0] if unary else _tup(targets)
+        if src.startswith("=") and not (unary and target == "_"):
+            # the one tuple popped from a worklist with a single rule variant: unpack it;
+            # a `continue` then moves on to the next tuple
+            self.emit(f"{target} {src}")
+        else:
+            self.emit(f"for {target} in {src.lstrip('= ')}:")
+            self.ind += 1
         if checks:
             self.emit(f"if {' or '.join(checks)}: continue")
 
@@ -287,13 +293,13 @@ class _RuleEmitter:
     def positive(self, atom: IAtom):
         args = atom.args
         key_pos = tuple(i for i, a in enumerate(args) if self.is_bound(a))
-        rel = self.g.rel(atom.pred, len(args))
         if len(key_pos) == len(args):
             vals = [self.value(a) for a in args]
+            rel = self.g.rel(atom.pred, len(args))
             self.emit(f"if {vals[0] if len(args) == 1 else _tup(vals)} not in {rel}: continue")
             return
         if not key_pos:
-            self.scan(atom, rel)
+            self.scan(atom, self.g.rel(atom.pred, len(args)))
             return
         keyexpr = _key([self.value(args[i]) for i in key_pos])
         out_pos = tuple(i for i, a in enumerate(args) if a is not None and i not in key_pos)
@@ -322,12 +328,12 @@ class _RuleEmitter:
     def negative(self, atom: IAtom):
         args = atom.args
         pos = tuple(i for i, a in enumerate(args) if a is not None)
-        rel = self.g.rel(atom.pred, len(args))
         if len(pos) == len(args):
             vals = [self.value(a) for a in args]
+            rel = self.g.rel(atom.pred, len(args))
             self.emit(f"if {vals[0] if len(args) == 1 else _tup(vals)} in {rel}: continue")
         elif not pos:
-            self.emit(f"if {rel}: continue")
+            self.emit(f"if {self.g.rel(atom.pred, len(args))}: continue")
         else:
             ks = self.g.index(atom.pred, pos, ())
             self.emit(f"if {_key([self.value(args[i]) for i in pos])} in {ks}: continue")
@@ -412,16 +418,21 @@ def compile_stratum(preds: list[str], rules: list[IRule]):
         i = idx_of[r.head]
         _RuleEmitter(g, body, 0).rule(r, None, None, sink0, f"F{i}", f"S{i}", None)
     if recursive and not level:
-        body.append(f"while {' or '.join(f'S{i}' for i in range(n))}:")
+        outer = n > 1
+        if outer:
+            body.append(f"while {' or '.join(f'S{i}' for i in range(n))}:")
         for j, p in enumerate(preds):
             variants = [(r, a) for r in recursive for a in r.positives() if a.pred == p]
             if not variants:
                 continue
-            body.append(f"    while S{j}:")
-            body.append(f"        d = S{j}.pop()")
+            body.append("    " * outer + f"while S{j}:")
+            src = f"= S{j}.pop()" if len(variants) == 1 else "(d,)"
+            if len(variants) > 1:
+                body.append("    " * outer + f"    d = S{j}.pop()")
             for r, a in variants:
                 i = idx_of[r.head]
-                _RuleEmitter(g, body, 2).rule(r, a, "(d,)", "work", f"F{i}", f"S{i}", None)
+                _RuleEmitter(g, body, 1 + outer).rule(r, a, src, "work", f"F{i}", f"S{i}",
+                                                       None)
     elif level:
         for i in range(n):
             body.append(f"D{i} = set(F{i})")
