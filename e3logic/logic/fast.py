@@ -17,6 +17,7 @@ names are passed to the generated code in a table, so same-shaped queries share 
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 from operator import itemgetter
 
 from e3logic.logic.ir import BOT, IAtom, ICmp, IEq, IRule, arith, schedule
@@ -395,8 +396,15 @@ class _RuleEmitter:
 
 
 def compile_stratum(preds: list[str], rules: list[IRule]):
-    """Compile one stratum; returns (function, constants). The function takes
-    (view, K, BOT, _ar, ONE) and returns the full relations of `preds` in order."""
+    """Compile one stratum; returns (function, constants, unary flags, source). The function
+    takes (view, K, BOT, _ar, ONE, _bi, _ia) and returns the relations of `preds` in order
+    (unary ones as sets of values)."""
+    return _compile_cached(tuple(preds), tuple(rules))
+
+
+@lru_cache(maxsize=512)
+def _compile_cached(preds: tuple, rules: tuple):
+    preds, rules = list(preds), list(rules)
     scc = set(preds)
     recursive = [r for r in rules if any(a.pred in scc for a in r.positives())]
     base = [r for r in rules if r not in recursive]

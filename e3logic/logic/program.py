@@ -601,7 +601,9 @@ class PreparedFast(Prepared):
         view = self._run(extra, used, plan)
         layer = fast.Layer()
         qview = fast.View(layer, *view.layers)
-        for preds in checks.strata(by_head):
+        # specialised relations depend only on themselves and the program; the query last
+        order = [[p] for p in sorted(by_head) if p != QUERY_PRED] + [[QUERY_PRED]]
+        for preds in order:
             if preds == [QUERY_PRED] and _is_projection(by_head[QUERY_PRED]):
                 return q.variables, qview, by_head[QUERY_PRED][0].body[0].pred
             rs = [r for p in preds for r in by_head[p]]
