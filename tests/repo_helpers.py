@@ -94,6 +94,23 @@ def kill_after(proc: subprocess.Popen, delay: float) -> int:
     return proc.returncode
 
 
+def kill_when(proc: subprocess.Popen, condition, timeout: float = 60.0) -> int:
+    """SIGKILL `proc` as soon as `condition()` holds (polled every few ms) unless it finished
+    first; returns its exit code (-9 when the kill landed)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            hit = condition()
+        except OSError:
+            hit = False
+        if hit:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    proc.communicate()
+    return proc.returncode
+
+
 def timed_run(*args, cwd, env=None) -> float:
     """Seconds one uninterrupted run of `e3 args` takes (to place kill delays)."""
     t = time.monotonic()
@@ -103,4 +120,4 @@ def timed_run(*args, cwd, env=None) -> float:
 
 
 __all__ = ["ROOT", "dataset_bytes", "make_package", "write_package_dir", "e3_cmd", "spawn_e3",
-           "kill_after", "timed_run"]
+           "kill_after", "kill_when", "timed_run"]
