@@ -306,6 +306,39 @@ def during_a_commit(p: Proj):
     return proc
 
 
+def after_the_last_root_update(p: Proj):
+    """Once the root holds `big`'s output, committed last (the others are done by then), and
+    before its 64 MB working-copy copy is complete."""
+    h = hash_bytes(expected_outputs(size=BIG)["big"])
+    repo = Repository(p.path)
+    from e3logic.repo.workspaces import Workspaces
+
+    ws = Workspaces(repo)
+
+    def big_in_root():
+        e = repo.trees.find(ws.root("main"), "outputs/big/o")
+        return e is not None and e["hash"] == h
+
+    set_inputs(p.path, big=0.3, size=BIG)
+    proc = p.go_bg()
+    wait_until(big_in_root, step=0.0005)
+    return proc
+
+
+def nothing_to_run_yet_outputs_are_right(p: Proj, size: int = BIG):
+    """A `go` with nothing to run still leaves outputs/ matching the root; status is clean."""
+    r = p.e3("--json", "go", "-j", "4")
+    assert r.code == 0 and r.json["status"] == "ok", r
+    assert r.json["executed"] == [], r.json
+    want = expected_outputs(size=size)
+    for n in NAMES:
+        f = p.path / "outputs" / n / "o"
+        assert f.exists() and f.read_bytes() == want[n], f"outputs/{n}/o is not the committed one"
+    st = p.e3("--json", "status").json
+    assert st["stale"] == [] and st["modified"] == []
+    p.check_fsck()
+
+
 MOMENTS = {"before-first-commit": before_first_commit, "between-commits": between_commits,
            "during-a-commit": during_a_commit}
 RESET = dict(first=0, second=0, side=0)  # durations back to 0 for the next run

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers import run_e3
-from tests.naps import (BIG, FINAL, MOMENTS, NAMES, Proj, clear_marks, expected_outputs,
+from tests.naps import (BIG, FINAL, MOMENTS, NAMES, Proj, after_the_last_root_update,
+                        clear_marks, expected_outputs, nothing_to_run_yet_outputs_are_right,
                         kill_token_procs, new_token, next_run_reuses_what_was_committed,
                         project_from_template, set_inputs, start_e3, started, token_env,
                         wait_gone, wait_until)
@@ -156,6 +157,14 @@ def test_interrupting_go(proj, sc):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_kill_9_after_the_last_root_update_then_a_go_with_nothing_to_run(proj):
+    proc = after_the_last_root_update(proj)
+    proc.kill()
+    proc.communicate(timeout=30)
+    nothing_to_run_yet_outputs_are_right(proj)
+    assert wait_gone(proj.token) == []
 
 
 # -- watch -------------------------------------------------------------------------------------
