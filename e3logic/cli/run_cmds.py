@@ -65,8 +65,10 @@ class Reporter:
 @click.option("--keep-going/--fail-fast", default=True,
               help="On failure, finish independent branches (default) or stop at once.")
 @click.option("--strict-batches", is_flag=True, help="Run the plan batch by batch.")
+@click.option("-w", "--workspace", help="Run in this workspace (default: the current one).")
 @pass_opts
-def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, strict_batches):
+def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, strict_batches,
+       workspace):
     """Run the dataflows (TARGETS: dataflow names or output paths; only what they need runs)."""
     from ..dataflow.go import Go
 
@@ -75,7 +77,7 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
     rep = None if dry_run else Reporter(to_stderr=opts.json)
     try:
         res = Go(api, targets, pattern, jobs, executor, force, dry_run, not keep_going,
-                 strict_batches, reporter=rep)()
+                 strict_batches, reporter=rep, workspace=workspace)()
     finally:
         if rep:
             rep.stop()

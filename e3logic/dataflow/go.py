@@ -118,7 +118,7 @@ class Go:
 
     def __init__(self, api, targets=(), pattern=None, cap=None, executor="threads",
                  force=False, dry_run=False, fail_fast=False, strict_batches=False,
-                 reporter=None):
+                 reporter=None, workspace=None):
         if executor not in EXECUTORS:
             raise UsageError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
         self.api = api
@@ -132,6 +132,7 @@ class Go:
         self.fail_fast = fail_fast
         self.strict_batches = strict_batches
         self.reporter = reporter
+        self.workspace = workspace
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -152,7 +153,7 @@ class Go:
     # -- running ---------------------------------------------------------------------------
     def __call__(self) -> dict:
         api = self.api
-        ws = api.ws()
+        ws = api.ws(self.workspace)
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             lock = api.workspaces.run_lock(ws).acquire("go " + " ".join(self.targets))
@@ -162,7 +163,8 @@ class Go:
             finally:
                 lock.release()
         finally:
-            signal.signal(signal.SIGTERM, old_term)
+            if not (getattr(self, "cancelled_reason", None) or "").startswith("interrupted"):
+                signal.signal(signal.SIGTERM, old_term)
 
     def _go(self, ws: str) -> dict:
         api = self.api
@@ -183,9 +185,11 @@ class Go:
             raise
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # bookkeeping finishes whole
         try:
-            return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
+            res = self._finish(ws, run_id, project, selected, outcome, results, root, policy)
         finally:
-            signal.signal(signal.SIGINT, old_int)
+            if not (getattr(self, "cancelled_reason", None) or "").startswith("interrupted"):
+                signal.signal(signal.SIGINT, old_int)
+        return res
 
     def _fast_noop(self, project, pred, root) -> bool:
         if pred.run:
@@ -267,6 +271,10 @@ class Go:
         except KeyboardInterrupt:
             runtimes.kill_all()
             raise
+        if st.cancel_reason and st.cancel_reason.startswith("interrupted"):
+            # cleaning up after a signal: further Ctrl-C / SIGTERM change nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.cancelled_reason = st.cancel_reason
         self.stale = st.stale
         return st.outcome, st.results, st.root
