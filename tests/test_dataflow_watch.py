@@ -293,6 +293,28 @@ def test_a_busy_workspace_is_retried_not_fatal(project):
     assert w.runs[-1].result["status"] == "ok"
 
 
+def test_a_bad_input_is_reported_and_the_edit_that_fixes_it_runs(project):
+    src = ManualSource()
+    notes = []
+    w = make_watcher(project, src, note=notes.append)
+    seed = project / "inputs" / "seed"
+
+    def steps():
+        wait_until(runs_done(w, 1))
+        seed.write_text('"seed-2')                   # a JSON dataset, broken
+        src.put([seed])
+        wait_until(lambda: any("not valid JSON" in n for n in notes))
+        seed.write_text('"seed-2"')
+        src.put([seed])
+        wait_until(runs_done(w, 2))
+
+    assert Driver(w, steps).loop() == 0
+    assert [r.error is not None for r in w.runs] == [False, True, False]
+    assert w.runs[-1].changed == ["inputs/seed"] and w.runs[-1].result["status"] == "ok"
+    assert (project / "outputs" / "third" / "o").read_bytes() == \
+        expected_outputs(seed="seed-2")["third"]
+
+
 def test_stop_ends_the_loop_with_exit_0_and_no_run_after_it(project):
     src = ManualSource()
     w = make_watcher(project, src, initial=False)
