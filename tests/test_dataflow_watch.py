@@ -319,7 +319,7 @@ def test_stop_ends_the_loop_with_exit_0_and_no_run_after_it(project):
     src = ManualSource()
     w = make_watcher(project, src, initial=False)
     assert Driver(w, lambda: None).loop() == 0
-    assert w.runs == []
+    assert list(w.runs) == []
 
 
 def test_a_filter_matching_nothing_is_a_usage_error_before_watching(project):

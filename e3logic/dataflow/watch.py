@@ -28,6 +28,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -266,7 +267,7 @@ class Watcher:
         self.sh = _Shared(debouncer=Debouncer(self.window, max_wait_s))
         self.stop_event = threading.Event()
         self.armed = threading.Event()  # set once the event source delivered anything
-        self.runs: list[WatchRun] = []
+        self.runs: deque[WatchRun] = deque(maxlen=1000)  # the latest runs, for tests
         self.stale: dict[str, None] = {}   # changed dataset paths not yet run to the end
         self._thread: threading.Thread | None = None
         self._cancel_repo = None
@@ -276,13 +277,13 @@ class Watcher:
     def _default_go(self, targets, pattern):
         from .go import Go
 
-        go = Go(self.api, targets, pattern, self.cap, self.executor, self.force)
-        return go
+        return Go(self.api, targets=targets, pattern=pattern, cap=self.cap,
+                  executor=self.executor, force=self.force)
 
     def _project(self):
         from .go import Go
 
-        return Go(self.api, (), self.pattern).prepare(self.api.ws())
+        return Go(self.api, pattern=self.pattern).prepare(self.api.ws())
 
     # -- the event thread -------------------------------------------------------------------
     def _events(self) -> None:
@@ -420,6 +421,8 @@ class Watcher:
             error, busy = str(e), True
         except E3Error as e:
             error = str(e)
+        except Exception as e:  # a bug: say it in one line and keep watching
+            error = f"internal error: {type(e).__name__}: {e}"
         finally:
             with sh.cond:
                 sh.busy = False
