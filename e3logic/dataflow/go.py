@@ -290,10 +290,20 @@ class Go:
             return None
         wc = api.wc
 
+        db = self.repo.index
+
+        def begin():
+            # marked pending before the root moves: a kill between the root update and the
+            # file writes is completed by the next command's recover()
+            db.set_meta("wc_target", "pending")
+
         def publish(root, items):
             for path, h in items:
                 wc.write_one(path, h)
-            self.repo.index.set_meta("wc_root", root)
+            db.set_meta("wc_root", root)
+            db.execute("DELETE FROM meta WHERE key='wc_target'")
+
+        publish.begin = begin
 
         return publish
 

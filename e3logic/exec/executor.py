@@ -278,6 +278,8 @@ class Executor:
             for r in records:
                 self.memo.record(conn, r)
             flush(conn, st.episodes)
+        if self.publish and published and hasattr(self.publish, "begin"):
+            self.publish.begin()
         if changes:
             st.root = self.workspaces.update_root(
                 self.ws, lambda old: self.repo.trees.set_many(old, changes))
