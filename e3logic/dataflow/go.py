@@ -250,6 +250,7 @@ class Go:
                       on_outcome=self.reporter.outcome if self.reporter else None,
                       batches=batch_of if self.strict_batches else None)
         runner.on_group = lambda ep, pgid, start: self._record_group(run_id, ep, pgid, start)
+        runner.executor = ex
 
         async def signals(scope):
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:

@@ -30,6 +30,19 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
             cwd=str(repo.root))
         started = clock()
+        if job.runtime == "inline" and not runtimes.inline_in_pool and run.executor is not None:
+            from .inline import drive
+            from .taskcode import TaskError
+
+            try:
+                fn, args = await runtimes.load_inline(spec)
+            except TaskError as e:
+                return Finished(job, key, "fail", tuple((p, h) for p, h, _ in ins),
+                                reason=e.reason, started=started, ended=clock())
+            status, fmt, reason = await drive(run.executor, job, ep, fn, args, out_file)
+            return Finished(job, key, status, tuple((p, h) for p, h, _ in ins),
+                            output_file=out_file if status == "ok" else None, output_format=fmt,
+                            reason=reason, started=started, ended=clock())
 
         def on_start(pgid):
             ep.pgid = pgid
@@ -46,4 +59,5 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
                         exit_code=res.exit_code, started=started, ended=ended)
 
     run.on_group = None  # set by the caller: record (episode, pgid, start) for orphan killing
+    run.executor = None  # set by the caller: inline tasks are driven across beats by it
     return run

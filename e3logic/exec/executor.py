@@ -111,6 +111,9 @@ class Executor:
         self.batches = batches  # name -> batch index: run batch by batch (--strict-batches)
         self.max_rechecks = max_rechecks
         self._scope = None
+        self.suspended: set[str] = set()    # episodes in yield/await: they hold no slot
+        self.await_edges: dict[str, str] = {}
+        self._beat_event = None
         self.memo = Memo(repo.index)
         self.tmp_dir = tmp_dir or (repo.dir / "objects" / "tmp")
         from ..repo.workspaces import Workspaces
@@ -148,7 +151,7 @@ class Executor:
                 self._finish_outcome(name, "skipped")
             elif barrier is not None and self.batches.get(name, 0) > barrier:
                 keep.append(name)
-            elif (len(st.running) + len(out) < self.cap and self._ready(name)
+            elif (len(st.running) - len(self.suspended) + len(out) < self.cap and self._ready(name)
                   and self._leases_free(job)
                   and not any(lease_conflict(a, b) for o in out for a in job.leases
                               for b in self.jobs[o].leases)):
@@ -198,7 +201,7 @@ class Executor:
             st.running[name] = ep
             ep.move("run", st.beat)
             st.log.append((st.beat, "start", name))
-            if self.cooperative:
+            if self.cooperative and job.runtime != "inline":
                 st.staged.append(await self.runner(job, key, ins, self._out_file(key), ep))
                 st.running.pop(name, None)
             else:
@@ -303,6 +306,7 @@ class Executor:
 
         st = self.state
         self._scope = None
+        self._wake = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
@@ -314,6 +318,9 @@ class Executor:
                             self.cancel(why)
                             break
                     self._wake = anyio.Event()
+                    if self._beat_event is not None:
+                        self._beat_event.set()
+                    self._beat_event = anyio.Event()
                     await self.compute(self.capture(), tg)
                     if st.running and not st.staged:
                         with anyio.move_on_after(self.tick):  # beat even when nothing finishes
@@ -328,6 +335,54 @@ class Executor:
         finally:
             self._after_cancel()
         return st
+
+    # -- hooks for inline tasks driven across beats (exec/inline.py) ------------------------
+    def note(self, ep: Episode, note: str) -> None:
+        """Record a note (e.g. a refused lease) in the episode's history, at its current state."""
+        ep.history.append((len(ep.history), ep.state, self.state.beat, note, self.clock()))
+
+    async def next_beat(self, ep: Episode, state: str = "yield", note: str = "") -> None:
+        """Suspend `ep` (yield) until the next beat; it holds no slot meanwhile."""
+        ep.move(state, self.state.beat, note)
+        self.suspended.add(ep.dataflow)
+        try:
+            ev = self._beat_event
+            self._wake.set()
+            await ev.wait()
+        finally:
+            self.suspended.discard(ep.dataflow)
+        ep.move("run", self.state.beat)
+
+    async def await_dataflow(self, ep: Episode, other: str, timeout_beats: int) -> str | None:
+        """Wait until dataflow `other` of this run is finished; its outcome, None on timeout,
+        or "deadlock: …" when the wait would close an await cycle."""
+        if other not in self.jobs:
+            self.note(ep, f"await {other}: not part of this run")
+            return "absent"
+        chain, cur = [ep.dataflow, other], other
+        while cur in self.await_edges:
+            cur = self.await_edges[cur]
+            chain.append(cur)
+            if cur == ep.dataflow:
+                ep.move("await", self.state.beat, other)
+                return "deadlock: " + " -> ".join(chain)
+        self.await_edges[ep.dataflow] = other
+        with self.repo.index.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO awaits(episode, awaited) VALUES (?,?)",
+                      (ep.episode, f"{self.run_id}:{other}"))
+        start = self.state.beat
+        try:
+            ep.move("await", self.state.beat, other)
+            self.suspended.add(ep.dataflow)
+            while self.state.outcome.get(other) is None:
+                if self.state.beat - start >= timeout_beats:
+                    return None
+                await self._beat_event.wait()  # the next natural beat: a finish or the tick
+        finally:
+            self.suspended.discard(ep.dataflow)
+            self.await_edges.pop(ep.dataflow, None)
+        ep.move("run", self.state.beat)
+        return self.state.outcome[other]
 
     def _recheck(self) -> None:
         """Inputs changed while the run went on (`e3 set` from another shell)? A finished job

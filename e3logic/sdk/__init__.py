@@ -19,13 +19,17 @@ Public API:
     build_objects(builder, store=None) -> (hash, package object, store)
     build(dir, outdir=None) -> {"name","version","path","hash"}
     task_hash(package_obj, task_name, read) -> str     (implemented in repo.packages)
+
+Inside tasks (see sdk/effects.py): yield_(), await_(dataflow, timeout_beats), promote(),
+lease(path, mode) -> Lease or LeaseRefused.
 """
 from __future__ import annotations
 
 from ..repo.packages import module_files, task_hash, task_object
 from .build import build, build_objects, bundle_name, load
 from .builder import BUDGET_KEYS, PROFILES, RUNTIMES, PackageBuilder, output_path, package
+from .effects import Lease, LeaseRefused, await_, lease, promote, yield_
 
 __all__ = ["BUDGET_KEYS", "PROFILES", "RUNTIMES", "PackageBuilder", "build", "build_objects",
            "bundle_name", "load", "module_files", "output_path", "package", "task_hash",
-           "task_object"]
+           "task_object", "Lease", "LeaseRefused", "await_", "lease", "promote", "yield_"]

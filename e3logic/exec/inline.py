@@ -1,0 +1,72 @@
+"""Driving `inline` tasks inside the executor: plain functions and generators that yield
+effects (sdk.yield_ / await_ / promote) across beats, with a lease-checked episode context."""
+from __future__ import annotations
+
+import contextvars
+import inspect
+
+from ..sdk.effects import CURRENT, Await, EpisodeContext, Promote, Yield
+from .runtimes import write_output
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
+async def drive(executor, job, ep, fn, args, out_file) -> tuple[str, str | None, str]:
+    """Run one inline task; returns (status ok|fail|cxl, output format, reason)."""
+    import anyio
+
+    def refused(note: str) -> None:
+        executor.note(ep, note)
+
+    ctx = EpisodeContext(job.leases, job.profile, on_refused=refused)
+    cv = contextvars.copy_context()
+    cv.run(CURRENT.set, ctx)
+
+    def call(f, *a):
+        return cv.run(f, *a)
+
+    done = object()
+
+    def step(gen, value):
+        # StopIteration cannot cross a thread boundary: hand the return value back instead
+        try:
+            return False, cv.run(gen.send, value)
+        except StopIteration as stop:
+            return done, stop.value
+
+    try:
+        result = await anyio.to_thread.run_sync(call, fn, *args)
+        if inspect.isgenerator(result):
+            gen, send = result, None
+            while True:
+                flag, eff = await anyio.to_thread.run_sync(step, gen, send)
+                if flag is done:
+                    result = eff
+                    break
+                send = None
+                if isinstance(eff, Await):
+                    outcome = await executor.await_dataflow(ep, eff.dataflow, eff.timeout_beats)
+                    if outcome is None or outcome.startswith("deadlock"):
+                        gen.close()
+                        why = outcome or (f"await {eff.dataflow} timed out after "
+                                          f"{eff.timeout_beats} beats")
+                        return "cxl", None, why
+                    send = outcome
+                elif isinstance(eff, Promote):
+                    await executor.next_beat(ep, "yield", "promote requested")
+                    ctx.profile = ep.profile = "rw"
+                    executor.note(ep, "promoted to rw")
+                elif eff is None or isinstance(eff, Yield):
+                    await executor.next_beat(ep, "yield", eff.note if eff else "")
+                else:
+                    gen.close()
+                    return "fail", None, f"task yielded {type(eff).__name__}; yield sdk.yield_(), sdk.await_() or sdk.promote()"
+        fmt, _ = write_output(out_file, result)
+        return "ok", fmt, ""
+    except anyio.get_cancelled_exc_class():
+        raise
+    except Exception as e:  # the task's own error: a failed episode, never an engine crash
+        return "fail", None, _one_line(e)
