@@ -152,3 +152,15 @@ def test_results_commit_in_canonical_order_whatever_the_finish_order(tmp_path):
     api2 = make_repo(tmp_path / "two", {"inputs/x": b"x"})
     st2 = run(api2, list(reversed(jobs)), FakeRunner(api2.r), cooperative=True)
     assert st1.root == st2.root
+
+
+def test_two_dataflows_with_the_same_task_and_inputs_execute_once(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    twin = dict(runtime="python", entry="m:f", argv=None, inputs=("inputs/x",), deps=frozenset())
+    jobs = [Job(name=n, task_hash="same", output_path=f"outputs/{n}/out", **twin)
+            for n in ("left", "right")]
+    fr = FakeRunner(api.r)
+    st = run(api, jobs, fr, cap=2)
+    assert len(fr.ran) == 1
+    assert sorted(st.outcome.values()) == ["cached", "executed"]
+    assert api.get("outputs/left/out")[1] == api.get("outputs/right/out")[1]

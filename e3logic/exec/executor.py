@@ -112,6 +112,7 @@ class Executor:
         self.max_rechecks = max_rechecks
         self._scope = None
         self.suspended: set[str] = set()    # episodes in yield/await: they hold no slot
+        self.inflight: dict[str, str] = {}  # execution key -> the dataflow running it
         self.await_edges: dict[str, str] = {}
         self._beat_event = None
         self.memo = Memo(repo.index)
@@ -191,6 +192,12 @@ class Executor:
                 continue
             key = execution_key(job.task_hash, [h for _, h, _ in ins])
             st.keys[name] = key
+            if key in self.inflight and not self.force:
+                # the same execution (task + input bytes) is already running for another
+                # dataflow: wait for it and take its result from the memo (shared, not re-run)
+                st.pending.insert(0, name)
+                st.log.append((st.beat, "share", name))
+                continue
             hit = None if self.force else self.memo.lookup(key)
             if hit is not None and self.repo.objects.exists(hit.output_hash):
                 st.staged.append(Finished(job, key, "hit", tuple((p, h) for p, h, _ in ins),
@@ -199,6 +206,7 @@ class Executor:
                 continue
             ep = self._episode(job, key)
             st.running[name] = ep
+            self.inflight[key] = name
             ep.move("run", st.beat)
             st.log.append((st.beat, "start", name))
             if self.cooperative and job.runtime != "inline":
@@ -240,6 +248,9 @@ class Executor:
             return
         staged = sorted(st.staged, key=lambda f: f.job.name)
         st.staged = []
+        for f in staged:
+            if self.inflight.get(f.key) == f.job.name:
+                del self.inflight[f.key]
         changes, records, published, failed = {}, [], [], []
         for f in staged:
             job = f.job
