@@ -174,3 +174,14 @@ def test_a_query_constant_is_not_pushed_into_a_relation_that_has_facts_of_its_ow
     res = Program.parse(TC_LEFT).query('?- path("x", Y).', {"edge": CYCLE,
                                                            "path": {("x", "c")}}, engine="fast")
     assert res.rows == [("a",), ("b",), ("c",), ("d",)]
+
+
+def test_a_recursive_rule_with_a_variable_free_negation_terminates_and_keeps_other_rules():
+    text = """
+        p(X) :- seed(X).
+        p(Y) :- p(X), edge(X, Y), !stop(_).
+        p(Y) :- p(X), edge(Y, X).
+    """
+    facts = {"seed": {("b",)}, "edge": {("a", "b"), ("b", "c")}, "stop": {("x",)}}
+    assert ev(text, facts)["p"] == {("a",), ("b",)}
+    assert ev(text, {**facts, "stop": set()})["p"] == {("a",), ("b",), ("c",)}

@@ -434,9 +434,10 @@ def _compile_cached(preds: tuple, rules: tuple):
             if not variants:
                 continue
             body.append("    " * outer + f"while S{j}:")
-            src = f"= S{j}.pop()" if len(variants) == 1 else "(d,)"
-            if len(variants) > 1:
-                body.append("    " * outer + f"    d = S{j}.pop()")
+            body.append("    " * outer + f"    d = S{j}.pop()")
+            # one variant: unpack d (a `continue` moves on to the next tuple); several: each
+            # in its own one-pass loop so a `continue` skips only that variant
+            src = "= d" if len(variants) == 1 else "(d,)"
             for r, a in variants:
                 i = idx_of[r.head]
                 _RuleEmitter(g, body, 1 + outer).rule(r, a, src, "work", f"F{i}", f"S{i}",

@@ -233,10 +233,9 @@ def schedule(body, bound=(), first: IAtom | None = None, first_bound=False) -> l
         atoms.remove(atom)
         bound.update(atom.vars())
 
-    flush()
-    if first is not None:
+    if first is not None:  # before any filter: the engines rely on it coming first
         take(first)
-        flush()
+    flush()
     while atoms:
         def score(item):
             i, a = item
