@@ -134,25 +134,26 @@ class Repo:
                 "stale": self.stale(ws, ch)}
 
     def stale(self, ws: str, ch: Changes | None = None) -> list[str]:
-        """Dataflows whose output is missing or downstream of a changed input (refined by the
-        dataflow layer once executions are recorded)."""
+        """Dataflows a `go` would execute, or whose output in the workspace is not the memo's
+        (unsaved working-copy edits included) — decided by content, as `go` decides."""
+        from .dataflow.go import predict
+        from .dataflow.model import Project
+
         pkg = self.workspaces.package(ws)
         if not pkg:
             return []
-        p = self.read_package(pkg["hash"])
+        project = Project.load(self.r, pkg["hash"])
         root = self.workspaces.root(ws)
-        changed = set((ch.modified + ch.added + ch.deleted) if ch else [])
-        dfs = p.get("dataflows", {})
-        out_of = {n: f"outputs/{n}/{d['output']}" for n, d in dfs.items()}
-        stale = {n for n, path in out_of.items() if self.r.trees.find(root, path) is None}
-        stale |= {n for n, d in dfs.items() if changed & set(d["inputs"])}
-        grew = True
-        while grew:
-            grew = False
-            for n, d in dfs.items():
-                if n not in stale and any(out_of.get(u) in d["inputs"] for u in stale):
-                    stale.add(n)
-                    grew = True
+        over = {}
+        if ch:
+            over = {p: ch.hashes.get(p) for p in ch.modified + ch.added}
+            over.update({p: None for p in ch.deleted})
+        pred = predict(self.r, project, root, project.topo, force=False, overrides=over)
+        stale = set(pred.run)
+        for n in pred.cached:
+            e = self.r.trees.find(root, project.outputs[n])
+            if e is None or e["hash"] != pred.outputs[n]:
+                stale.add(n)
         return sorted(stale)
 
     # -- datasets -------------------------------------------------------------------------------

@@ -36,10 +36,13 @@ class Prediction:
     outputs: dict = field(default_factory=dict)  # name -> predicted output hash (cached ones)
 
 
-def predict(repo, project: Project, root: str, selected: list[str], force: bool) -> Prediction:
+def predict(repo, project: Project, root: str, selected: list[str], force: bool,
+            overrides: dict | None = None) -> Prediction:
+    """`overrides` {path: hash or None}: dataset values to assume instead of the root's (e.g.
+    unsaved working-copy edits, for `e3 status`)."""
     memo = Memo(repo.index)
     trees = repo.trees
-    known: dict[str, str | None] = {}  # dataset path -> hash (None = will change)
+    known: dict[str, str | None] = dict(overrides or {})  # path -> hash (None = will change)
     keys: dict[str, str] = {}
     pending_keys = {}
     for n in selected:
@@ -61,6 +64,9 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool)
         known[project.outputs[n]] = hit.output_hash if hit else None
     run = [n for n in selected if known[project.outputs[n]] is None]
     cached = [n for n in selected if known[project.outputs[n]] is not None]
+    if overrides:
+        for p in overrides:
+            known.pop(p, None)
     return Prediction(selected, run, cached, keys,
                       {n: known[project.outputs[n]] for n in cached})
 
