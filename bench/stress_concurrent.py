@@ -173,7 +173,19 @@ def round_(proj: Path, repo: Repository, rnd: random.Random, env, window: float,
             e = repo.trees.find(cur, f"outputs/{n}/o")
             f = proj / "outputs" / n / "o"
             if e is not None and (not f.exists() or repo.objects.read(e["hash"]) != f.read_bytes()):
-                problems.append(f"working copy outputs/{n}/o differs from the root")
+                from e3logic.core.hashing import hash_file
+
+                wch = hash_file(f) if f.exists() else None
+
+                def made_by(h):
+                    r = repo.index.execute("SELECT run, status FROM executions WHERE "
+                                           "output_hash=? AND dataflow=? ORDER BY id", (h, n))
+                    return [f"{a}:{b}" for a, b in r.fetchall()]
+                problems.append(f"working copy outputs/{n}/o differs from the root (root "
+                                f"{e['hash'][:10]} made by {made_by(e['hash'])}, file "
+                                f"{(wch or 'missing')[:10]} made by {made_by(wch)}; "
+                                f"settling run {res['run']} executed {res['executed']}, "
+                                f"cached {res['cached']})")
         rc, out, err, _ = e3(proj, "--json", "go", "-j", "4", env=env)
         if rc != 0 or json.loads(out)["executed"]:
             problems.append(f"a further go had work: {out.strip()[:300]}")
