@@ -47,6 +47,11 @@ def test_a_malformed_node_is_a_plan_error_naming_it(kwargs, message):
         Node(**kwargs)
 
 
+def test_input_nodes_must_be_nodes():
+    with pytest.raises(PlanError, match="plan input nodes must be Node objects, got str"):
+        PlanInput(("a",))
+
+
 def test_input_nodes_are_sorted_by_name_so_order_never_matters():
     a = PlanInput((Node("b", ("a",)), Node("a")), {"gpu": 1}, 2)
     b = PlanInput([Node("a"), Node("b", ("a",))], {"gpu": 1}, 2)
@@ -180,4 +185,4 @@ def test_plan_is_frozen():
     plan = schedule(PlanInput((Node("a"),)))
     with pytest.raises(AttributeError):
         plan.batches = ()
-    assert plan.batch_of == {"a": 0} and plan.width == 1
+    assert plan.batch_of == {"a": 0} and plan.width == 1 and plan.rank == {"a": 0}

@@ -102,10 +102,10 @@ class PlanInput:
     cap: Optional[int] = None
 
     def __post_init__(self):
-        nodes = tuple(sorted(self.nodes, key=lambda n: n.name))
-        for n in nodes:
+        for n in self.nodes:
             if not isinstance(n, Node):
                 raise PlanError(f"plan input nodes must be Node objects, got {type(n).__name__}")
+        nodes = tuple(sorted(self.nodes, key=lambda n: n.name))
         for a, b in zip(nodes, nodes[1:]):
             if a.name == b.name:
                 raise PlanError(f"dataflow '{a.name}' is listed twice")
@@ -149,12 +149,13 @@ class PlanInput:
 
     @property
     def order(self) -> tuple[str, ...]:
-        """A deterministic topological order (Kahn's algorithm, ties by name)."""
+        """A deterministic topological order (Kahn's algorithm seeded in name order)."""
         return self._order
 
 
 def topological_order(nodes: Iterable[Node]) -> tuple[str, ...]:
-    """Kahn's algorithm over name-sorted nodes; a cycle is a PlanError naming it."""
+    """Kahn's algorithm over name-sorted nodes (deterministic); a cycle is a PlanError naming
+    it."""
     nodes = sorted(nodes, key=lambda n: n.name)
     indeg = {n.name: 0 for n in nodes}
     children: dict[str, list[str]] = {n.name: [] for n in nodes}
@@ -285,6 +286,11 @@ class Plan:
     @property
     def batch_of(self) -> dict[str, int]:
         return {name: i for i, batch in enumerate(self.batches) for name in batch}
+
+    @property
+    def rank(self) -> dict[str, int]:
+        """name -> position in `priority`: sort ready dataflows by it."""
+        return {name: i for i, name in enumerate(self.priority)}
 
     @property
     def width(self) -> int:
