@@ -54,8 +54,9 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
             else:
                 e = trees.find(root, p)
                 hs.append(e["hash"] if e and e["kind"] == "blob" else None)
-        if all(hs):
-            pending_keys[n] = execution_key(project.task_hashes[d["task"]], hs)
+        th = project.task_hashes.get(d["task"])  # an undeclared task never hits the memo
+        if th and all(hs):
+            pending_keys[n] = execution_key(th, hs)
         # resolve lazily: a batch lookup per dependency level would be faster, one per node is fine
         key = pending_keys.get(n)
         hit = None if (force or key is None) else memo.lookup(key)
