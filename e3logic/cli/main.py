@@ -45,6 +45,7 @@ COMMANDS = {
     "why": ("logic_cmds", "why"),
     "facts": ("logic_cmds", "facts"),
     "rules": ("logic_cmds", "rules"),
+    "graph": ("graph_cmd", "graph"),
 }
 
 #: one-line help for each command, shown by `e3 --help` without importing the command
@@ -83,6 +84,7 @@ SUMMARIES = {
     "why": "Show where a dataset's value came from (provenance).",
     "facts": "Show facts projected from the repository.",
     "rules": "List the relations the rules define, with docs.",
+    "graph": "Draw the dataflow DAG coloured by state.",
 }
 
 
