@@ -160,3 +160,15 @@ def test_extend_keeps_the_doc_comments_of_both_programs():
     a = Program.parse("// p: first.\np(X) :- q(X).")
     b = Program.parse("// r: second.\nr(X) :- p(X).")
     assert a.extend(b).docs == {"p": "p: first.", "r": "r: second."}
+
+
+def test_a_relation_whose_rules_can_never_fire_is_empty(engine):
+    program = Program.parse("p(X) :- q(X), 1 > 2.\nr(X) :- p(X).\nz(X) :- q(X), X / 0 = 1.")
+    r = program.evaluate({"q": {(1,)}}, engine=engine)
+    assert r["p"] == r["r"] == r["z"] == set()
+    assert program.query("?- r(X).", {"q": {(1,)}}, engine=engine).rows == []
+
+
+def test_facts_may_come_from_a_generator():
+    r = Program.parse(TC).evaluate({"edge": (("a", x) for x in "bc")}, engine="fast")
+    assert r["path"] == {("a", "b"), ("a", "c")}

@@ -395,22 +395,22 @@ class _RuleEmitter:
             self.emit(f"if h not in {head}: {new}.add(h)")
 
 
-def compile_stratum(preds: list[str], rules: list[IRule]):
+def compile_stratum(preds: list[str], rules: list[IRule], arities: dict[str, int]):
     """Compile one stratum; returns (function, constants, unary flags, source). The function
     takes (view, K, BOT, _ar, ONE, _bi, _ia) and returns the relations of `preds` in order
     (unary ones as sets of values)."""
-    return _compile_cached(tuple(preds), tuple(rules))
+    return _compile_cached(tuple(preds), tuple(rules), tuple(arities[p] for p in preds))
 
 
 @lru_cache(maxsize=512)
-def _compile_cached(preds: tuple, rules: tuple):
+def _compile_cached(preds: tuple, rules: tuple, pred_arities: tuple):
     preds, rules = list(preds), list(rules)
+    arities = dict(zip(preds, pred_arities))
     scc = set(preds)
     recursive = [r for r in rules if any(a.pred in scc for a in r.positives())]
     base = [r for r in rules if r not in recursive]
     linear = all(sum(1 for a in r.positives() if a.pred in scc) <= 1 for r in recursive)
     level = bool(recursive) and not linear
-    arities = {r.head: len(r.args) for r in rules}
     g = _Gen(preds, level, arities)
     body: list[str] = []
     n = len(preds)

@@ -98,7 +98,6 @@ class Program:
                 if low is not None:
                     self.ir[r.head.pred].append(low)
         self.strata = checks.strata(self.ir)
-        self._stratum_of = {p: i for i, s in enumerate(self.strata) for p in s}
         self.docs = dict(docs) if docs is not None else self._docs()
         self._fast_cache: dict = {}
         self._pydl_error: EngineError | None = None
@@ -178,20 +177,20 @@ class Program:
             if trusted:
                 out[name] = rows if isinstance(rows, (set, frozenset)) else set(map(tuple, rows))
                 continue
+            if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
+                raise FactError(f"facts for '{name}' must be an iterable of tuples")
             if isinstance(rows, (set, frozenset)):
                 if rows and {type(t) for t in rows} != {tuple}:
                     raise FactError(f"facts for '{name}' must be tuples "
                                     f"(e.g. {{('a',)}} rather than {{'a'}})")
                 rel = rows
             else:
-                try:
-                    rel = {tuple(t) if not isinstance(t, str) else (t,) for t in rows}
-                except TypeError:
-                    raise FactError(f"facts for '{name}' must be an iterable of "
-                                    f"tuples") from None
-                if any(isinstance(t, str) for t in rows):
+                rows = list(rows)
+                if any(isinstance(t, (str, bytes)) or not isinstance(t, Iterable)
+                       for t in rows):
                     raise FactError(f"facts for '{name}' must be tuples "
                                     f"(e.g. [('a',)] rather than ['a'])")
+                rel = set(map(tuple, rows))
             if rel:
                 lengths = set(map(len, rel))
                 use = self.arities.get(name)
@@ -391,7 +390,8 @@ class FastPlan:
         if c is None:
             preds = self.strata[i]
             rules = [r for p in preds for r in self.rules[p]]
-            c = self._compiled[i] = (preds, fast.compile_stratum(preds, rules))
+            arities = {p: self.program.arities[p].arity for p in preds}
+            c = self._compiled[i] = (preds, fast.compile_stratum(preds, rules, arities))
         return c
 
     def affected(self, changed: Iterable[str]) -> set[str]:
@@ -607,7 +607,8 @@ class PreparedFast(Prepared):
             if preds == [QUERY_PRED] and _is_projection(by_head[QUERY_PRED]):
                 return q.variables, qview, by_head[QUERY_PRED][0].body[0].pred
             rs = [r for p in preds for r in by_head[p]]
-            fast.run_stratum(qview, layer, (preds, fast.compile_stratum(preds, rs)))
+            arities = {p: len(by_head[p][0].args) for p in preds}
+            fast.run_stratum(qview, layer, (preds, fast.compile_stratum(preds, rs, arities)))
         return q.variables, qview, QUERY_PRED
 
 

@@ -272,5 +272,6 @@ def _arities(rules_by_head, given) -> dict[str, int]:
             out[pred] = len(row)
             break
     for pred, rules in rules_by_head.items():
-        out[pred] = len(rules[0].args)
+        if rules:
+            out[pred] = len(rules[0].args)
     return out
