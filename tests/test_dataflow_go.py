@@ -1,0 +1,326 @@
+"""`e3 go` end to end: the real command, real task processes (python workers, shell process
+groups, inline threads), asserting on the run's lists and the episode histories.
+
+The `flows` package (tests/flows.py) has 12 dataflows over python, inline and shell tasks in
+three independent branches; `limits` has one task per budget and a crashing worker; `pair` has a
+failing shell task beside a 30 s sleep.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.flows import (FLOWS, FLOWS_OUTPUTS, GO_KEYS, LIMITS, LISTS, Proj, closure,
+                         copy_project, states)
+
+FINAL = ("ok", "fail", "cxl")
+
+
+def lists(res: dict) -> dict:
+    """The non-empty outcome lists of a `go` answer."""
+    return {k: res[k] for k in LISTS if res[k]}
+
+
+def assert_well_formed(episodes: list[dict]) -> None:
+    """Every history starts with `plan`, moves only forward through beats and ends final."""
+    for e in episodes:
+        states = [h["state"] for h in e["history"]]
+        beats = [h["beat"] for h in e["history"]]
+        assert states[0] == "plan", e
+        assert states[-1] in FINAL, e
+        assert all(s not in FINAL for s in states[:-1]), e
+        assert beats == sorted(beats), e
+
+
+@pytest.fixture(scope="module")
+def cold(tmp_path_factory):
+    """A `flows` project after one cold `go` (copy it before changing anything)."""
+    p = copy_project(tmp_path_factory, "flows", tmp_path_factory.mktemp("cold") / "p")
+    return p, p.go()
+
+
+@pytest.fixture
+def warm(cold, tmp_path):
+    """A private copy of the project after its cold run."""
+    p, _ = cold
+    shutil.copytree(p.path, tmp_path / "w", symlinks=True)
+    return Proj(tmp_path / "w")
+
+
+@pytest.fixture
+def fresh(tmp_path_factory, tmp_path):
+    return copy_project(tmp_path_factory, "flows", tmp_path / "f")
+
+
+# -- cold, warm, incremental ---------------------------------------------------------------------
+def test_a_cold_run_executes_every_dataflow_and_writes_every_output(cold):
+    p, res = cold
+    assert GO_KEYS <= set(res)
+    assert res["status"] == "ok"
+    assert lists(res) == {"executed": FLOWS}
+    for name, want in FLOWS_OUTPUTS.items():
+        assert p.read(f"outputs/{name}/o") == want, name
+
+
+def test_a_cold_run_records_one_plan_run_ok_episode_per_dataflow(cold):
+    p, res = cold
+    eps = p.episodes(res["run"])
+    assert sorted(e["dataflow"] for e in eps) == FLOWS
+    assert_well_formed(eps)
+    assert {e["dataflow"]: states(e["history"]) for e in eps} == \
+        {n: ["plan", "run", "ok"] for n in FLOWS}
+    # a dependent starts in a later beat than the commit of its inputs
+    beats = {e["dataflow"]: (e["history"][1]["beat"], e["history"][-1]["beat"]) for e in eps}
+    for down, ups in {"scaled": ["peak"], "report": ["total", "scaled"], "final": ["combine", "count"],
+                      "after": ["check"], "upper": ["norm"]}.items():
+        for up in ups:
+            assert beats[down][0] > beats[up][1], (down, up, beats)
+
+
+def test_a_warm_run_caches_everything_and_starts_no_episode(warm, cold):
+    res = warm.go()
+    assert lists(res) == {"cached": FLOWS}
+    assert res["state_root"] == cold[1]["state_root"]
+    assert warm.episodes(res["run"]) == []
+    for name, want in FLOWS_OUTPUTS.items():
+        assert warm.read(f"outputs/{name}/o") == want, name
+
+
+def test_editing_one_input_reruns_exactly_its_dirty_closure_as_the_dry_run_said(warm):
+    warm.set_json("inputs/k", 3)
+    dry = warm.go("--dry-run")
+    res = warm.go()
+    want = closure(["scaled", "side"])
+    assert want == ["combine", "final", "report", "scaled", "side"]
+    assert dry["would_run"] == want and dry["cached"] == sorted(set(FLOWS) - set(want))
+    assert lists(res) == {"executed": want, "cached": sorted(set(FLOWS) - set(want))}
+    assert sorted(e["dataflow"] for e in warm.episodes(res["run"])) == want
+    assert warm.read("outputs/scaled/o") == b"27" and warm.read("outputs/side/o") == b"33"
+
+
+def test_early_cutoff_an_unchanged_max_leaves_its_dependents_cached(warm):
+    warm.set_json("inputs/nums", [3, 9, 5])  # the sum changes, the max does not
+    res = warm.go()
+    assert res["executed"] == ["combine", "final", "peak", "report", "total"]
+    assert "scaled" in res["cached"]  # peak recomputed the same bytes: scaled is a memo hit
+    assert warm.read("outputs/report/o") == b"1718"
+
+
+def test_early_cutoff_a_whitespace_only_edit_reruns_only_the_normaliser(warm, cold):
+    warm.write("inputs/text", b"hello world\n\n  foo   bar\n")
+    res = warm.go()
+    assert lists(res) == {"executed": ["norm"], "cached": sorted(set(FLOWS) - {"norm"})}
+    assert res["state_root"] != cold[1]["state_root"]  # the input itself changed
+    assert warm.read("outputs/final/o") == FLOWS_OUTPUTS["final"]
+
+
+# -- targets, filter, dry run, force ---------------------------------------------------------------
+def test_targets_output_paths_or_dataflow_names_run_only_what_they_need(fresh):
+    res = fresh.go("outputs/upper/o")
+    assert lists(res) == {"executed": ["norm", "upper"]}
+    assert fresh.read("outputs/upper/o") == FLOWS_OUTPUTS["upper"]
+    res = fresh.go("final")
+    assert lists(res) == {"executed": ["combine", "count", "final", "peak", "report", "scaled",
+                                       "total"], "cached": ["norm", "upper"]}
+    assert not (fresh.path / "outputs" / "side").exists()
+    assert not (fresh.path / "outputs" / "check").exists()
+
+
+def test_filter_runs_only_matching_dataflows_and_leaves_the_rest_stale(warm):
+    warm.set_json("inputs/k", 5)
+    res = warm.go("--filter", "s*")
+    assert lists(res) == {"executed": ["scaled", "side"]}
+    assert warm.e3("--json", "status").json["stale"] == ["combine", "final", "report"]
+    rest = warm.go()
+    assert rest["executed"] == ["combine", "final", "report"]
+    assert {"scaled", "side"} <= set(rest["cached"])
+
+
+def test_dry_run_names_what_would_run_and_runs_nothing(fresh):
+    res = fresh.go("--dry-run")
+    assert res["status"] == "dry-run"
+    assert res["would_run"] == FLOWS and res["executed"] == [] and res["run"] is None
+    assert {n for b in res["plan"]["batches"] for n in b} == set(FLOWS)
+    assert fresh.episodes() == []
+    assert not (fresh.path / "outputs").exists() or not any((fresh.path / "outputs").iterdir())
+    assert fresh.go()["executed"] == FLOWS  # nothing was memoized by the dry run
+
+
+def test_force_reexecutes_everything_and_appends_executions(warm):
+    res = warm.go("--force")
+    assert lists(res) == {"executed": FLOWS}
+    eps = warm.episodes(res["run"])
+    assert sorted(e["dataflow"] for e in eps) == FLOWS
+    assert_well_formed(eps)
+    counts = dict(warm.db("SELECT dataflow, COUNT(*) FROM executions GROUP BY dataflow"))
+    assert counts == {n: 2 for n in FLOWS}
+    keys = warm.db("SELECT dataflow, COUNT(DISTINCT key) FROM executions GROUP BY dataflow")
+    assert dict(keys) == {n: 1 for n in FLOWS}  # the same executions, appended
+
+
+# -- failures -------------------------------------------------------------------------------------
+def test_keep_going_a_failure_skips_only_its_dependents_and_exits_1(fresh):
+    fresh.set_json("inputs/flag", "fail")
+    res = fresh.go(code=1)
+    assert res["status"] == "failed"
+    assert lists(res) == {"executed": sorted(set(FLOWS) - {"check", "after"}),
+                          "failed": ["check"], "skipped": ["after"]}
+    hist = fresh.histories(res["run"])
+    assert states(hist["check"]) == ["plan", "run", "fail"]
+    assert hist["check"][-1]["note"] == "ValueError: flag says fail"
+    assert "after" not in hist  # a skipped dataflow never starts an episode
+    assert fresh.read("outputs/final/o") == FLOWS_OUTPUTS["final"]
+
+
+def test_a_failure_is_never_memoized_it_runs_again_and_runs_once_fixed(warm):
+    warm.set_json("inputs/flag", "fail")
+    first = warm.go(code=1)
+    again = warm.go(code=1)
+    assert first["failed"] == again["failed"] == ["check"]
+    assert states(warm.histories(again["run"])["check"]) == ["plan", "run", "fail"]
+    warm.set_json("inputs/flag", "fixed")  # a new value: the cold run memoized "ok"
+    fixed = warm.go()
+    assert lists(fixed) == {"executed": ["after", "check"],
+                            "cached": sorted(set(FLOWS) - {"after", "check"})}
+    statuses = [s for (s,) in warm.db("SELECT status FROM executions WHERE dataflow='check' "
+                                      "ORDER BY id")]
+    assert statuses == ["ok", "fail", "fail", "ok"]
+    assert warm.db("SELECT COUNT(*) FROM memo WHERE key IN (SELECT key FROM executions "
+                   "WHERE status='fail')") == [(0,)]
+
+
+def test_fail_fast_skips_everything_not_yet_started(fresh):
+    fresh.set_json("inputs/flag", "fail")
+    res = fresh.go("-j", "1", "--fail-fast", code=1)
+    assert res["status"] == "failed" and res["failed"] == ["check"]
+    assert res["reason"] == "fail-fast: check failed"
+    assert "after" in res["skipped"]
+    assert sorted(res["executed"] + res["failed"] + res["skipped"]) == FLOWS
+    started = {e["dataflow"] for e in fresh.episodes(res["run"])}
+    assert started == set(res["executed"]) | {"check"}
+    # with --keep-going the same failure would have let every independent dataflow run
+    assert len(res["skipped"]) > 1
+
+
+def test_fail_fast_cancels_a_running_sibling_with_the_reason(tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "pair", tmp_path / "pair")
+    res = p.go("-j", "2", "--fail-fast", "bad", "slow", code=1)
+    assert res["status"] == "failed"
+    assert lists(res) == {"failed": ["bad"], "cancelled": ["slow"]}
+    hist = p.histories(res["run"])
+    assert {n: states(h) for n, h in hist.items()} == {"bad": ["plan", "run", "fail"],
+                                                        "slow": ["plan", "run", "cxl"]}
+    assert hist["slow"][-1]["note"] == "fail-fast: bad failed"
+    assert hist["bad"][-1]["note"] == "exit 3"
+
+
+def test_an_inline_task_failure_is_confined_to_its_branch(warm):
+    warm.set_json("inputs/k", None)
+    res = warm.go(code=1)
+    assert lists(res) == {"executed": ["side"], "failed": ["scaled"],
+                          "skipped": ["combine", "final", "report"],
+                          "cached": ["after", "check", "count", "norm", "peak", "total", "upper"]}
+    note = warm.histories(res["run"])["scaled"][-1]["note"]
+    assert note.startswith("TypeError: unsupported operand"), note
+
+
+def test_a_deleted_input_fails_its_readers_naming_it(warm):
+    (warm.path / "inputs" / "text").unlink()
+    res = warm.go(code=1)
+    assert res["failed"] == ["norm"]
+    assert res["skipped"] == ["combine", "count", "final", "upper"]
+    norm = warm.histories(res["run"])["norm"]
+    assert states(norm) == ["plan", "fail"]
+    assert norm[-1]["note"] == "input inputs/text is missing"
+
+
+# -- budgets and crashes (one run of `limits`) -----------------------------------------------------
+@pytest.fixture(scope="module")
+def limits(tmp_path_factory):
+    p = copy_project(tmp_path_factory, "limits", tmp_path_factory.mktemp("limits") / "p")
+    res = p.go(code=1)
+    return p, res, p.histories(res["run"])
+
+
+def test_budget_overruns_and_a_crash_fail_only_their_own_dataflows(limits):
+    _, res, hist = limits
+    assert lists(res) == {"executed": ["fine"], "failed": ["crash", "hog", "nap", "spin"],
+                          "skipped": ["after_crash"]}
+    assert sorted(hist) == sorted(set(LIMITS) - {"after_crash"})
+    assert_well_formed([{"history": h} for h in hist.values()])
+
+
+@pytest.mark.parametrize("dataflow, reason", [
+    ("nap", "budget wall_s=1 exceeded"),
+    ("hog", "budget mem_mb=64 exceeded"),
+    ("spin", "budget cpu_s=1 exceeded"),
+    ("crash", "python worker died (exit 3)"),
+])
+def test_a_killed_task_fails_with_the_reason_in_its_history(limits, dataflow, reason):
+    _, _, hist = limits
+    assert states(hist[dataflow]) == ["plan", "run", "fail"]
+    assert hist[dataflow][-1]["note"] == reason
+
+
+def test_a_budget_failure_is_not_memoized(limits, tmp_path):
+    p, _, _ = limits
+    q = Proj(shutil.copytree(p.path, tmp_path / "again", symlinks=True))
+    res = q.go("nap", "crash", "fine", code=1)
+    assert lists(res) == {"failed": ["crash", "nap"], "cached": ["fine"]}
+
+
+# -- the store and the working copy ------------------------------------------------------------------
+def test_a_missing_memo_output_object_is_recomputed(warm):
+    obj = warm.object_path(warm.file_hash("outputs/total/o"))
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    res = warm.go()
+    assert "total" in res["executed"], lists(res)
+    assert obj.exists()
+    assert warm.e3("--json", "fsck").json["ok"]
+
+
+def test_a_corrupt_memo_output_object_is_recomputed(warm):
+    obj = warm.object_path(warm.file_hash("outputs/peak/o"))
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"99")
+    res = warm.go()
+    assert "peak" in res["executed"], lists(res)
+    assert obj.read_bytes() == b"9"
+    assert warm.e3("--json", "fsck").json["ok"]
+
+
+def test_a_memo_hit_whose_object_is_gone_reexecutes_after_an_input_round_trip(warm):
+    original = warm.read("inputs/nums")
+    h = warm.file_hash("outputs/total/o")
+    warm.set_json("inputs/nums", [1])
+    warm.go()
+    obj = warm.object_path(h)
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    warm.write("inputs/nums", original)
+    res = warm.go()
+    assert "total" in res["executed"] and "peak" in res["cached"]
+    assert warm.read("outputs/total/o") == b"16" and obj.exists()
+
+
+def test_a_warm_go_restores_a_deleted_working_copy_output(warm):
+    (warm.path / "outputs" / "total" / "o").unlink()
+    res = warm.go()
+    assert res["status"] == "ok"
+    assert warm.read("outputs/total/o") == FLOWS_OUTPUTS["total"]
+
+
+# -- usage errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (("repot",), "did you mean 'report'"),
+    (("--filter", "zz*"), "zz*"),
+    (("--executor", "dask-ish"), "unknown executor"),
+])
+def test_a_bad_target_filter_or_executor_is_a_one_line_usage_error(cold, args, words):
+    p, _ = cold
+    r = p.e3("go", *args)
+    assert r.code == 2, r
+    assert words in r.err and len(r.err.strip().splitlines()) == 1
