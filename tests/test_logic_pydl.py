@@ -182,8 +182,10 @@ def programs(draw, linear=True):
                 body.append(("!" if pick(2) else "not ") + f"{name}({', '.join(args)})")
             if pick(3) == 0:
                 a, b = bvars[pick(len(bvars))], bvars[pick(len(bvars))]
+                b = [b, str(pick(4)), f'"n{pick(4)}"'][pick(3)]
                 op = ["=", "!=", "<", "<=", ">", ">="][pick(6)]
-                body.append(f"{a} {op} {b}" + (f" + {pick(3)}" if pick(2) else ""))
+                body.append((f"{b} {op} {a}" if pick(2) else f"{a} {op} {b}")
+                            + (f" + {pick(3)}" if pick(2) else ""))
             hargs = [bvars[pick(len(bvars))] if pick(6) else f'"n{pick(3)}"'
                      for _ in range(harity)]
             lines.append(f"{head}({', '.join(hargs)}) :- {', '.join(body)}.")

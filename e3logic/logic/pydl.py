@@ -89,7 +89,7 @@ def check_supported(rules_by_head: dict, strata: list) -> None:
 
 class _Translator:
     def __init__(self, rules_by_head: dict, strata: list, prefix: str):
-        from pyDatalog.pyParser import Term  # imported lazily: pyDatalog is slow to import
+        from pyDatalog.pyParser import Term  # pyDatalog is imported only when this engine runs
         self.Term = Term
         self.prefix = prefix
         self.comp = {p: i for i, s in enumerate(strata) for p in s}
