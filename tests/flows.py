@@ -33,7 +33,7 @@ import sqlite3
 from pathlib import Path
 
 from e3logic.core.hashing import hash_bytes
-from tests.helpers import run_e3
+from tests.helpers import ROOT as ROOT_DIR, run_e3
 
 FLOWS_STEPS = '''
 import os
