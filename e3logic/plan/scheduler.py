@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Sequence
 
 from .cost import (barrier_makespan, bottom_levels, children_map, critical_path, simulate,
                    speedup, total_work)
-from .model import LeaseGrant, Plan, PlanError, PlanInput
+from .model import LeaseGrant, Plan, PlanError, PlanInput, select
 from .relations import BatchState, Candidates, Ctx, LeaseIndex, search_window
 
 
@@ -139,10 +139,9 @@ class Admitter:
         return _decide(ctx, BatchState(n, tuple(used), None, 0), None)
 
 
-def make_plan(nodes: Iterable, capacities: Optional[dict] = None, cap: Optional[int] = None, *,
-         dirty: Optional[Iterable[str]] = None, targets: Optional[Iterable[str]] = None) -> Plan:
+def make_plan(nodes: Iterable, capacities: Optional[dict] = None, cap: Optional[int] = None,
+              *, dirty: Optional[Iterable[str]] = None,
+              targets: Optional[Iterable[str]] = None) -> Plan:
     """Convenience: select (dirty closure ∩ ancestors of targets), build the input, schedule."""
-    from .model import select
-
     chosen = select(nodes, dirty, targets)
     return schedule(PlanInput(tuple(chosen), dict(capacities or {}), cap))
