@@ -336,4 +336,28 @@ GO_KEYS = {"run", "status", "executed", "cached", "failed", "skipped", "cancelle
            "state_root", "commit", "receipt"}
 LISTS = ("executed", "cached", "failed", "skipped", "cancelled")
 
+
+
+def api_project(dest: Path, package_dir: Path, name: str, version: str = "0.1.0"):
+    """In-process: `Repo.init(dest)`, build `package_dir`, install the bundle, check it out.
+    Returns the `e3logic.api.Repo` (for module-level tests that need no subprocess)."""
+    from e3logic import sdk
+    from e3logic.api import Repo
+    from e3logic.repo import packages
+
+    api = Repo.init(dest)
+    built = sdk.build(package_dir, outdir=dest.parent / f"{dest.name}-dist")
+    packages.import_bundle(api.r, built["path"])
+    api.checkout(f"{name}@{version}")
+    return api
+
+
+def in_process_go(api, *targets, **kw) -> dict:
+    """One `e3 go` through `dataflow.go.Go`, in this process (for module-level tests)."""
+    from e3logic.dataflow.go import Go
+
+    kw.setdefault("cap", 2)
+    return Go(api, targets, **kw)()
+
+
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,0 +1,79 @@
+"""`dataflow.inspect`: which log `e3 logs` shows, `e3 stats` figures, `e3 cancel` requests."""
+from __future__ import annotations
+
+import pytest
+
+from e3logic.api import Repo
+from e3logic.core.errors import NotFound, UsageError
+from e3logic.dataflow.inspect import log_of, request_cancel, stats
+from tests.flows import FLOWS, api_project, in_process_go, write_flows
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inspect")
+    api = api_project(d / "p", write_flows(d / "src"), "flows")
+    cold = in_process_go(api)
+    warm = in_process_go(api)
+    return api, cold, warm
+
+
+@pytest.fixture
+def empty(tmp_path):
+    return Repo.init(tmp_path / "e")
+
+
+def test_a_dataflows_log_is_that_of_its_latest_execution(ran):
+    api, _, _ = ran
+    key, path = log_of(api, "total")
+    assert path == api.r.logs_dir / f"{key}.log"
+    assert path.read_text() == "total of 3 numbers\ntotal-stderr\n"
+    assert api.r.index.execute("SELECT dataflow FROM executions WHERE key=?",
+                               (key,)).fetchone()[0] == "total"
+
+
+def test_an_execution_key_prefix_finds_the_same_log(ran):
+    api, _, _ = ran
+    key, _ = log_of(api, "side")
+    assert log_of(api, key[:10]) == log_of(api, "side")
+
+
+def test_no_name_means_the_latest_execution_of_all(ran):
+    api, _, _ = ran
+    last = api.r.index.execute("SELECT key FROM executions ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert log_of(api, None)[0] == last
+
+
+def test_an_unknown_name_suggests_a_near_miss_and_an_empty_repo_says_go_first(ran, empty):
+    api, _, _ = ran
+    with pytest.raises(NotFound, match="did you mean 'total'"):
+        log_of(api, "totl")
+    with pytest.raises(UsageError, match="e3 go"):
+        log_of(empty, None)
+
+
+def test_stats_count_receipts_of_every_run_and_the_work_saved(ran):
+    api, _, _ = ran
+    s = stats(api)
+    assert (s["executed"], s["cached"], s["hit_ratio"], s["runs"]) == (12, 12, 0.5, 2)
+    assert s["work_saved"] == pytest.approx(s["work_done"], abs=1e-5)  # everything hit once
+    assert s["work_saved"] > 0
+
+
+def test_stats_of_a_repository_that_never_ran_are_zero(empty):
+    assert stats(empty) == {"hit_ratio": 0.0, "executed": 0, "cached": 0, "work_saved": 0,
+                            "work_done": 0, "runs": 0}
+
+
+def test_cancel_marks_only_running_runs_and_names_an_unknown_one(ran, empty):
+    api, cold, _ = ran
+    assert request_cancel(api, None) == []           # nothing running
+    assert request_cancel(api, cold["run"]) == []     # finished: nothing to cancel
+    with pytest.raises(NotFound):
+        request_cancel(api, "r99")
+    db = empty.r.index
+    with db.transaction() as c:
+        c.execute("INSERT INTO runs(run, workspace, seq, status, cancel_requested) "
+                  "VALUES ('r1','main',1,'running',0), ('r2','main',2,'ok',0)")
+    assert request_cancel(empty, None) == ["r1"]
+    assert db.execute("SELECT run FROM runs WHERE cancel_requested=1").fetchall() == [("r1",)]
