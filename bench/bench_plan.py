@@ -152,7 +152,6 @@ def bench_size(n: int, runs: int, cap: int = 8, **shape) -> dict:
 
 def optimum_report(trials: int, seed: int = 7) -> dict:
     """Greedy barrier makespan vs the brute-force barrier optimum on random DAGs <= 8 nodes."""
-    from e3logic.plan.cost import barrier_makespan
     from e3logic.plan.checker import optimal_barrier_makespan
 
     rnd = random.Random(seed)
