@@ -111,6 +111,12 @@ class Repo:
                 raise UsageError(f"the working copy has uncommitted changes "
                                  f"({', '.join((ch.modified + ch.added + ch.deleted)[:3])}); "
                                  f"'e3 commit' or 'e3 reset' them, or pass --force")
+        if not force and self.workspaces.exists(target_ws):
+            changed = self._uncommitted_inputs(target_ws)  # a deploy replaces the root
+            if changed:
+                raise UsageError(f"workspace '{target_ws}' has uncommitted input changes "
+                                 f"({', '.join(changed[:3])}); 'e3 commit' or 'e3 reset' them, "
+                                 f"or pass --force")
         previous = [self.wc.synced_root]
         if self.workspaces.exists(self.current):
             previous.append(self.workspaces.root(self.current))
@@ -240,6 +246,16 @@ class Repo:
             h = (p.get("parent") or {}).get("hash")
         return out
 
+    def _uncommitted_inputs(self, ws: str) -> list[str]:
+        """Input datasets of the workspace root that differ from its deployed version's (set
+        with `e3 set` or taken in from edited files, not yet committed), sorted."""
+        root, base = self.workspaces.root(ws), self._deployed_root(ws)
+        a, b = self.r.trees.find(root, "inputs"), self.r.trees.find(base, "inputs")
+        if (a and a["hash"]) == (b and b["hash"]):
+            return []
+        old, new = dict(self._leaves(base, "inputs")), dict(self._leaves(root, "inputs"))
+        return sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+
     def _deployed_root(self, ws: str) -> str:
         pkg_ref = self.workspaces.package(ws)
         if not pkg_ref:
@@ -248,11 +264,19 @@ class Repo:
 
     def diff(self, prefix: str = "") -> list[dict]:
         ws = self.ws()
-        root = self.intake(ws) if ws == self.current else self.workspaces.root(ws)
+        self.recover()
+        root = self.workspaces.root(ws)
         base = self._deployed_root(ws)
         prefix = check_path(prefix) if prefix else ""
         old = dict(self._leaves(base, prefix))
         new = dict(self._leaves(root, prefix))
+        if ws == self.current:  # working-copy edits, overlaid (diff only reads)
+            ch = self.wc.scan(root)
+            for p in ch.modified + ch.added:
+                if not prefix or p == prefix or p.startswith(prefix + "/"):
+                    new[p] = ch.hashes[p]
+            for p in ch.deleted:
+                new.pop(p, None)
         return [{"path": p, "old": old.get(p), "new": new.get(p)}
                 for p in sorted(set(old) | set(new)) if old.get(p) != new.get(p)]
 
@@ -267,6 +291,7 @@ class Repo:
         base = self._deployed_root(ws)
         prefix = check_path(prefix) if prefix else ""
         with self.workspaces.lock(ws).acquire("reset", shared=True):
+            before = self.workspaces.root(ws)
             if not prefix:
                 new = self.workspaces.update_root(ws, lambda r: base)
             else:
@@ -278,8 +303,8 @@ class Repo:
                     ch.update(want)
                     return self.r.trees.set_many(r, ch) if ch else r
                 new = self.workspaces.update_root(ws, change)
-            if ws == self.current:
-                self.wc.sync(new, self.wc.synced_root, force=True)
+            if ws == self.current:  # rewrite only what is under PATH: other edits stay
+                self.wc.sync(new, [self.wc.synced_root, before], under=prefix or None)
         self._on_root_changed(ws)
         return {"workspace": ws, "root": new}
 
