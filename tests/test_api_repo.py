@@ -317,3 +317,37 @@ def test_gc_uses_the_configured_min_age(repo):
 def test_fsck_through_the_facade(repo):
     repo.checkout("forecast@0.1.0")
     assert repo.fsck()["ok"] is True
+
+
+def test_checkout_refuses_to_replace_uncommitted_dataset_changes_unless_forced(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.set("inputs/horizon", b"48")  # changed in the workspace, not in any file edit
+    with pytest.raises(UsageError) as e:
+        repo.checkout("forecast@0.2.0")
+    assert "uncommitted input changes" in str(e.value) and "inputs/horizon" in str(e.value)
+    assert repo.get("inputs/horizon")[1] == b"48"
+    repo.checkout("forecast@0.2.0", ws="dev")  # another workspace: main keeps its change
+    assert repo.workspaces.root("main") != repo.workspaces.root("dev")
+    repo.switch("main")
+    assert repo.get("inputs/horizon")[1] == b"48"
+    repo.checkout("forecast@0.2.0", force=True)
+    assert files(repo) == expected(V2)
+
+
+def test_diff_only_reads_file_edits_it_does_not_take_them_in(repo):
+    repo.checkout("forecast@0.1.0")
+    root = repo.workspaces.root("main")
+    (repo.root / "inputs/sales").write_bytes(b"edited")
+    assert [e["path"] for e in repo.diff()] == ["inputs/sales"]
+    assert repo.workspaces.root("main") == root
+    assert repo.status()["modified"] == ["inputs/sales"]
+
+
+def test_reset_of_a_path_keeps_file_edits_elsewhere(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.set("inputs/horizon", b"99")
+    (repo.root / "inputs/sales").write_bytes(b"my unsaved edit")
+    repo.reset("inputs/horizon")
+    assert (repo.root / "inputs/horizon").read_bytes() == canon.dumps(6)
+    assert (repo.root / "inputs/sales").read_bytes() == b"my unsaved edit"
+    assert repo.status()["modified"] == ["inputs/sales"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core.errors import UsageError
 from ..core.hashing import hash_file
+from ..core.paths import is_prefix
 from .trees import blob_entry
 
 WC_DIRS = ("inputs", "outputs")
@@ -164,22 +165,29 @@ class WorkingCopy:
         workspace root the files follow."""
         self.db.set_meta("wc_target", target)
 
-    def sync(self, target: str, previous: str | list | None = None, force: bool = False) -> dict:
-        """Make the files under inputs/ and outputs/ match `target`; files unchanged on disk are
-        untouched. Files tracked by `previous` (a root, or several) but absent from `target` are
-        removed. Returns counts."""
+    def sync(self, target: str, previous: str | list | None = None, force: bool = False,
+             under: str | None = None) -> dict:
+        """Make the files under inputs/ and outputs/ (only those under the dataset path `under`,
+        if given) match `target`; files unchanged on disk are untouched. Files tracked by
+        `previous` (a root, or several) but absent from `target` are removed. Returns counts."""
         if previous is None:
             previous = self.synced_root
         self.begin_sync(target)
-        want = {}
-        for top in WC_DIRS:
-            want.update({p: e["hash"] for p, e in self._walk(target, top)})
+
+        def leaves(root):
+            out = {}
+            for top in WC_DIRS:
+                if under and not (is_prefix(top, under) or is_prefix(under, top)):
+                    continue
+                out.update({p: e["hash"] for p, e in self._walk(root, top)
+                            if not under or is_prefix(under, p)})
+            return out
+
+        want = leaves(target)
         old = {}
         for prev in dict.fromkeys([previous] if isinstance(previous, str) else previous or []):
-            if not prev:
-                continue
-            for top in WC_DIRS:
-                old.update({p: e["hash"] for p, e in self._walk(prev, top)})
+            if prev:
+                old.update(leaves(prev))
         cache = self._cache()
         written, rows = 0, []
         for p, h in sorted(want.items()):
