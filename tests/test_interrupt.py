@@ -169,6 +169,9 @@ def test_e3_set_during_a_run_succeeds_and_no_output_mixes_old_and_new_inputs(pro
 
 
 def test_deploy_and_checkout_during_a_run_are_refused_naming_the_run(proj):
+    # the slow duration is committed first: the refusal can only be about the run
+    set_inputs(proj.path, second=30)
+    assert proj.e3("commit", "--patch", "-m", "slow second").code == 0
     proc = between_commits(proj)
     try:
         for args in (("checkout", "naps", "--force"), ("workspace", "deploy", "main", "naps")):

@@ -92,6 +92,9 @@ def test_interrupting_go(proj, sc):
     size = BIG if sc.moment == "during-a-commit" else 0
     if sc.act == "go-on-another-workspace":
         assert p.e3("workspace", "deploy", "ws2", "naps").code == 0
+    if sc.act in ("checkout", "deploy"):  # commit the slow input: refused only for the run
+        set_inputs(p.path, second=30)
+        assert p.e3("commit", "--patch", "-m", "slow second").code == 0
     proc = MOMENTS[sc.moment](p)
     try:
         if sc.act in SIGNAL_ACTS:
