@@ -215,24 +215,30 @@ class Repo:
     # -- versions -------------------------------------------------------------------------------
     def commit(self, part: str, message: str) -> dict:
         ws = self.ws()
-        pkg_ref = self.workspaces.package(ws)
-        if not pkg_ref:
-            raise UsageError(f"workspace '{ws}' has no package deployed; 'e3 checkout NAME' first")
-        root = self.intake(ws)
-        old = self.read_package(pkg_ref["hash"])
-        version = str(Version.parse(old["version"]).bump(part))
-        new = dict(old, version=version, datasets={"kind": "tree", "hash": root},
-                   parent={"version": old["version"], "hash": pkg_ref["hash"]}, message=message)
-        from .repo.packages import install
-        from .repo.refs import read_ref
+        # shared, like a dataset write: no deploy can swap the package between intake and the
+        # new version being recorded
+        with self.workspaces.lock(ws).acquire("commit", shared=True):
+            pkg_ref = self.workspaces.package(ws)
+            if not pkg_ref:
+                raise UsageError(f"workspace '{ws}' has no package deployed; 'e3 checkout NAME' "
+                                 f"first")
+            root = self.intake(ws)
+            old = self.read_package(pkg_ref["hash"])
+            version = str(Version.parse(old["version"]).bump(part))
+            new = dict(old, version=version, datasets={"kind": "tree", "hash": root},
+                       parent={"version": old["version"], "hash": pkg_ref["hash"]},
+                       message=message)
+            from .repo.packages import install
+            from .repo.refs import read_ref
 
-        existing = read_ref(self.r.package_ref_path(old["name"], version))
-        if existing is not None and existing["hash"] != canon.digest(new):
-            raise UsageError(f"{old['name']}@{version} already exists; use a larger bump "
-                             f"(--minor or --major)")
-        # object + ref under the package lock; re-running a commit a kill interrupted is a no-op
-        h = install(self.r, new)["hash"]
-        self.workspaces.set_package(ws, old["name"], version, h)
+            existing = read_ref(self.r.package_ref_path(old["name"], version))
+            if existing is not None and existing["hash"] != canon.digest(new):
+                raise UsageError(f"{old['name']}@{version} already exists; use a larger bump "
+                                 f"(--minor or --major)")
+            # object + ref under the package lock; re-running a commit a kill interrupted is a
+            # no-op
+            h = install(self.r, new)["hash"]
+            self.workspaces.set_package(ws, old["name"], version, h)
         return {"package": old["name"], "version": version, "root": root}
 
     def log(self) -> list[dict]:
