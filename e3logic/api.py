@@ -173,12 +173,18 @@ class Repo:
                 for p, e in self.r.trees.walk(root, prefix)]
 
     def get(self, path: str) -> tuple[dict, bytes]:
+        e, f = self.open_dataset(path)
+        with f:
+            return e, f.read()
+
+    def open_dataset(self, path: str):
+        """(entry, binary file) of a dataset of the current workspace, for streaming reads."""
         path = check_path(path)
         root = self.workspaces.root(self.ws())
         e = self.r.trees.get(root, path)
         if e["kind"] != "blob":
             raise UsageError(f"'{path}' is a folder of datasets; list it with 'e3 ls {path}'")
-        return e, self.r.objects.read(e["hash"])
+        return e, self.r.objects.open(e["hash"])
 
     def set(self, path: str, src: Path | bytes, fmt: str | None = None) -> dict:
         path = check_path(path)
