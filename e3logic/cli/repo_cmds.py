@@ -58,12 +58,16 @@ def ls(opts, path):
 @pass_opts
 def get(opts, path, output):
     """Print a dataset's bytes (no JSON wrapper), or write them to FILE."""
-    _, data = opts.api().get(path)
-    if output:
-        Path(output).write_bytes(data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    import shutil
+
+    _, src = opts.api().open_dataset(path)  # streamed: a dataset of any size
+    with src:
+        if output:
+            with open(output, "wb") as f:
+                shutil.copyfileobj(src, f, 1 << 20)
+        else:
+            shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
+            sys.stdout.flush()
 
 
 @click.command("set")
@@ -74,8 +78,19 @@ def get(opts, path, output):
 @pass_opts
 def set_(opts, path, file, fmt):
     """Set dataset PATH from FILE ('-' reads standard input)."""
-    src = sys.stdin.buffer.read() if file == "-" else Path(file)
-    data = opts.api().set(path, src, fmt)
+    api = opts.api()
+    if file != "-":
+        data = api.set(path, Path(file), fmt)
+    else:  # spooled to a temp file in the store, so a large stream is never held in memory
+        import shutil
+        import tempfile
+
+        tmp_dir = api.r.objects.tmp
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="stdin-", suffix=".part") as t:
+            shutil.copyfileobj(sys.stdin.buffer, t, 1 << 20)
+            t.flush()
+            data = api.set(path, Path(t.name), fmt)
     emit(opts, data, lambda d: click.echo(f"{d['path']} = {d['hash'][:12]} (root {d['root'][:12]})"))
 
 
