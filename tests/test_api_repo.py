@@ -351,3 +351,21 @@ def test_reset_of_a_path_keeps_file_edits_elsewhere(repo):
     assert (repo.root / "inputs/horizon").read_bytes() == canon.dumps(6)
     assert (repo.root / "inputs/sales").read_bytes() == b"my unsaved edit"
     assert repo.status()["modified"] == ["inputs/sales"]
+
+
+def test_commit_is_refused_while_a_deploy_holds_the_workspace(repo):
+    repo.checkout("forecast@0.1.0")
+    (repo.root / "inputs/sales").write_bytes(b"edit")
+    with repo.workspaces.lock("main").acquire("deploy forecast@0.2.0"):
+        with pytest.raises(LockBusy):
+            repo.commit("patch", "racing a deploy")
+    assert repo.workspaces.package("main")["version"] == "0.1.0"
+    assert repo.commit("patch", "after it")["version"] == "0.1.1"
+
+
+def test_open_dataset_streams_the_bytes_of_a_dataset(repo):
+    repo.checkout("forecast@0.1.0")
+    entry, f = repo.open_dataset("inputs/sales")
+    with f:
+        assert f.read(6) == V1["inputs/sales"][:6]
+    assert entry["size"] == len(V1["inputs/sales"])

@@ -88,7 +88,7 @@ def test_a_leftover_temp_file_is_never_an_object_and_gc_removes_it_past_min_age(
     assert not tmp.exists()
 
 
-def test_setting_a_large_file_streams_it_without_loading_it_in_memory(project, tmp_path):
+def test_setting_and_getting_a_large_dataset_streams_it_without_loading_it_in_memory(project, tmp_path):
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
         f.truncate(192 << 20)
@@ -103,13 +103,16 @@ def test_setting_a_large_file_streams_it_without_loading_it_in_memory(project, t
         vm = [l for l in open("/proc/self/status") if l.startswith("VmData")][0]
         base = int(vm.split()[1]) * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (base + (96 << 20), resource.RLIM_INFINITY))
-        main(["--json", "set", "inputs/big", {str(big)!r}])
+        main(sys.argv[1:])
     """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=project, env=e3_env(),
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    for args in (["--json", "set", "inputs/big", str(big)],
+                 ["get", "inputs/big", "-o", str(tmp_path / "back.bin")]):
+        r = subprocess.run([sys.executable, "-c", code, *args], cwd=project, env=e3_env(),
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (args, r.stderr)
     entry = ok(e3(project, "--json", "ls", "inputs/big")).json[0]
     assert entry["hash"] == hash_file(big) and entry["size"] == 192 << 20
+    assert hash_file(tmp_path / "back.bin") == entry["hash"]
 
 
 def test_setting_one_dataset_writes_only_the_trees_on_its_path(project, tmp_path):
