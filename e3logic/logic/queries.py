@@ -62,11 +62,10 @@ def load_program(rule_files: Iterable = ()) -> Program:
 
 
 def _atom(pred: str, *args) -> Query:
+    """A one-atom query; an argument "?X" is the variable X, anything else a constant."""
     terms = tuple(Var(a[1:]) if isinstance(a, str) and a.startswith("?") else Const(a)
                   for a in args)
     return Query((Atom(pred, terms),))
-
-
 
 
 class Logic:
