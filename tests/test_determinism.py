@@ -10,22 +10,8 @@ import shutil
 
 import pytest
 
-from tests.flows import FLOWS, ROOT_DIR, Proj, copy_project, make_project
-
-# The cold run of `flows` (tests/flows.py) in a fresh repository, any -j, any executor.
-FLOWS_COLD = {
-    "state_root": "996bde2152f332b7b6201e270135c69f0f171192729274c1af3d2f5418557af3",
-    "receipt": "93aa71d72bff882bb7f780b6bb93ebdea1d01ba79a541db113ada8e27b3fce1b",
-    "commit": "acf7a55b4c586c2b2f19b8550f508a72057fed964b0e006978cb1c155cc85fb3",
-}
-
-# The cold run of examples/forecast (e3 init, build, add, checkout, go). These change only when
-# the example's sources or the identity rules (canonical encoding, keys, commit tag) change.
-FORECAST_COLD = {
-    "state_root": "3d46d3bee8e9d0e9f1e7c202075ac505f7fda024c53d3c240ab588be3f10575f",
-    "receipt": "8ec585352c065691ed63e14b800f174a021f4a561b23573c63944757359551f5",
-    "commit": "d3084828ea91a89f56b12605ff2a8fe0af306ee4159fb809903572adbc9cd830",
-}
+from tests.flows import (FLOWS, FLOWS_COLD, FORECAST_COLD, ROOT_DIR, Proj, copy_project,
+                         make_project)
 
 DIGESTS = ("state_root", "receipt", "commit")
 
