@@ -111,7 +111,8 @@ class WorkingCopy:
                 ch.modified.append(p)
                 ch.hashes[p] = h
         ch.deleted = [p for p in tracked if p not in disk]
-        gone = [p for p in cache if p.startswith(top + "/") and p not in disk]
+        pre = top + "/"
+        gone = [p for p in cache.keys() - disk.keys() if p.startswith(pre)]
         if fresh or gone:
             self._remember(fresh, gone)
         ch.modified.sort(), ch.added.sort(), ch.deleted.sort()
