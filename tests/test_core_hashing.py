@@ -29,6 +29,7 @@ def test_file_hash_equals_bytes_hash_on_both_sides_of_the_mmap_threshold(tmp_pat
     p = tmp_path / "f"
     p.write_bytes(data)
     assert hashing.hash_file(p) == hashing.hash_bytes(data)
+    assert hashing.hash_file(p, mmap=False) == hashing.hash_bytes(data)
 
 
 def test_hash_parts_is_unambiguous_about_field_boundaries():

@@ -27,21 +27,28 @@ def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> str:
         h.update(block)
 
 
-def hash_file(path, chunk: int = CHUNK) -> str:
-    """Hash a file without loading it in memory (multi-threaded for large files)."""
+def hash_file(path, chunk: int = CHUNK, mmap: bool = True) -> str:
+    """Hash a file without loading it in memory (multi-threaded for large files).
+
+    Large files are hashed through an mmap by default (fastest). Pass `mmap=False` for files
+    someone else may truncate meanwhile (a user's working copy): a shrinking mapped file would
+    kill the process with SIGBUS, while reads just see the new size."""
     import os
 
     size = os.path.getsize(path)
-    h = _blake3()(max_threads=_blake3().AUTO) if size >= 8 * CHUNK else _blake3()()
-    if size >= 8 * CHUNK:
+    big = size >= 8 * CHUNK
+    h = _blake3()(max_threads=_blake3().AUTO) if big else _blake3()()
+    if big and mmap:
         h.update_mmap(str(path))
         return h.hexdigest()
-    with open(path, "rb") as f:
+    buf = bytearray(4 * CHUNK if big else chunk)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
         while True:
-            block = f.read(chunk)
-            if not block:
+            n = f.readinto(buf)
+            if not n:
                 return h.hexdigest()
-            h.update(block)
+            h.update(view[:n])
 
 
 def hash_parts(parts: Iterable[bytes | str]) -> str:

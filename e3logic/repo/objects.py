@@ -136,7 +136,11 @@ class ObjectStore:
         for d in sorted(os.listdir(self.root)):
             if len(d) != 2:
                 continue
-            for name in sorted(os.listdir(self.root / d)):
+            try:
+                names = os.listdir(self.root / d)
+            except (FileNotFoundError, NotADirectoryError):  # emptied and removed by gc
+                continue
+            for name in sorted(names):
                 if is_hash(d + name):
                     yield d + name
 

@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import UsageError
-from ..core.hashing import hash_file
+from ..core.hashing import hash_file as _hash_file
 from ..core.paths import is_prefix
 from .trees import blob_entry
 
 WC_DIRS = ("inputs", "outputs")
 RACY_NS = 50_000_000  # a file modified this recently is re-hashed next time (racy-git rule)
+
+
+def hash_file(path) -> str:
+    """Hash a working-copy file: read, never mapped (the user may truncate it meanwhile)."""
+    return _hash_file(path, mmap=False)
 
 
 @dataclass
