@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 from e3logic.plan.cost import (barrier_makespan, bottom_levels, critical_path, earliest_finish,
                                simulate, speedup, total_work)
-from e3logic.plan.model import Node, PlanError, PlanInput
+from e3logic.plan.model import Node, PlanError, PlanInput, select
 from e3logic.plan.scheduler import schedule
 
 from tests.test_plan_scheduler import plan_inputs
@@ -21,6 +21,15 @@ def with_cap(pi: PlanInput, cap) -> PlanInput:
 
 def test_bottom_levels_are_the_longest_remaining_cost_paths():
     assert bottom_levels(PlanInput(DIAMOND)) == {"a": 6.0, "b": 5.0, "c": 3.0, "d": 1.0}
+
+
+@given(plan_inputs(), st.data())
+def test_a_dirty_only_input_keeps_the_full_inputs_priorities(pi, data):
+    # the dirty closure holds every dependent, so longest remaining paths are unchanged
+    dirty = data.draw(st.lists(st.sampled_from(pi.names), max_size=3)) if pi.nodes else []
+    sub = PlanInput(tuple(select(pi.nodes, dirty=dirty)), pi.capacities, pi.cap)
+    full = bottom_levels(pi)
+    assert bottom_levels(sub) == {name: full[name] for name in sub.names}
 
 
 def test_earliest_finish_with_unlimited_workers():
