@@ -129,6 +129,24 @@ class Repo:
         self._on_root_changed(target_ws)
         return {"workspace": target_ws, "package": name, "version": version, "root": root}
 
+    def deploy(self, ws: str, spec: str, force: bool = False) -> dict:
+        """Point workspace `ws` (created if new) at a package version; when `ws` is the current
+        workspace this is `checkout` (the working copy follows). Refuses to replace uncommitted
+        input changes of `ws` unless `force`."""
+        if ws == self.current:
+            return self.checkout(spec, ws, force=force)
+        name, version, h = self.resolve(spec)
+        if not force and self.workspaces.exists(ws):
+            changed = self._uncommitted_inputs(ws)
+            if changed:
+                raise UsageError(f"workspace '{ws}' has uncommitted input changes "
+                                 f"({', '.join(changed[:3])}); 'e3 commit' them there, or pass "
+                                 f"--force")
+        root = self.read_package(h)["datasets"]["hash"]
+        self.workspaces.deploy(ws, name, version, h, root)
+        self._on_root_changed(ws)
+        return {"workspace": ws, "package": name, "version": version, "root": root}
+
     def status(self) -> dict:
         self.recover()
         ws = self.ws()
