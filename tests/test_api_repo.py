@@ -369,3 +369,19 @@ def test_open_dataset_streams_the_bytes_of_a_dataset(repo):
     with f:
         assert f.read(6) == V1["inputs/sales"][:6]
     assert entry["size"] == len(V1["inputs/sales"])
+
+
+def test_deploy_into_another_workspace_leaves_the_working_copy_and_guards_its_changes(repo):
+    repo.checkout("forecast@0.1.0")
+    res = repo.deploy("dev", "forecast@0.2.0")
+    assert (res["workspace"], res["version"]) == ("dev", "0.2.0")
+    assert repo.current == "main" and files(repo) == expected(V1)
+    repo.switch("dev")
+    repo.set("inputs/horizon", b"1")
+    repo.switch("main")
+    with pytest.raises(UsageError) as e:
+        repo.deploy("dev", "forecast@0.1.0")
+    assert "inputs/horizon" in str(e.value)
+    assert repo.deploy("dev", "forecast@0.1.0", force=True)["version"] == "0.1.0"
+    assert repo.deploy("main", "forecast@0.2.0")["workspace"] == "main"  # current: a checkout
+    assert files(repo) == expected(V2)

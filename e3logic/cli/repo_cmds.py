@@ -202,16 +202,11 @@ def ws_switch(opts, name, force):
 @workspace.command("deploy")
 @click.argument("name")
 @click.argument("spec", metavar="PKG[@VER]")
+@click.option("--force", is_flag=True, help="Replace uncommitted changes of the workspace.")
 @pass_opts
-def ws_deploy(opts, name, spec):
+def ws_deploy(opts, name, spec, force):
     """Deploy package PKG[@VER] into workspace NAME (the working copy follows if it is current)."""
-    data = opts.api().checkout(spec, name, force=False) if name == opts.api().current else None
-    if data is None:
-        api = opts.api()
-        pname, version, h = api.resolve(spec)
-        root = api.read_package(h)["datasets"]["hash"]
-        api.workspaces.deploy(name, pname, version, h, root)
-        data = {"workspace": name, "package": pname, "version": version, "root": root}
+    data = opts.api().deploy(name, spec, force=force)
     emit(opts, data, lambda d: click.echo(f"{d['package']}@{d['version']} deployed to {d['workspace']}"))
 
 
