@@ -20,9 +20,16 @@ stderr (logs).
 `pair` — `bad` (shell: prints to stderr, exits 3), `slow` (shell `sleep 30`, no budget) and
 `later` (reads `bad`'s output): fail-fast cancels `slow` in flight.
 
-`limits` — one task per way of dying: `nap` (shell `sleep 30`, wall_s=1), `hog` (python,
-allocates 512 MiB under mem_mb=64), `spin` (python busy loop under cpu_s=1), `crash` (python
-worker `os._exit(3)`), with `after_crash` depending on `crash` and `fine`, independent.
+`limits` — one task per way of dying: `nap` (shell `sleep 30`, wall_s=1), `doze` (inline,
+sleeps 6 s under wall_s=1), `hog` (python, allocates 512 MiB under mem_mb=64), `spin` (python
+busy loop under cpu_s=1), `chatty` (python, prints 100 kB under io_bytes=1000), `flood`
+(shell, writes 200 kB under io_bytes=1000), `crash` (python worker `os._exit(3)`), with
+`after_crash` depending on `crash` and `fine`, independent.
+
+`talk` — one inline dataflow that prints to stdout and stderr.
+
+`twins` — `a` and `b` apply one shell task to one input (one execution key; the task writes its
+output, then sleeps 0.5 s), `c` reads both.
 """
 from __future__ import annotations
 
@@ -145,6 +152,7 @@ FLOWS_RUNTIMES = {"python": ["check", "norm", "peak", "total"],
 
 LIMITS_STEPS = '''
 import os
+import time
 
 
 def hog(x):
@@ -164,6 +172,16 @@ def crash(x):
 
 def fine(x):
     return {"fine": x}
+
+
+def doze(x):
+    time.sleep(6)
+    return x
+
+
+def chatty(x):
+    print("y" * 100000)
+    return x
 '''
 
 LIMITS_PKG = '''
@@ -186,8 +204,22 @@ package.dataflow("spin", task="spin", inputs=["inputs/x"], output="o",
 package.dataflow("crash", task="crash", inputs=["inputs/x"], output="o")
 package.dataflow("after_crash", task="copy", inputs=["outputs/crash/o"], output="o")
 package.dataflow("fine", task="fine", inputs=["inputs/x"], output="o")
+package.task("doze", "steps:doze", runtime="inline")
+package.task("chatty", "steps:chatty", runtime="python")
+package.task("flood", ["sh", "-c", "head -c 200000 /dev/zero > {output}"], runtime="shell")
+package.dataflow("doze", task="doze", inputs=["inputs/x"], output="o", budget={"wall_s": 1})
+package.dataflow("chatty", task="chatty", inputs=["inputs/x"], output="o",
+                 budget={"io_bytes": 1000})
+package.dataflow("flood", task="flood", inputs=["inputs/x"], output="o",
+                 budget={"io_bytes": 1000})
 '''
-LIMITS = sorted(["nap", "hog", "spin", "crash", "after_crash", "fine"])
+LIMITS = sorted(["nap", "hog", "spin", "crash", "after_crash", "fine", "doze", "chatty",
+                 "flood"])
+# dataflow -> the reason its episode must fail with
+LIMITS_REASONS = {"nap": "budget wall_s=1 exceeded", "hog": "budget mem_mb=64 exceeded",
+                  "spin": "budget cpu_s=1 exceeded", "crash": "python worker died (exit 3)",
+                  "doze": "budget wall_s=1 exceeded", "chatty": "budget io_bytes=1000 exceeded",
+                  "flood": "budget io_bytes=1000 exceeded"}
 
 PAIR_PKG = '''
 from e3logic import sdk
@@ -219,6 +251,47 @@ def write_limits(d: Path) -> Path:
     return d
 
 
+TALK_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("talk", "0.1.0")
+package.module("steps.py")
+package.task("talk", "steps:talk", runtime="inline")
+package.dataset("inputs/x", value=1)
+package.dataflow("talk", task="talk", inputs=["inputs/x"], output="o")
+'''
+TALK_STEPS = '''
+import sys
+
+
+def talk(x):
+    print("inline-stdout")
+    print("inline-stderr", file=sys.stderr)
+    return x
+'''
+
+
+TWINS_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("twins", "0.1.0")
+package.task("up", ["sh", "-c", "tr a-z A-Z < {input0} > {output}; sleep 0.5"], runtime="shell")
+package.task("cat", ["sh", "-c", "cat {inputs} > {output}"], runtime="shell")
+package.dataset("inputs/x", value="abc")
+package.dataflow("a", task="up", inputs=["inputs/x"], output="o")
+package.dataflow("b", task="up", inputs=["inputs/x"], output="o")
+package.dataflow("c", task="cat", inputs=["outputs/a/o", "outputs/b/o"], output="o")
+'''
+
+
+def write_twins(d: Path) -> Path:
+    return write_package(d, TWINS_PKG)
+
+
+def write_talk(d: Path) -> Path:
+    return write_package(d, TALK_PKG, {"steps.py": TALK_STEPS})
+
+
 def write_pair(d: Path) -> Path:
     return write_package(d, PAIR_PKG)
 
@@ -248,7 +321,8 @@ def make_project(dest: Path, package_dir: Path, name: str, version: str = "0.1.0
 
 
 _TEMPLATES: dict[tuple, Path] = {}
-WRITERS = {"flows": write_flows, "limits": write_limits, "pair": write_pair}
+WRITERS = {"flows": write_flows, "limits": write_limits, "pair": write_pair,
+           "talk": write_talk, "twins": write_twins}
 
 
 def template(cache_dir: Path, name: str) -> Path:

@@ -136,6 +136,16 @@ def test_logs_of_a_failed_shell_task_hold_its_stderr(tmp_path_factory, tmp_path)
     assert r.json["log"] == "oops-on-stderr\n"
 
 
+def test_an_inline_tasks_prints_go_to_its_log_and_never_into_the_json_answer(
+        tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "talk", tmp_path / "talk")
+    r = p.e3("--json", "go", "-j", "2")
+    assert r.code == 0, r
+    assert "inline-stdout" not in r.out and "inline-stderr" not in r.err
+    assert r.json["executed"] == ["talk"]
+    assert p.e3("--json", "logs", "talk").json["log"] == "inline-stdout\ninline-stderr\n"
+
+
 def test_logs_of_a_forced_reexecution_show_only_that_execution(warm):
     warm.go("--force", "total")
     r = warm.e3("--json", "logs", "total")

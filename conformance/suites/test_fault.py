@@ -2,7 +2,7 @@
 is never memoized, and leaves the repository consistent.
 
 Scenarios: a python exception, a shell exit status, a crashing python worker, a missing input,
-tasks killed by wall / CPU / memory budgets, fail-fast, and a memo output object that is gone or
+tasks killed by wall (shell, inline) / CPU / memory / IO budgets, fail-fast, and a memo output object that is gone or
 corrupt in the store. Packages: `flows`, `limits`, `pair` (tests/flows.py).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tests.flows import FLOWS, FLOWS_OUTPUTS, LISTS, Proj, copy_project, states
+from tests.flows import FLOWS, FLOWS_OUTPUTS, LIMITS_REASONS, LISTS, Proj, copy_project, states
 
 
 def lists(res: dict) -> dict:
@@ -32,23 +32,18 @@ def limits_run(tmp_path_factory):
     return p, res, p.histories(res["run"])
 
 
-@pytest.mark.parametrize("dataflow, reason", [
-    ("nap", "budget wall_s=1 exceeded"),     # shell `sleep 30`
-    ("spin", "budget cpu_s=1 exceeded"),     # python busy loop
-    ("hog", "budget mem_mb=64 exceeded"),    # python allocating 512 MiB
-    ("crash", "python worker died (exit 3)"),
-])
-def test_a_killed_or_crashed_task_fails_alone_with_its_reason(limits_run, dataflow, reason):
+@pytest.mark.parametrize("dataflow", sorted(LIMITS_REASONS))
+def test_a_killed_or_crashed_task_fails_alone_with_its_reason(limits_run, dataflow):
     _, res, hist = limits_run
     assert dataflow in res["failed"]
     assert states(hist[dataflow]) == ["plan", "run", "fail"]
-    assert hist[dataflow][-1]["note"] == reason
+    assert hist[dataflow][-1]["note"] == LIMITS_REASONS[dataflow]
 
 
 def test_limits_failures_are_confined_and_the_pool_keeps_working(limits_run):
     p, res, _ = limits_run
-    assert lists(res) == {"executed": ["fine"], "failed": ["crash", "hog", "nap", "spin"],
-                          "skipped": ["after_crash"]}
+    assert "fine" in res["executed"] and res["skipped"] == ["after_crash"]
+    assert set(res["failed"]) >= {"chatty", "crash", "flood", "hog", "nap", "spin"}
     assert p.read("outputs/fine/o") == b'{"fine":1}'
     assert not (p.path / "outputs" / "nap").exists()
     assert fsck_ok(p)
@@ -117,3 +112,13 @@ def test_a_damaged_memo_output_object_is_recomputed(proj, damage):
     assert "peak" in res["executed"], lists(res)
     assert obj.read_bytes() == FLOWS_OUTPUTS["peak"]
     assert fsck_ok(proj)
+
+
+def test_forcing_one_execution_key_shared_by_two_dataflows_neither_fails_nor_crashes(
+        tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "twins", tmp_path / "p")
+    p.go("-j", "2")
+    r = p.e3("--json", "go", "-j", "2", "--force")
+    assert r.code == 0 and "internal error" not in r.err, r
+    assert r.json["failed"] == [] and p.read("outputs/c/o") == b'"ABC""ABC"'
+    assert fsck_ok(p)
