@@ -164,3 +164,14 @@ def test_two_dataflows_with_the_same_task_and_inputs_execute_once(tmp_path):
     assert len(fr.ran) == 1
     assert sorted(st.outcome.values()) == ["cached", "executed"]
     assert api.get("outputs/left/out")[1] == api.get("outputs/right/out")[1]
+
+
+def test_resource_capacities_bound_what_runs_at_once(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [Job(name=n, task_hash="t-" + n, runtime="python", entry="m:f", argv=None,
+                inputs=("inputs/x",), output_path=f"outputs/{n}/out", deps=frozenset(),
+                resources=(("gpu", 1),)) for n in ("a", "b", "c")]
+    st = run(api, jobs, FakeRunner(api.r), cap=3, capacities={"gpu": 1})
+    starts = [beat for beat, ev, _ in st.log if ev == "start"]
+    assert len(set(starts)) == 3  # one gpu: one at a time
+    assert set(st.outcome.values()) == {"executed"}

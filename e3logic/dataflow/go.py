@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core import canon
 from ..core.errors import UsageError
@@ -237,6 +237,10 @@ class Go:
                 deps=frozenset(x for x in project.deps[n] if x in sel),
                 leases=project.leases(n), budget=tuple(sorted((d.get("budget") or {}).items())),
                 profile=d.get("profile") or "ro", modules_hash=project.modules_hash))
+        caps = dict(self.repo.config.get("resources") or {})
+        jobs = [replace(j, resources=tuple(sorted(
+            (r, a) for r, a in (project.dataflows[j.name].get("resources") or {}).items()
+            if r in caps))) for j in jobs]
         cap = self.cap
         runtimes = Runtimes(workers=cap, cache_dir=self.repo.dir / "cache",
                             inline_in_pool=self.executor == "processes")
@@ -255,7 +259,7 @@ class Go:
                       cooperative=self.executor == "inline", force=self.force,
                       fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
                       on_outcome=self.reporter.outcome if self.reporter else None,
-                      batches=batch_of if self.strict_batches else None)
+                      batches=batch_of if self.strict_batches else None, capacities=caps)
         runner.on_group = lambda ep, pgid, start: self._record_group(run_id, ep, pgid, start)
         runner.executor = ex
 

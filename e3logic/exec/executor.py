@@ -39,6 +39,7 @@ class Job:
     budget: tuple = ()           # sorted (key, value) pairs
     profile: str = "ro"
     modules_hash: str = ""
+    resources: tuple = ()        # sorted (name, amount) demands on capacities
 
 
 @dataclass
@@ -92,7 +93,8 @@ class Executor:
                  force: bool = False, fail_fast: bool = False, publish=None,
                  should_cancel: Callable[[], str | None] | None = None, clock=time.time,
                  tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2,
-                 batches: dict | None = None, max_rechecks: int = 3):
+                 batches: dict | None = None, max_rechecks: int = 3,
+                 capacities: dict | None = None):
         self.repo = repo
         self.ws = workspace
         self.jobs = {j.name: j for j in jobs}
@@ -110,6 +112,7 @@ class Executor:
         self.tick = tick
         self.batches = batches  # name -> batch index: run batch by batch (--strict-batches)
         self.max_rechecks = max_rechecks
+        self.capacities = dict(capacities or {})
         self._scope = None
         self.suspended: set[str] = set()    # episodes in yield/await: they hold no slot
         self.inflight: dict[str, str] = {}  # execution key -> the dataflow running it
@@ -139,6 +142,18 @@ class Executor:
         held = [l for n in self.state.running for l in self.jobs[n].leases]
         return not any(lease_conflict(a, b) for a in job.leases for b in held)
 
+    def _resources_free(self, job: Job, also: list[str]) -> bool:
+        """Demands of running and just-captured jobs plus `job` stay within capacities."""
+        for r, amount in job.resources:
+            cap = self.capacities.get(r)
+            if cap is None:
+                continue
+            used = sum(a for n in (*self.state.running, *also) for rr, a in self.jobs[n].resources
+                       if rr == r)
+            if used + amount > cap:
+                return False
+        return True
+
     def capture(self) -> list[str]:
         st = self.state
         out, keep = [], []
@@ -153,7 +168,7 @@ class Executor:
             elif barrier is not None and self.batches.get(name, 0) > barrier:
                 keep.append(name)
             elif (len(st.running) - len(self.suspended) + len(out) < self.cap and self._ready(name)
-                  and self._leases_free(job)
+                  and self._leases_free(job) and self._resources_free(job, out)
                   and not any(lease_conflict(a, b) for o in out for a in job.leases
                               for b in self.jobs[o].leases)):
                 out.append(name)
