@@ -264,8 +264,8 @@ def test_a_killed_task_fails_with_the_reason_in_its_history(limits, dataflow):
 def test_a_budget_failure_is_not_memoized(limits, tmp_path):
     p, _, _ = limits
     q = Proj(shutil.copytree(p.path, tmp_path / "again", symlinks=True))
-    res = q.go("nap", "crash", "fine", code=1)
-    assert lists(res) == {"failed": ["crash", "nap"], "cached": ["fine"]}
+    res = q.go("crash", "hog", "fine", code=1)
+    assert lists(res) == {"failed": ["crash", "hog"], "cached": ["fine"]}
 
 
 # -- the store and the working copy ------------------------------------------------------------------
