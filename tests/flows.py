@@ -40,7 +40,9 @@ import sqlite3
 from pathlib import Path
 
 from e3logic.core.hashing import hash_bytes
-from tests.helpers import ROOT as ROOT_DIR, run_e3
+from tests.helpers import ROOT, run_e3
+
+ROOT_DIR = ROOT  # the repository checkout (examples/ lives there)
 
 FLOWS_STEPS = '''
 import os

@@ -6,7 +6,7 @@ import pytest
 from e3logic.api import Repo
 from e3logic.core.errors import NotFound, UsageError
 from e3logic.dataflow.inspect import log_of, request_cancel, stats
-from tests.flows import FLOWS, api_project, in_process_go, write_flows
+from tests.flows import api_project, in_process_go, write_flows
 
 
 @pytest.fixture(scope="module")

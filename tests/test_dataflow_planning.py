@@ -33,7 +33,7 @@ PKG = {
 
 @pytest.fixture
 def repo(tmp_path):
-    api = Repo.init(tmp_path / "p")
+    Repo.init(tmp_path / "p")
     (tmp_path / "p" / "e3.toml").write_text("[resources]\ngpu = 1\n")
     return Repo.open(str(tmp_path / "p")).r
 
