@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     edits = 3 if args.quick else args.edits
     debounces = [200] if args.quick else [int(x) for x in args.debounce.split(",")]
     env = e3_env()
+    env.pop("E3_FSYNC", None)  # measured as users run it: fsync on
     rows = []
     with tempfile.TemporaryDirectory(prefix="e3-bench-watch-") as tmp:
         for d in debounces:
