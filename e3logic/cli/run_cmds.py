@@ -135,15 +135,11 @@ def plan(opts, targets, jobs, everything):
     data = p.to_json()
 
     def human(d):
-        rows = [(b, name, " ".join(f"{l['path']}:{l['mode']}" for l in d["leases"]
-                                   if l["dataflow"] == name and l["batch"] == b) or "-",
-                 f"{costs.get(name, 1.0):.2f}")
-                for b, names in enumerate(d["batches"]) for name in names]
+        rows = [(b, name, leases or "-", f"{cost:.2f}") for b, name, leases, cost in p.table()]
         table(("batch", "dataflow", "leases", "est. cost"), rows)
         click.echo(f"critical path: {' -> '.join(d['critical_path']) or '-'}; "
                    f"makespan {d['makespan']:.2f}")
 
-    costs = {n.name: n.cost for n in getattr(p, "nodes", [])} if hasattr(p, "nodes") else {}
     emit(opts, data, human)
 
 
@@ -191,6 +187,11 @@ def episodes(opts, run_id):
     if not run_id:
         r = db.execute("SELECT run FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
         run_id = r[0] if r else None
+    elif db.execute("SELECT 1 FROM runs WHERE run=?", (run_id,)).fetchone() is None:
+        from ..core.errors import NotFound
+
+        recent = [r[0] for r in db.execute("SELECT run FROM runs ORDER BY seq DESC LIMIT 20")]
+        raise NotFound("run", run_id, recent, hint="see 'e3 episodes' for the latest run")
     data = load(db, run_id) if run_id else []
     out = [{"episode": e["episode"], "dataflow": e["dataflow"], "history": e["history"]} for e in data]
 

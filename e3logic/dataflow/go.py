@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from ..core import canon
 from ..core.errors import UsageError
 from ..core.hashing import hash_parts
-from ..exec.memo import Memo, execution_key
+from ..exec.memo import Memo, execution_key, usable
 from ..repo.locks import process_start
 from .model import Project
 
@@ -60,6 +60,11 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
         # resolve lazily: a batch lookup per dependency level would be faster, one per node is fine
         key = pending_keys.get(n)
         hit = None if (force or key is None) else memo.lookup(key)
+        if hit is not None:
+            e = trees.find(root, project.outputs[n])
+            size = e.get("size") if e and e.get("hash") == hit.output_hash else None
+            if not usable(repo.objects, hit, size):
+                hit = None
         if key:
             keys[n] = key
         known[project.outputs[n]] = hit.output_hash if hit else None
@@ -211,6 +216,8 @@ class Go:
                 self.reporter.start(len(pred.order))
                 for n in pred.order:
                     self.reporter.outcome(n, "cached", 0.0)
+            if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
+                self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
             return ({n: "cached" for n in pred.order},
                     {n: (pred.keys[n], pred.outputs[n]) for n in pred.order}, root)
         import anyio
@@ -289,6 +296,7 @@ class Go:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.cancelled_reason = st.cancel_reason
         self.stale = st.stale
+        self.keys = dict(st.keys)
         return st.outcome, st.results, st.root
 
     def _record_group(self, run_id, ep, pgid, start) -> None:
@@ -351,7 +359,7 @@ class Go:
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy) -> dict:
         receipt = []
         for n in sorted(selected):
-            key, out = results.get(n, (None, None))
+            key, out = results.get(n, (getattr(self, "keys", {}).get(n), None))
             receipt.append({"dataflow": n, "key": key, "output": out,
                             "outcome": outcome.get(n, "skipped")})
         lists = {o: sorted(n for n in selected if outcome.get(n, "skipped") == o)

@@ -30,6 +30,7 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
             cwd=str(repo.root))
         started = clock()
+        open(spec.log_path, "wb").close()  # a log holds one execution: the latest
         if job.runtime == "inline" and not runtimes.inline_in_pool and run.executor is not None:
             from .inline import drive
             from .taskcode import TaskError
@@ -39,7 +40,8 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
             except TaskError as e:
                 return Finished(job, key, "fail", tuple((p, h) for p, h, _ in ins),
                                 reason=e.reason, started=started, ended=clock())
-            status, fmt, reason = await drive(run.executor, job, ep, fn, args, out_file)
+            status, fmt, reason = await drive(run.executor, job, ep, fn, args, out_file,
+                                              spec.log_path)
             return Finished(job, key, status, tuple((p, h) for p, h, _ in ins),
                             output_file=out_file if status == "ok" else None, output_format=fmt,
                             reason=reason, started=started, ended=clock())

@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 from ..core.paths import lease_conflict
 from ..repo.trees import blob_entry
 from .episodes import Episode, flush
-from .memo import ExecutionRecord, Memo, execution_key
+from .memo import ExecutionRecord, Memo, execution_key, usable
 
 OUTCOMES = ("executed", "cached", "failed", "skipped", "cancelled")
 
@@ -116,6 +116,8 @@ class Executor:
         self._scope = None
         self.suspended: set[str] = set()    # episodes in yield/await: they hold no slot
         self.inflight: dict[str, str] = {}  # execution key -> the dataflow running it
+        self.done_keys: set[str] = set()    # executed in this run: a hit even under --force
+        self._attempt = 0
         self.await_edges: dict[str, str] = {}
         self._beat_event = None
         self.memo = Memo(repo.index)
@@ -207,14 +209,14 @@ class Executor:
                 continue
             key = execution_key(job.task_hash, [h for _, h, _ in ins])
             st.keys[name] = key
-            if key in self.inflight and not self.force:
+            if key in self.inflight:
                 # the same execution (task + input bytes) is already running for another
                 # dataflow: wait for it and take its result from the memo (shared, not re-run)
                 st.pending.insert(0, name)
                 st.log.append((st.beat, "share", name))
                 continue
-            hit = None if self.force else self.memo.lookup(key)
-            if hit is not None and self.repo.objects.exists(hit.output_hash):
+            hit = None if (self.force and key not in self.done_keys) else self.memo.lookup(key)
+            if usable(self.repo.objects, hit, verify=True):
                 st.staged.append(Finished(job, key, "hit", tuple((p, h) for p, h, _ in ins),
                                           output_hash=hit.output_hash,
                                           output_format=hit.output_format))
@@ -225,7 +227,7 @@ class Executor:
             ep.move("run", st.beat)
             st.log.append((st.beat, "start", name))
             if self.cooperative and job.runtime != "inline":
-                st.staged.append(await self.runner(job, key, ins, self._out_file(key), ep))
+                st.staged.append(await self.runner(job, key, ins, self._out_file(key, ep), ep))
                 st.running.pop(name, None)
             else:
                 tg.start_soon(self._run_one, job, key, ins, ep)
@@ -238,15 +240,17 @@ class Executor:
         self.state.episodes.append(ep)
         return ep
 
-    def _out_file(self, key: str) -> str:
+    def _out_file(self, key: str, ep: Episode) -> str:
+        """A temp file unique to this episode (two episodes may share an execution key)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        return str(self.tmp_dir / f"out-{key[:24]}-{self.run_id}")
+        self._attempt += 1
+        return str(self.tmp_dir / f"out-{key[:24]}-{self.run_id}-{self._attempt}")
 
     async def _run_one(self, job, key, ins, ep) -> None:
         import anyio
 
         try:
-            res = await self.runner(job, key, ins, self._out_file(key), ep)
+            res = await self.runner(job, key, ins, self._out_file(key, ep), ep)
         except anyio.get_cancelled_exc_class():
             self.state.running.pop(job.name, None)
             self.state.staged.append(Finished(job, key, "cxl", tuple((p, h) for p, h, _ in ins),
@@ -280,6 +284,7 @@ class Executor:
             if f.status == "ok":
                 h = self.repo.objects.adopt(f.output_file)
                 f.output_hash = h
+                self.done_keys.add(f.key)
                 changes[job.output_path] = blob_entry(h, self.repo.objects.size(h), f.output_format or "raw")
                 st.results[job.name] = (f.key, h)
                 if not ep.final:

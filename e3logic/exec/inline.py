@@ -6,7 +6,7 @@ import contextvars
 import inspect
 
 from ..sdk.effects import CURRENT, Await, EpisodeContext, Promote, Yield
-from .runtimes import write_output
+from .runtimes import _install_routers, _Router, write_output
 
 
 def _one_line(e: BaseException) -> str:
@@ -14,8 +14,48 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
 
 
-async def drive(executor, job, ep, fn, args, out_file) -> tuple[str, str | None, str]:
-    """Run one inline task; returns (status ok|fail|cxl, output format, reason)."""
+async def drive(executor, job, ep, fn, args, out_file, log_path: str | None = None
+                ) -> tuple[str, str | None, str]:
+    """Run one inline task; returns (status ok|fail|cxl, output format, reason). Its print()
+    output goes to `log_path`."""
+    import anyio
+
+    from .budgets import parse_budget
+
+    budget = parse_budget(dict(job.budget))
+    log = open(log_path, "a", encoding="utf-8", errors="replace") if log_path else None
+    if log:
+        _install_routers()
+    try:
+        # an inline thread cannot be killed: past its wall budget it is abandoned, and failed
+        with anyio.move_on_after(budget.wall_s if budget.wall_s else float("inf")) as scope:
+            res = await _drive(executor, job, ep, fn, args, out_file, log)
+        if scope.cancelled_caught:
+            return "fail", None, f"budget wall_s={_num(budget.wall_s)} exceeded"
+        if budget.io_bytes is not None and res[0] == "ok":
+            used = _size(out_file) + (_size(log_path) if log_path else 0)
+            if used > budget.io_bytes:
+                return "fail", None, f"budget io_bytes={budget.io_bytes} exceeded"
+        return res
+    finally:
+        if log:
+            log.close()
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _size(path) -> int:
+    import os
+
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+async def _drive(executor, job, ep, fn, args, out_file, log):
     import anyio
 
     def refused(note: str) -> None:
@@ -26,23 +66,29 @@ async def drive(executor, job, ep, fn, args, out_file) -> tuple[str, str | None,
     cv.run(CURRENT.set, ctx)
 
     def call(f, *a):
-        return cv.run(f, *a)
+        _Router._local.stream = log
+        try:
+            return cv.run(f, *a)
+        finally:
+            _Router._local.stream = None
+            if log:
+                log.flush()
 
     done = object()
 
     def step(gen, value):
         # StopIteration cannot cross a thread boundary: hand the return value back instead
         try:
-            return False, cv.run(gen.send, value)
+            return False, call(gen.send, value)
         except StopIteration as stop:
             return done, stop.value
 
     try:
-        result = await anyio.to_thread.run_sync(call, fn, *args)
+        result = await anyio.to_thread.run_sync(call, fn, *args, abandon_on_cancel=True)
         if inspect.isgenerator(result):
             gen, send = result, None
             while True:
-                flag, eff = await anyio.to_thread.run_sync(step, gen, send)
+                flag, eff = await anyio.to_thread.run_sync(step, gen, send, abandon_on_cancel=True)
                 if flag is done:
                     result = eff
                     break

@@ -42,6 +42,22 @@ class ExecutionRecord:
     output_path: str | None = None
 
 
+def usable(objects, hit: MemoHit | None, size: int | None = None, verify: bool = False) -> bool:
+    """Is a memo hit's output object there (of the expected size / hash)? A corrupt one is
+    removed, so the re-execution can store the right bytes under its name."""
+    if hit is None:
+        return False
+    p = objects.path(hit.output_hash)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return False
+    ok = (size is None or st.st_size == size) and (not verify or objects.verify(hit.output_hash))
+    if not ok:
+        p.unlink(missing_ok=True)
+    return ok
+
+
 class Memo:
     def __init__(self, index):
         self.db = index

@@ -225,6 +225,30 @@ class WorkingCopy:
         self.db.execute("DELETE FROM meta WHERE key='wc_target'")
         return {"written": written, "removed": len(removed)}
 
+    def ensure(self, items: list[tuple[str, str]]) -> int:
+        """Make each (path, hash) file match, re-writing only those whose stat or content
+        differ from the stat cache. Returns how many were written."""
+        cache = self._cache()
+        rows, written = [], 0
+        for p, h in items:
+            dest = self.root_dir / p
+            c = cache.get(p)
+            try:
+                st = dest.stat()
+            except FileNotFoundError:
+                st = None
+            if st is not None and c and c[3] == h and (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
+                continue
+            if st is not None and hash_file(dest) == h:
+                rows.append((p, st, h))
+                continue
+            self._place(p, h)
+            rows.append((p, dest.stat(), h))
+            written += 1
+        if rows:
+            self._remember(rows)
+        return written
+
     def write_one(self, path: str, h: str) -> None:
         self._place(path, h)
         self._remember([(path, (self.root_dir / path).stat(), h)])
