@@ -207,7 +207,8 @@ def main(argv=None) -> int:
     rounds = 2 if args.quick else args.rounds
     rnd = random.Random(args.seed)
     env = e3_env()
-    totals = {"rounds": rounds, "gos": 0, "ran": 0, "refused": 0, "sets": 0, "failures": 0}
+    totals = {"rounds": rounds, "gos": 0, "ran": 0, "refused": 0, "sets": 0, "failures": 0,
+              "refusals_not_naming_the_holder": 0, "other_problems": 0}
     failed = []
     with tempfile.TemporaryDirectory(prefix="e3-stress-concurrent-") as tmp:
         proj = make_project(Path(tmp) / "proj", Path(tmp) / "pkg")
@@ -219,6 +220,9 @@ def main(argv=None) -> int:
             r = round_(proj, repo, rnd, env, window, args.retry)
             for k in ("gos", "ran", "refused", "sets"):
                 totals[k] += r[k]
+            unnamed = sum("does not name the holder" in x for x in r["problems"])
+            totals["refusals_not_naming_the_holder"] += unnamed
+            totals["other_problems"] += len(r["problems"]) - unnamed
             if r["problems"]:
                 totals["failures"] += 1
                 failed.append({"round": i, "problems": r["problems"]})
@@ -228,7 +232,9 @@ def main(argv=None) -> int:
                       f"{r['sets']} sets)", file=sys.stderr)
     print(f"{totals['rounds']} rounds: {totals['gos']} go ({totals['ran']} ran, "
           f"{totals['refused']} refused fast), {totals['sets']} set; "
-          f"{totals['failures']} failed rounds", file=sys.stderr)
+          f"{totals['failures']} failed rounds ({totals['refusals_not_naming_the_holder']} "
+          f"refusals not naming the holder, {totals['other_problems']} other problems)",
+          file=sys.stderr)
     if args.json:
         print(json.dumps({"seed": args.seed, "retry": args.retry, **totals, "failed": failed},
                          indent=2))
