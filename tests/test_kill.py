@@ -16,7 +16,7 @@ import pytest
 from .helpers import run_e3
 from .repo_helpers import kill_after, kill_when, spawn_e3, write_package_dir
 
-N = 500                       # datasets in the big package (one file each in the working copy)
+N = 300                       # datasets in the big package (one file each in the working copy)
 BIG = 32 << 20                # bytes of the big raw dataset used by `set`
 FRACTIONS = (None, 0.5, 0.9)  # None: kill at the first sign of progress
 
@@ -133,7 +133,8 @@ def test_a_killed_checkout_is_completed_by_the_next_command(project, bundles):
         assert st["version"] in ("0.1.0", "0.2.0")
         target = "0.2.0" if st["version"] == "0.1.0" else "0.1.0"
         ok(e3(project, "checkout", f"big@{target}"))  # no --force needed: nothing looks edited
-        assert working_copy_matches_workspace(project)["version"] == target
+        st = ok(e3(project, "--json", "status")).json
+        assert (st["version"], st["modified"], st["added"], st["deleted"]) == (target, [], [], [])
         target = "0.2.0" if target == "0.1.0" else "0.1.0"
     assert -signal.SIGKILL in outcomes
     value = json.loads((project / "inputs/gen/d00007").read_bytes())
@@ -182,20 +183,20 @@ def test_a_killed_commit_leaves_a_clean_repository_and_committing_again_succeeds
 
     edit_all("first")
     duration = timed(project, "commit", "--patch", "-m", "first")
-    outcomes = []
+    outcomes, before = [], "0.1.1"
     for k, f in enumerate(FRACTIONS):
         tag = f"round {k}"
         edit_all(tag)
-        before = ok(e3(project, "--json", "log")).json[0]["version"]
         outcomes.append(kill_at(project, f, duration, temp_files(project, "w-"),
                                 "commit", "--patch", "-m", tag))
         fsck_clean(project)
-        ok(e3(project, "--json", "status"))
-        r = ok(e3(project, "--json", "commit", "--patch", "-m", tag))
-        log = ok(e3(project, "--json", "log")).json
-        assert log[0]["version"] == r.json["version"] != before
-        assert json.loads(ok(e3(project, "get", "inputs/gen/d00042")).out)["edited"] == tag
-        working_copy_matches_workspace(project)
+        r = ok(e3(project, "--json", "commit", "--patch", "-m", tag))  # still works
+        assert r.json["version"] != before
+        before = r.json["version"]
+        working_copy_matches_workspace(project)  # files == datasets, so reading a file reads it
+        assert json.loads((gen / "d00042").read_bytes())["edited"] == tag
     assert -signal.SIGKILL in outcomes
-    versions = [e["version"] for e in ok(e3(project, "--json", "log")).json]
-    assert versions[-1] == "0.1.0" and len(versions) == len(set(versions))
+    log = ok(e3(project, "--json", "log")).json
+    versions = [e["version"] for e in log]
+    assert versions[0] == before and versions[-1] == "0.1.0"
+    assert len(versions) == len(set(versions))
