@@ -219,6 +219,19 @@ def report(writes, status, startup, quick: bool, runs: int) -> str:
             f"| < 0.15 {'✓' if v < 0.15 else '✗'} |",
             f"| `python -c pass` (the floor) | {fmt_s(startup['python'])} | "
             f"{fmt_s(startup['python_cpu'])} | |"]
+    floor = median(startup["python"])
+    out += ["", f"e3's own share of the wall time: `--version` {v - floor:+.3f} s and `status` "
+            f"{st - floor:+.3f} s over a bare interpreter start "
+            f"(CPU: {median(startup['version_cpu']) - median(startup['python_cpu']):+.3f} s and "
+            f"{median(status['status_cpu']) - median(startup['python_cpu']):+.3f} s).", "",
+            "Notes: the interpreter start itself is slow here because `site` imports `certifi` "
+            "(a `.pth` file of this Python installation), and this environment sets "
+            "`PYTHONDONTWRITEBYTECODE`, so the bench byte-compiles `e3logic` first, as an "
+            "install does. `b3sum` is Debian's package (`apt-get install b3sum`, 1.2.0). "
+            "Object writes go through the page cache; fsync on and off differ little because "
+            "the 1 GB copy's write-back dominates either way. On a machine shared with other "
+            "test runs (load average far above the 2 CPUs), wall medians are inflated 2–5×; "
+            "compare the CPU column and the ratios, which are measured side by side."]
     return "\n".join(out) + "\n"
 
 
