@@ -194,3 +194,49 @@ def test_fsck_does_not_count_pending_temp_files_as_objects(repo):
     assert res["ok"] is True and res["pending_temp_files"] == 1
     assert hash_bytes(b"half") not in set(repo.objects)
     assert canon.loads(canon.dumps(res)) == res
+
+
+def _write_many(root, n, q):
+    from e3logic.repo.objects import ObjectStore
+    s = ObjectStore(root / ".e3" / "objects", fsync=False)
+    try:
+        for i in range(n):
+            s.write(f"short-lived {i}".encode())
+        q.put("ok")
+    except Exception:  # pragma: no cover - reported to the parent
+        import traceback
+        q.put(traceback.format_exc())
+
+
+def test_writers_never_fail_while_gc_empties_and_removes_fan_out_directories(repo, tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    writer = ctx.Process(target=_write_many, args=(tmp_path, 3000, q))
+    writer.start()
+    rounds = 0
+    while writer.is_alive() or rounds == 0:
+        gc.gc(repo, min_age=0, now=later())  # deletes every orphan, removes empty fan-out dirs
+        rounds += 1
+    writer.join(60)
+    assert q.get(timeout=10) == "ok" and rounds > 0
+    assert gc.fsck(repo)["ok"] is True
+
+
+def test_a_temp_file_or_directory_still_being_written_is_kept_whatever_its_age(repo):
+    import fcntl
+    fd, path = repo.objects.temp_file()  # held (flock'ed) by its writer
+    os.write(fd, b"in progress")
+    stage = repo.objects.tmp / "import-busy"
+    stage.mkdir()
+    dfd = os.open(stage, os.O_RDONLY)
+    fcntl.flock(dfd, fcntl.LOCK_EX)
+    t = time.time() - 3600
+    for p in (path, stage):
+        os.utime(p, (t, t))
+    assert gc.gc(repo, min_age=0, now=later())["temp_files"] == 0
+    assert os.path.exists(path) and stage.exists()
+    os.close(fd)  # the writer died without renaming: now it is debris
+    os.close(dfd)
+    assert gc.gc(repo, min_age=0, now=later())["temp_files"] == 2
+    assert not os.path.exists(path) and not stage.exists()

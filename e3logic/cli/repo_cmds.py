@@ -81,16 +81,18 @@ def set_(opts, path, file, fmt):
     api = opts.api()
     if file != "-":
         data = api.set(path, Path(file), fmt)
-    else:  # spooled to a temp file in the store, so a large stream is never held in memory
+    else:  # spooled to a (locked) temp file in the store: a large stream never sits in memory
+        import os
         import shutil
-        import tempfile
 
-        tmp_dir = api.r.objects.tmp
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="stdin-", suffix=".part") as t:
-            shutil.copyfileobj(sys.stdin.buffer, t, 1 << 20)
-            t.flush()
-            data = api.set(path, Path(t.name), fmt)
+        fd, tmp = api.r.objects.temp_file("stdin-")
+        try:
+            with os.fdopen(fd, "wb") as t:
+                shutil.copyfileobj(sys.stdin.buffer, t, 1 << 20)
+                t.flush()
+                data = api.set(path, Path(tmp), fmt)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     emit(opts, data, lambda d: click.echo(f"{d['path']} = {d['hash'][:12]} (root {d['root'][:12]})"))
 
 

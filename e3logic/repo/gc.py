@@ -7,6 +7,7 @@ command is never taken.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 
@@ -165,25 +166,36 @@ def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = N
             p.unlink(missing_ok=True)
     temp = 0
     for t in repo.objects.temp_files():
-        # a temp file (or an import's staging directory) still being written is younger
+        # a temp file (or staging directory) still being written is flock'ed by its writer,
+        # and younger than min-age; only one that is neither was left behind by a dead writer
         try:
+            fd = os.open(t, os.O_RDONLY)
+        except (FileNotFoundError, PermissionError):
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being written
             if now - _newest_mtime(t) < min_age:
                 continue
             if t.is_dir():
                 size = sum(f.stat().st_size for f in t.rglob("*") if f.is_file())
             else:
-                size = t.stat().st_size
+                size = os.fstat(fd).st_size
+            temp += 1
+            nbytes += size
+            if not dry_run:
+                if t.is_dir():
+                    import shutil
+
+                    shutil.rmtree(t, ignore_errors=True)
+                else:
+                    t.unlink(missing_ok=True)
         except FileNotFoundError:
             continue
-        temp += 1
-        nbytes += size
-        if not dry_run:
-            if t.is_dir():
-                import shutil
-
-                shutil.rmtree(t, ignore_errors=True)
-            else:
-                t.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
     if not dry_run:
         for d in repo.objects.root.iterdir():
             if len(d.name) == 2 and d.is_dir():

@@ -2,9 +2,13 @@
 
 Writes go to `objects/tmp/` (never mistaken for an object), are fsynced, then renamed into
 place; writing existing bytes is a no-op, and concurrent writers of the same bytes both succeed.
+A temp file is flock'ed by its writer until it is renamed, so gc can tell "still being written"
+from "left behind by a killed writer" whatever its age.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -30,9 +34,21 @@ class ObjectStore:
     def exists(self, h: str) -> bool:
         return is_hash(h) and self.path(h).is_file()
 
-    def _tempfile(self):
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=self.tmp, prefix="w-", suffix=".part")
+    def _tempfile(self, prefix: str = "w-"):
+        """(fd, path) of a new temp file in `tmp/`, exclusively flock'ed through `fd`: keep the
+        fd open until the file is renamed away, and gc will not delete it."""
+        while True:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd, path = tempfile.mkstemp(dir=self.tmp, prefix=prefix, suffix=".part")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # a gc may have taken the file between its creation and our lock
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd, path
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    temp_file = _tempfile
 
     def _freshen(self, h: str) -> bool:
         """True if object `h` exists; its mtime is bumped so that a concurrent gc, which spares
@@ -67,12 +83,12 @@ class ObjectStore:
             return h
         fd, tmp = self._tempfile()
         try:
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "wb") as f:  # the lock lives as long as the fd: until installed
                 f.write(data)
+                f.flush()
                 if self.fsync:
-                    f.flush()
                     os.fsync(f.fileno())
-            self._install(tmp, h)
+                self._install(tmp, h)
         except BaseException:
             _unlink(tmp)
             raise
@@ -82,14 +98,13 @@ class ObjectStore:
         """Store a file's bytes without loading them in memory: copy (kernel-side), hash the
         copy, rename it into place."""
         fd, tmp = self._tempfile()
-        os.close(fd)
         try:
-            shutil.copyfile(src, tmp)
-            h = hash_file(tmp)
-            if self.fsync and not self.path(h).exists():
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-            self._install(tmp, h)
+            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                copy_fd(inp.fileno(), out.fileno())
+                h = hash_file(tmp)
+                if self.fsync and not self.path(h).exists():
+                    os.fsync(out.fileno())
+                self._install(tmp, h)
         except BaseException:
             _unlink(tmp)
             raise
@@ -146,6 +161,27 @@ class ObjectStore:
 
     def temp_files(self) -> list[Path]:
         return sorted(self.tmp.iterdir()) if self.tmp.is_dir() else []
+
+
+def copy_fd(src: int, dst: int) -> None:
+    """Copy from the current offset of `src` to `dst` kernel-side (copy_file_range, else
+    sendfile), falling back to a bounded read/write loop; never holds the data in memory."""
+    for how in ("copy_file_range", "sendfile"):
+        try:
+            while True:
+                n = (os.copy_file_range(src, dst, 1 << 30) if how == "copy_file_range"
+                     else os.sendfile(dst, src, None, 1 << 30))
+                if n == 0:
+                    return
+        except (AttributeError, OSError) as e:
+            if isinstance(e, OSError) and e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
+                                                           errno.EOPNOTSUPP, errno.EBADF):
+                raise
+    while True:
+        block = os.read(src, 1 << 20)
+        if not block:
+            return
+        os.write(dst, block)
 
 
 def _unlink(p: str) -> None:

@@ -158,11 +158,21 @@ class WorkingCopy:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_dir():
             raise UsageError(f"cannot write dataset {path}: a directory is in the way; move it")
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp_dir / f"wc-{os.getpid()}-{h[:16]}"
-        self.repo.objects.copy_to(h, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+        from .objects import copy_fd
+
+        store = self.repo.objects
+        fd, tmp = store.temp_file("wc-")  # locked until renamed: gc leaves it alone
+        try:
+            with os.fdopen(fd, "wb") as out, store.open(h) as src:
+                copy_fd(src.fileno(), out.fileno())
+                os.fchmod(out.fileno(), 0o644)
+                os.replace(tmp, dest)  # whole old file or whole new one
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
 
     def begin_sync(self, target: str) -> None:
         """Record that the files are about to be rewritten to `target`: from here until `sync`
