@@ -131,7 +131,6 @@ def make_project(n: int) -> Path:
     """A project whose working copy holds `n` small input files (n datasets of a package made
     through the Python API), checked out with the real command."""
     from e3logic.api import Repo
-    from e3logic.core import canon
     from e3logic.repo.packages import install
     from e3logic.repo.trees import blob_entry
 

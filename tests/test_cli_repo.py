@@ -3,14 +3,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
 from e3logic.cli.main import COMMANDS
 
-from .helpers import ROOT, run_e3
-from .repo_helpers import e3_cmd, write_package_dir, e3_env
+from .helpers import e3_env, run_e3
+from .repo_helpers import e3_cmd, write_package_dir
 
 REPO_COMMANDS = ["init", "status", "ls", "get", "set", "checkout", "commit", "log", "diff",
                  "reset", "workspace", "gc", "fsck"]
@@ -300,7 +301,7 @@ def test_status_does_not_import_heavy_libraries(proj):
             "heavy = [m for m in ('numpy', 'sqlite_utils', 'networkx', 'pyDatalog', 'kanren', "
             "'anyio', 'rich', 'lark') if m in sys.modules]\n"
             "print('HEAVY', ' '.join(heavy))\n")
-    r = subprocess.run([os.sys.executable, "-c", code], cwd=proj.cwd, env=e3_env(),
+    r = subprocess.run([sys.executable, "-c", code], cwd=proj.cwd, env=e3_env(),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].strip() == "HEAVY"

@@ -8,7 +8,6 @@ succeed. No assertion depends on timing: wherever the kill lands, the same invar
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest

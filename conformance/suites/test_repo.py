@@ -18,7 +18,7 @@ from e3logic.api import Repo
 from e3logic.core.hashing import hash_bytes, hash_file
 from e3logic.repo import index as index_mod
 from e3logic.repo.objects import ObjectStore
-from tests.helpers import ROOT, e3_env, run_e3
+from tests.helpers import e3_env, run_e3
 from tests.repo_helpers import kill_when, spawn_e3, write_package_dir
 
 
