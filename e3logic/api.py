@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .core import canon
-from .core.errors import NotFound, UsageError
+from .core.errors import E3Error, NotFound, UsageError
 from .core.paths import check_path
 from .core.semver import Version
 from .repo import gc as gc_mod
@@ -122,7 +122,11 @@ class Repo:
             previous.append(self.workspaces.root(self.current))
         root = pkg["datasets"]["hash"]
         self.wc.begin_sync(root)  # a kill from here on is completed by the next command
-        self.workspaces.deploy(target_ws, name, version, h, root)
+        try:
+            self.workspaces.deploy(target_ws, name, version, h, root)
+        except E3Error:  # refused (a lock is busy) before anything moved
+            self.wc.cancel_sync()
+            raise
         if target_ws != self.current:
             self.r.set_head(target_ws)
         self.wc.sync(root, previous)
