@@ -385,3 +385,16 @@ def test_deploy_into_another_workspace_leaves_the_working_copy_and_guards_its_ch
     assert repo.deploy("dev", "forecast@0.1.0", force=True)["version"] == "0.1.0"
     assert repo.deploy("main", "forecast@0.2.0")["workspace"] == "main"  # current: a checkout
     assert files(repo) == expected(V2)
+
+
+def test_a_refused_checkout_leaves_no_pending_sync_behind(repo):
+    repo.checkout("forecast@0.1.0")
+    out = repo.root / "outputs/f/o"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"a file the next command must not touch")
+    with repo.workspaces.lock("main").acquire("set", shared=True):  # a concurrent `e3 set`
+        with pytest.raises(LockBusy):
+            repo.checkout("forecast@0.2.0")
+    assert repo.r.index.get_meta("wc_target") is None
+    assert Repo.open(str(repo.root)).status()["version"] == "0.1.0"
+    assert files(repo) == expected(V1) and out.exists()

@@ -181,6 +181,11 @@ class WorkingCopy:
         workspace root the files follow."""
         self.db.set_meta("wc_target", target)
 
+    def cancel_sync(self) -> None:
+        """Withdraw `begin_sync` when the root did not move after all (e.g. a refused deploy):
+        otherwise the next command would 'finish' a sync that never started."""
+        self.db.execute("DELETE FROM meta WHERE key='wc_target'")
+
     def sync(self, target: str, previous: str | list | None = None, force: bool = False,
              under: str | None = None) -> dict:
         """Make the files under inputs/ and outputs/ (only those under the dataset path `under`,
