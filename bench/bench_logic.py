@@ -246,8 +246,9 @@ def report(rows: list[dict], auto_rows: list[dict], args) -> str:
            f"Python {platform.python_version()}, {os.cpu_count()} cores. Medians of "
            f"{args.reps} runs (cold: {args.cold_reps}; pyDatalog: 1; 1M nodes: 3 and 1). "
            "Times in ms of CPU time of the benchmark process (`time.process_time`), which "
-           "other jobs on this shared 2-core machine disturb far less than wall time; the "
-           "prepared column also gives the wall-clock median.", "",
+           "other jobs on this shared 2-core machine disturb far less than wall time "
+           f"(load average {os.getloadavg()[0]:.0f} when the run ended); the prepared "
+           "column also gives the wall-clock median.", "",
            "Queries go through the public API with the shipped rules and return a sorted "
            "list: *prepared* = `Logic(facts).reachable(...)` / `.dirty_closure(...)` after a "
            "first call (facts indexed, unaffected strata cached); *cold* = "
@@ -274,10 +275,15 @@ def report(rows: list[dict], auto_rows: list[dict], args) -> str:
                 f"({worst['shape']} {worst['n']:,} {worst['query']}); target ≤ 2×."]
     dirty = [r for r in rows if r["n"] == 100_000 and r["query"] == "dirty"]
     if dirty:
-        out += ["", "Dirty closure of a random 1 % change, 100k nodes, prepared: " + "; ".join(
-            f"{r['shape']} {ms(r['prepared'])} ms sorted list / {ms(r['relation'])} ms "
-            f"relation ({r['result'] / r['n']:.0%} of the dataflows dirty; bfs "
-            f"{ms(r['bfs'])} ms)" for r in dirty) + ". Target < 100 ms."]
+        out += ["", "Dirty closure of a random 1 % change, 100k nodes, prepared (target "
+                "< 100 ms): " + "; ".join(
+                    f"{r['shape']} {ms(r['prepared'])} ms sorted list / {ms(r['relation'])} ms "
+                    f"relation {'✓' if r['prepared'] < 0.1 else '✗'} ({r['result'] / r['n']:.0%}"
+                    f" of the dataflows dirty; bfs {ms(r['bfs'])} ms)" for r in dirty) + ". "
+                "On a chain or a 3-parent layered DAG a random 1 % reaches nearly every node, "
+                "so the answer is ~100k dataflows and even the hand-written BFS takes longer "
+                "than 100 ms in CPython; the engine matches it. When the change is local "
+                "(the tree), the closure takes a few ms."]
     out += ["", "### auto: where pyDatalog stops being cheap", "",
             "Cold named queries (facts in, sorted list out), chain and layered graphs.", "",
             "| graph | nodes | facts | pydatalog reach | pydatalog dirty | fast reach "
@@ -287,7 +293,10 @@ def report(rows: list[dict], auto_rows: list[dict], args) -> str:
                    f"| {ms(r['pydatalog_dirty'])} | {ms(r['fast_reach'])} "
                    f"| {ms(r['fast_dirty'])} |")
     out += ["", f"`auto` threshold: pyDatalog while the given facts number at most "
-            f"**{AUTO_THRESHOLD}** (`e3logic.logic.AUTO_THRESHOLD`), fast above.", ""]
+            f"**{AUTO_THRESHOLD}** (`e3logic.logic.AUTO_THRESHOLD`), fast above. The fast "
+            "engine is faster at every size; the threshold keeps the reference engine in use "
+            "where its cold named queries stay around 30 ms of CPU (about 50 ms of wall time "
+            "on this shared machine), below what a person notices.", ""]
     return "\n".join(out)
 
 

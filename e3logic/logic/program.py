@@ -19,7 +19,7 @@ ENGINES = ("auto", "pydatalog", "fast")
 
 #: `auto` uses pydatalog while the given facts number at most this many, fast above
 #: (measured by bench/bench_logic.py; see bench/RESULTS.md, section Logic)
-AUTO_THRESHOLD = 200
+AUTO_THRESHOLD = 500
 
 QUERY_PRED = "?query"
 
