@@ -1,6 +1,7 @@
 """`e3 run PKG/TASK INPUT... -o OUT`: one memoized execution of a package's task on files."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -46,8 +47,8 @@ def run_task(api, spec: str, inputs: list[str], output: str, force: bool = False
     runtimes = Runtimes(workers=1, cache_dir=repo.dir / "cache")
     mref = project.pkg.get("modules")
     runner = make_runner(repo, runtimes, mref["hash"] if mref else None)
-    out_file = str(repo.dir / "objects" / "tmp" / f"out-{key[:24]}-adhoc")
-    (repo.dir / "objects" / "tmp").mkdir(parents=True, exist_ok=True)
+    (repo.dir / "staging").mkdir(parents=True, exist_ok=True)  # not swept by gc
+    out_file = str(repo.dir / "staging" / f"out-{key[:24]}-adhoc-{os.getpid()}")
 
     async def main():
         try:

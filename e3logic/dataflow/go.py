@@ -113,7 +113,16 @@ def recover_dead_runs(repo, ws: str) -> list[str]:
                           (ep, seq, "cxl", beat, f"abandoned: engine pid {pid} died", now))
                 c.execute("UPDATE episodes SET state='cxl' WHERE episode=?", (ep,))
             c.execute("DELETE FROM procs WHERE run=?", (run,))
+        clear_staging(repo, run)
     return [r for r, _ in dead]
+
+
+def clear_staging(repo, run: str) -> None:
+    """Remove the staged task outputs a run left behind (their names end in the run id)."""
+    d = repo.dir / "staging"
+    if d.is_dir():
+        for f in d.glob(f"out-*-{run}-*"):
+            f.unlink(missing_ok=True)
 
 
 def _policy(targets, pattern, force, fail_fast) -> dict:
@@ -376,6 +385,7 @@ class Go:
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
                       canon.dumps(policy).decode(), receipt)
         self.repo.index.execute("DELETE FROM procs WHERE run=?", (run_id,))
+        clear_staging(self.repo, run_id)
         return {"run": run_id, "status": status, **lists, "state_root": root, "commit": commit,
                 "receipt": receipt_digest, "parent": parent, "policy": policy_id,
                 "workspace": ws, "stale": sorted(getattr(self, "stale", []) or []),

@@ -121,7 +121,8 @@ class Executor:
         self.await_edges: dict[str, str] = {}
         self._beat_event = None
         self.memo = Memo(repo.index)
-        self.tmp_dir = tmp_dir or (repo.dir / "objects" / "tmp")
+        # task outputs are staged outside objects/tmp, which gc sweeps by age
+        self.tmp_dir = tmp_dir or (repo.dir / "staging")
         from ..repo.workspaces import Workspaces
 
         self.workspaces = Workspaces(repo)
