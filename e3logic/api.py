@@ -394,7 +394,7 @@ class Repo:
         from .logic.queries import Logic
 
         own = sorted((self.root / "rules").glob("*.dl")) if (self.root / "rules").is_dir() else []
-        return Logic(self.facts(), rule_files=[*own, *rule_files], engine=engine)
+        return Logic(self.facts(), rule_files=[*own, *rule_files], engine=engine, trusted=True)
 
     def dataflow_names(self) -> list[str]:
         pkg = self.workspaces.package(self.ws())
