@@ -242,7 +242,9 @@ def markdown(report: dict) -> str:
                 labels.append(label)
     lines = []
     for runtime in ("shell", "python"):
-        rs = [r for r in rows if r["runtime"] == runtime]
+        shapes = list(dict.fromkeys(r["shape"] for r in rows))
+        rs = sorted((r for r in rows if r["runtime"] == runtime),
+                    key=lambda r: (shapes.index(r["shape"]), r["n"]))
         if not rs:
             continue
         cols = [lb for lb in labels if any(lb in r["results"] for r in rs)]
@@ -391,8 +393,12 @@ def e3_source(spec: str) -> tuple[Path, str]:
                               text=True).stdout.strip()
 
     if spec == "worktree":
-        dirty = git("status", "--short", "e3logic")
-        return T.REPO, git("rev-parse", "--short=12", "HEAD") + (" + uncommitted changes" if dirty else "")
+        try:
+            dirty = git("status", "--short", "e3logic")
+            return T.REPO, git("rev-parse", "--short=12", "HEAD") + (
+                " + uncommitted changes" if dirty else "")
+        except (OSError, subprocess.CalledProcessError):   # no git: still measure the tree
+            return T.REPO, "the working tree"
     sha = git("rev-parse", spec + "^{commit}")
     dest = WORK / f"e3src-{sha[:12]}"
     if not dest.exists():
@@ -404,6 +410,36 @@ def e3_source(spec: str) -> tuple[Path, str]:
         subprocess.run(["tar", "-x", "-C", str(tmp)], input=tar, check=True)
         tmp.rename(dest)
     return dest, sha[:12]
+
+
+def merge(reports: list[dict]) -> dict:
+    """The first report, with cells of later ones (e.g. a longer-timeout e3 run at 10,000 tasks)
+    filled in where the first has none or only a timeout; each such merge is noted."""
+    base = reports[0]
+    for extra in reports[1:]:
+        for wl in extra["workloads"]:
+            mine = next((r for r in base["workloads"] if (r["workload"], r["runtime"])
+                         == (wl["workload"], wl["runtime"])), None)
+            if mine is None:
+                base["workloads"].append(wl)
+                failed = f"{wl['workload']} {wl['runtime']}: FAILED"
+                base["notes"] = [n for n in base.get("notes", []) if not n.startswith(failed)]
+                mine = wl
+                took = list(wl["results"])
+            else:
+                took = []
+                for label, states in wl["results"].items():
+                    have = mine["results"].setdefault(label, {})
+                    for st, cell in states.items():
+                        if st not in have or "timeout" in have[st]:
+                            have[st] = cell
+                            took.append(f"{label} {st}")
+            if took:
+                base.setdefault("notes", []).append(
+                    f"{wl['workload']} {wl['runtime']}: {', '.join(sorted(set(took)))} from a "
+                    f"separate run (`bench_go.py {' '.join(extra['argv'])}`, e3 at "
+                    f"{extra.get('e3', '?')}) — not interleaved with the peers.")
+    return base
 
 
 # -- peers -------------------------------------------------------------------------------------
@@ -472,11 +508,12 @@ def main(argv=None) -> int:
     ap.add_argument("--peers-venv", default=str(PEERS_VENV))
     ap.add_argument("--install-peers", action="store_true",
                     help="create --peers-venv and pip install doit, snakemake, dvc, then exit")
-    ap.add_argument("--work", default=str(WORK / "go"))
+    ap.add_argument("--work", help="default bench/_work/go (--quick: bench/_work/go-quick)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     ap.add_argument("--json-out", help="default bench/_work/bench_go[-quick].json")
     ap.add_argument("--results", help="rewrite the `## Execution` section of this markdown file")
-    ap.add_argument("--from-json", help="only render a previous run's JSON")
+    ap.add_argument("--from-json", help="only render a previous run's JSON (several, comma-"
+                                        "separated: later ones fill cells the first lacks)")
     ap.add_argument("--append", help="a markdown file appended to the rendered section "
                                      "(e.g. profile findings)")
     args = ap.parse_args(argv)
@@ -486,7 +523,7 @@ def main(argv=None) -> int:
         print(peer_versions(Path(args.peers_venv)))
         return 0
     if args.from_json:
-        report = json.loads(Path(args.from_json).read_text())
+        report = merge([json.loads(Path(f).read_text()) for f in args.from_json.split(",")])
         section = render(report, args.append)
         if args.results:
             write_section(Path(args.results), section)
@@ -498,6 +535,7 @@ def main(argv=None) -> int:
     args.e3 = args.e3 or ("worktree" if args.quick else "HEAD")
     args.json_out = args.json_out or str(WORK / ("bench_go-quick.json" if args.quick
                                                  else "bench_go.json"))
+    args.work = str(Path(args.work or WORK / ("go-quick" if args.quick else "go")).resolve())
     args.max_n = {"snakemake:python": 10, "make:python": 1000,
                   **{k: int(v) for k, v in (x.split("=") for x in args.max_n)}}
     args.tool_runs = {k: int(v) for k, v in (x.split("=") for x in args.tool_runs)}
