@@ -77,10 +77,6 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
                       {n: known[project.outputs[n]] for n in cached})
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def recover_dead_runs(repo, ws: str) -> list[str]:
     """Runs of `ws` still marked running belong to a dead engine (we hold the run lock): stop
     the task process groups they left (only where the leader's start time still matches), mark
@@ -94,13 +90,14 @@ def recover_dead_runs(repo, ws: str) -> list[str]:
             dead.append((run, pid))
     if not dead:
         return []
-    from ..exec.procs import kill_orphans
+    from ..exec.procs import kill_marked, kill_orphans
 
     now = time.time()
     for run, pid in dead:
         groups = {pg: st for pg, st in db.execute("SELECT pgid, start FROM procs WHERE run=?",
                                                   (run,))}
         kill_orphans(groups)
+        kill_marked(f"E3_RUN_TOKEN={run_token(repo, run)}")  # spawned but not yet recorded
         with db.transaction() as c:
             c.execute("UPDATE runs SET status='abandoned', ended=? WHERE run=? AND "
                       "status='running'", (now, run))
@@ -115,6 +112,11 @@ def recover_dead_runs(repo, ws: str) -> list[str]:
             c.execute("DELETE FROM procs WHERE run=?", (run,))
         clear_staging(repo, run)
     return [r for r, _ in dead]
+
+
+def run_token(repo, run: str) -> str:
+    """Marks a run's task processes (repository + run id: run ids repeat across repos)."""
+    return hash_parts([str(repo.dir.resolve()), run])[:32]
 
 
 def clear_staging(repo, run: str) -> None:
@@ -175,7 +177,19 @@ class Go:
     def __call__(self) -> dict:
         api = self.api
         ws = api.ws(self.workspace)
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Ctrl-C / SIGTERM only set a flag, acted on within a beat; the handler stays for the
+        # whole command, so a second signal while cleaning up can change nothing
+        self.interrupted = None
+
+        def on_signal(signum, frame):
+            self.interrupted = self.interrupted or signal.Signals(signum).name
+
+        old = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread (an embedding program): no signal handling
+            pass
         try:
             lock = api.workspaces.run_lock(ws).acquire("go " + " ".join(self.targets))
             try:
@@ -184,8 +198,10 @@ class Go:
             finally:
                 lock.release()
         finally:
-            if not (getattr(self, "cancelled_reason", None) or "").startswith("interrupted"):
-                signal.signal(signal.SIGTERM, old_term)
+            for sig, h in old.items():
+                # once interrupted, ignore: a handler would be reset to the default action at
+                # interpreter shutdown (SIG_IGN is kept), and a late Ctrl-C would kill us
+                signal.signal(sig, signal.SIG_IGN if self.interrupted else h)
 
     def _go(self, ws: str) -> dict:
         api = self.api
@@ -204,13 +220,7 @@ class Go:
         except BaseException:
             self._end_run(run_id, "cancelled", None, None, None)
             raise
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # bookkeeping finishes whole
-        try:
-            res = self._finish(ws, run_id, project, selected, outcome, results, root, policy)
-        finally:
-            if not (getattr(self, "cancelled_reason", None) or "").startswith("interrupted"):
-                signal.signal(signal.SIGINT, old_int)
-        return res
+        return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
 
     def _fast_noop(self, project, pred, root) -> bool:
         if pred.run:
@@ -265,6 +275,8 @@ class Go:
         db = self.repo.index
 
         def should_cancel():
+            if self.interrupted:
+                return f"interrupted by {self.interrupted}"
             r = db.execute("SELECT cancel_requested FROM runs WHERE run=?", (run_id,)).fetchone()
             return "cancelled by 'e3 cancel'" if r and r[0] else None
 
@@ -278,15 +290,17 @@ class Go:
                       batches=batch_of if self.strict_batches else None, capacities=caps)
         runner.on_group = lambda ep, pgid, start: self._record_group(run_id, ep, pgid, start)
         runner.executor = ex
+        runner.token = run_token(self.repo, run_id)
 
-        async def signals(scope):
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                async for sig in received:  # a second signal while cleaning up changes nothing
-                    ex.cancel(f"interrupted by {signal.Signals(sig).name}")
+        async def watch_flag():
+            # the signal flag cancels even a task the loop is awaiting (inline executor)
+            while not self.interrupted:
+                await anyio.sleep(0.05)
+            ex.cancel(f"interrupted by {self.interrupted}")
 
         async def main():
             async with anyio.create_task_group() as outer:
-                outer.start_soon(signals, outer.cancel_scope)
+                outer.start_soon(watch_flag)
                 try:
                     return await ex.run()
                 finally:
@@ -299,10 +313,6 @@ class Go:
         except KeyboardInterrupt:
             runtimes.kill_all()
             raise
-        if st.cancel_reason and st.cancel_reason.startswith("interrupted"):
-            # cleaning up after a signal: further Ctrl-C / SIGTERM change nothing
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.cancelled_reason = st.cancel_reason
         self.stale = st.stale
         self.keys = dict(st.keys)
@@ -374,6 +384,8 @@ class Go:
         lists = {o: sorted(n for n in selected if outcome.get(n, "skipped") == o)
                  for o in ("executed", "cached", "failed", "skipped", "cancelled")}
         why = getattr(self, "cancelled_reason", None)
+        if not why and getattr(self, "interrupted", None):  # a signal after the last beat
+            why = f"interrupted by {self.interrupted}"
         if why and not why.startswith("fail-fast"):
             status = "cancelled"
         else:

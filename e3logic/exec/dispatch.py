@@ -26,7 +26,8 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
             inputs=tuple(InputRef(str(repo.objects.path(h)), fmt, p) for p, h, fmt in ins),
             output=out_file, log_path=str(repo.logs_dir / f"{key}.log"),
             budget=dict(job.budget),
-            env={"E3_LEASES": json.dumps([list(l) for l in job.leases]),
+            env={**({"E3_RUN_TOKEN": run.token} if run.token else {}),
+                 "E3_LEASES": json.dumps([list(l) for l in job.leases]),
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
             cwd=str(repo.root))
         started = clock()
@@ -62,4 +63,5 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
 
     run.on_group = None  # set by the caller: record (episode, pgid, start) for orphan killing
     run.executor = None  # set by the caller: inline tasks are driven across beats by it
+    run.token = None     # set by the caller: marks task processes so orphans can be found
     return run

@@ -231,3 +231,26 @@ class GroupRegistry:
             if pgid > 1 and signal_group(pgid, sig):
                 done.append(pgid)
         return done
+
+
+def kill_marked(marker: str, sig: int = signal.SIGKILL) -> list[int]:
+    """Signal the process group of every process whose environment holds `marker`
+    (e.g. "E3_RUN_TOKEN=…"): task processes a killed engine spawned but never recorded."""
+    needle = marker.encode() + b"\0"
+    me = os.getpid()
+    groups = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read() + b"\0"
+            if b"\0" + needle in b"\0" + env:
+                groups.add(os.getpgid(int(d)))
+        except (OSError, ProcessLookupError):
+            continue
+    killed = []
+    for g in sorted(groups):
+        if g > 1 and g != os.getpgid(0) and signal_group(g, sig):
+            killed.append(g)
+    return killed

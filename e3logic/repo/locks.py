@@ -56,8 +56,11 @@ class FileLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    who = self._settled_holder(fd, flag, shared)
+                    if who is None:  # the holder let go while we looked: it is ours now
+                        break
                     os.close(fd)
-                    raise LockBusy(f"{self.what} is busy: held by {self.describe_holder()}; "
+                    raise LockBusy(f"{self.what} is busy: held by {who}; "
                                    f"wait for it to finish or stop it") from None
                 time.sleep(0.02)
         self.fd = fd
@@ -66,9 +69,26 @@ class FileLock:
             info = {"pid": os.getpid(), "op": op, "proc_start": process_start(os.getpid()),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "command": " ".join(sys.argv[:6])}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
+            data = json.dumps(info).encode()
+            os.pwrite(fd, data, 0)   # one write, then cut: a reader never sees an empty file
+            os.ftruncate(fd, len(data))
         return self
+
+    def _settled_holder(self, fd: int, flag: int, shared: bool, settle: float = 0.5) -> str | None:
+        """Describe the holder for a refusal. A holder that has just taken the lock may not
+        have written who it is yet (and one releasing leaves stale info): look again for a
+        moment until a live holder is named, or the lock comes free (None)."""
+        end = time.monotonic() + settle
+        while True:
+            who = self.describe_holder()
+            if who != "another e3 command" or time.monotonic() >= end:
+                return who
+            time.sleep(0.01)
+            try:
+                fcntl.flock(fd, flag)
+                return None
+            except BlockingIOError:
+                continue
 
     def describe_holder(self) -> str:
         """Who holds the lock, for a refusal message: the exclusive holder's pid and operation
@@ -84,7 +104,7 @@ class FileLock:
             fd, self.fd = self.fd, None
             try:
                 if self.exclusive:
-                    os.ftruncate(fd, 0)  # no stale holder info for the next refusal message
+                    os.ftruncate(fd, 0)  # a refused caller seeing no info waits for the next
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
