@@ -220,3 +220,15 @@ def test_files_ignores_symlinks_and_directories(wc, tmp_path):
     (tmp_path / "inputs/sub/f").write_bytes(b"x")
     os.symlink(tmp_path / "inputs/sub/f", tmp_path / "inputs/link")
     assert list(wc.files("inputs")) == ["inputs/sub/f"]
+
+
+def test_editor_swap_and_backup_files_are_not_taken_in_as_datasets(tmp_path):
+    from e3logic.api import Repo
+
+    api = Repo.init(tmp_path / "p")
+    (api.root / "inputs").mkdir()
+    (api.root / "inputs" / "sales").write_text("a\n")
+    (api.root / "inputs" / ".sales.swp").write_text("swap")
+    (api.root / "inputs" / "sales~").write_text("backup")
+    ch = api.changes()
+    assert ch.added == ["inputs/sales"]

@@ -90,7 +90,7 @@ class WorkingCopy:
                     p = f"{rel}/{e.name}"
                     if e.is_dir(follow_symlinks=False):
                         stack.append(p)
-                    elif e.is_file(follow_symlinks=False) and not e.name.startswith(".e3tmp"):
+                    elif e.is_file(follow_symlinks=False) and not _ignored(e.name):
                         out[p] = e.stat(follow_symlinks=False)
         return out
 
@@ -283,6 +283,12 @@ class WorkingCopy:
             return False
         self.sync(current_root, previous=self.synced_root, force=False)
         return True
+
+
+def _ignored(name: str) -> bool:
+    """Editor and system droppings are not datasets: hidden files (vim's .x.swp, our own
+    temps) and backups ending in ~."""
+    return name.startswith(".") or name.endswith("~")
 
 
 def _prune_dirs(root: Path, path: str) -> None:
