@@ -434,11 +434,14 @@ def merge(reports: list[dict]) -> dict:
                         if st not in have or "timeout" in have[st]:
                             have[st] = cell
                             took.append(f"{label} {st}")
-            if took:
+            run = f"`bench_go.py {' '.join(extra['argv'])}`, e3 at {extra.get('e3', '?')}"
+            if mine is wl:
+                base.setdefault("notes", []).append(
+                    f"{wl['workload']} {wl['runtime']}: the whole row from a separate run ({run}).")
+            elif took:
                 base.setdefault("notes", []).append(
                     f"{wl['workload']} {wl['runtime']}: {', '.join(sorted(set(took)))} from a "
-                    f"separate run (`bench_go.py {' '.join(extra['argv'])}`, e3 at "
-                    f"{extra.get('e3', '?')}) — not interleaved with the peers.")
+                    f"separate run ({run}) — not interleaved with the peers.")
     return base
 
 
