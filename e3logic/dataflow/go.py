@@ -42,6 +42,12 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
     unsaved working-copy edits, for `e3 status`)."""
     memo = Memo(repo.index)
     trees = repo.trees
+    # many dataflows: one query for every memo entry of their tasks instead of one per key
+    prefetched = None
+    if len(selected) > 64 and not force:
+        prefetched = memo.by_tasks(
+            project.task_hashes[project.dataflows[n]["task"]] for n in selected
+            if project.dataflows[n]["task"] in project.task_hashes)
     known: dict[str, str | None] = dict(overrides or {})  # path -> hash (None = will change)
     keys: dict[str, str] = {}
     pending_keys = {}
@@ -59,7 +65,8 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
             pending_keys[n] = execution_key(th, hs)
         # resolve lazily: a batch lookup per dependency level would be faster, one per node is fine
         key = pending_keys.get(n)
-        hit = None if (force or key is None) else memo.lookup(key)
+        hit = None if (force or key is None) else (
+            prefetched.get(key) if prefetched is not None else memo.lookup(key))
         if hit is not None:
             e = trees.find(root, project.outputs[n])
             size = e.get("size") if e and e.get("hash") == hit.output_hash else None

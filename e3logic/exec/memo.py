@@ -86,6 +86,19 @@ class Memo:
                 out[k] = MemoHit(h, f, d or 0.0)
         return out
 
+    def by_tasks(self, task_hashes) -> dict[str, MemoHit]:
+        """Every memo entry of these tasks, in one query per 500 tasks (a run's prefetch)."""
+        th = sorted(set(task_hashes))
+        out = {}
+        for i in range(0, len(th), 500):
+            chunk = th[i:i + 500]
+            q = ",".join("?" * len(chunk))
+            for k, h, f, d in self.db.execute(
+                    f"SELECT key, output_hash, output_format, duration FROM memo "
+                    f"WHERE task_hash IN ({q})", chunk):
+                out[k] = MemoHit(h, f, d or 0.0)
+        return out
+
     def durations(self, task_hashes) -> dict[str, float]:
         """Median recorded duration of successful executions per task hash (cost estimates)."""
         th = sorted(set(task_hashes))
