@@ -34,6 +34,7 @@ class Prediction:
     cached: list           # predicted memo hits
     keys: dict = field(default_factory=dict)   # known execution keys
     outputs: dict = field(default_factory=dict)  # name -> predicted output hash (cached ones)
+    formats: dict = field(default_factory=dict)  # name -> output format (cached ones)
 
 
 def predict(repo, project: Project, root: str, selected: list[str], force: bool,
@@ -50,6 +51,7 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
             if project.dataflows[n]["task"] in project.task_hashes)
     known: dict[str, str | None] = dict(overrides or {})  # path -> hash (None = will change)
     keys: dict[str, str] = {}
+    formats: dict[str, str] = {}
     pending_keys = {}
     for n in selected:
         d = project.dataflows[n]
@@ -74,6 +76,8 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
                 hit = None
         if key:
             keys[n] = key
+        if hit:
+            formats[n] = hit.output_format
         known[project.outputs[n]] = hit.output_hash if hit else None
     run = [n for n in selected if known[project.outputs[n]] is None]
     cached = [n for n in selected if known[project.outputs[n]] is not None]
@@ -81,7 +85,7 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
         for p in overrides:
             known.pop(p, None)
     return Prediction(selected, run, cached, keys,
-                      {n: known[project.outputs[n]] for n in cached})
+                      {n: known[project.outputs[n]] for n in cached}, formats)
 
 
 def recover_dead_runs(repo, ws: str) -> list[str]:
@@ -259,8 +263,14 @@ class Go:
             priority += [n for b in plan.batches for n in b]
             batch_of.update({n: i + 1 for i, b in enumerate(plan.batches) for n in b})
         sel = set(pred.order)
+        # predicted hits skip the executor's slots: committed together at its first beat
+        hits = {} if self.force else {
+            n: (pred.keys[n], pred.outputs[n], pred.formats.get(n) or "raw", project.outputs[n])
+            for n in pred.cached}
         jobs = []
         for n in pred.order:
+            if n in hits:
+                continue
             d = project.dataflows[n]
             t = project.pkg["tasks"][d["task"]]
             jobs.append(Job(
@@ -294,7 +304,8 @@ class Go:
                       cooperative=self.executor == "inline", force=self.force,
                       fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
                       on_outcome=self.reporter.outcome if self.reporter else None,
-                      batches=batch_of if self.strict_batches else None, capacities=caps)
+                      batches=batch_of if self.strict_batches else None, capacities=caps,
+                      precached=hits)
         runner.on_group = lambda ep, pgid, start: self._record_group(run_id, ep, pgid, start)
         runner.executor = ex
         runner.token = run_token(self.repo, run_id)
