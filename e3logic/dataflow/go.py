@@ -269,8 +269,6 @@ class Go:
             for n in pred.cached}
         jobs = []
         for n in pred.order:
-            if n in hits:
-                continue
             d = project.dataflows[n]
             t = project.pkg["tasks"][d["task"]]
             jobs.append(Job(

@@ -129,8 +129,10 @@ class Executor:
         from ..repo.workspaces import Workspaces
 
         self.workspaces = Workspaces(repo)
+        hits = set(precached or ())
         self.state = ExecState(root=self.workspaces.root(workspace),
-                               pending=sorted(self.jobs, key=lambda n: (order.get(n, 1 << 30), n)))
+                               pending=sorted((n for n in self.jobs if n not in hits),
+                                              key=lambda n: (order.get(n, 1 << 30), n)))
         self._dependents: dict[str, list[str]] = {n: [] for n in self.jobs}
         for j in jobs:
             for d in j.deps:
@@ -451,8 +453,6 @@ class Executor:
         st = self.state
         changed = []
         for name, (key, _) in sorted(st.results.items()):
-            if name not in self.jobs:
-                continue  # a precached hit: its inputs were checked at prediction
             ins = self._inputs(self.jobs[name])
             if ins is None or execution_key(self.jobs[name].task_hash, [h for _, h, _ in ins]) != key:
                 changed.append(name)
