@@ -353,8 +353,7 @@ class Go:
             db.set_meta("wc_target", "pending")
 
         def publish(root, items):
-            for path, h in items:
-                wc.write_one(path, h)
+            wc.ensure(items)  # files already matching (stat cache) are not rewritten
             db.set_meta("wc_root", root)
             db.execute("DELETE FROM meta WHERE key='wc_target'")
 

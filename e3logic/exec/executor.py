@@ -129,9 +129,8 @@ class Executor:
         from ..repo.workspaces import Workspaces
 
         self.workspaces = Workspaces(repo)
-        hits = set(precached or ())
         self.state = ExecState(root=self.workspaces.root(workspace),
-                               pending=sorted((n for n in self.jobs if n not in hits),
+                               pending=sorted((n for n in self.jobs if n not in self.precached),
                                               key=lambda n: (order.get(n, 1 << 30), n)))
         self._dependents: dict[str, list[str]] = {n: [] for n in self.jobs}
         for j in jobs:
@@ -141,7 +140,6 @@ class Executor:
     # -- capture ---------------------------------------------------------------------------
     def _ready(self, name: str) -> bool:
         return all(self.state.outcome.get(d) in ("executed", "cached") for d in self.jobs[name].deps)
-
 
     def _blocked(self, name: str) -> bool:
         return any(self.state.outcome.get(d) in ("failed", "skipped", "cancelled")
@@ -319,13 +317,7 @@ class Executor:
             for r in records:
                 self.memo.record(conn, r)
             flush(conn, st.episodes)
-        if self.publish and published and hasattr(self.publish, "begin"):
-            self.publish.begin()
-        if changes:
-            st.root = self.workspaces.update_root(
-                self.ws, lambda old: self.repo.trees.set_many(old, changes))
-        if self.publish and published:
-            self.publish(st.root, published)
+        self._apply(changes, published)
         if failed and self.fail_fast:
             self.cancel("fail-fast: " + failed[0] + " failed")
 
@@ -389,12 +381,18 @@ class Executor:
             st.results[name] = (key, h)
             st.keys[name] = key
             self._finish_outcome(name, "cached")
+        self._apply(changes, published)
+
+    def _apply(self, changes: dict, published: list) -> None:
+        """Move the root by compare-and-swap, then publish to the working copy (marked pending
+        first, so a kill in between is repaired by the next command)."""
+        st = self.state
+        if self.publish and published and hasattr(self.publish, "begin"):
+            self.publish.begin()
         if changes:
-            if self.publish and hasattr(self.publish, "begin"):
-                self.publish.begin()
             st.root = self.workspaces.update_root(
                 self.ws, lambda old: self.repo.trees.set_many(old, changes))
-        if self.publish:
+        if self.publish and published:
             self.publish(st.root, published)
 
     # -- hooks for inline tasks driven across beats (exec/inline.py) ------------------------

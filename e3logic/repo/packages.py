@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from ..core import canon
 from ..core.errors import E3Error, IntegrityError, NotFound, UsageError, did_you_mean

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import io
-import os
 import sys
 import traceback
 from pathlib import Path
