@@ -1,26 +1,39 @@
 """Per-task overhead of the runtimes (e3logic.exec.runtimes).
 
-Measures, for a trivial task (read one small JSON input, write it back):
-- python through the worker pool (sequential, and N tasks over W workers),
-- the same through a fresh `python -c` per task (what the pool saves),
-- inline (in the engine's process, in a thread),
-- a trivial shell task (`sh -c "cat {inputs} > {output}"`) through `Runtimes.run`, against the
-  same command started directly with `subprocess.run` (the floor: fork + exec + wait).
+The issue-5 workloads, one task at a time through `Runtimes.run` with a spec shaped like the
+executor's (`exec/dispatch.py`: a log file, `cwd`, five `E3_*` environment variables, no
+budget), against the bare cost of the same work:
 
-Usage: python bench/bench_runtimes.py [--tasks N] [--workers W] [--quick] [--json]
-Figures are per task: wall clock (best and median of `--repeat` rounds) and the CPU time the
-engine process itself spent (robust to a busy machine); no figures are asserted anywhere.
+- python: `steps:md5` (md5 of two small raw inputs, returned as bytes) through the worker pool,
+  against reading the inputs, hashing and writing the output file in-process (a function call);
+- shell: `sh -c "cat {inputs} | md5sum > {output}"` through `Runtimes.run`, against
+  `subprocess.run` of the same argv with the log file as stdout (fork + exec + wait);
+
+each at concurrency 1 (one after another) and 2 (two in flight: a 2-worker pool / two
+runners; the bare shell floor runs two threads of `subprocess.run`). Optional extra rows
+(`--extra`): inline tasks, and a fresh `python -c` per task (what the pool saves).
+
+Usage: python bench/bench_runtimes.py [--tasks N] [--repeat R] [--quick] [--json] [--extra]
+       python bench/bench_runtimes.py --profile shell1|shell2|python1|python2 [--tasks N]
+Figures are per task (total / N): wall clock (best and median of `--repeat` rounds), the
+overhead (median wall minus the bare median at the same concurrency) and the CPU time the
+engine process itself spent (all its threads; robust to a busy machine). No figure is asserted
+anywhere.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import hashlib
 import json
 import os
 import platform
+import pstats
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,12 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import anyio  # noqa: E402
 
 from e3logic.exec.runtimes import InputRef, Runtimes, TaskSpec  # noqa: E402
+from e3logic.exec.taskcode import write_atomic  # noqa: E402
 
-MODULES = {"steps.py": b"def same(x):\n    return x\n"}
+MODULES = {"steps.py": b"import hashlib\n\n\ndef md5(*xs):\n    h = hashlib.md5()\n"
+                       b"    for x in xs:\n        h.update(x)\n    return h.hexdigest().encode()\n",
+           "same.py": b"def same(x):\n    return x\n"}
+SHELL = ("sh", "-c", "cat {inputs} | md5sum > {output}")
 
 
-def per_task(seconds: float, n: int) -> float:
-    return seconds / n * 1000.0  # ms
+def ms(seconds: float, n: int) -> float:
+    return seconds / n * 1000.0
 
 
 class Timer:
@@ -49,122 +66,191 @@ class Timer:
         self.cpu = time.process_time() - self.c
 
 
-async def bench_pool(tmp: Path, n: int, workers: int, concurrent: bool) -> float:
-    inp = InputRef(str(tmp / "in.json"), "json", "inputs/x")
-    async with Runtimes(workers, tmp / "cache") as rt:
-        warm = [rt.run(TaskSpec("python", entry="steps:same", modules_hash="bench",
-                                modules=lambda: MODULES, inputs=(inp,),
-                                output=str(tmp / "out" / f"warm{i}"))) for i in range(workers)]
-        async with anyio.create_task_group() as tg:  # spawn and import in every worker first
-            for coro in warm:
-                tg.start_soon(lambda c=coro: c)
-        specs = [TaskSpec("python", entry="steps:same", modules_hash="bench",
-                          modules=lambda: MODULES, inputs=(inp,),
-                          output=str(tmp / "out" / f"p{i}"), log_path=str(tmp / "logs" / f"p{i}"))
-                 for i in range(n)]
-        with Timer() as t:
-            if concurrent:
-                async with anyio.create_task_group() as tg:
-                    for s in specs:
-                        tg.start_soon(rt.run, s)
-            else:
-                for s in specs:
-                    res = await rt.run(s)
-                    assert res.ok, res
-        return t
+class Work:
+    """A scratch directory with two small inputs, and the specs the executor would build."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        for d in ("out", "logs", "cache"):
+            (tmp / d).mkdir()
+        self.inputs = []
+        for i, data in enumerate((b"alpha,1\nbeta,2\n" * 4, b"gamma,3\n" * 8)):
+            p = tmp / f"in{i}"
+            p.write_bytes(data)
+            self.inputs.append(InputRef(str(p), "raw", f"inputs/in{i}"))
+        self.inputs = tuple(self.inputs)
+
+    def spec(self, runtime: str, tag: str, i: int, entry: str = "steps:md5") -> TaskSpec:
+        key = f"{tag}{i:05d}"
+        env = {"E3_RUN_TOKEN": "bench-token", "E3_LEASES": "[]", "E3_DATAFLOW": f"outputs/{key}",
+               "E3_EXECUTION": key, "E3_PROFILE": "ro"}
+        common = dict(inputs=self.inputs, output=str(self.tmp / "out" / key),
+                      log_path=str(self.tmp / "logs" / f"{key}.log"), env=env, cwd=str(self.tmp))
+        if runtime == "shell":
+            return TaskSpec("shell", argv=SHELL, **common)
+        return TaskSpec(runtime, entry=entry, modules_hash="bench",
+                        modules=lambda: {k: v for k, v in MODULES.items()}, **common)
 
 
-async def bench_inline(tmp: Path, n: int) -> float:
-    inp = InputRef(str(tmp / "in.json"), "json", "inputs/x")
-    async with Runtimes(1, tmp / "cache") as rt:
-        await rt.run(TaskSpec("inline", entry="steps:same", modules_hash="bench",
-                              modules=lambda: MODULES, inputs=(inp,), output=str(tmp / "o")))
-        with Timer() as t:
-          for i in range(n):
-            res = await rt.run(TaskSpec("inline", entry="steps:same", modules_hash="bench",
-                                        modules=lambda: MODULES, inputs=(inp,),
-                                        output=str(tmp / "out" / f"i{i}"),
-                                        log_path=str(tmp / "logs" / f"i{i}")))
+async def _drive(rt: Runtimes, specs: list[TaskSpec], concurrency: int) -> None:
+    it = iter(specs)
+
+    async def runner() -> None:
+        for s in it:
+            res = await rt.run(s)
             assert res.ok, res
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(runner)
+
+
+async def bench_runtime(w: Work, runtime: str, n: int, concurrency: int, tag: str) -> Timer:
+    async with Runtimes(concurrency, w.tmp / "cache") as rt:
+        # warm up: spawn every worker and import the modules in each
+        await _drive(rt, [w.spec(runtime, tag + "w", i) for i in range(2 * concurrency)],
+                     concurrency)
+        specs = [w.spec(runtime, tag, i) for i in range(n)]
+        with Timer() as t:
+            await _drive(rt, specs, concurrency)
         return t
 
 
-def bench_fresh_python(tmp: Path, n: int) -> float:
-    code = ("import json,sys; v=json.load(open(sys.argv[1])); "
-            "open(sys.argv[2],'w').write(json.dumps(v, sort_keys=True, separators=(',',':')))")
+def bare_python(w: Work, n: int) -> Timer:
+    """The task's own work in-process: read the inputs, hash, write the output file."""
     with Timer() as t:
         for i in range(n):
-            subprocess.run([sys.executable, "-c", code, str(tmp / "in.json"),
-                            str(tmp / "out" / f"f{i}")], check=True)
+            h = hashlib.md5()
+            for ref in w.inputs:
+                with open(ref.path, "rb") as f:
+                    h.update(f.read())
+            write_atomic(w.tmp / "out" / f"bp{i:05d}", h.hexdigest().encode())
     return t
 
 
-async def bench_shell(tmp: Path, n: int) -> float:
-    inp = InputRef(str(tmp / "in.json"), "raw", "inputs/x")
-    async with Runtimes(1, tmp / "cache") as rt:
-        with Timer() as t:
-          for i in range(n):
-            res = await rt.run(TaskSpec("shell", argv=("sh", "-c", "cat {inputs} > {output}"),
-                                        inputs=(inp,), output=str(tmp / "out" / f"s{i}"),
-                                        log_path=str(tmp / "logs" / f"s{i}")))
-            assert res.ok, res
-        return t
+def bare_shell(w: Work, n: int, concurrency: int) -> Timer:
+    """`subprocess.run` of the same argv, log file as stdout; `concurrency` threads."""
+    ins = " ".join(r.path for r in w.inputs)
+    counter = iter(range(n))
+    lock = threading.Lock()
+
+    def runner() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            with open(w.tmp / "logs" / f"bs{i:05d}.log", "ab") as log:
+                subprocess.run(["sh", "-c", f"cat {ins} | md5sum > {w.tmp / 'out' / f'bs{i:05d}'}"],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                               check=True)
+
+    with Timer() as t:
+        threads = [threading.Thread(target=runner) for _ in range(concurrency)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    return t
 
 
-def bench_shell_direct(tmp: Path, n: int) -> float:
+def fresh_python(w: Work, n: int) -> Timer:
+    code = ("import hashlib,sys; h=hashlib.md5(); [h.update(open(p,'rb').read()) for p in "
+            "sys.argv[1:-1]]; open(sys.argv[-1],'w').write(h.hexdigest())")
     with Timer() as t:
         for i in range(n):
-            with open(tmp / "logs" / f"d{i}", "ab") as log:
-                subprocess.run(["sh", "-c", f"cat {tmp / 'in.json'} > {tmp / 'out' / f'd{i}'}"],
-                               stdout=log, stderr=subprocess.STDOUT, check=True)
+            subprocess.run([sys.executable, "-c", code, *(r.path for r in w.inputs),
+                            str(w.tmp / "out" / f"f{i:05d}")], check=True)
     return t
+
+
+WORKLOADS = {  # name → (kind, concurrency)
+    "python1": ("python", 1), "python2": ("python", 2),
+    "shell1": ("shell", 1), "shell2": ("shell", 2),
+}
+
+
+def profile(name: str, n: int) -> None:
+    runtime, conc = WORKLOADS[name]
+    with tempfile.TemporaryDirectory(prefix="e3-bench-rt-") as d:
+        w = Work(Path(d))
+        prof = cProfile.Profile()
+        prof.enable()
+        t = anyio.run(bench_runtime, w, runtime, n, conc, "p")
+        prof.disable()
+    print(f"# {name}: {ms(t.wall, n):.3f} ms/task wall, {ms(t.cpu, n):.3f} ms/task engine CPU "
+          f"(under cProfile, warm-up included in the profile)")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=500)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tasks", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smoke mode: few tasks, one round")
+    ap.add_argument("--extra", action="store_true", help="also inline and fresh `python -c`")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", choices=sorted(WORKLOADS))
     args = ap.parse_args(argv)
     n, reps = (20, 1) if args.quick else (args.tasks, args.repeat)
-    fresh_n = min(n, 100)
+    if args.profile:
+        profile(args.profile, n)
+        return 0
 
-    rows: dict[str, list] = {}
+    rows: dict[str, list[tuple[float, float]]] = {}
+    bare_of: dict[str, str] = {}
     for _ in range(reps):
         with tempfile.TemporaryDirectory(prefix="e3-bench-rt-") as d:
-            tmp = Path(d)
-            (tmp / "out").mkdir()
-            (tmp / "logs").mkdir()
-            (tmp / "in.json").write_text(json.dumps({"a": 1, "b": [1, 2, 3]}))
+            w = Work(Path(d))
 
-            def add(name, timer, count):
-                rows.setdefault(name, []).append((per_task(timer.wall, count),
-                                                  per_task(timer.cpu, count)))
+            def add(name, timer, count, bare=None):
+                rows.setdefault(name, []).append((ms(timer.wall, count), ms(timer.cpu, count)))
+                if bare:
+                    bare_of[name] = bare
 
-            add("python via pool, sequential (1 worker)", anyio.run(bench_pool, tmp, n, 1, False), n)
-            add(f"python via pool, {n} tasks over {args.workers} workers",
-                anyio.run(bench_pool, tmp, n, args.workers, True), n)
-            add("python, fresh `python -c` per task", bench_fresh_python(tmp, fresh_n), fresh_n)
-            add("inline (engine process, thread)", anyio.run(bench_inline, tmp, n), n)
-            add("shell via Runtimes (`sh -c cat`)", anyio.run(bench_shell, tmp, n), n)
-            add("shell, direct subprocess.run (floor)", bench_shell_direct(tmp, n), n)
-    result = {name: {"wall_ms_best": round(min(w for w, _ in v), 3),
-                     "wall_ms_median": round(statistics.median(w for w, _ in v), 3),
-                     "engine_cpu_ms_median": round(statistics.median(c for _, c in v), 3)}
-              for name, v in rows.items()}
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            add("python bare: read inputs, md5, write output (in-process)", bare_python(w, n), n)
+            for c in (1, 2):
+                add(f"python via pool, concurrency {c}",
+                    anyio.run(bench_runtime, w, "python", n, c, f"p{c}"), n,
+                    "python bare: read inputs, md5, write output (in-process)")
+            for c in (1, 2):
+                add(f"shell bare: subprocess.run, concurrency {c}", bare_shell(w, n, c), n)
+                add(f"shell via Runtimes, concurrency {c}",
+                    anyio.run(bench_runtime, w, "shell", n, c, f"s{c}"), n,
+                    f"shell bare: subprocess.run, concurrency {c}")
+            if args.extra:
+                add("inline (engine process, thread)",
+                    anyio.run(bench_runtime, w, "inline", n, 1, "i"), n,
+                    "python bare: read inputs, md5, write output (in-process)")
+                fn = min(n, 50)
+                add("python, fresh `python -c` per task", fresh_python(w, fn), fn,
+                    "python bare: read inputs, md5, write output (in-process)")
+    result = {}
+    for name, v in rows.items():
+        med = statistics.median(x for x, _ in v)
+        r = {"wall_ms_best": round(min(x for x, _ in v), 3), "wall_ms_median": round(med, 3),
+             "engine_cpu_ms_median": round(statistics.median(c for _, c in v), 3)}
+        if name in bare_of:
+            bare = statistics.median(x for x, _ in rows[bare_of[name]])
+            r["overhead_ms_median"] = round(med - bare, 3)
+            r["ratio_to_bare"] = round(med / bare, 3) if bare else None
+        result[name] = r
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.json:
-        print(json.dumps({"tasks": n, "workers": args.workers, "per_task": result,
-                          "python": platform.python_version(), "cpus": os.cpu_count(),
-                          "loadavg_1m": load}, indent=1))
+        print(json.dumps({"tasks": n, "rounds": reps, "per_task": result,
+                          "python": platform.python_version(), "executable": sys.executable,
+                          "cpus": os.cpu_count(), "loadavg": load}, indent=1))
     else:
-        print(f"# per task, ms; {n} tasks x {reps} rounds; python {platform.python_version()}, "
-              f"{os.cpu_count()} CPUs, load average {load:.2f} at the end")
-        print(f"{'wall best':>10} {'wall med':>10} {'engine cpu':>11}  workload")
+        print(f"# per task, ms; {n} tasks x {reps} rounds; python {platform.python_version()} "
+              f"({sys.executable}), {os.cpu_count()} CPUs, load average "
+              f"{' '.join(f'{x:.2f}' for x in load or ())} at the end")
+        print(f"{'wall best':>10} {'wall med':>10} {'overhead':>9} {'x bare':>7} "
+              f"{'engine cpu':>11}  workload")
         for name, v in result.items():
-            print(f"{v['wall_ms_best']:10.3f} {v['wall_ms_median']:10.3f} "
+            ov = f"{v['overhead_ms_median']:9.3f}" if "overhead_ms_median" in v else f"{'':9}"
+            ra = f"{v['ratio_to_bare']:7.2f}" if v.get("ratio_to_bare") else f"{'':7}"
+            print(f"{v['wall_ms_best']:10.3f} {v['wall_ms_median']:10.3f} {ov} {ra} "
                   f"{v['engine_cpu_ms_median']:11.3f}  {name}")
     return 0
 
