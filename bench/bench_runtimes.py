@@ -91,6 +91,13 @@ class Work:
         return TaskSpec(runtime, entry=entry, modules_hash="bench",
                         modules=lambda: {k: v for k, v in MODULES.items()}, **common)
 
+    def specs(self, runtime: str, tag: str, n: int) -> list[TaskSpec]:
+        """`n` specs; their (empty) log files exist, as the executor creates them."""
+        out = [self.spec(runtime, tag, i) for i in range(n)]
+        for s in out:
+            open(s.log_path, "wb").close()
+        return out
+
 
 async def _drive(rt: Runtimes, specs: list[TaskSpec], concurrency: int) -> None:
     it = iter(specs)
@@ -108,9 +115,8 @@ async def _drive(rt: Runtimes, specs: list[TaskSpec], concurrency: int) -> None:
 async def bench_runtime(w: Work, runtime: str, n: int, concurrency: int, tag: str) -> Timer:
     async with Runtimes(concurrency, w.tmp / "cache") as rt:
         # warm up: spawn every worker and import the modules in each
-        await _drive(rt, [w.spec(runtime, tag + "w", i) for i in range(2 * concurrency)],
-                     concurrency)
-        specs = [w.spec(runtime, tag, i) for i in range(n)]
+        await _drive(rt, w.specs(runtime, tag + "w", 2 * concurrency), concurrency)
+        specs = w.specs(runtime, tag, n)
         with Timer() as t:
             await _drive(rt, specs, concurrency)
         return t
@@ -131,6 +137,8 @@ def bare_python(w: Work, n: int) -> Timer:
 def bare_shell(w: Work, n: int, concurrency: int) -> Timer:
     """`subprocess.run` of the same argv, log file as stdout; `concurrency` threads."""
     ins = " ".join(r.path for r in w.inputs)
+    for i in range(n):
+        open(w.tmp / "logs" / f"bs{i:05d}.log", "wb").close()
     counter = iter(range(n))
     lock = threading.Lock()
 
@@ -164,6 +172,14 @@ def fresh_python(w: Work, n: int) -> Timer:
     return t
 
 
+def scratch(d: str | None = None) -> str:
+    """Where the tasks' files go: bench/_work (on this machine file creation in /tmp was
+    ~10x slower than in the checkout's file system; both sides of a comparison share it)."""
+    d = d or str(Path(__file__).resolve().parent / "_work")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
 WORKLOADS = {  # name → (kind, concurrency)
     "python1": ("python", 1), "python2": ("python", 2),
     "shell1": ("shell", 1), "shell2": ("shell", 2),
@@ -172,7 +188,7 @@ WORKLOADS = {  # name → (kind, concurrency)
 
 def profile(name: str, n: int) -> None:
     runtime, conc = WORKLOADS[name]
-    with tempfile.TemporaryDirectory(prefix="e3-bench-rt-") as d:
+    with tempfile.TemporaryDirectory(prefix="rt-", dir=scratch()) as d:
         w = Work(Path(d))
         prof = cProfile.Profile()
         prof.enable()
@@ -191,6 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke mode: few tasks, one round")
     ap.add_argument("--extra", action="store_true", help="also inline and fresh `python -c`")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--dir", help="scratch directory (default: bench/_work)")
     ap.add_argument("--profile", choices=sorted(WORKLOADS))
     args = ap.parse_args(argv)
     n, reps = (20, 1) if args.quick else (args.tasks, args.repeat)
@@ -201,7 +218,7 @@ def main(argv=None) -> int:
     rows: dict[str, list[tuple[float, float]]] = {}
     bare_of: dict[str, str] = {}
     for _ in range(reps):
-        with tempfile.TemporaryDirectory(prefix="e3-bench-rt-") as d:
+        with tempfile.TemporaryDirectory(prefix="rt-", dir=scratch(args.dir)) as d:
             w = Work(Path(d))
 
             def add(name, timer, count, bare=None):
