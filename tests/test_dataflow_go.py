@@ -342,3 +342,130 @@ def test_a_bad_target_filter_or_executor_is_a_one_line_usage_error(cold, args, w
     r = p.e3("go", *args)
     assert r.code == 2, r
     assert words in r.err and len(r.err.strip().splitlines()) == 1
+
+
+# -- the warm path: a provable no-op answered from the last settled run ------------------------------
+@pytest.fixture
+def predictions(monkeypatch):
+    """Counts the calls of `predict` (the full decision) made by in-process runs."""
+    from e3logic.dataflow import go as go_mod
+
+    calls = []
+    real = go_mod.predict
+
+    def counting(*args, **kw):
+        calls.append(args[3])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(go_mod, "predict", counting)
+    return calls
+
+
+def go_here(p: Proj, *targets, pattern=None, warm_path=True, force=False) -> dict:
+    """`e3 go` through the Python API in this process (so `predict` can be watched)."""
+    from e3logic.api import Repo
+    from e3logic.dataflow.go import Go
+
+    g = Go(Repo.open(str(p.path)), targets, pattern, cap=2, executor="threads", force=force)
+    g.warm_path = warm_path
+    return g()
+
+
+RECEIPT_ROWS = "SELECT dataflow, key, output_hash, outcome, size FROM receipts WHERE run=? ORDER BY seq"
+SAME = ("status", *LISTS, "state_root", "receipt", "commit", "parent", "policy", "stale")
+
+
+@pytest.mark.parametrize("targets, pattern", [((), None), (("final",), None),
+                                              (("outputs/upper/o", "side"), None), ((), "s*")])
+def test_a_warm_no_op_gives_the_receipt_root_and_commit_the_full_prediction_gives(
+        warm, tmp_path, predictions, targets, pattern):
+    if targets or pattern:  # a first run with this selection (the cold run selected everything)
+        warm.go(*targets, *(("--filter", pattern) if pattern else ()))
+    twin = Proj(shutil.copytree(warm.path, tmp_path / "twin", symlinks=True))
+    fast = go_here(warm, *targets, pattern=pattern)
+    assert predictions == []  # answered from the last run: no tree was read to decide
+    full = go_here(twin, *targets, pattern=pattern, warm_path=False)
+    assert len(predictions) == 1
+    assert {k: fast[k] for k in SAME} == {k: full[k] for k in SAME}
+    assert fast["executed"] == [] and fast["cached"] and fast["cached"] == full["cached"]
+    assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
+    assert warm.db("SELECT settled FROM runs WHERE run=?", (fast["run"],)) == [(1,)]
+    assert twin.db("SELECT settled FROM runs WHERE run=?", (full["run"],)) == [(1,)]
+    again = go_here(warm, *targets, pattern=pattern)  # a warm answer is settled in its turn
+    assert len(predictions) == 1 and again["parent"] == fast["commit"]
+    assert again["receipt"] == fast["receipt"]
+
+
+def test_a_settled_run_records_its_package_and_every_output_size(cold):
+    p, res = cold
+    assert p.db("SELECT status, settled, package IS NOT NULL FROM runs WHERE run=?",
+                (res["run"],)) == [("ok", 1, 1)]
+    sizes = dict(p.db("SELECT dataflow, size FROM receipts WHERE run=?", (res["run"],)))
+    assert sizes == {n: len(FLOWS_OUTPUTS[n]) for n in FLOWS}
+
+
+def test_a_failed_run_is_not_settled_and_the_next_run_decides_in_full(warm, predictions):
+    original = warm.read("inputs/flag")
+    warm.set_json("inputs/flag", "fail")
+    failed = warm.go(code=1)
+    assert warm.db("SELECT settled FROM runs WHERE run=?", (failed["run"],)) == [(0,)]
+    warm.write("inputs/flag", original)  # back to the root of the last settled run
+    res = go_here(warm)
+    assert len(predictions) == 1
+    assert lists(res) == {"cached": FLOWS}
+
+
+@pytest.mark.parametrize("change", ["selection", "filter", "package", "force"])
+def test_another_selection_package_or_force_decides_in_full(warm, predictions, change):
+    if change == "selection":
+        res = go_here(warm, "upper")
+        assert lists(res) == {"cached": ["norm", "upper"]}
+    elif change == "filter":
+        res = go_here(warm, pattern="c*")
+        assert lists(res) == {"cached": ["check", "combine", "count"]}
+    elif change == "package":  # same datasets root, another package version
+        assert warm.e3("commit", "--patch", "-m", "same data").code == 0
+        res = go_here(warm)
+        assert lists(res) == {"cached": FLOWS}
+    else:
+        res = go_here(warm, force=True)
+        assert lists(res) == {"executed": FLOWS}
+    assert len(predictions) == 1
+
+
+def test_a_memo_entry_changed_since_the_last_run_is_followed_not_the_old_receipt(warm):
+    total, peak = warm.file_hash("outputs/total/o"), warm.file_hash("outputs/peak/o")
+    import sqlite3
+
+    with sqlite3.connect(warm.path / ".e3" / "index.db") as con:  # as a forced rerun elsewhere would
+        con.execute("UPDATE memo SET output_hash=? WHERE output_hash=? AND dataflow='total'",
+                    (peak, total))
+    res = warm.go()
+    assert "total" in res["cached"] and "report" in res["executed"]
+    assert warm.read("outputs/total/o") == b"9"
+
+
+def test_a_warm_go_restores_an_edited_working_copy_output(warm):
+    warm.write("outputs/scaled/o", b"1000")
+    res = warm.go()
+    assert lists(res) == {"cached": FLOWS}
+    assert warm.read("outputs/scaled/o") == FLOWS_OUTPUTS["scaled"]
+
+
+def test_a_warm_no_op_imports_no_heavy_library(warm):
+    import subprocess
+    import sys
+
+    from tests.helpers import e3_env
+
+    heavy = ("anyio", "rich", "sqlite_utils", "lark", "networkx", "kanren", "pyDatalog",
+             "numpy", "e3logic.exec.executor", "e3logic.plan")
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: print('LOADED', [m for m in {heavy!r} if m in sys.modules],"
+            " file=sys.stderr))\n"
+            "from e3logic.cli.main import main\n"
+            "main(['--json', 'go'])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=warm.path, env=e3_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "LOADED []"

@@ -152,3 +152,21 @@ def test_opening_a_migrated_database_does_not_import_sqlite_utils(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT)}, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_version_2_database_gains_the_warm_path_columns_and_its_old_runs_stay_unsettled(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(index, "MIGRATIONS", index.MIGRATIONS[:2])
+    db = IndexDB(tmp_path / "index.db")
+    db.execute("INSERT INTO runs(run, workspace, seq, status) VALUES ('r1', 'main', 1, 'ok')")
+    db.execute("INSERT INTO receipts(run, seq, dataflow) VALUES ('r1', 0, 'a')")
+    db.close()
+    monkeypatch.undo()
+    db = IndexDB(tmp_path / "index.db")
+    assert db.version == index.SCHEMA_VERSION >= 3
+    assert db.query("SELECT run, settled, package FROM runs") == \
+        [{"run": "r1", "settled": None, "package": None}]
+    assert db.query("SELECT dataflow, size FROM receipts") == [{"dataflow": "a", "size": None}]
+    plan = db.execute("EXPLAIN QUERY PLAN SELECT run FROM runs WHERE workspace='main' "
+                      "ORDER BY seq DESC LIMIT 1").fetchall()
+    assert "idx_runs_workspace_seq" in str(plan)

@@ -10,6 +10,7 @@ count reaches it.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -167,6 +168,10 @@ class Go:
         self.strict_batches = strict_batches
         self.reporter = reporter
         self.workspace = workspace
+        self.package_hash = None
+        #: answer a provable no-op from the last settled run (`_warm_receipt`); tests turn it
+        #: off to compare both paths
+        self.warm_path = True
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -174,6 +179,7 @@ class Go:
         pkg_ref = api.workspaces.package(ws)
         if not pkg_ref:
             raise UsageError(f"workspace '{ws}' has no package deployed; 'e3 checkout NAME' first")
+        self.package_hash = pkg_ref["hash"]
         project = Project.load(self.repo, pkg_ref["hash"])
         selected = project.select(self.targets, self.pattern)
         return project, selected
@@ -218,8 +224,12 @@ class Go:
         api = self.api
         root = api.intake(ws)
         project, selected = self.prepare(ws)
-        pred = predict(self.repo, project, root, selected, self.force)
         policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
+        if not self.dry_run:
+            warm = self._warm_receipt(ws, project, selected, root)
+            if warm is not None:
+                return self._go_warm(ws, project, selected, root, policy, warm)
+        pred = predict(self.repo, project, root, selected, self.force)
         if self.dry_run:
             plan = self.plan(project, pred)
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
@@ -233,6 +243,111 @@ class Go:
             raise
         return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
 
+    # -- the warm path ---------------------------------------------------------------------
+    def _warm_receipt(self, ws: str, project: Project, selected: list[str], root: str):
+        """The receipt rows `[(dataflow, key, output hash, size)]` (sorted by name) of a run
+        that provably has nothing to do, or None (then `predict` decides, as always).
+
+        Provably: the workspace's latest run is *settled* (it ended ok and, when it finished,
+        every receipt row was checked against its state root: the output at the dataflow's
+        path, the key computed from the inputs there), it ran this package with these targets
+        and this filter, intake found its state root unchanged, the memo still maps every key
+        to the recorded output, and every output object is in the store at its recorded size.
+        Then `predict` would find every dataflow cached with exactly these keys and outputs,
+        and the run would change nothing: this answers the same without reading a tree."""
+        if self.force or not self.warm_path:
+            return None
+        db = self.repo.index
+        last = db.execute(
+            "SELECT run, status, settled, package, state_root, policy FROM runs "
+            "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        if last is None:
+            return None
+        run, status, settled, package, state_root, policy = last
+        if (status != "ok" or settled != 1 or package != project.pkg_hash
+                or state_root != root or not policy):
+            return None
+        try:
+            pol = json.loads(policy)
+        except ValueError:
+            return None
+        if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
+            return None
+        rows = db.execute(
+            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash FROM receipts r "
+            "LEFT JOIN memo m ON m.key = r.key WHERE r.run=? ORDER BY r.seq", (run,)).fetchall()
+        if len(rows) != len(selected) or [r[0] for r in rows] != sorted(selected):
+            return None
+        size_of = self.repo.objects.size
+        out = []
+        for name, key, h, size, memo_h in rows:
+            if not key or not h or memo_h != h or size is None:
+                return None
+            try:
+                if size_of(h) != size:
+                    return None  # `predict` removes the bad object and re-executes
+            except OSError:
+                return None
+            out.append((name, key, h, size))
+        return out
+
+    def _go_warm(self, ws, project, selected, root, policy, rows) -> dict:
+        run_id = self._start_run(ws)
+        try:
+            results = {n: (k, h) for n, k, h, _ in rows}
+            self._report_cached(selected)
+            if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
+                self.api.wc.ensure([(project.outputs[n], results[n][1]) for n in selected])
+        except BaseException:
+            self._end_run(run_id, "cancelled", None, None, None)
+            raise
+        self.settled_sizes = {n: size for n, _, _, size in rows}
+        return self._finish(ws, run_id, project, selected, {n: "cached" for n in selected},
+                            results, root, policy)
+
+    def _report_cached(self, order: list[str]) -> None:
+        rep = self.reporter
+        if not rep:
+            return
+        rep.start(len(order))
+        if hasattr(rep, "outcomes"):  # one buffered write for the lot
+            rep.outcomes(order, "cached")
+        else:
+            for n in order:
+                rep.outcome(n, "cached", 0.0)
+
+    def _settle(self, project: Project, selected, status, outcome, results, root):
+        """{dataflow: output size} when this run's receipt can stand for a later no-op run
+        (see `_warm_receipt`): it ended ok with nothing stale, and every selected dataflow's
+        output in `root` is the receipt's and its key is the one its inputs in `root` give.
+        None otherwise. Checked against the root itself, whatever path the run took."""
+        if status != "ok" or getattr(self, "stale", None):
+            return None
+        known = getattr(self, "settled_sizes", None)
+        if known is not None:  # the warm path: the root and the receipt are the last run's
+            return known
+        trees = self.repo.trees
+        sizes = {}
+        for n in selected:
+            if outcome.get(n) not in ("executed", "cached"):
+                return None
+            key, h = results.get(n, (None, None))
+            e = trees.find(root, project.outputs[n])
+            if not key or not h or e is None or e.get("hash") != h or e.get("size") is None:
+                return None
+            d = project.dataflows[n]
+            th = project.task_hashes.get(d["task"])
+            hs = []
+            for p in d["inputs"]:
+                i = trees.find(root, p)
+                if i is None or i.get("kind") != "blob":
+                    return None
+                hs.append(i["hash"])
+            if th is None or execution_key(th, hs) != key:
+                return None
+            sizes[n] = e["size"]
+        return sizes
+
     def _fast_noop(self, project, pred, root) -> bool:
         if pred.run:
             return False
@@ -242,10 +357,7 @@ class Go:
 
     def _execute(self, ws, run_id, project: Project, pred: Prediction, root: str):
         if self._fast_noop(project, pred, root):
-            if self.reporter:
-                self.reporter.start(len(pred.order))
-                for n in pred.order:
-                    self.reporter.outcome(n, "cached", 0.0)
+            self._report_cached(pred.order)
             if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
                 self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
             return ({n: "cached" for n in pred.order},
@@ -368,27 +480,31 @@ class Go:
             seq = (c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0] or 0) + 1
             run_id = f"r{seq}"
             c.execute("INSERT INTO runs(run, workspace, seq, started, status, pid, proc_start, "
-                      "command, cancel_requested, pinned) VALUES (?,?,?,?,?,?,?,?,0,0)",
+                      "command, cancel_requested, pinned, package) VALUES (?,?,?,?,?,?,?,?,0,0,?)",
                       (run_id, ws, seq, time.time(), "running", os.getpid(),
-                       process_start(os.getpid()), " ".join(["e3", *sys.argv[1:]])[:500]))
+                       process_start(os.getpid()), " ".join(["e3", *sys.argv[1:]])[:500],
+                       self.package_hash))
         return run_id
 
     def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
-                 policy=None, receipt=None):
+                 policy=None, receipt=None, sizes=None):
+        """Close the run row and write its receipt rows, in one transaction. `sizes`
+        {dataflow: output size}: the run is settled (see `_settle`)."""
         db = self.repo.index
+        sizes = sizes or {}
         with db.transaction() as c:
             cur = c.execute("SELECT status FROM runs WHERE run=?", (run_id,)).fetchone()
             if cur and cur[0] == "cancelled" and status != "cancelled":
                 return  # a cancelled run is never overwritten
             c.execute("UPDATE runs SET status=?, ended=?, commit_hash=?, state_root=?, "
-                      "receipt_digest=?, parent_commit=?, policy=? WHERE run=?",
+                      "receipt_digest=?, parent_commit=?, policy=?, settled=? WHERE run=?",
                       (status, time.time(), commit, state_root, receipt_digest, parent, policy,
-                       run_id))
+                       1 if sizes else 0, run_id))
             if receipt is not None:
                 c.executemany("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, "
-                              "output_hash, outcome) VALUES (?,?,?,?,?,?)",
-                              [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"])
-                               for i, r in enumerate(receipt)])
+                              "output_hash, outcome, size) VALUES (?,?,?,?,?,?,?)",
+                              [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"],
+                                sizes.get(r["dataflow"])) for i, r in enumerate(receipt)])
 
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy) -> dict:
         receipt = []
@@ -409,8 +525,10 @@ class Go:
         policy_id = canon.digest(policy)
         parent = self._parent(ws)
         commit = commit_hash(parent, root, receipt_digest, policy_id)
+        sizes = self._settle(project, selected, status, outcome, results, root) if not why \
+            else None
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
-                      canon.dumps(policy).decode(), receipt)
+                      canon.dumps(policy).decode(), receipt, sizes)
         self.repo.index.execute("DELETE FROM procs WHERE run=?", (run_id,))
         clear_staging(self.repo, run_id)
         return {"run": run_id, "status": status, **lists, "state_root": root, "commit": commit,

@@ -52,7 +52,18 @@ def _v2(db) -> None:
                              pk=("run", "pgid"))
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db) -> None:
+    # the warm path of `e3 go`: the package a run ran and whether its receipt was verified
+    # against its state root (`settled`), the output sizes of its receipt rows, and an index
+    # for "the latest run of a workspace"
+    c = db.conn
+    c.execute("ALTER TABLE runs ADD COLUMN package TEXT")
+    c.execute("ALTER TABLE runs ADD COLUMN settled INTEGER")
+    c.execute("ALTER TABLE receipts ADD COLUMN size INTEGER")
+    c.execute("CREATE INDEX IF NOT EXISTS idx_runs_workspace_seq ON runs(workspace, seq)")
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
