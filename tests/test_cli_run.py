@@ -65,6 +65,48 @@ def test_go_json_sends_progress_to_stderr_and_one_document_to_stdout(warm):
     assert r.err.count("... cached") == 12
 
 
+class _Stream:
+    """A non-terminal stream recording each write."""
+
+    def __init__(self):
+        self.writes = []
+
+    def write(self, s):
+        self.writes.append(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def test_a_reporter_writes_a_batch_of_cached_lines_in_one_write_numbered_in_order(monkeypatch):
+    from e3logic.cli.run_cmds import Reporter
+
+    err = _Stream()
+    monkeypatch.setattr("sys.stderr", err)
+    rep = Reporter(to_stderr=True)
+    rep.start(3)
+    rep.outcomes(["b", "a"], "cached")
+    rep.outcome("c", "executed", 0.25)
+    assert err.writes[0] == "[1/3] b... cached\n[2/3] a... cached\n"
+    assert "".join(err.writes[1:]) == "[3/3] c... done (0.2s)\n"
+
+
+def test_a_warm_no_op_on_a_terminal_draws_no_progress_bar(monkeypatch):
+    from e3logic.cli.run_cmds import Reporter
+
+    out = _Stream()
+    out.isatty = lambda: True
+    monkeypatch.setattr("sys.stdout", out)
+    rep = Reporter(to_stderr=False)
+    rep.start(2)
+    rep.outcomes(["a", "b"], "cached")
+    rep.stop()
+    assert out.writes == [] and rep.progress is None and rep.i == 2
+
+
 def test_go_dry_run_json_has_the_go_keys_and_the_plan(warm):
     warm.set_json("inputs/k", 4)
     res = warm.go("--dry-run")

@@ -12,7 +12,7 @@ from .common import emit, pass_opts, table
 
 class Reporter:
     """`[i/N] name... done (0.5s)` lines (stderr with --json), or a rich progress bar on a
-    terminal."""
+    terminal (started at the first single outcome: a run answered at once draws none)."""
 
     WORDS = {"executed": "done", "cached": "cached", "failed": "FAILED", "skipped": "skipped",
              "cancelled": "cancelled"}
@@ -26,7 +26,9 @@ class Reporter:
 
     def start(self, n: int) -> None:
         self.n = n
-        if self.tty and n:
+
+    def _bar(self):
+        if self.progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -34,20 +36,37 @@ class Reporter:
                                      TextColumn("{task.description}"),
                                      console=Console(file=self.stream), transient=True)
             self.progress.start()
-            self.task = self.progress.add_task("", total=n)
+            self.task = self.progress.add_task("", total=self.n, completed=self.i)
+        return self.progress
 
-    def outcome(self, name: str, outcome: str, seconds: float) -> None:
+    def _line(self, name: str, outcome: str, seconds: float) -> str:
         self.i += 1
-        word = self.WORDS.get(outcome, outcome)
-        line = f"[{self.i}/{self.n}] {name}... {word}"
+        line = f"[{self.i}/{self.n}] {name}... {self.WORDS.get(outcome, outcome)}"
         if outcome in ("executed", "failed"):
             line += f" ({seconds:.1f}s)"
-        if self.progress:
+        return line
+
+    def outcome(self, name: str, outcome: str, seconds: float) -> None:
+        line = self._line(name, outcome, seconds)
+        if self.tty and self.n:
+            bar = self._bar()
             if outcome != "cached":
-                self.progress.console.print(line)
-            self.progress.update(self.task, advance=1, description=name)
+                bar.console.print(line)
+            bar.update(self.task, advance=1, description=name)
         else:
             print(line, file=self.stream, flush=True)
+
+    def outcomes(self, names, outcome: str, seconds: float = 0.0) -> None:
+        """The same lines for many dataflows at once, in one write (a terminal's progress bar,
+        which would only flash, is not drawn for them)."""
+        lines = [self._line(n, outcome, seconds) for n in names]
+        if self.tty:
+            if self.progress is not None:
+                self.progress.update(self.task, advance=len(lines))
+            return
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
 
     def stop(self) -> None:
         if self.progress:
