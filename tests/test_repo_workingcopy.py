@@ -232,3 +232,57 @@ def test_editor_swap_and_backup_files_are_not_taken_in_as_datasets(tmp_path):
     (api.root / "inputs" / "sales~").write_text("backup")
     ch = api.changes()
     assert ch.added == ["inputs/sales"]
+
+
+def cached_paths(wc):
+    return sorted(wc._cache())
+
+
+def synced(wc, repo, root) -> list:
+    """Write `root`'s files, age them and let the stat cache learn them; returns the items."""
+    wc.sync(root)
+    items = [(p, e["hash"]) for p, e in repo.trees.walk(root)]
+    for p, _ in items:
+        age(wc.root_dir / p)
+    wc.ensure(items)
+    return items
+
+
+def test_the_stat_cache_of_a_folder_holds_only_the_rows_below_it(wc, repo, tmp_path):
+    synced(wc, repo, root_of(repo, {"inputs/a": b"1", "inputs/d/b": b"2", "outputs/f/o": b"3"}))
+    with wc.db.transaction() as c:  # neighbours of the ranges' bounds
+        c.executemany("INSERT INTO wc_stat(path, size, mtime_ns, ino, hash) VALUES (?,0,0,0,'h')",
+                      [("inputs",), ("inputs.x",), ("inputs0",), ("inputsz/a",)])
+    assert sorted(wc._cache("inputs")) == ["inputs/a", "inputs/d/b"]
+    assert sorted(wc._cache("outputs")) == ["outputs/f/o"]
+    assert len(wc._cache()) == 7
+
+
+def test_a_scan_of_inputs_forgets_deleted_inputs_and_keeps_the_rows_of_outputs(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/a": b"1", "inputs/b": b"2", "outputs/f/o": b"3"})
+    synced(wc, repo, root)
+    (tmp_path / "inputs/b").unlink()
+    assert wc.scan(root).deleted == ["inputs/b"]
+    assert cached_paths(wc) == ["inputs/a", "outputs/f/o"]
+
+
+def test_ensure_puts_back_missing_and_edited_files_and_leaves_matching_ones_untouched(
+        wc, repo, tmp_path):
+    root = root_of(repo, {"outputs/a/o": b"alpha", "outputs/b/o": b"beta", "outputs/c/o": b"c"})
+    items = synced(wc, repo, root)
+    assert cached_paths(wc) == ["outputs/a/o", "outputs/b/o", "outputs/c/o"]
+    assert wc.ensure(items) == 0
+    before = (tmp_path / "outputs/c/o").stat()
+    (tmp_path / "outputs/a/o").unlink()
+    (tmp_path / "outputs/b/o").write_bytes(b"edited by hand")
+    assert wc.ensure(items) == 2
+    assert (tmp_path / "outputs/a/o").read_bytes() == b"alpha"
+    assert (tmp_path / "outputs/b/o").read_bytes() == b"beta"
+    assert (tmp_path / "outputs/c/o").stat().st_ino == before.st_ino
+
+
+def test_ensure_refuses_a_directory_in_the_way_of_an_output(wc, repo, tmp_path):
+    root = root_of(repo, {"outputs/a/o": b"alpha"})
+    (tmp_path / "outputs/a/o").mkdir(parents=True)
+    with pytest.raises(UsageError):
+        wc.ensure([(p, e["hash"]) for p, e in repo.trees.walk(root)])

@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from ..core.errors import UsageError
 from ..core.hashing import hash_file as _hash_file
@@ -53,9 +54,15 @@ class WorkingCopy:
         return self.repo.index
 
     # -- stat cache -----------------------------------------------------------------------
-    def _cache(self) -> dict[str, tuple]:
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in
-                self.db.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat")}
+    def _cache(self, top: str | None = None) -> dict[str, tuple]:
+        """path -> (size, mtime_ns, ino, hash): every entry, or those under the folder `top`
+        (a range of the primary key: a scan of inputs/ reads no row of outputs/)."""
+        if top is None:
+            return {r[0]: r[1:] for r in
+                    self.db.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat")}
+        return {r[0]: r[1:] for r in self.db.execute(
+            "SELECT path, size, mtime_ns, ino, hash FROM wc_stat WHERE path > ? AND path < ?",
+            (top + "/", top + "0"))}  # '0' follows '/': exactly the paths below top/
 
     def _remember(self, rows: list[tuple], drop: list[str] = ()) -> None:
         """rows: (path, stat, hash); entries too fresh to trust are not cached."""
@@ -98,7 +105,7 @@ class WorkingCopy:
         """Compare the files under `top` with the datasets of `root` under it."""
         tracked = {p: e["hash"] for p, e in self._walk(root, top)}
         disk = self.files(top)
-        cache = self._cache()
+        cache = self._cache(top)
         ch = Changes()
         fresh = []
         for p, st in disk.items():
@@ -116,8 +123,7 @@ class WorkingCopy:
                 ch.modified.append(p)
                 ch.hashes[p] = h
         ch.deleted = [p for p in tracked if p not in disk]
-        pre = top + "/"
-        gone = [p for p in cache.keys() - disk.keys() if p.startswith(pre)]
+        gone = sorted(cache.keys() - disk.keys())
         if fresh or gone:
             self._remember(fresh, gone)
         ch.modified.sort(), ch.added.sort(), ch.deleted.sort()
@@ -243,22 +249,25 @@ class WorkingCopy:
     def ensure(self, items: list[tuple[str, str]]) -> int:
         """Make each (path, hash) file match, re-writing only those whose stat or content
         differ from the stat cache. Returns how many were written."""
-        cache = self._cache()
+        tops = {p.split("/", 1)[0] for p, _ in items}
+        cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
+        base = str(self.root_dir) + os.sep
+        stat = os.stat
         rows, written = [], 0
         for p, h in items:
-            dest = self.root_dir / p
             c = cache.get(p)
             try:
-                st = dest.stat()
+                st = stat(base + p)
             except FileNotFoundError:
                 st = None
-            if st is not None and c and c[3] == h and (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
+            if st is not None and c and c[3] == h and \
+                    (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
                 continue
-            if st is not None and hash_file(dest) == h:
+            if st is not None and S_ISREG(st.st_mode) and hash_file(base + p) == h:
                 rows.append((p, st, h))
                 continue
             self._place(p, h)
-            rows.append((p, dest.stat(), h))
+            rows.append((p, stat(base + p), h))
             written += 1
         if rows:
             self._remember(rows)
