@@ -11,8 +11,6 @@ from pathlib import Path
 from .core import canon
 from .core.errors import E3Error, NotFound, UsageError
 from .core.paths import check_path
-from .core.semver import Version
-from .repo import gc as gc_mod
 from .repo.repository import Repository
 from .repo.trees import blob_entry
 from .repo.workingcopy import Changes, WorkingCopy
@@ -252,6 +250,8 @@ class Repo:
                                  f"first")
             root = self.intake(ws)
             old = self.read_package(pkg_ref["hash"])
+            from .core.semver import Version
+
             version = str(Version.parse(old["version"]).bump(part))
             new = dict(old, version=version, datasets={"kind": "tree", "hash": root},
                        parent={"version": old["version"], "hash": pkg_ref["hash"]},
@@ -369,6 +369,8 @@ class Repo:
         old = self.read_package(pkg_ref["hash"])
         name = name or old["name"]
         version = version or f"{old['version']}-{root[:8]}"
+        from .core.semver import Version
+
         Version.parse(version)
         new = dict(old, name=name, version=version, datasets={"kind": "tree", "hash": root},
                    parent={"version": old["version"], "hash": pkg_ref["hash"]},
@@ -404,7 +406,11 @@ class Repo:
     def gc(self, min_age: float | None = None, dry_run: bool = False) -> dict:
         if min_age is None:
             min_age = float(self.r.config.get("gc", {}).get("min_age", 60))
+        from .repo import gc as gc_mod
+
         return gc_mod.gc(self.r, min_age=min_age, dry_run=dry_run)
 
     def fsck(self) -> dict:
+        from .repo import gc as gc_mod
+
         return gc_mod.fsck(self.r)

@@ -1,7 +1,6 @@
 """Error hierarchy. Each class maps to an exit code; messages are one line naming the fix."""
 from __future__ import annotations
 
-import difflib
 from typing import Iterable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -66,4 +65,6 @@ class Cancelled(E3Error):
 
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 2) -> list[str]:
+    import difflib
+
     return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.6)

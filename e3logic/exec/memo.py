@@ -5,7 +5,6 @@ execution key = H(task hash, input content hashes in order)
 """
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from ..core.hashing import hash_parts
@@ -66,6 +65,8 @@ class Memo:
     @property
     def host(self) -> str:
         if self._host is None:
+            import socket
+
             self._host = socket.gethostname()
         return self._host
 
