@@ -469,3 +469,14 @@ def test_a_warm_no_op_imports_no_heavy_library(warm):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_an_incremental_run_is_settled_so_the_next_go_answers_warm(warm, predictions):
+    warm.set_json("inputs/k", 3)
+    res = warm.go()
+    assert res["executed"] and warm.db("SELECT settled FROM runs WHERE run=?",
+                                       (res["run"],)) == [(1,)]
+    again = go_here(warm)
+    assert predictions == []
+    assert lists(again) == {"cached": FLOWS} and again["state_root"] == res["state_root"]
+    assert warm.read("outputs/scaled/o") == b"27"

@@ -15,33 +15,52 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
 
 from ..core import canon
 from ..core.errors import UsageError
 from ..core.hashing import hash_parts
-from ..exec.memo import Memo, execution_key, usable
 from ..repo.locks import process_start
 from .model import Project
 
 COMMIT_TAG = "e3-commit-v1"
 EXECUTORS = ("inline", "threads", "processes")
 
+# The warm path imports neither the memo module nor dataclasses: what only a full decision or
+# an execution needs is imported when it happens.
 
-@dataclass
+
+def replace(obj, **changes):
+    """`dataclasses.replace` (imported when a run executes something)."""
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
 class Prediction:
-    order: list            # selected dataflows, dependency order
-    run: list              # predicted to execute
-    cached: list           # predicted memo hits
-    keys: dict = field(default_factory=dict)   # known execution keys
-    outputs: dict = field(default_factory=dict)  # name -> predicted output hash (cached ones)
-    formats: dict = field(default_factory=dict)  # name -> output format (cached ones)
+    """What `predict` decided: `order` the selected dataflows in dependency order, `run` those
+    predicted to execute, `cached` the predicted memo hits; `keys` the known execution keys,
+    `outputs` and `formats` the predicted output hash and format of the cached ones."""
+
+    __slots__ = ("order", "run", "cached", "keys", "outputs", "formats")
+
+    def __init__(self, order: list, run: list, cached: list, keys: dict | None = None,
+                 outputs: dict | None = None, formats: dict | None = None):
+        self.order, self.run, self.cached = order, run, cached
+        self.keys = {} if keys is None else keys
+        self.outputs = {} if outputs is None else outputs
+        self.formats = {} if formats is None else formats
+
+    def __repr__(self) -> str:
+        return (f"Prediction(order={self.order!r}, run={self.run!r}, cached={self.cached!r}, "
+                f"keys={self.keys!r}, outputs={self.outputs!r}, formats={self.formats!r})")
 
 
 def predict(repo, project: Project, root: str, selected: list[str], force: bool,
             overrides: dict | None = None) -> Prediction:
     """`overrides` {path: hash or None}: dataset values to assume instead of the root's (e.g.
     unsaved working-copy edits, for `e3 status`)."""
+    from ..exec.memo import Memo, execution_key, usable
+
     memo = Memo(repo.index)
     trees = repo.trees
     # many dataflows: one query for every memo entry of their tasks instead of one per key
@@ -320,27 +339,32 @@ class Go:
         """{dataflow: output size} when this run's receipt can stand for a later no-op run
         (see `_warm_receipt`): it ended ok with nothing stale, and every selected dataflow's
         output in `root` is the receipt's and its key is the one its inputs in `root` give.
-        None otherwise. Checked against the root itself, whatever path the run took."""
+        None otherwise. A run that executed something is checked against the root itself,
+        whatever the executor did; the two no-op paths know it already (`settled_sizes`: the
+        warm path's receipt is the last settled run's, `_fast_noop` found every output of
+        keys computed from the root in place)."""
         if status != "ok" or getattr(self, "stale", None):
             return None
         known = getattr(self, "settled_sizes", None)
         if known is not None:  # the warm path: the root and the receipt are the last run's
             return known
-        trees = self.repo.trees
+        from ..exec.memo import execution_key
+
+        if any(outcome.get(n) not in ("executed", "cached") for n in selected):
+            return None
+        entries = dict(self.repo.trees.walk(root))  # every dataset: one pass, no lookups
         sizes = {}
         for n in selected:
-            if outcome.get(n) not in ("executed", "cached"):
-                return None
             key, h = results.get(n, (None, None))
-            e = trees.find(root, project.outputs[n])
+            e = entries.get(project.outputs[n])
             if not key or not h or e is None or e.get("hash") != h or e.get("size") is None:
                 return None
             d = project.dataflows[n]
             th = project.task_hashes.get(d["task"])
             hs = []
             for p in d["inputs"]:
-                i = trees.find(root, p)
-                if i is None or i.get("kind") != "blob":
+                i = entries.get(p)
+                if i is None:
                     return None
                 hs.append(i["hash"])
             if th is None or execution_key(th, hs) != key:
@@ -349,14 +373,24 @@ class Go:
         return sizes
 
     def _fast_noop(self, project, pred, root) -> bool:
+        """Nothing to run and every predicted output already in `root`. The keys were then
+        computed from `root`'s inputs: the run is settled as it stands (`noop_sizes`)."""
         if pred.run:
             return False
         trees = self.repo.trees
-        return all((trees.find(root, project.outputs[n]) or {}).get("hash") == pred.outputs[n]
-                   for n in pred.cached)
+        sizes = {}
+        for n in pred.cached:
+            e = trees.find(root, project.outputs[n])
+            if e is None or e.get("hash") != pred.outputs[n]:
+                return False
+            sizes[n] = e.get("size")
+        self.noop_sizes = sizes if None not in sizes.values() else None
+        return True
 
     def _execute(self, ws, run_id, project: Project, pred: Prediction, root: str):
         if self._fast_noop(project, pred, root):
+            if self.noop_sizes is not None and not self.force:
+                self.settled_sizes = self.noop_sizes
             self._report_cached(pred.order)
             if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
                 self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
@@ -508,12 +542,14 @@ class Go:
 
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy) -> dict:
         receipt = []
+        lists = {o: [] for o in ("executed", "cached", "failed", "skipped", "cancelled")}
+        keys = getattr(self, "keys", {})
         for n in sorted(selected):
-            key, out = results.get(n, (getattr(self, "keys", {}).get(n), None))
-            receipt.append({"dataflow": n, "key": key, "output": out,
-                            "outcome": outcome.get(n, "skipped")})
-        lists = {o: sorted(n for n in selected if outcome.get(n, "skipped") == o)
-                 for o in ("executed", "cached", "failed", "skipped", "cancelled")}
+            key, out = results.get(n) or (keys.get(n), None)
+            o = outcome.get(n, "skipped")
+            receipt.append({"dataflow": n, "key": key, "output": out, "outcome": o})
+            if o in lists:
+                lists[o].append(n)
         why = getattr(self, "cancelled_reason", None)
         if not why and getattr(self, "interrupted", None):  # a signal after the last beat
             why = f"interrupted by {self.interrupted}"

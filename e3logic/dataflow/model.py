@@ -1,8 +1,6 @@
 """A deployed package seen as a DAG of dataflows: producers, dependencies, task hashes."""
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass
 from functools import cached_property
 
 from ..core import canon
@@ -20,13 +18,17 @@ def task_hash(task: dict, module_hashes: dict[str, str]) -> str:
     return canon.digest(obj)
 
 
-@dataclass
 class Project:
-    """The deployed package of a workspace, indexed for the run."""
+    """The deployed package of a workspace, indexed for the run: `pkg` the package object,
+    `pkg_hash` its hash, `module_hashes` {relative path: blob hash} of its module files."""
 
-    pkg: dict
-    pkg_hash: str
-    module_hashes: dict  # relative path -> blob hash
+    def __init__(self, pkg: dict, pkg_hash: str, module_hashes: dict):
+        self.pkg = pkg
+        self.pkg_hash = pkg_hash
+        self.module_hashes = module_hashes
+
+    def __repr__(self) -> str:
+        return f"Project({self.pkg.get('name')}@{self.pkg.get('version')}, {self.pkg_hash[:12]})"
 
     @classmethod
     def load(cls, repo, pkg_hash: str) -> "Project":
@@ -108,6 +110,8 @@ class Project:
     def select(self, targets=(), pattern: str | None = None) -> list[str]:
         sel = self.resolve_targets(targets) if targets else set(self.dataflows)
         if pattern:
+            import fnmatch
+
             sel = {n for n in sel if fnmatch.fnmatchcase(n, pattern)}
             if not sel:
                 raise NotFound("dataflow matching", pattern, list(self.dataflows),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
 
@@ -29,12 +28,25 @@ def hash_file(path) -> str:
     return _hash_file(path, mmap=False)
 
 
-@dataclass
 class Changes:
-    modified: list[str] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    hashes: dict[str, str] = field(default_factory=dict)  # changed path -> new content hash
+    """Working-copy files that differ from a root: dataset paths `modified`, `added`,
+    `deleted` (sorted), and `hashes` {changed path: new content hash}."""
+
+    def __init__(self, modified=None, added=None, deleted=None, hashes=None):
+        self.modified: list[str] = [] if modified is None else modified
+        self.added: list[str] = [] if added is None else added
+        self.deleted: list[str] = [] if deleted is None else deleted
+        self.hashes: dict[str, str] = {} if hashes is None else hashes
+
+    def __eq__(self, other):
+        if not isinstance(other, Changes):
+            return NotImplemented
+        return (self.modified, self.added, self.deleted, self.hashes) == \
+            (other.modified, other.added, other.deleted, other.hashes)
+
+    def __repr__(self) -> str:
+        return (f"Changes(modified={self.modified!r}, added={self.added!r}, "
+                f"deleted={self.deleted!r}, hashes={self.hashes!r})")
 
     def __bool__(self):
         return bool(self.modified or self.added or self.deleted)
