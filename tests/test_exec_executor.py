@@ -175,3 +175,54 @@ def test_resource_capacities_bound_what_runs_at_once(tmp_path):
     starts = [beat for beat, ev, _ in st.log if ev == "start"]
     assert len(set(starts)) == 3  # one gpu: one at a time
     assert set(st.outcome.values()) == {"executed"}
+
+
+# -- group commit -------------------------------------------------------------------------------
+def test_a_chain_runs_on_unflushed_results_and_flushes_them_together(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job("a", ["inputs/x"])] + [job(n, [f"outputs/{p}/out"], [p])
+                                        for p, n in zip("abcde", "bcdef")]
+    fr = FakeRunner(api.r)
+    # a clock that never advances: flushes happen only when the executor would idle
+    st = run(api, jobs, fr, cap=1, timer=lambda: 0.0)
+    assert fr.ran == list("abcdef")     # each read its input before any flush (staged objects)
+    assert st.flushes < len(jobs)
+    assert api.get("outputs/f/out")[1] == b"xabcdef"
+    assert api.r.objects.pending == {}
+
+
+def test_an_outcome_is_reported_only_once_its_output_is_durable_in_the_root(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    seen = []
+
+    def on_outcome(name, outcome, seconds):
+        root = api.workspaces.root("main")  # read back from disk, as another process would
+        e = api.r.trees.find(root, f"outputs/{name}/out")
+        memo = api.r.index.query("SELECT count(*) AS n FROM memo WHERE dataflow=?", (name,))
+        seen.append((name, outcome, e is not None, memo[0]["n"]))
+
+    run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=on_outcome, timer=lambda: 0.0)
+    assert seen == [("a", "executed", True, 1), ("b", "executed", True, 1),
+                    ("c", "executed", True, 1)]
+
+
+def test_flushes_follow_the_interval_while_tasks_keep_finishing(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job(f"n{i:02d}", ["inputs/x"]) for i in range(12)]
+    box = []
+    ex = Executor(api.r, "main", jobs, [j.name for j in jobs], run_id="r1",
+                  runner=FakeRunner(api.r), cap=1, flush_every=0.5,  # a beat is a second:
+                  timer=lambda: float(box[0].state.beat) if box else 0.0)  # always past due
+    box.append(ex)
+    st = anyio.run(ex.run)
+    api_b = make_repo(tmp_path / "b", {"inputs/x": b"x"})
+    frozen = run(api_b, jobs, FakeRunner(api_b.r), cap=1, timer=lambda: 0.0)
+    assert st.flushes >= len(jobs) - 1 > frozen.flushes
+    assert st.root == frozen.root       # the grouping never reaches the state root
+
+
+def test_staged_outputs_are_gone_after_the_run(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    run(api, chain_jobs(), FakeRunner(api.r), cap=2)
+    staging = api.r.dir / "staging"
+    assert not staging.exists() or list(staging.iterdir()) == []

@@ -216,3 +216,85 @@ def test_memory_store_has_the_same_read_write_interface(tmp_path):
     assert m.write(b"x") == h and m.read(h) == b"x" and m.exists(h) and list(m) == [h]
     with pytest.raises(NotFound):
         m.read(hash_bytes(b"y"))
+
+
+# -- batches (group commit) ----------------------------------------------------------------------
+def test_a_batch_object_is_readable_in_process_before_its_commit_and_installed_by_it(store):
+    b = store.batch()
+    h = b.write(b"tree bytes")
+    assert store.read(h) == b"tree bytes"          # from the locked temp file
+    assert not store.installed(h).exists()         # nothing another process could see yet
+    b.commit()
+    assert store.installed(h).exists() and store.pending == {}
+    assert store.read(h) == b"tree bytes" and store.verify(h)
+    assert store.temp_files() == []
+
+
+def test_an_adopted_file_is_installed_by_hard_link_and_stays_readable_where_it_was(store, tmp_path):
+    staged = tmp_path / "out-1"
+    staged.write_bytes(b"task output")
+    b = store.batch()
+    h = b.adopt(str(staged))
+    assert store.path(h) == staged                 # the next task reads the staged file
+    b.commit()
+    assert store.path(h) == store.installed(h) and store.read(h) == b"task output"
+    assert staged.read_bytes() == b"task output"   # a task given the staged name can still open it
+    assert os.stat(staged).st_ino == os.stat(store.installed(h)).st_ino
+
+
+def test_a_batch_writes_each_object_once_and_skips_installed_ones(store):
+    old = store.write(b"already here")
+    b = store.batch()
+    assert b.write(b"already here") == old and len(b) == 0
+    b.write(b"new")
+    b.write(b"new")
+    assert len(b) == 1
+    b.commit()
+    assert sorted(store) == sorted([old, hash_bytes(b"new")])
+
+
+def test_an_aborted_batch_leaves_no_object_and_no_temp_file(store, tmp_path):
+    staged = tmp_path / "out-2"
+    staged.write_bytes(b"abandoned output")
+    b = store.batch()
+    h1 = b.write(b"abandoned tree")
+    h2 = b.adopt(str(staged))
+    b.abort()
+    assert not store.exists(h1) and not store.exists(h2) and store.pending == {}
+    assert store.temp_files() == [] and list(store) == []
+    assert staged.exists()                          # the staged file belongs to its writer
+
+
+def test_a_batch_syncs_every_object_before_installing_any(tmp_path, monkeypatch):
+    from e3logic.repo import objects as O
+
+    store = O.ObjectStore(tmp_path / "objects", fsync=True)
+    events = []
+    real_install = store._install
+    monkeypatch.setattr(O, "sync_files",
+                        lambda paths, fds=(): events.append(("sync", len(paths) + len(fds))))
+    monkeypatch.setattr(store, "_install",
+                        lambda *a, **kw: (events.append(("install",)), real_install(*a, **kw)))
+    b = store.batch()
+    for i in range(3):
+        b.write(f"object {i}".encode())
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"output")
+    b.adopt(str(staged))
+    b.commit()
+    assert events == [("sync", 4)] + [("install",)] * 4
+
+
+def test_sync_files_fsyncs_many_files_at_once(tmp_path, monkeypatch):
+    from e3logic.repo import objects as O
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"x")
+        paths.append(str(p))
+    O.sync_files(paths)
+    assert len(synced) == 5

@@ -2,15 +2,25 @@
 
 Each beat: **capture** ready jobs (inputs committed, a slot and their leases free) in plan
 priority order → **compute** (memo lookup; start misses on the backend) → wait for a finish →
-**commit** the finished results in canonical order: objects, memo + history rows (one SQLite
-transaction), workspace root by compare-and-swap, then `publish` (working-copy files). What beat
-N commits is visible to the capture of beat N+1.
+**commit** the finished results in canonical order. What beat N commits is visible to the
+capture of beat N+1.
+
+Commits are grouped for durability: a beat's commit applies its results to the run's view
+(outputs hashed into an object batch, readable at once by the next tasks; memo, history and
+tree changes staged), and a **flush** makes everything staged durable together: objects synced
+then installed, memo + history rows (one SQLite transaction), workspace root by
+compare-and-swap, then `publish` (working-copy files) and the outcome reports. A flush runs when
+the executor would otherwise idle, when `flush_every` seconds have passed (stretched so that
+flushing takes at most ~1/8 of the time), and at the end — so a result reported done is durable,
+and a kill loses at most the unflushed window. The grouping never reaches an identity: the
+root is a function of the set of changes, the receipt is sorted.
 
 `ExecState` is the executor's one state object; `ExecState.log` records what ran, hit, failed,
 was skipped or cancelled, in order, for tests to assert on.
 """
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,7 +30,7 @@ from typing import Awaitable, Callable
 from ..core.paths import lease_conflict
 from ..repo.trees import blob_entry
 from .episodes import Episode, flush
-from .memo import ExecutionRecord, Memo, execution_key, usable
+from .memo import ExecutionRecord, Memo, MemoHit, execution_key, usable
 
 OUTCOMES = ("executed", "cached", "failed", "skipped", "cancelled")
 
@@ -61,8 +71,9 @@ class Finished:
 class ExecState:
     """Everything the executor knows; nothing else holds run state.
 
-    root      the workspace root as last committed
-    pending   jobs not yet captured, in priority order
+    root      the workspace root as last flushed
+    view      path -> entry: committed results not yet flushed (read before `root`)
+    pending   names of jobs not yet captured (waiting for inputs, or ready)
     running   job name -> Episode of its current attempt
     staged    finished results awaiting the next commit
     outcome   job name -> one of OUTCOMES (the receipt's source)
@@ -71,7 +82,8 @@ class ExecState:
     """
 
     root: str
-    pending: list = field(default_factory=list)
+    view: dict = field(default_factory=dict)
+    pending: set = field(default_factory=set)
     running: dict = field(default_factory=dict)
     staged: list = field(default_factory=list)
     outcome: dict = field(default_factory=dict)
@@ -82,6 +94,7 @@ class ExecState:
     beat: int = 0
     cancel_reason: str | None = None
     stale: list = field(default_factory=list)
+    flushes: int = 0
 
 
 Runner = Callable[[Job, str, tuple, str, Episode], Awaitable[Finished]]
@@ -94,11 +107,13 @@ class Executor:
                  should_cancel: Callable[[], str | None] | None = None, clock=time.time,
                  tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2,
                  batches: dict | None = None, max_rechecks: int = 3,
-                 capacities: dict | None = None, precached: dict | None = None):
+                 capacities: dict | None = None, precached: dict | None = None,
+                 flush_every: float = 0.1, timer=time.monotonic):
         self.repo = repo
         self.ws = workspace
         self.jobs = {j.name: j for j in jobs}
         order = {n: i for i, n in enumerate(priority)}
+        self._prio = {n: (order.get(n, 1 << 30), n) for n in self.jobs}
         self.run_id = run_id
         self.runner = runner
         self.cap = max(1, cap or 1)
@@ -108,6 +123,7 @@ class Executor:
         self.publish = publish
         self.should_cancel = should_cancel
         self.clock = clock
+        self.timer = timer
         self.on_outcome = on_outcome
         self.tick = tick
         self.batches = batches  # name -> batch index: run batch by batch (--strict-batches)
@@ -119,8 +135,13 @@ class Executor:
         self._scope = None
         self.suspended: set[str] = set()    # episodes in yield/await: they hold no slot
         self.inflight: dict[str, str] = {}  # execution key -> the dataflow running it
-        self.done_keys: set[str] = set()    # executed in this run: a hit even under --force
+        self._sharing: dict[str, list[str]] = {}  # execution key -> dataflows waiting on it
+        # execution key -> (output hash, format, size) executed in this run: a hit even under
+        # --force, and before its memo row is flushed
+        self.fresh: dict[str, tuple] = {}
         self._attempt = 0
+        self._attempts: dict[str, int] = {}
+        self._last_episode: dict[str, Episode] = {}
         self.await_edges: dict[str, str] = {}
         self._beat_event = None
         self.memo = Memo(repo.index)
@@ -130,23 +151,37 @@ class Executor:
 
         self.workspaces = Workspaces(repo)
         self.state = ExecState(root=self.workspaces.root(workspace),
-                               pending=sorted((n for n in self.jobs if n not in self.precached),
-                                              key=lambda n: (order.get(n, 1 << 30), n)))
+                               pending={n for n in self.jobs if n not in self.precached})
         self._dependents: dict[str, list[str]] = {n: [] for n in self.jobs}
         for j in jobs:
             for d in j.deps:
                 self._dependents.setdefault(d, []).append(j.name)
+        # the ready queue: a job enters it when its last dependency succeeds
+        # (precached dependencies count too: their outcome, set at the first beat, meets them)
+        self._unmet = {n: len(self.jobs[n].deps) for n in self.state.pending}
+        self._ready = [self._prio[n] for n, k in self._unmet.items() if k == 0]
+        heapq.heapify(self._ready)
+        self._doomed: set[str] = set()  # dependents of a failure, skipped at the next capture
+        self._open_batches: dict[int, int] = {}
+        if batches is not None:
+            for n in self.jobs:  # precached ones too: their outcome closes them like any other
+                b = batches.get(n, 0)
+                self._open_batches[b] = self._open_batches.get(b, 0) + 1
+        # staged for the next flush
+        self._batch = repo.objects.batch()
+        self._adopted: list[str] = []   # staged output files, removed once installed
+        self._records: list = []
+        self._published: list = []
+        self._reports: list = []
+        self._last_flush = timer()
+        self._flush_every = flush_every
+        self._flush_interval = flush_every
 
     # -- capture ---------------------------------------------------------------------------
-    def _ready(self, name: str) -> bool:
-        return all(self.state.outcome.get(d) in ("executed", "cached") for d in self.jobs[name].deps)
-
-    def _blocked(self, name: str) -> bool:
-        return any(self.state.outcome.get(d) in ("failed", "skipped", "cancelled")
-                   for d in self.jobs[name].deps)
-
-    def _leases_free(self, job: Job) -> bool:
-        held = [l for n in self.state.running for l in self.jobs[n].leases]
+    def _leases_free(self, job: Job, also: list[str]) -> bool:
+        if not job.leases:
+            return True
+        held = [l for n in (*self.state.running, *also) for l in self.jobs[n].leases]
         return not any(lease_conflict(a, b) for a in job.leases for b in held)
 
     def _resources_free(self, job: Job, also: list[str]) -> bool:
@@ -161,45 +196,93 @@ class Executor:
                 return False
         return True
 
+    def _skip_doomed(self) -> None:
+        """Skip everything downstream of a failure, in priority order."""
+        st = self.state
+        while self._doomed:
+            closure, stack = set(), [n for n in self._doomed if n in st.pending]
+            self._doomed = set()
+            while stack:
+                n = stack.pop()
+                if n in closure or n not in st.pending:
+                    continue
+                closure.add(n)
+                stack.extend(self._dependents.get(n, ()))
+            for n in sorted(closure, key=self._prio.__getitem__):
+                st.pending.discard(n)
+                self._finish_outcome(n, "skipped")
+
     def capture(self) -> list[str]:
         st = self.state
-        out, keep = [], []
+        self._skip_doomed()
+        out: list[str] = []
+        free = self.cap - (len(st.running) - len(self.suspended))
+        if free <= 0 or not self._ready:
+            return out
         barrier = None
         if self.batches is not None:
-            open_ = [self.batches.get(n, 0) for n in (*st.pending, *st.running)]
+            open_ = [b for b, k in self._open_batches.items() if k > 0]
             barrier = min(open_) if open_ else 0
-        for name in st.pending:
+        later = []
+        while self._ready and len(out) < free:
+            item = heapq.heappop(self._ready)
+            name = item[1]
+            if name not in st.pending or name in st.running or self._unmet.get(name):
+                continue  # stale: skipped, requeued or captured meanwhile
+            if barrier is not None and self.batches.get(name, 0) > barrier:
+                later.append(item)
+                break  # priorities follow the batches: nothing after this one is open
             job = self.jobs[name]
-            if self._blocked(name):
-                self._finish_outcome(name, "skipped")
-            elif barrier is not None and self.batches.get(name, 0) > barrier:
-                keep.append(name)
-            elif (len(st.running) - len(self.suspended) + len(out) < self.cap and self._ready(name)
-                  and self._leases_free(job) and self._resources_free(job, out)
-                  and not any(lease_conflict(a, b) for o in out for a in job.leases
-                              for b in self.jobs[o].leases)):
+            if self._leases_free(job, out) and self._resources_free(job, out):
                 out.append(name)
+                st.pending.discard(name)
             else:
-                keep.append(name)
-        st.pending = keep
+                later.append(item)
+        for item in later:
+            heapq.heappush(self._ready, item)
         return out
 
     def _finish_outcome(self, name: str, outcome: str, seconds: float = 0.0) -> None:
-        self.state.outcome[name] = outcome
-        self.state.log.append((self.state.beat, outcome, name))
-        if self.on_outcome:
-            self.on_outcome(name, outcome, seconds)
+        st = self.state
+        st.outcome[name] = outcome
+        st.log.append((st.beat, outcome, name))
+        if self.batches is not None:
+            b = self.batches.get(name, 0)
+            self._open_batches[b] = self._open_batches.get(b, 0) - 1
+        self._reports.append((name, outcome, seconds))
+        ok = outcome in ("executed", "cached")
+        for d in self._dependents.get(name, ()):
+            if d not in st.pending:
+                continue
+            if not ok:
+                self._doomed.add(d)
+            elif d in self._unmet:
+                self._unmet[d] -= 1
+                if self._unmet[d] == 0:
+                    heapq.heappush(self._ready, self._prio[d])
 
     # -- compute ----------------------------------------------------------------------------
+    def _entry(self, path: str) -> dict | None:
+        e = self.state.view.get(path)
+        return e if e is not None else self.repo.trees.find(self.state.root, path)
+
     def _inputs(self, job: Job) -> tuple | None:
-        trees = self.repo.trees
         out = []
         for p in job.inputs:
-            e = trees.find(self.state.root, p)
+            e = self._entry(p)
             if e is None or e["kind"] != "blob":
                 return None
             out.append((p, e["hash"], e.get("format", "raw")))
         return tuple(out)
+
+    def _lookup(self, key: str) -> MemoHit | None:
+        fresh = self.fresh.get(key)
+        if fresh is not None:
+            return MemoHit(fresh[0], fresh[1], 0.0)
+        if self.force:
+            return None
+        hit = self.memo.lookup(key)
+        return hit if usable(self.repo.objects, hit, verify=True) else None
 
     async def compute(self, names: list[str], tg) -> None:
         st = self.state
@@ -207,7 +290,7 @@ class Executor:
             job = self.jobs[name]
             ins = self._inputs(job)
             if ins is None:
-                missing = [p for p in job.inputs if self.repo.trees.find(st.root, p) is None]
+                missing = [p for p in job.inputs if self._entry(p) is None]
                 ep = self._episode(job, None)
                 ep.move("fail", st.beat, f"input {missing[0] if missing else '?'} is missing")
                 st.staged.append(Finished(job, "", "fail", (), reason=ep.history[-1][3]))
@@ -216,12 +299,13 @@ class Executor:
             st.keys[name] = key
             if key in self.inflight:
                 # the same execution (task + input bytes) is already running for another
-                # dataflow: wait for it and take its result from the memo (shared, not re-run)
-                st.pending.insert(0, name)
+                # dataflow: wait for it and take its result (shared, not re-run)
+                st.pending.add(name)
+                self._sharing.setdefault(key, []).append(name)
                 st.log.append((st.beat, "share", name))
                 continue
-            hit = None if (self.force and key not in self.done_keys) else self.memo.lookup(key)
-            if usable(self.repo.objects, hit, verify=True):
+            hit = self._lookup(key)
+            if hit is not None:
                 st.staged.append(Finished(job, key, "hit", tuple((p, h) for p, h, _ in ins),
                                           output_hash=hit.output_hash,
                                           output_format=hit.output_format))
@@ -238,18 +322,21 @@ class Executor:
                 tg.start_soon(self._run_one, job, key, ins, ep)
 
     def _episode(self, job: Job, key: str | None) -> Episode:
-        n = sum(1 for e in self.state.episodes if e.dataflow == job.name)
+        n = self._attempts.get(job.name, 0)
+        self._attempts[job.name] = n + 1
         ep = Episode(f"{self.run_id}:{job.name}" + (f"#{n + 1}" if n else ""), self.run_id,
                      job.name, key, job.profile)
         ep.move("plan", self.state.beat)
         self.state.episodes.append(ep)
+        self._last_episode[job.name] = ep
         return ep
 
     def _out_file(self, key: str, ep: Episode) -> str:
         """A temp file unique to this episode (two episodes may share an execution key)."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        if self._attempt == 0:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._attempt += 1
-        return str(self.tmp_dir / f"out-{key[:24]}-{self.run_id}-{self._attempt}")
+        return f"{self.tmp_dir}/out-{key[:24]}-{self.run_id}-{self._attempt}"
 
     async def _run_one(self, job, key, ins, ep) -> None:
         import anyio
@@ -267,35 +354,40 @@ class Executor:
 
     # -- commit -----------------------------------------------------------------------------
     def commit(self) -> None:
+        """Apply the beat's finished results to the run's view, in canonical order; staged
+        for the next flush."""
         st = self.state
         if not st.staged:
             return
         staged = sorted(st.staged, key=lambda f: f.job.name)
         st.staged = []
+        failed = []
         for f in staged:
             if self.inflight.get(f.key) == f.job.name:
                 del self.inflight[f.key]
-        changes, records, published, failed = {}, [], [], []
         for f in staged:
             job = f.job
             if f.status == "hit":
-                changes[job.output_path] = blob_entry(f.output_hash, self.repo.objects.size(f.output_hash),
-                                                      f.output_format or "raw")
+                fresh = self.fresh.get(f.key)
+                size = fresh[2] if fresh else self.repo.objects.size(f.output_hash)
+                st.view[job.output_path] = blob_entry(f.output_hash, size, f.output_format or "raw")
                 st.results[job.name] = (f.key, f.output_hash)
                 self._finish_outcome(job.name, "cached")
-                published.append((job.output_path, f.output_hash))
+                self._published.append((job.output_path, f.output_hash))
                 continue
-            ep = next(e for e in reversed(st.episodes) if e.dataflow == job.name)
+            ep = self._last_episode[job.name]
             if f.status == "ok":
-                h = self.repo.objects.adopt(f.output_file)
+                size = os.path.getsize(f.output_file)
+                h = self._batch.adopt(f.output_file)
+                self._adopted.append(f.output_file)
                 f.output_hash = h
-                self.done_keys.add(f.key)
-                changes[job.output_path] = blob_entry(h, self.repo.objects.size(h), f.output_format or "raw")
+                self.fresh[f.key] = (h, f.output_format or "raw", size)
+                st.view[job.output_path] = blob_entry(h, size, f.output_format or "raw")
                 st.results[job.name] = (f.key, h)
                 if not ep.final:
                     ep.move("ok", st.beat, f"{f.ended - f.started:.3f}s")
                 self._finish_outcome(job.name, "executed", f.ended - f.started)
-                published.append((job.output_path, h))
+                self._published.append((job.output_path, h))
             else:
                 if f.output_file:
                     try:
@@ -308,25 +400,87 @@ class Executor:
                                      f.ended - f.started)
                 failed.append(job.name)
             if f.key:
-                records.append(ExecutionRecord(
+                self._records.append(ExecutionRecord(
                     key=f.key, task_hash=job.task_hash, dataflow=job.name, run=self.run_id,
                     workspace=self.ws, status=f.status, started=f.started, ended=f.ended,
                     exit_code=f.exit_code, output_hash=f.output_hash, output_format=f.output_format,
                     error=f.reason or None, inputs=f.inputs, output_path=job.output_path))
-        with self.repo.index.transaction() as conn:
-            for r in records:
-                self.memo.record(conn, r)
-            flush(conn, st.episodes)
-        self._apply(changes, published)
+        for f in staged:  # dataflows sharing an execution take its result now (or run it)
+            for n in self._sharing.pop(f.key, ()):
+                if n in st.pending:
+                    heapq.heappush(self._ready, self._prio[n])
         if failed and self.fail_fast:
             self.cancel("fail-fast: " + failed[0] + " failed")
+
+    def _unflushed(self) -> bool:
+        return bool(self.state.view or self._records or self._reports or self._published
+                    or len(self._batch))
+
+    def _flush_due(self) -> bool:
+        if not self._unflushed():
+            return False
+        if self.timer() - self._last_flush >= self._flush_interval:
+            return True
+        # nothing else to do before a task finishes: flushing delays nothing
+        return not self._ready and not self.state.staged
+
+    def flush(self) -> None:
+        """Make everything committed since the last flush durable, in order: objects (synced,
+        then installed), memo + history rows, the root by compare-and-swap, the working copy;
+        then report the outcomes."""
+        st = self.state
+        t0 = self.timer()
+        changes = st.view
+        published, self._published = self._published, []
+        records, self._records = self._records, []
+        if self.publish and published and hasattr(self.publish, "begin"):
+            self.publish.begin()
+        trees = self.repo.trees
+        new = None
+        if changes:
+            old = self.workspaces.root(self.ws)
+            new = trees.set_many(old, changes, store=self._batch)
+        self._batch.commit()
+        dirty = [e for e in st.episodes if e.unflushed != len(e.history)]
+        if records or dirty:
+            with self.repo.index.transaction() as conn:
+                for r in records:
+                    self.memo.record(conn, r)
+                flush(conn, dirty)
+        if changes:
+            from ..core.errors import ConflictError
+
+            for attempt in range(50):
+                try:
+                    self.workspaces.cas_root(self.ws, old, new)
+                    break
+                except ConflictError:  # someone else moved the root (`e3 set`): redo on theirs
+                    if attempt == 49:
+                        raise
+                    old = self.workspaces.root(self.ws)
+                    new = trees.set_many(old, changes, store=self._batch)
+                    self._batch.commit()
+            st.root = new
+            st.view = {}
+        if self.publish and published:
+            self.publish(st.root, published)
+        reports, self._reports = self._reports, []
+        if self.on_outcome:
+            for name, outcome, seconds in reports:
+                self.on_outcome(name, outcome, seconds)
+        st.flushes += 1
+        now = self.timer()
+        # flushing costs at most ~1/8 of the time: a big tree makes flushes rarer
+        self._flush_interval = max(self._flush_every, 8 * (now - t0))
+        self._last_flush = now
 
     def cancel(self, reason: str) -> None:
         if self.state.cancel_reason is None:
             self.state.cancel_reason = reason
-        for name in list(self.state.pending):
+        for name in sorted(self.state.pending, key=self._prio.__getitem__):
             self._finish_outcome(name, "skipped")
-        self.state.pending = []
+        self.state.pending = set()
+        self._ready = []
         if self._scope is not None:
             self._scope.cancel()
 
@@ -354,14 +508,21 @@ class Executor:
                     self._beat_event = anyio.Event()
                     await self.compute(self.capture(), tg)
                     if st.running and not st.staged:
-                        with anyio.move_on_after(self.tick):  # beat even when nothing finishes
+                        wait = self.tick
+                        if self._unflushed():
+                            wait = min(wait, max(0.0, self._last_flush + self._flush_interval
+                                                 - self.timer()))
+                        with anyio.move_on_after(wait):  # beat even when nothing finishes
                             await self._wake.wait()
                     self.commit()
+                    if self._flush_due():
+                        self.flush()
                     if not st.running and not st.staged and st.pending and not self.capture_possible():
-                        for n in st.pending:
+                        for n in sorted(st.pending, key=self._prio.__getitem__):
                             self._finish_outcome(n, "skipped")
-                        st.pending = []
+                        st.pending = set()
                     if not (st.pending or st.running or st.staged) and st.cancel_reason is None:
+                        self.flush()
                         self._recheck()
         finally:
             self._after_cancel()
@@ -371,29 +532,15 @@ class Executor:
         if not self.precached:
             return
         st = self.state
-        changes, published = {}, []
         for name in sorted(self.precached):
             key, h, fmt, path = self.precached[name]
             e = self.repo.trees.find(st.root, path)
             if e is None or e.get("hash") != h:
-                changes[path] = blob_entry(h, self.repo.objects.size(h), fmt or "raw")
-            published.append((path, h))
+                st.view[path] = blob_entry(h, self.repo.objects.size(h), fmt or "raw")
+            self._published.append((path, h))
             st.results[name] = (key, h)
             st.keys[name] = key
             self._finish_outcome(name, "cached")
-        self._apply(changes, published)
-
-    def _apply(self, changes: dict, published: list) -> None:
-        """Move the root by compare-and-swap, then publish to the working copy (marked pending
-        first, so a kill in between is repaired by the next command)."""
-        st = self.state
-        if self.publish and published and hasattr(self.publish, "begin"):
-            self.publish.begin()
-        if changes:
-            st.root = self.workspaces.update_root(
-                self.ws, lambda old: self.repo.trees.set_many(old, changes))
-        if self.publish and published:
-            self.publish(st.root, published)
 
     # -- hooks for inline tasks driven across beats (exec/inline.py) ------------------------
     def note(self, ep: Episode, note: str) -> None:
@@ -471,13 +618,23 @@ class Executor:
             st.outcome.pop(n, None)
             st.results.pop(n, None)
             st.log.append((st.beat, "requeue", n))
-        st.pending = [n for n in self.jobs if n in again] + st.pending
+        for n in sorted(again):
+            st.pending.add(n)
+            if self.batches is not None:
+                b = self.batches.get(n, 0)
+                self._open_batches[b] = self._open_batches.get(b, 0) + 1
+            self._unmet[n] = sum(1 for d in self.jobs[n].deps
+                                 if st.outcome.get(d) not in ("executed", "cached"))
+            if self._unmet[n] == 0:
+                heapq.heappush(self._ready, self._prio[n])
 
     def capture_possible(self) -> bool:
-        return any(self._ready(n) or self._blocked(n) for n in self.state.pending)
+        st = self.state
+        return bool(self._doomed) or any(
+            item[1] in st.pending and not self._unmet.get(item[1]) for item in self._ready)
 
     def _after_cancel(self) -> None:
-        """Mark every episode still running as cancelled and commit what finished."""
+        """Mark every episode still running as cancelled and flush what finished."""
         st = self.state
         reason = st.cancel_reason or "cancelled"
         for name, ep in sorted(st.running.items()):
@@ -485,9 +642,24 @@ class Executor:
         st.running.clear()
         try:
             self.commit()
+            self._skip_doomed()
         finally:
-            with self.repo.index.transaction() as conn:
-                flush(conn, st.episodes)
-        for n in st.pending:
+            try:
+                self.flush()
+            finally:
+                self._batch.abort()
+        for n in sorted(st.pending, key=self._prio.__getitem__):
             self._finish_outcome(n, "skipped")
-        st.pending = []
+        st.pending = set()
+        # staged outputs were installed by hard link; a task may have been reading the staged
+        # name until now
+        for f in self._adopted:
+            try:
+                os.unlink(f)
+            except FileNotFoundError:
+                pass
+        self._adopted = []
+        if self._reports and self.on_outcome:
+            reports, self._reports = self._reports, []
+            for name, outcome, seconds in reports:
+                self.on_outcome(name, outcome, seconds)

@@ -28,13 +28,33 @@ class ObjectStore:
         self._sroot = str(self.root)
         self.tmp = self.root / TMP
         self.fsync = fsync
+        # hash -> file: objects of an open `Batch`, readable by this process before they are
+        # installed (a run's next task reads its input from the staged file)
+        self.pending: dict[str, str] = {}
+        self._seq = 0
+        self._tmp_ok = False
 
     def path(self, h: str) -> Path:
+        if self.pending:
+            p = self.pending.get(h)
+            if p is not None:
+                return Path(p)
         return self.root / h[:2] / h[2:]
 
     def _spath(self, h: str) -> str:
         """The same path as a string: the hot read path skips pathlib."""
+        if self.pending:
+            p = self.pending.get(h)
+            if p is not None:
+                return p
         return f"{self._sroot}/{h[:2]}/{h[2:]}"
+
+    def installed(self, h: str) -> Path:
+        """Where object `h` lives once installed (whether or not it is pending)."""
+        return self.root / h[:2] / h[2:]
+
+    def batch(self) -> "Batch":
+        return Batch(self)
 
     def exists(self, h: str) -> bool:
         return is_hash(h) and os.path.isfile(self._spath(h))
@@ -55,32 +75,66 @@ class ObjectStore:
 
     temp_file = _tempfile
 
+    def _quick_tempfile(self) -> tuple[int, str]:
+        """Like `_tempfile`, named by a counter instead of mkstemp's random retries (a batch
+        writes many small objects)."""
+        if not self._tmp_ok:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp_ok = True
+        while True:
+            self._seq += 1
+            path = f"{self._sroot}/{TMP}/b-{os.getpid()}-{self._seq}.part"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:  # left by an earlier process with our pid
+                continue
+            except FileNotFoundError:  # gc removed tmp/
+                self.tmp.mkdir(parents=True, exist_ok=True)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd, path
+
     def _freshen(self, h: str) -> bool:
-        """True if object `h` exists; its mtime is bumped so that a concurrent gc, which spares
-        objects younger than min-age, cannot delete an object a writer just relied on."""
+        """True if object `h` is installed; its mtime is bumped so that a concurrent gc, which
+        spares objects younger than min-age, cannot delete an object a writer just relied on."""
+        dest = self.installed(h)
         try:
-            os.utime(self.path(h))
+            os.utime(dest)
             return True
         except FileNotFoundError:
             return False
         except OSError:  # e.g. a read-only store: existence is what matters
-            return self.path(h).exists()
+            return dest.exists()
 
-    def _install(self, tmp: str, h: str) -> None:
-        dest = self.path(h)
+    def _install(self, tmp: str, h: str, keep: bool = False) -> None:
+        """Rename `tmp` into place (`keep`: hard-link it, leaving `tmp` readable where it is)."""
+        dest = self.installed(h)
         if self._freshen(h):
-            os.unlink(tmp)
+            if not keep:
+                os.unlink(tmp)
             return
         os.chmod(tmp, 0o444)
         for attempt in range(10):
-            dest.parent.mkdir(exist_ok=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.replace(tmp, dest)  # same bytes either way: last rename wins harmlessly
+                if keep:
+                    try:
+                        os.link(tmp, dest)
+                    except FileExistsError:  # a concurrent writer of the same bytes
+                        pass
+                else:
+                    os.replace(tmp, dest)  # same bytes either way: last rename wins harmlessly
                 return
             except FileNotFoundError:
                 # gc removed the (empty) fan-out directory between mkdir and rename
                 if attempt == 9 or not os.path.exists(tmp):
                     raise
+            except OSError as e:  # no hard links here: install a copy
+                if not keep or e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
+                                               errno.EOPNOTSUPP):
+                    raise
+                self.write_file(tmp)
+                return
 
     def write(self, data: bytes) -> str:
         h = hash_bytes(data)
@@ -107,7 +161,7 @@ class ObjectStore:
             with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
                 copy_fd(inp.fileno(), out.fileno())
                 h = hash_file(tmp)
-                if self.fsync and not self.path(h).exists():
+                if self.fsync and not self.installed(h).exists():
                     os.fsync(out.fileno())
                 self._install(tmp, h)
         except BaseException:
@@ -167,6 +221,107 @@ class ObjectStore:
 
     def temp_files(self) -> list[Path]:
         return sorted(self.tmp.iterdir()) if self.tmp.is_dir() else []
+
+
+class Batch:
+    """Objects made durable together (a group commit): their bytes are synced in one pass
+    before any of them is installed, so an installed object never names unsynced bytes.
+
+    Until `commit()`, a batch's objects are readable by this process from where they were
+    written (`ObjectStore.pending`). Adopted files are hard-linked into the store, so a task
+    already given a staged file's path can still open it."""
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+        self._items: list[tuple[str, str, int | None]] = []  # (file, hash, locked temp fd)
+        self._hashes: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def write(self, data: bytes) -> str:
+        h = hash_bytes(data)
+        if h in self._hashes or self.store._freshen(h):
+            return h
+        fd, tmp = self.store._quick_tempfile()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            _unlink(tmp)
+            raise
+        self._add(tmp, h, fd)
+        return h
+
+    def adopt(self, src: str) -> str:
+        """Take a finished file (a task's staged output) into the batch; returns its hash."""
+        h = hash_file(src)
+        if h not in self._hashes:
+            self._add(str(src), h, None)
+        return h
+
+    def _add(self, path: str, h: str, fd: int | None) -> None:
+        self._items.append((path, h, fd))
+        self._hashes.add(h)
+        self.store.pending.setdefault(h, path)
+
+    def commit(self) -> None:
+        items, self._items = self._items, []
+        self._hashes = set()
+        if not items:
+            return
+        try:
+            if self.store.fsync:
+                sync_files([p for p, _, fd in items if fd is None],
+                           [fd for _, _, fd in items if fd is not None])
+            for path, h, fd in items:
+                self.store._install(path, h, keep=fd is None)
+                if self.store.pending.get(h) == path:
+                    del self.store.pending[h]
+        finally:
+            for path, h, fd in items:
+                if fd is not None:
+                    os.close(fd)
+                    _unlink(path)  # installed: gone already; otherwise a dead temp file
+
+    def abort(self) -> None:
+        """Forget the batch: temp files are removed; adopted files are left to their owner."""
+        items, self._items = self._items, []
+        self._hashes = set()
+        for path, h, fd in items:
+            if self.store.pending.get(h) == path:
+                del self.store.pending[h]
+            if fd is not None:
+                os.close(fd)
+                _unlink(path)
+
+
+_SYNC_POOL = None
+
+
+def sync_files(paths: list[str], fds: list[int] = ()) -> None:
+    """fsync every file; several at once (the journal commits them together)."""
+    def sync_path(p):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    jobs = [(sync_path, p) for p in paths] + [(os.fsync, fd) for fd in fds]
+    if len(jobs) <= 2:
+        for fn, arg in jobs:
+            fn(arg)
+        return
+    global _SYNC_POOL
+    if _SYNC_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="e3-fsync")
+    for f in [_SYNC_POOL.submit(fn, arg) for fn, arg in jobs]:
+        f.result()
 
 
 def copy_fd(src: int, dst: int) -> None:

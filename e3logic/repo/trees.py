@@ -50,8 +50,9 @@ class Trees:
             t = self._cache[h] = obj["entries"]
         return t
 
-    def write(self, entries: dict) -> str:
-        h = self.store.write(canon.dumps({"e3": "tree", "entries": entries}))
+    def write(self, entries: dict, store=None) -> str:
+        """`store`: where to write instead (e.g. an object `Batch`)."""
+        h = (store or self.store).write(canon.dumps({"e3": "tree", "entries": entries}))
         self._cache[h] = entries
         return h
 
@@ -82,7 +83,7 @@ class Trees:
     def set(self, root: str, path: str, entry: dict | None) -> str:
         return self.set_many(root, {path: entry})
 
-    def set_many(self, root: str, changes: dict[str, dict | None]) -> str:
+    def set_many(self, root: str, changes: dict[str, dict | None], store=None) -> str:
         """Apply {path: entry or None (remove)} and return the new root; each tree on a changed
         path is rewritten once. Empty trees left by removals are pruned."""
         nested: dict = {}
@@ -98,9 +99,9 @@ class Trees:
             if isinstance(node.get(segs[-1]), dict):
                 raise UsageError(f"'{path}' is a folder of the other changes, not a dataset")
             node[segs[-1]] = _Leaf(entry)
-        return self._apply(root, nested, "") or self.empty
+        return self._apply(root, nested, "", store) or self.empty
 
-    def _apply(self, root: str | None, nested: dict, where: str) -> str | None:
+    def _apply(self, root: str | None, nested: dict, where: str, store=None) -> str | None:
         """Rewrite the trees on the changed paths, bottom-up (iterative: any depth)."""
 
         class Frame:
@@ -144,7 +145,7 @@ class Trees:
                 break
             if not descended:
                 stack.pop()
-                result = self.write(f.entries) if f.entries else None
+                result = self.write(f.entries, store) if f.entries else None
         return result
 
     def walk(self, root: str, prefix: str = "") -> Iterator[tuple[str, dict]]:
