@@ -200,3 +200,61 @@ def test_orphans_of_a_sigkilled_engine_are_killed_by_recorded_pgids(tmp_path):
     assert procs.kill_orphans(groups) == sorted(groups)
     assert wait_until(lambda: not live_with_arg(m))
     assert procs.kill_orphans(groups) == []  # idempotent: the leader is gone now
+
+
+def test_a_childs_start_time_is_known_from_the_clock_around_its_fork(monkeypatch):
+    for _ in range(20):
+        before = procs.boottime_ns()
+        p = subprocess.Popen(["sleep", "5"], start_new_session=True)
+        after = procs.boottime_ns()
+        try:
+            assert procs.child_start_time(p.pid, before, after) == procs.proc_stat(p.pid).starttime
+        finally:
+            p.kill()
+            p.wait()
+    # where the inference was found wrong, /proc is read
+    monkeypatch.setattr(procs, "_inferred_ok", False)
+    p = subprocess.Popen(["sleep", "5"], start_new_session=True)
+    try:
+        st = procs.proc_stat(p.pid).starttime
+        assert procs.child_start_time(p.pid, 0, 0) == st
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_start_time_of_a_registered_leader_is_the_recorded_one_until_it_is_discarded(monkeypatch):
+    reg = procs.GroupRegistry()
+    p = subprocess.Popen(["sleep", "5"], start_new_session=True)
+    real = procs.proc_stat(p.pid).starttime
+    reg.add(p.pid, real)
+    reads = []
+    monkeypatch.setattr(procs, "proc_stat", lambda pid: reads.append(pid))
+    assert procs.start_time(p.pid) == real and reads == []  # no /proc read
+    reg.discard(p.pid)
+    assert procs.start_time(p.pid) is None and reads == [p.pid]  # read again (here: patched)
+    monkeypatch.undo()
+    p.kill()
+    p.wait()
+    reg.add(p.pid, real)  # a stale entry for a reaped pid is not trusted
+    assert procs.start_time(p.pid) is None
+    reg.discard(p.pid)
+
+
+def test_the_spawner_starts_a_session_leader_even_after_inherited_descriptors_were_closed(tmp_path):
+    fd = os.open(tmp_path / "inherited", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(fd, True)
+    sp = procs.Spawner()
+    os.close(fd)  # the snapshot still names it: closing it in the child is harmless
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        assert sp.usable_with(log)
+        pid = sp.spawn(["sh", "-c", "echo $$ $(cut -d' ' -f6 /proc/$$/stat); cat"], None, log)
+        assert procs.reap(pid).exit_code == 0  # stdin is /dev/null: cat ends at once
+        leader, sid = (tmp_path / "log").read_text().split()
+        assert int(leader) == int(sid) == pid
+        with pytest.raises(FileNotFoundError):
+            sp.spawn(["no-such-command-e3"], None, log)
+    finally:
+        os.close(log)
+        sp.close()
