@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import anyio
@@ -87,6 +86,16 @@ def not_json(*_):
 
 def system_exit(*_):
     sys.exit(4)
+
+def burn(seconds):
+    t = time.process_time()
+    while time.process_time() - t < float(seconds):
+        pass
+    return 1
+
+def burn_then_die(seconds):
+    burn(seconds)
+    os._exit(5)
 '''
 
 
@@ -201,6 +210,15 @@ def test_a_worker_that_exits_hard_is_a_failure_and_is_replaced(rt, tmp_path):
     assert (res.status, res.reason, res.exit_code) == ("fail", "python worker died (exit 3)", 3)
     assert json.loads(_out(rt, py(tmp_path, "tasks:pid"))) != first
     assert rt.pool.spawned == 2 and first not in rt.live_groups()
+
+
+def test_a_task_that_kills_its_worker_is_charged_only_its_own_cpu(rt, tmp_path):
+    """The worker's CPU before the task (start-up, earlier tasks) is not the task's."""
+    first = run(rt, py(tmp_path, "tasks:burn", [json_input(tmp_path, "s", "0.6")]))
+    assert first.ok and first.cpu_s >= 0.5
+    res = run(rt, py(tmp_path, "tasks:burn_then_die", [json_input(tmp_path, "s", "0.1")]))
+    assert res.reason == "python worker died (exit 5)" and res.pgid == first.pgid
+    assert 0.05 <= res.cpu_s < 0.45
 
 
 def test_a_segfaulting_task_is_a_failure_and_the_pool_replaces_the_worker(rt, tmp_path):
@@ -384,6 +402,35 @@ def test_python_tasks_run_on_the_trio_backend_too(tmp_path):
             await rt.aclose()
 
     assert anyio.run(main, backend="trio").ok
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_waiting_on_a_descriptor_ends_when_readable_timed_out_or_cancelled(backend):
+    """wait_fd (the pool's and the shell runtime's wait) leaves nothing registered on the
+    loop however it ends, so the same descriptor can be waited on again."""
+    from e3logic.exec.workers import wait_fd
+
+    r, w = os.pipe()
+
+    async def main():
+        assert await wait_fd(r, 0.01) is False
+        with anyio.move_on_after(0.01) as scope:
+            await wait_fd(r, None)
+        assert scope.cancelled_caught
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await wait_fd(r, None)
+        os.write(w, b"x")
+        assert await wait_fd(r, 5) is True and await wait_fd(r, None) is True
+        if backend == "asyncio":
+            import asyncio
+            assert asyncio.get_running_loop().remove_reader(r) is False
+
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_waiting_for_a_free_worker_does_not_count_against_the_wall_budget(tmp_path):

@@ -39,25 +39,39 @@ def pack(obj) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
+class Reader:
+    """Length-prefixed messages from a pipe; one `read()` per message when it fits in 64 KiB."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = bytearray()
+
+    def message(self):
+        """The next message, or None at EOF (ValueError: a corrupt length)."""
+        buf = self.buf
+        while True:
+            if len(buf) >= HEADER.size:
+                (n,) = HEADER.unpack_from(buf)
+                if n > MAX_MESSAGE:
+                    raise ValueError(f"message of {n} bytes")
+                end = HEADER.size + n
+                if len(buf) >= end:
+                    body = bytes(buf[HEADER.size:end])
+                    del buf[:end]
+                    return pickle.loads(body)
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            if not buf and len(chunk) >= HEADER.size:  # the usual case: exactly one message
+                (n,) = HEADER.unpack_from(chunk)
+                if n <= MAX_MESSAGE and len(chunk) == HEADER.size + n:
+                    return pickle.loads(memoryview(chunk)[HEADER.size:])
+            buf += chunk
 
 
 def read_message(fd: int):
-    head = _read_exact(fd, HEADER.size)
-    if head is None:
-        return None
-    (n,) = HEADER.unpack(head)
-    if n > MAX_MESSAGE:
-        raise ValueError(f"message of {n} bytes")
-    body = _read_exact(fd, n)
-    return None if body is None else pickle.loads(body)
+    """One message read from `fd` (unbuffered: for a single message, not a stream)."""
+    return Reader(fd).message()
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -173,7 +187,9 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         os.close(logfd)
-    reply["cpu_s"] = max(0.0, cpu_seconds_self() - cpu0)
+    total = cpu_seconds_self()
+    reply["cpu_s"] = max(0.0, total - cpu0)
+    reply["cpu_total"] = total  # the engine's baseline for the next task's CPU
     if leftover_children():
         reply["replace"] = True
     return reply
@@ -223,9 +239,10 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(devnull, fd)
     threading.Thread(target=_watchdog, args=(parent,), daemon=True, name="e3-watchdog").start()
     spaces = ModuleSpaces()
+    requests = Reader(rfd)
     while True:
         try:
-            req = read_message(rfd)
+            req = requests.message()
         except Exception:
             os._exit(2)
         if req is None:

@@ -11,6 +11,7 @@ loop and a dead worker shows up as EOF.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import signal
@@ -21,9 +22,18 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 
 from . import procs
 from .worker_main import HEADER, MAX_MESSAGE, pack, write_all
+
+def _running_asyncio_loop():
+    """The running asyncio loop, or None (trio, or no loop)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
 
 _SOURCE_ROOT = os.path.realpath(Path(__file__).resolve().parent.parent.parent)
 
@@ -39,8 +49,29 @@ def _site_dirs() -> set[str]:
     return {os.path.realpath(d) for d in dirs}
 
 
+def _ready(fut, value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
 async def wait_fd(fd: int, timeout: float | None) -> bool:
-    """Wait until `fd` is readable (True) or `timeout` seconds pass (False)."""
+    """Wait until `fd` is readable (True) or `timeout` seconds pass (False).
+
+    On asyncio this is one reader callback and one timer on the running loop (a few µs; the
+    generic anyio path — a cancel scope and `wait_readable` — costs ~40 µs per wait, paid on
+    every task). Cancellation and shielding behave as for any anyio checkpoint: anyio cancels
+    the waiting task, and the reader is removed on the way out."""
+    loop = _running_asyncio_loop()
+    if loop is not None:
+        fut = loop.create_future()
+        loop.add_reader(fd, _ready, fut, True)
+        timer = loop.call_later(timeout, _ready, fut, False) if timeout is not None else None
+        try:
+            return await fut
+        finally:
+            loop.remove_reader(fd)
+            if timer is not None:
+                timer.cancel()
     if hasattr(anyio, "wait_readable"):
         if timeout is None:
             await anyio.wait_readable(fd)
@@ -106,6 +137,7 @@ class Worker:
         registry.add(self.pgid, self.start)
         self.hashes: set[str] = set()
         self.tasks = 0
+        self.cpu_base: float | None = None  # its CPU seconds when it last replied
         self.reaped: procs.Reaped | None = None
         self._buf = bytearray()
         self.eof = False
@@ -224,7 +256,11 @@ class WorkerPool:
             raise RuntimeError("the worker pool is closed")
         if self._sem is None:
             self._sem = anyio.Semaphore(self.size)
-        await self._sem.acquire()
+        try:  # a free slot without a trip through the event loop (a yield per task)
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._sem.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._sem.acquire()
         try:
             while self._idle:
                 pick = len(self._idle) - 1
