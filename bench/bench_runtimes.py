@@ -71,6 +71,7 @@ class Work:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
+        os.chdir(tmp)  # the engine runs in the project it works on (`cwd` of the specs)
         for d in ("out", "logs", "cache"):
             (tmp / d).mkdir()
         self.inputs = []
@@ -194,6 +195,7 @@ def profile(name: str, n: int) -> None:
         prof.enable()
         t = anyio.run(bench_runtime, w, runtime, n, conc, "p")
         prof.disable()
+        os.chdir(scratch())
     print(f"# {name}: {ms(t.wall, n):.3f} ms/task wall, {ms(t.cpu, n):.3f} ms/task engine CPU "
           f"(under cProfile, warm-up included in the profile)")
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
@@ -243,6 +245,7 @@ def main(argv=None) -> int:
                 fn = min(n, 50)
                 add("python, fresh `python -c` per task", fresh_python(w, fn), fn,
                     "python bare: read inputs, md5, write output (in-process)")
+            os.chdir(scratch(args.dir))
     result = {}
     for name, v in rows.items():
         med = statistics.median(x for x, _ in v)

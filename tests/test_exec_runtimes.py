@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
-import time
-import uuid
 from pathlib import Path
 
 import anyio
@@ -142,6 +141,79 @@ def test_relative_paths_are_taken_from_the_engines_working_directory(rt, tmp_pat
                     inputs=(InputRef("in.txt"),), output="out.txt", cwd="elsewhere")
     assert run(rt, spec).ok
     assert (tmp_path / "out.txt").read_text() == "rel\n"
+
+
+# What a shell task's leader sees of how it was started: its pid and session, its stdin, the
+# files its descriptors point at, and the SigIgn mask (hex) from /proc.
+PROBE = ("echo $$ $(cut -d' ' -f6 /proc/$$/stat) $(readlink /proc/$$/fd/0) > {output}; "
+         "ls -l /proc/$$/fd/ >> {output}; grep SigIgn /proc/$$/status >> {output}")
+
+
+@pytest.mark.parametrize("how", ["in the engine's directory", "elsewhere", "with rlimits"])
+def test_a_shell_task_starts_alone_in_its_session_whichever_way_it_is_spawned(
+        how, tmp_path, monkeypatch):
+    """Tasks in the engine's working directory without rlimits are spawned with posix_spawn,
+    the others with Popen; both give the same start: own session, stdin /dev/null, no
+    descriptor of the engine's beyond 0-2, SIGPIPE back to its default action."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wd").mkdir()
+    leak = os.open(tmp_path / "engine-secret", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(leak, True)  # as if inherited by the engine from its parent
+    rt = Runtimes(1, tmp_path / "cache")
+    try:
+        kw = {"in the engine's directory": dict(cwd=str(tmp_path)),
+              "elsewhere": dict(cwd=str(tmp_path / "wd")),
+              "with rlimits": dict(cwd=str(tmp_path), budget={"cpu_s": 30})}[how]
+        spec = shell(tmp_path, ["sh", "-c", PROBE], **kw)
+        res = run(rt, spec)
+    finally:
+        anyio.run(rt.aclose)
+        os.close(leak)
+    assert res.ok, res
+    first, *fds, sigign = Path(spec.output).read_text().splitlines()
+    pid, sid, stdin = first.split()
+    assert int(pid) == int(sid) == res.pgid
+    assert stdin == "/dev/null"
+    assert not any("engine-secret" in line for line in fds)
+    assert not int(sigign.split()[1], 16) & (1 << (signal.SIGPIPE - 1))
+    targets = {line.split()[-3]: line.split()[-1] for line in fds if " -> " in line}
+    assert targets["0"] == "/dev/null" and targets["2"] == spec.log_path
+
+
+def test_a_shell_task_sees_the_engines_environment_as_it_is_when_the_task_starts(
+        rt, tmp_path, monkeypatch):
+    spec = shell(tmp_path, ["sh", "-c", 'echo "$E3_TEST_LATE $E3_EXECUTION" > {output}'],
+                 env={"E3_EXECUTION": "k1"})
+    monkeypatch.setenv("E3_TEST_LATE", "set after the runtimes were made")
+    assert run(rt, spec).ok
+    assert Path(spec.output).read_text() == "set after the runtimes were made k1\n"
+
+
+def test_a_shell_task_with_its_own_path_finds_commands_on_it(rt, tmp_path):
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "e3-test-tool"
+    tool.write_text("#!/bin/sh\necho tool > \"$1\"\n")
+    tool.chmod(0o755)
+    spec = shell(tmp_path, ["e3-test-tool", "{output}"],
+                 env={"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
+    assert run(rt, spec).ok
+    assert Path(spec.output).read_text() == "tool\n"
+
+
+def test_the_recorded_start_time_of_each_shell_task_is_the_one_in_proc(rt, tmp_path):
+    """Start times are inferred from the clock around the spawn; they must equal /proc's
+    field 22, since kill_orphans compares them to tell a group from a recycled pid."""
+    seen = []
+
+    def started(pgid):
+        st = procs.proc_stat(pgid)  # the leader has not been reaped: its zombie stays
+        seen.append((rt.running_groups()[pgid], procs.start_time(pgid), st.starttime))
+
+    for i in range(40):
+        assert run(rt, shell(tmp_path, ["sh", "-c", "echo > {output}"],
+                             output=str(tmp_path / "out" / f"o{i}")), on_start=started).ok
+    assert len(seen) == 40 and all(a == b == c for a, b, c in seen), seen
+    assert rt.live_groups() == {}
 
 
 def test_background_children_left_by_a_finished_shell_task_are_killed(rt, tmp_path):

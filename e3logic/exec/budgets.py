@@ -38,10 +38,13 @@ class Budget:
         return any(getattr(self, k) is not None for k in KEYS)
 
 
+NO_BUDGET = Budget()
+
+
 def parse_budget(raw: dict | Budget | None) -> Budget:
     """Validate a budget mapping (any subset of KEYS, positive numbers); ValueError otherwise."""
-    if raw is None:
-        return Budget()
+    if not raw and (raw is None or type(raw) is dict):
+        return NO_BUDGET
     if isinstance(raw, Budget):
         return raw
     if not isinstance(raw, dict):

@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -213,11 +214,35 @@ def _unlink(path: str) -> None:
 
 def _absolute(spec: TaskSpec) -> TaskSpec:
     """Paths in a spec are relative to the engine's working directory; tasks run elsewhere."""
+    isabs = os.path.isabs
+    if (isabs(spec.output) and (not spec.log_path or isabs(spec.log_path))
+            and (not spec.cwd or isabs(spec.cwd)) and all(isabs(i.path) for i in spec.inputs)):
+        return spec  # the executor's specs: nothing to copy
     ab = os.path.abspath
     return dataclasses.replace(
         spec, output=ab(spec.output), log_path=ab(spec.log_path) if spec.log_path else "",
         cwd=ab(spec.cwd) if spec.cwd else "",
         inputs=tuple(dataclasses.replace(i, path=ab(i.path)) for i in spec.inputs))
+
+
+def _true() -> bool:
+    return True
+
+
+def _environ_bytes() -> dict[bytes, bytes]:
+    """The engine's environment as bytes (what exec needs, nothing to re-encode). Read per
+    task: os.environ may change during a run."""
+    data = getattr(os.environ, "_data", None)  # CPython: the bytes mapping behind os.environ
+    return dict(data) if type(data) is dict else dict(os.environb)
+
+
+def _task_environ(extra: dict) -> dict[bytes, bytes]:
+    """The engine's environment plus `extra`, as bytes."""
+    env = _environ_bytes()
+    fsencode = os.fsencode
+    for k, v in extra.items():
+        env[fsencode(str(k))] = fsencode(str(v))
+    return env
 
 
 _MEM_HINTS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
@@ -251,8 +276,10 @@ class Runtimes:
         self.idle_poll_s = 0.25
         self.registry = procs.GroupRegistry()
         self.pool = WorkerPool(self.workers, self.cache_dir, self.registry)
+        self._spawner = procs.Spawner()
         self._running: dict[int, _Running] = {}
-        self._materialized: set[str] = set()
+        self._materialized: dict[str, Path] = {}
+        self._dirs: set[str] = set()
         self._mod_lock: anyio.Lock | None = None
         self._inline_limiter: anyio.CapacityLimiter | None = None
         self.closed = False
@@ -302,6 +329,7 @@ class Runtimes:
                 procs.signal_group(r.pgid, signal.SIGKILL)
             await self.pool.aclose(grace=self.grace or 0.2)
             self.registry.kill_all(signal.SIGKILL)
+            self._spawner.close()
 
     async def load_inline(self, spec: TaskSpec) -> tuple[Callable, list]:
         """The function and decoded inputs of an inline task, for the executor to drive
@@ -339,9 +367,9 @@ class Runtimes:
         spec = _absolute(spec)
         try:
             _unlink(spec.output)
-            Path(spec.output).parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_dir(os.path.dirname(spec.output))
             if spec.log_path:
-                Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+                self._ensure_dir(os.path.dirname(spec.log_path))
         except OSError as e:
             return self._fail(t0, f"cannot prepare output {spec.output}: {e.strerror or e}")
         result: TaskResult | None = None
@@ -372,15 +400,25 @@ class Runtimes:
     def _fail(self, t0: float, reason: str, **kw) -> TaskResult:
         return self._result(t0, FAIL, reason, **kw)
 
+    def _ensure_dir(self, directory: str) -> None:
+        """mkdir -p, once per directory per run (the executor's staging and log directories
+        are the same for every task)."""
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+
     def _deadline(self, budget: Budget, t0: float) -> float | None:
         return None if budget.wall_s is None else t0 + budget.wall_s
 
     async def _ensure_modules(self, spec: TaskSpec) -> Path | None:
         if not spec.modules_hash:
             return None
+        known = self._materialized.get(spec.modules_hash)
+        if known is not None:
+            return known
         target = modules_dir(self.cache_dir, spec.modules_hash)
-        if spec.modules_hash in self._materialized or target.is_dir():
-            self._materialized.add(spec.modules_hash)
+        if target.is_dir():
+            self._materialized[spec.modules_hash] = target
             return target
         if self._mod_lock is None:
             self._mod_lock = anyio.Lock()
@@ -391,7 +429,7 @@ class Runtimes:
             except OSError as e:
                 raise TaskError(f"cannot materialize modules {spec.modules_hash[:12]} in "
                                 f"{self.cache_dir}: {e.strerror or e}") from e
-        self._materialized.add(spec.modules_hash)
+        self._materialized[spec.modules_hash] = path
         return path
 
     async def _supervise(self, run: _Running, budget: Budget, deadline: float | None,
@@ -447,20 +485,34 @@ class Runtimes:
             argv = expand_argv(spec.argv, [i.path for i in spec.inputs], spec.output)
         except TaskError as e:
             return self._fail(t0, e.reason)
-        env = None
-        if spec.env:
-            env = dict(os.environ)
-            env.update({str(k): str(v) for k, v in spec.env.items()})
-        log_path = spec.log_path or os.devnull
-        log_start = _size(log_path) if spec.log_path else 0
         try:
-            logf = open(log_path, "ab")
+            env = _task_environ(spec.env) if spec.env else None
+        except (TypeError, ValueError) as e:
+            return self._fail(t0, f"cannot start {argv[0]}: {exc_reason(e)}")
+        log_path = spec.log_path or os.devnull
+        try:
+            logfd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as e:
             return self._fail(t0, f"cannot open log {log_path}: {e.strerror or e}")
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, cwd=spec.cwd or None, env=env,
-                                    start_new_session=True, preexec_fn=child_limits(budget))
+            return await self._shell(spec, budget, on_start, t0, argv, env, logfd)
+        finally:
+            os.close(logfd)
+
+    async def _shell(self, spec: TaskSpec, budget: Budget, on_start, t0: float, argv: list[str],
+                     env: dict | None, logfd: int) -> TaskResult:
+        log_start = os.fstat(logfd).st_size if spec.log_path else 0
+        preexec = child_limits(budget)
+        proc: subprocess.Popen | None = None
+        before = procs.boottime_ns()
+        try:
+            if preexec is None and self._spawnable(spec) and self._spawner.usable_with(logfd):
+                pid = self._spawner.spawn(argv, env if env is not None else _environ_bytes(), logfd)
+            else:  # rlimits to set in the child, or another working directory
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd,
+                                        stderr=subprocess.STDOUT, cwd=spec.cwd or None, env=env,
+                                        start_new_session=True, preexec_fn=preexec)
+                pid = proc.pid
         except FileNotFoundError as e:
             if spec.cwd and e.filename == spec.cwd:
                 return self._fail(t0, f"working directory does not exist: {spec.cwd}")
@@ -469,16 +521,18 @@ class Runtimes:
             return self._fail(t0, f"permission denied: {argv[0]}")
         except (OSError, ValueError, subprocess.SubprocessError) as e:
             return self._fail(t0, f"cannot start {argv[0]}: {exc_reason(e)}")
-        finally:
-            logf.close()
-        pid = pgid = proc.pid
+        pgid = pid
+        # the start time without reading /proc/<pid>/stat, which blocks while `sh` execs/forks
+        run = _Running(pgid, procs.child_start_time(pid, before, procs.boottime_ns()))
         pidfd = procs.open_pidfd(pid)
-        run = _Running(pgid, procs.start_time(pid))
         self.registry.add(pgid, run.start)
         self._running[pgid] = run
 
+        def log_bytes() -> int:
+            return os.fstat(logfd).st_size - log_start if spec.log_path else 0
+
         def io_now() -> int:
-            return _size(spec.output) + (_size(log_path) - log_start if spec.log_path else 0)
+            return _size(spec.output) + log_bytes()
 
         def cpu_now() -> float:
             st = procs.proc_stat(pid)
@@ -489,22 +543,27 @@ class Runtimes:
             if on_start is not None:
                 on_start(pgid)
             over = await self._supervise(
-                run, budget, self._deadline(budget, t0), pidfd, lambda: True,
+                run, budget, self._deadline(budget, t0), pidfd, _true,
                 lambda: procs.has_exited(pid), cpu_now, io_now)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 if run.cancel_reason is None:
                     run.cancel_reason = "cancelled"
                 await self._terminate(pgid, pid, pidfd, self.grace)
-                self._finish_shell(run, proc, pidfd)
+                self._finish_shell(run, pid, proc, pidfd)
             raise
         if over is not None:
             await self._terminate(pgid, pid, pidfd, self.grace)
         elif run.cancel_reason is not None:  # the leader is gone; make sure the rest is too
             await self._terminate(pgid, pid, pidfd, 0.0)
-        reaped = self._finish_shell(run, proc, pidfd)
+        reaped = self._finish_shell(run, pid, proc, pidfd)
         code = reaped.exit_code
-        io_used = io_now()
+        try:
+            st = os.stat(spec.output)
+            out_size, out_file = st.st_size, stat.S_ISREG(st.st_mode)
+        except OSError:
+            out_size, out_file = 0, False
+        io_used = out_size + log_bytes()
         kw = dict(exit_code=code, cpu_s=reaped.cpu_s, pgid=pgid, io_bytes=io_used)
         if run.cancel_reason is not None:
             return self._result(t0, CXL, run.cancel_reason, **kw)
@@ -516,23 +575,37 @@ class Runtimes:
             return self._fail(t0, exceeded("cpu_s", budget), budget="cpu_s", **kw)
         if code != 0:
             if budget.mem_mb is not None and spec.log_path and any(
-                    h in _log_tail(log_path, log_start) for h in _MEM_HINTS):
+                    h in _log_tail(spec.log_path, log_start) for h in _MEM_HINTS):
                 return self._fail(t0, f"{exceeded('mem_mb', budget)} ({procs.describe_exit(code)})",
                                   budget="mem_mb", **kw)
             return self._fail(t0, procs.describe_exit(code), **kw)
-        if not os.path.isfile(spec.output):
+        if not out_file:
             return self._fail(t0, f"task wrote no output at {spec.output}", **kw)
         if budget.io_bytes is not None and io_used > budget.io_bytes:
             return self._fail(t0, exceeded("io_bytes", budget), budget="io_bytes", **kw)
         return self._result(t0, OK, fmt="raw", **kw)
 
-    def _finish_shell(self, run: _Running, proc: subprocess.Popen, pidfd: int | None) -> procs.Reaped:
+    def _spawnable(self, spec: TaskSpec) -> bool:
+        """Whether `Spawner` can start this task: it runs in the engine's working directory
+        (posix_spawn cannot chdir in Python 3.11) and searches the engine's PATH."""
+        if spec.env and "PATH" in spec.env:
+            return False
+        if spec.cwd:
+            try:
+                return spec.cwd == os.getcwd()
+            except OSError:
+                return False
+        return True
+
+    def _finish_shell(self, run: _Running, pid: int, proc: subprocess.Popen | None,
+                      pidfd: int | None) -> procs.Reaped:
         # the leader has exited: kill what it left behind while its zombie pins the pgid
         procs.signal_group(run.pgid, signal.SIGKILL)
         self._running.pop(run.pgid, None)
         self.registry.discard(run.pgid)
-        reaped = procs.reap(proc.pid)
-        proc.returncode = reaped.exit_code
+        reaped = procs.reap(pid)
+        if proc is not None:
+            proc.returncode = reaped.exit_code
         if pidfd is not None:
             os.close(pidfd)
         return reaped
@@ -566,13 +639,17 @@ class Runtimes:
                 worker.send(request)
             run = _Running(worker.pgid, worker.start)
             self._running[worker.pgid] = run
-            cpu0 = worker.cpu_ticks()
+            # the worker's CPU so far (to tell the task's share if it dies): its last reply
+            # says, /proc when it has not replied yet or a CPU budget is polled from /proc
+            cpu0 = worker.cpu_base
+            if cpu0 is None or budget.cpu_s is not None:
+                cpu0 = worker.cpu_ticks() / procs.CLK_TCK
 
             def io_now() -> int:
                 return _size(spec.log_path) - log_start if spec.log_path else 0
 
             def cpu_now() -> float:
-                return (worker.cpu_ticks() - cpu0) / procs.CLK_TCK
+                return worker.cpu_ticks() / procs.CLK_TCK - cpu0
 
             over: str | None = None
             try:
@@ -593,7 +670,7 @@ class Runtimes:
                 await self._terminate(worker.pgid, worker.pid, worker.pidfd,
                                       self.grace if run.cancel_reason is not None else 0.0)
                 reaped = worker.finish()
-                cpu = max(0.0, reaped.cpu_s - cpu0 / procs.CLK_TCK)
+                cpu = max(0.0, reaped.cpu_s - cpu0)
                 kw = dict(exit_code=reaped.exit_code, cpu_s=cpu, pgid=worker.pgid,
                           io_bytes=io_now())
                 if run.cancel_reason is not None:
@@ -604,6 +681,7 @@ class Runtimes:
                                   budget="cpu_s" if self._is_cpu_kill(reaped, budget) else None,
                                   **kw)
             worker.tasks += 1
+            worker.cpu_base = reply.get("cpu_total")
             if spec.modules_hash:
                 worker.hashes.add(spec.modules_hash)
             reusable = not reply.get("replace")
