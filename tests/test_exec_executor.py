@@ -226,3 +226,30 @@ def test_staged_outputs_are_gone_after_the_run(tmp_path):
     run(api, chain_jobs(), FakeRunner(api.r), cap=2)
     staging = api.r.dir / "staging"
     assert not staging.exists() or list(staging.iterdir()) == []
+
+
+def test_an_input_changed_by_another_process_during_the_run_requeues_what_read_it(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
+    r = api.r
+
+    class Meddler(FakeRunner):
+        async def __call__(self, j, key, ins, out_file, ep):
+            if j.name == "b" and self.ran.count("b") == 0:  # `e3 set inputs/x` from elsewhere
+                h = r.objects.write(b"new x")
+                api.workspaces.update_root("main", lambda old: r.trees.set_many(
+                    old, {"inputs/x": blob_entry(h, 5)}))
+            return await super().__call__(j, key, ins, out_file, ep)
+
+    jobs = [job("a", ["inputs/x"]), job("b", ["inputs/y"], ["a"])]
+    fr = Meddler(r)
+    st = run(api, jobs, fr, cap=1, timer=lambda: 0.0)
+    assert ("requeue" in [ev for _, ev, n in st.log if n == "a"])
+    assert api.get("outputs/a/out")[1] == b"new xa"
+    # b was requeued behind a, but its own inputs did not change: a hit, not a rerun
+    assert fr.ran == ["a", "b", "a"] and st.outcome == {"a": "executed", "b": "cached"}
+
+
+def test_a_run_nobody_else_touched_is_not_rechecked(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    st = run(api, chain_jobs(), FakeRunner(api.r), cap=1)
+    assert [ev for _, ev, _ in st.log if ev == "requeue"] == []

@@ -173,6 +173,7 @@ class Executor:
         self._records: list = []
         self._published: list = []
         self._reports: list = []
+        self._foreign = False  # did another process move the root during the run?
         self._last_flush = timer()
         self._flush_every = flush_every
         self._flush_interval = flush_every
@@ -439,6 +440,8 @@ class Executor:
         new = None
         if changes:
             old = self.workspaces.root(self.ws)
+            if old != st.root:
+                self._foreign = True
             new = trees.set_many(old, changes, store=self._batch)
         self._batch.commit()
         dirty = [e for e in st.episodes if e.unflushed != len(e.history)]
@@ -458,6 +461,7 @@ class Executor:
                     if attempt == 49:
                         raise
                     old = self.workspaces.root(self.ws)
+                    self._foreign = True
                     new = trees.set_many(old, changes, store=self._batch)
                     self._batch.commit()
             st.root = new
@@ -596,6 +600,11 @@ class Executor:
         computed from a mix of old and new inputs; after `max_rechecks` passes they are reported
         stale instead."""
         st = self.state
+        now = self.workspaces.root(self.ws)
+        if not self._foreign and now == st.root:
+            return  # nobody else moved the root: every input is as it was read
+        self._foreign = False
+        st.root = now
         changed = []
         for name, (key, _) in sorted(st.results.items()):
             ins = self._inputs(self.jobs[name])
