@@ -270,10 +270,10 @@ def test_a_batch_syncs_every_object_before_installing_any(tmp_path, monkeypatch)
 
     store = O.ObjectStore(tmp_path / "objects", fsync=True)
     events = []
-    real_install = store._install
+    real_install = O.Batch._install
     monkeypatch.setattr(O, "sync_files",
                         lambda paths, fds=(): events.append(("sync", len(paths) + len(fds))))
-    monkeypatch.setattr(store, "_install",
+    monkeypatch.setattr(O.Batch, "_install",
                         lambda *a, **kw: (events.append(("install",)), real_install(*a, **kw)))
     b = store.batch()
     for i in range(3):
@@ -283,6 +283,8 @@ def test_a_batch_syncs_every_object_before_installing_any(tmp_path, monkeypatch)
     b.adopt(str(staged))
     b.commit()
     assert events == [("sync", 4)] + [("install",)] * 4
+    assert all(store.verify(h) for h in store) and len(list(store)) == 4
+    assert all(not os.stat(store.installed(h)).st_mode & 0o222 for h in store)  # read-only
 
 
 def test_sync_files_fsyncs_many_files_at_once(tmp_path, monkeypatch):

@@ -53,6 +53,9 @@ class ObjectStore:
         """Where object `h` lives once installed (whether or not it is pending)."""
         return self.root / h[:2] / h[2:]
 
+    def _dest(self, h: str) -> str:
+        return f"{self._sroot}/{h[:2]}/{h[2:]}"
+
     def batch(self) -> "Batch":
         return Batch(self)
 
@@ -85,7 +88,8 @@ class ObjectStore:
             self._seq += 1
             path = f"{self._sroot}/{TMP}/b-{os.getpid()}-{self._seq}.part"
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                # read-only from the start (the mode binds later opens, not this fd)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             except FileExistsError:  # left by an earlier process with our pid
                 continue
             except FileNotFoundError:  # gc removed tmp/
@@ -97,14 +101,14 @@ class ObjectStore:
     def _freshen(self, h: str) -> bool:
         """True if object `h` is installed; its mtime is bumped so that a concurrent gc, which
         spares objects younger than min-age, cannot delete an object a writer just relied on."""
-        dest = self.installed(h)
+        dest = self._dest(h)
         try:
             os.utime(dest)
             return True
         except FileNotFoundError:
             return False
         except OSError:  # e.g. a read-only store: existence is what matters
-            return dest.exists()
+            return os.path.exists(dest)
 
     def _install(self, tmp: str, h: str, keep: bool = False) -> None:
         """Rename `tmp` into place (`keep`: hard-link it, leaving `tmp` readable where it is)."""
@@ -272,19 +276,50 @@ class Batch:
         self._hashes = set()
         if not items:
             return
+        store = self.store
+        done = 0
         try:
-            if self.store.fsync:
+            if store.fsync:
                 sync_files([p for p, _, fd in items if fd is None],
                            [fd for _, _, fd in items if fd is not None])
             for path, h, fd in items:
-                self.store._install(path, h, keep=fd is None)
-                if self.store.pending.get(h) == path:
-                    del self.store.pending[h]
+                self._install(path, h, fd is None)
+                if store.pending.get(h) == path:
+                    del store.pending[h]
+                done += 1
         finally:
-            for path, h, fd in items:
+            for i, (path, h, fd) in enumerate(items):
                 if fd is not None:
                     os.close(fd)
-                    _unlink(path)  # installed: gone already; otherwise a dead temp file
+                    if i >= done:
+                        _unlink(path)  # never installed: a dead temp file
+
+    def _install(self, path: str, h: str, adopted: bool) -> None:
+        """A temp file (read-only since its creation) is renamed into place; an adopted file is
+        hard-linked, so whoever was given its staged name can still open it. Whether the
+        object already exists is not asked first: the rename is harmless (same bytes), the link
+        fails, and either way that is one system call."""
+        store = self.store
+        dest = store._dest(h)
+        for attempt in range(2):
+            try:
+                if adopted:
+                    os.chmod(path, 0o444)
+                    os.link(path, dest)
+                else:
+                    os.replace(path, dest)
+                return
+            except FileExistsError:  # adopted bytes that were stored already
+                store._freshen(h)
+                return
+            except FileNotFoundError:  # a new fan-out directory (or one gc just removed)
+                if attempt == 0 and os.path.exists(path):
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    continue
+                raise
+            except OSError:  # no hard links on this filesystem: the careful path
+                store._install(path, h, keep=adopted)
+                return
 
     def abort(self) -> None:
         """Forget the batch: temp files are removed; adopted files are left to their owner."""
