@@ -7,7 +7,8 @@ budget), against the bare cost of the same work:
 - python: `steps:md5` (md5 of two small raw inputs, returned as bytes) through the worker pool,
   against reading the inputs, hashing and writing the output file in-process (a function call);
 - shell: `sh -c "cat {inputs} | md5sum > {output}"` through `Runtimes.run`, against
-  `subprocess.run` of the same argv with the log file as stdout (fork + exec + wait);
+  `subprocess.run` of the same argv with the log file as stdout (fork + exec + wait); the
+  "floor" row runs it the way make -jN does (one thread: posix_spawnp, wait for any);
 
 each at concurrency 1 (one after another) and 2 (two in flight: a 2-worker pool / two
 runners; the bare shell floor runs two threads of `subprocess.run`). Optional extra rows
@@ -16,9 +17,10 @@ runners; the bare shell floor runs two threads of `subprocess.run`). Optional ex
 Usage: python bench/bench_runtimes.py [--tasks N] [--repeat R] [--quick] [--json] [--extra]
        python bench/bench_runtimes.py --profile shell1|shell2|python1|python2 [--tasks N]
 Figures are per task (total / N): wall clock (best and median of `--repeat` rounds), the
-overhead (median wall minus the bare median at the same concurrency) and the CPU time the
-engine process itself spent (all its threads; robust to a busy machine). No figure is asserted
-anywhere.
+overhead (wall minus the bare row's at the same concurrency) and the ratios to the bare and
+floor rows — each taken within a round, whose rows run back to back, then the median over the
+rounds — and the CPU time the engine process itself spent (all its threads; robust to a busy
+machine). No figure is asserted anywhere.
 """
 from __future__ import annotations
 
@@ -163,6 +165,35 @@ def bare_shell(w: Work, n: int, concurrency: int) -> Timer:
     return t
 
 
+def floor_shell(w: Work, n: int, concurrency: int) -> Timer:
+    """What make -jN does per recipe line, and the least a spawn can cost: one thread keeps
+    `concurrency` commands in flight — `posix_spawnp` (vfork + exec), log file as stdout, then
+    `wait` for whichever finishes first."""
+    ins = " ".join(r.path for r in w.inputs)
+    for i in range(n):
+        open(w.tmp / "logs" / f"fl{i:05d}.log", "wb").close()
+
+    def spawn(i: int) -> int:
+        fd = os.open(w.tmp / "logs" / f"fl{i:05d}.log", os.O_WRONLY | os.O_APPEND)
+        try:
+            argv = ["sh", "-c", f"cat {ins} | md5sum > {w.tmp / 'out' / f'fl{i:05d}'}"]
+            return os.posix_spawnp("sh", argv, os.environ, file_actions=[
+                (os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)])
+        finally:
+            os.close(fd)
+
+    with Timer() as t:
+        running, i = set(), 0
+        while i < n or running:
+            while i < n and len(running) < concurrency:
+                running.add(spawn(i))
+                i += 1
+            pid, status = os.wait()
+            assert status == 0 and pid in running
+            running.discard(pid)
+    return t
+
+
 def fresh_python(w: Work, n: int) -> Timer:
     code = ("import hashlib,sys; h=hashlib.md5(); [h.update(open(p,'rb').read()) for p in "
             "sys.argv[1:-1]]; open(sys.argv[-1],'w').write(h.hexdigest())")
@@ -219,42 +250,50 @@ def main(argv=None) -> int:
 
     rows: dict[str, list[tuple[float, float]]] = {}
     bare_of: dict[str, str] = {}
+    floor_of: dict[str, str] = {}
+    PY_BARE = "python bare: read inputs, md5, write output (in-process)"
     for _ in range(reps):
         with tempfile.TemporaryDirectory(prefix="rt-", dir=scratch(args.dir)) as d:
             w = Work(Path(d))
 
-            def add(name, timer, count, bare=None):
+            def add(name, timer, count, bare=None, floor=None):
                 rows.setdefault(name, []).append((ms(timer.wall, count), ms(timer.cpu, count)))
                 if bare:
                     bare_of[name] = bare
+                if floor:
+                    floor_of[name] = floor
 
-            add("python bare: read inputs, md5, write output (in-process)", bare_python(w, n), n)
+            add(PY_BARE, bare_python(w, n), n)
             for c in (1, 2):
                 add(f"python via pool, concurrency {c}",
-                    anyio.run(bench_runtime, w, "python", n, c, f"p{c}"), n,
-                    "python bare: read inputs, md5, write output (in-process)")
+                    anyio.run(bench_runtime, w, "python", n, c, f"p{c}"), n, PY_BARE)
             for c in (1, 2):
-                add(f"shell bare: subprocess.run, concurrency {c}", bare_shell(w, n, c), n)
+                floor = f"shell floor (make-like): posix_spawn + wait, concurrency {c}"
+                bare = f"shell bare: subprocess.run, concurrency {c}"
+                add(floor, floor_shell(w, n, c), n)
+                add(bare, bare_shell(w, n, c), n)
                 add(f"shell via Runtimes, concurrency {c}",
-                    anyio.run(bench_runtime, w, "shell", n, c, f"s{c}"), n,
-                    f"shell bare: subprocess.run, concurrency {c}")
+                    anyio.run(bench_runtime, w, "shell", n, c, f"s{c}"), n, bare, floor)
             if args.extra:
                 add("inline (engine process, thread)",
-                    anyio.run(bench_runtime, w, "inline", n, 1, "i"), n,
-                    "python bare: read inputs, md5, write output (in-process)")
+                    anyio.run(bench_runtime, w, "inline", n, 1, "i"), n, PY_BARE)
                 fn = min(n, 50)
-                add("python, fresh `python -c` per task", fresh_python(w, fn), fn,
-                    "python bare: read inputs, md5, write output (in-process)")
+                add("python, fresh `python -c` per task", fresh_python(w, fn), fn, PY_BARE)
             os.chdir(scratch(args.dir))
+    # differences and ratios are taken within each round (the rows of a round ran back to back,
+    # under the same load), then the median over the rounds
     result = {}
     for name, v in rows.items():
         med = statistics.median(x for x, _ in v)
         r = {"wall_ms_best": round(min(x for x, _ in v), 3), "wall_ms_median": round(med, 3),
              "engine_cpu_ms_median": round(statistics.median(c for _, c in v), 3)}
         if name in bare_of:
-            bare = statistics.median(x for x, _ in rows[bare_of[name]])
-            r["overhead_ms_median"] = round(med - bare, 3)
-            r["ratio_to_bare"] = round(med / bare, 3) if bare else None
+            pairs = list(zip((x for x, _ in v), (x for x, _ in rows[bare_of[name]])))
+            r["overhead_ms_median"] = round(statistics.median(a - b for a, b in pairs), 3)
+            r["ratio_to_bare"] = round(statistics.median(a / b for a, b in pairs if b), 3)
+        if name in floor_of:
+            pairs = list(zip((x for x, _ in v), (x for x, _ in rows[floor_of[name]])))
+            r["ratio_to_floor"] = round(statistics.median(a / b for a, b in pairs if b), 3)
         result[name] = r
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.json:
@@ -265,12 +304,13 @@ def main(argv=None) -> int:
         print(f"# per task, ms; {n} tasks x {reps} rounds; python {platform.python_version()} "
               f"({sys.executable}), {os.cpu_count()} CPUs, load average "
               f"{' '.join(f'{x:.2f}' for x in load or ())} at the end")
-        print(f"{'wall best':>10} {'wall med':>10} {'overhead':>9} {'x bare':>7} "
+        print(f"{'wall best':>10} {'wall med':>10} {'overhead':>9} {'x bare':>7} {'x floor':>8} "
               f"{'engine cpu':>11}  workload")
         for name, v in result.items():
             ov = f"{v['overhead_ms_median']:9.3f}" if "overhead_ms_median" in v else f"{'':9}"
             ra = f"{v['ratio_to_bare']:7.2f}" if v.get("ratio_to_bare") else f"{'':7}"
-            print(f"{v['wall_ms_best']:10.3f} {v['wall_ms_median']:10.3f} {ov} {ra} "
+            rf = f"{v['ratio_to_floor']:8.2f}" if v.get("ratio_to_floor") else f"{'':8}"
+            print(f"{v['wall_ms_best']:10.3f} {v['wall_ms_median']:10.3f} {ov} {ra} {rf} "
                   f"{v['engine_cpu_ms_median']:11.3f}  {name}")
     return 0
 

@@ -507,6 +507,8 @@ class Runtimes:
         before = procs.boottime_ns()
         try:
             if preexec is None and self._spawnable(spec) and self._spawner.usable_with(logfd):
+                # on the loop: it waits (vfork) until the child has exec'd, but a thread hop
+                # measured costlier than that wait, even with another task in flight
                 pid = self._spawner.spawn(argv, env if env is not None else _environ_bytes(), logfd)
             else:  # rlimits to set in the child, or another working directory
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd,
