@@ -45,7 +45,7 @@ class Project:
 
     @cached_property
     def outputs(self) -> dict[str, str]:
-        return {n: output_path(n, d["output"]) for n, d in self.dataflows.items()}
+        return {n: f"outputs/{n}/{d['output']}" for n, d in self.dataflows.items()}
 
     @cached_property
     def producer(self) -> dict[str, str]:
@@ -53,8 +53,13 @@ class Project:
 
     @cached_property
     def deps(self) -> dict[str, list[str]]:
-        return {n: sorted({self.producer[p] for p in d["inputs"] if p in self.producer})
-                for n, d in self.dataflows.items()}
+        get = self.producer.get
+        out = {}
+        for n, d in self.dataflows.items():
+            ds = {get(p) for p in d["inputs"]}
+            ds.discard(None)
+            out[n] = sorted(ds)
+        return out
 
     @cached_property
     def task_hashes(self) -> dict[str, str]:
@@ -67,22 +72,25 @@ class Project:
     @cached_property
     def topo(self) -> list[str]:
         """Dataflows in dependency order, ties by name (Kahn, deterministic)."""
-        import heapq
+        from heapq import heappop, heappush
 
-        indeg = {n: len(ds) for n, ds in self.deps.items()}
-        down: dict[str, list[str]] = {n: [] for n in self.deps}
-        for n, ds in self.deps.items():
+        deps = self.deps
+        indeg = {n: len(ds) for n, ds in deps.items()}
+        down: dict[str, list[str]] = {n: [] for n in deps}
+        for n, ds in deps.items():
             for d in ds:
                 down[d].append(n)
         heap = sorted(n for n, k in indeg.items() if k == 0)
         out = []
+        append = out.append
         while heap:
-            n = heapq.heappop(heap)
-            out.append(n)
+            n = heappop(heap)
+            append(n)
             for m in down[n]:
-                indeg[m] -= 1
-                if indeg[m] == 0:
-                    heapq.heappush(heap, m)
+                k = indeg[m] - 1
+                indeg[m] = k
+                if k == 0:
+                    heappush(heap, m)
         if len(out) != len(indeg):
             raise UsageError("the package's dataflows contain a cycle; rebuild it with 'e3 build'")
         return out
