@@ -480,3 +480,27 @@ def test_an_incremental_run_is_settled_so_the_next_go_answers_warm(warm, predict
     assert predictions == []
     assert lists(again) == {"cached": FLOWS} and again["state_root"] == res["state_root"]
     assert warm.read("outputs/scaled/o") == b"27"
+
+
+def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, monkeypatch):
+    import gc
+
+    from e3logic.dataflow import go as go_mod
+
+    seen = []
+    real = go_mod.predict
+
+    def watching(*args, **kw):
+        seen.append(gc.isenabled())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(go_mod, "predict", watching)
+    warm.set_json("inputs/k", 5)  # something to decide in full
+    assert gc.isenabled()
+    res = go_here(warm)
+    assert seen == [False] and gc.isenabled()
+    assert res["executed"]
+    with pytest.raises(RuntimeError):
+        with go_mod.gc_paused():
+            raise RuntimeError("boom")
+    assert gc.isenabled()

@@ -29,6 +29,26 @@ EXECUTORS = ("inline", "threads", "processes")
 # an execution needs is imported when it happens.
 
 
+class gc_paused:
+    """Cyclic garbage collection paused while a run is decided (and a warm run answered):
+    that phase allocates objects in proportion to the package — the package itself, keys,
+    receipt rows — none of them cyclic garbage, which collections would only rescan over and
+    over (~10% of a 10,000-dataflow warm run). Refcounting frees them as usual; collection
+    resumes before anything executes."""
+
+    def __enter__(self):
+        import gc
+
+        self.gc, self.was = gc, gc.isenabled()
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc):
+        if self.was:
+            self.gc.enable()
+        return False
+
+
 def replace(obj, **changes):
     """`dataclasses.replace` (imported when a run executes something)."""
     import dataclasses
@@ -241,14 +261,15 @@ class Go:
 
     def _go(self, ws: str) -> dict:
         api = self.api
-        root = api.intake(ws)
-        project, selected = self.prepare(ws)
-        policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
-        if not self.dry_run:
-            warm = self._warm_receipt(ws, project, selected, root)
-            if warm is not None:
-                return self._go_warm(ws, project, selected, root, policy, warm)
-        pred = predict(self.repo, project, root, selected, self.force)
+        with gc_paused():
+            root = api.intake(ws)
+            project, selected = self.prepare(ws)
+            policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
+            if not self.dry_run:
+                warm = self._warm_receipt(ws, project, selected, root)
+                if warm is not None:
+                    return self._go_warm(ws, project, selected, root, policy, warm)
+            pred = predict(self.repo, project, root, selected, self.force)
         if self.dry_run:
             plan = self.plan(project, pred)
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
