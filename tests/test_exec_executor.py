@@ -206,19 +206,36 @@ def test_an_outcome_is_reported_only_once_its_output_is_durable_in_the_root(tmp_
                     ("c", "executed", True, 1)]
 
 
-def test_flushes_follow_the_interval_while_tasks_keep_finishing(tmp_path):
+def test_a_flush_is_due_when_idle_or_past_its_interval_and_a_slow_one_stretches_it(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x"})
+    now = [100.0]
+    ex = Executor(api.r, "main", chain_jobs(), ["a", "b", "c"], run_id="r1",
+                  runner=FakeRunner(api.r), flush_every=0.5, timer=lambda: now[0])
+    assert not ex._flush_due()                      # nothing committed yet
+    ex.state.view["outputs/a/out"] = blob_entry(api.r.objects.write(b"xa"), 2)
+    assert ex._ready and not ex._flush_due()        # work is ready: wait for the interval
+    now[0] += 0.5
+    assert ex._flush_due()
+    ex._flushing = True
+    assert not ex._flush_due()                      # one flush at a time
+    ex._flushing = False
+    now[0] -= 0.4
+    ex._ready.clear()
+    assert ex._flush_due()                          # nothing else to do: flushing delays nothing
+    snap = ex._flush_begin()
+    now[0] += 2.0                                   # a slow flush...
+    ex._flush_end(snap, ex._flush_durable(snap))
+    assert ex._flush_interval == 16.0               # ...is done 8 times less often
+
+
+def test_how_results_are_grouped_into_flushes_never_reaches_the_root(tmp_path):
     jobs = [job(f"n{i:02d}", ["inputs/x"]) for i in range(12)]
-    box = []
-    ex = Executor(api.r, "main", jobs, [j.name for j in jobs], run_id="r1",
-                  runner=FakeRunner(api.r), cap=1, flush_every=0.5,  # a beat is a second:
-                  timer=lambda: float(box[0].state.beat) if box else 0.0)  # always past due
-    box.append(ex)
-    st = anyio.run(ex.run)
-    api_b = make_repo(tmp_path / "b", {"inputs/x": b"x"})
-    frozen = run(api_b, jobs, FakeRunner(api_b.r), cap=1, timer=lambda: 0.0)
-    assert st.flushes >= len(jobs) - 1 > frozen.flushes
-    assert st.root == frozen.root       # the grouping never reaches the state root
+    roots = []
+    for i, (timer, every) in enumerate([(lambda: 0.0, 0.1), (None, 0.0)]):
+        api = make_repo(tmp_path / str(i), {"inputs/x": b"x"})
+        kw = {"timer": timer} if timer else {}
+        roots.append(run(api, jobs, FakeRunner(api.r), cap=2, flush_every=every, **kw).root)
+    assert roots[0] == roots[1]
 
 
 def test_staged_outputs_are_gone_after_the_run(tmp_path):

@@ -46,18 +46,31 @@ class Episode:
         return self.state in FINAL
 
 
+def take_rows(episodes: list[Episode]) -> tuple[list, list]:
+    """(episode rows, history rows) not yet written, in canonical order; they count as written
+    from now on (the caller writes them, possibly from another thread)."""
+    eps, hist = [], []
+    for ep in sorted(episodes, key=lambda e: e.episode):
+        n = len(ep.history)
+        if ep.unflushed == n:
+            continue
+        eps.append((ep.episode, ep.run, ep.dataflow, ep.key, ep.profile, ep.state, ep.pgid))
+        hist.extend((ep.episode, *h) for h in ep.history[ep.unflushed:n])
+        ep.unflushed = n
+    return eps, hist
+
+
+def write_rows(conn, rows: tuple[list, list]) -> None:
+    eps, hist = rows
+    conn.executemany("INSERT OR REPLACE INTO episodes(episode, run, dataflow, key, profile, "
+                     "state, pgid) VALUES (?,?,?,?,?,?,?)", eps)
+    conn.executemany("INSERT OR REPLACE INTO history(episode, seq, state, beat, note, ts) "
+                     "VALUES (?,?,?,?,?,?)", hist)
+
+
 def flush(conn, episodes: list[Episode]) -> None:
     """Write the new history rows of `episodes` (canonical order) inside a transaction."""
-    for ep in sorted(episodes, key=lambda e: e.episode):
-        if ep.unflushed == len(ep.history):
-            continue
-        conn.execute("INSERT OR REPLACE INTO episodes(episode, run, dataflow, key, profile, state, "
-                     "pgid) VALUES (?,?,?,?,?,?,?)",
-                     (ep.episode, ep.run, ep.dataflow, ep.key, ep.profile, ep.state, ep.pgid))
-        conn.executemany("INSERT OR REPLACE INTO history(episode, seq, state, beat, note, ts) "
-                         "VALUES (?,?,?,?,?,?)",
-                         [(ep.episode, *h) for h in ep.history[ep.unflushed:]])
-        ep.unflushed = len(ep.history)
+    write_rows(conn, take_rows(episodes))
 
 
 def load(db, run: str | None = None) -> list[dict]:

@@ -29,7 +29,7 @@ from typing import Awaitable, Callable
 
 from ..core.paths import lease_conflict
 from ..repo.trees import blob_entry
-from .episodes import Episode, flush
+from .episodes import Episode, take_rows, write_rows
 from .memo import ExecutionRecord, Memo, MemoHit, execution_key, usable
 
 OUTCOMES = ("executed", "cached", "failed", "skipped", "cancelled")
@@ -174,6 +174,10 @@ class Executor:
         self._published: list = []
         self._reports: list = []
         self._foreign = False  # did another process move the root during the run?
+        self._flushing = False
+        self._flush_done = None
+        self._in_loop = False
+        self._db = None  # the flush's index.db connection
         self._last_flush = timer()
         self._flush_every = flush_every
         self._flush_interval = flush_every
@@ -418,7 +422,7 @@ class Executor:
                     or len(self._batch))
 
     def _flush_due(self) -> bool:
-        if not self._unflushed():
+        if self._flushing or not self._unflushed():
             return False
         if self.timer() - self._last_flush >= self._flush_interval:
             return True
@@ -428,28 +432,59 @@ class Executor:
     def flush(self) -> None:
         """Make everything committed since the last flush durable, in order: objects (synced,
         then installed), memo + history rows, the root by compare-and-swap, the working copy;
-        then report the outcomes."""
+        then report the outcomes. (`_flush_in_background` does the same off the loop.)"""
+        snap = self._flush_begin()
+        self._flush_end(snap, self._flush_durable(snap))
+
+    async def _flush_in_background(self) -> None:
+        """A flush whose durable part runs in a worker thread while beats go on; never
+        abandoned half-way (shielded), so a cancel waits for it."""
+        import anyio
+
+        with anyio.CancelScope(shield=True):
+            snap = self._flush_begin()
+            try:
+                new = await anyio.to_thread.run_sync(self._flush_durable, snap)
+            except BaseException:
+                self._flushing = False
+                self._flush_done.set()
+                raise
+            self._flush_end(snap, new)
+            self._wake.set()
+
+    def _flush_begin(self) -> dict:
+        """Snapshot what is staged (on the loop): the durable part works on the snapshot
+        while beats add to fresh lists."""
         st = self.state
-        t0 = self.timer()
-        changes = st.view
-        published, self._published = self._published, []
-        records, self._records = self._records, []
-        if self.publish and published and hasattr(self.publish, "begin"):
-            self.publish.begin()
-        trees = self.repo.trees
+        import anyio
+
+        self._flushing = True
+        self._flush_done = anyio.Event() if self._in_loop else None
+        snap = {"t0": self.timer(), "changes": dict(st.view), "published": self._published,
+                "records": self._records, "reports": self._reports,
+                "episodes": take_rows(st.episodes), "batch": self._batch, "root": st.root}
+        self._published, self._records, self._reports = [], [], []
+        self._batch = self.repo.objects.batch()
+        if self.publish and snap["published"] and hasattr(self.publish, "begin"):
+            self.publish.begin()  # the working copy is marked pending before the root moves
+        return snap
+
+    def _flush_durable(self, snap: dict) -> str | None:
+        """Objects, rows, root (any thread: it touches no loop state and uses its own
+        index.db connection). Returns the new root, or None when no path changed."""
+        changes, batch, trees = snap["changes"], snap["batch"], self.repo.trees
         new = None
         if changes:
             old = self.workspaces.root(self.ws)
-            if old != st.root:
+            if old != snap["root"]:
                 self._foreign = True
-            new = trees.set_many(old, changes, store=self._batch)
-        self._batch.commit()
-        dirty = [e for e in st.episodes if e.unflushed != len(e.history)]
-        if records or dirty:
-            with self.repo.index.transaction() as conn:
-                for r in records:
+            new = trees.set_many(old, changes, store=batch)
+        batch.commit()
+        if snap["records"] or snap["episodes"][0] or snap["episodes"][1]:
+            with self._flush_db().transaction() as conn:
+                for r in snap["records"]:
                     self.memo.record(conn, r)
-                flush(conn, dirty)
+                write_rows(conn, snap["episodes"])
         if changes:
             from ..core.errors import ConflictError
 
@@ -462,21 +497,46 @@ class Executor:
                         raise
                     old = self.workspaces.root(self.ws)
                     self._foreign = True
-                    new = trees.set_many(old, changes, store=self._batch)
-                    self._batch.commit()
+                    again = self.repo.objects.batch()
+                    new = trees.set_many(old, changes, store=again)
+                    again.commit()
+        return new
+
+    def _flush_end(self, snap: dict, new: str | None) -> None:
+        """Back on the loop: the view drops what the root now holds; the working copy is
+        written; outcomes are reported."""
+        st = self.state
+        if new is not None:
             st.root = new
-            st.view = {}
-        if self.publish and published:
-            self.publish(st.root, published)
-        reports, self._reports = self._reports, []
+            for p, e in snap["changes"].items():
+                if st.view.get(p) is e:
+                    del st.view[p]
+        if self.publish and snap["published"]:
+            self.publish(st.root, snap["published"])
         if self.on_outcome:
-            for name, outcome, seconds in reports:
+            for name, outcome, seconds in snap["reports"]:
                 self.on_outcome(name, outcome, seconds)
         st.flushes += 1
         now = self.timer()
         # flushing costs at most ~1/8 of the time: a big tree makes flushes rarer
-        self._flush_interval = max(self._flush_every, 8 * (now - t0))
+        self._flush_interval = max(self._flush_every, 8 * (now - snap["t0"]))
         self._last_flush = now
+        self._flushing = False
+        if self._flush_done is not None:
+            self._flush_done.set()
+
+    def _flush_db(self):
+        """index.db through a connection of the flush's own (it may run in a worker thread)."""
+        if self._db is None:
+            from ..repo.index import IndexDB
+
+            self._db = IndexDB(self.repo.index.path)
+        return self._db
+
+    async def _flush_settle(self) -> None:
+        """Wait for a background flush still running."""
+        if self._flushing and self._flush_done is not None:
+            await self._flush_done.wait()
 
     def cancel(self, reason: str) -> None:
         if self.state.cancel_reason is None:
@@ -495,6 +555,7 @@ class Executor:
         st = self.state
         self._scope = None
         self._wake = anyio.Event()
+        self._in_loop = True
         self._commit_precached()
         try:
             async with anyio.create_task_group() as tg:
@@ -511,21 +572,22 @@ class Executor:
                         self._beat_event.set()
                     self._beat_event = anyio.Event()
                     await self.compute(self.capture(), tg)
-                    if st.running and not st.staged:
+                    if (st.running or self._flushing) and not st.staged:
                         wait = self.tick
-                        if self._unflushed():
+                        if self._unflushed() and not self._flushing:
                             wait = min(wait, max(0.0, self._last_flush + self._flush_interval
                                                  - self.timer()))
                         with anyio.move_on_after(wait):  # beat even when nothing finishes
                             await self._wake.wait()
                     self.commit()
                     if self._flush_due():
-                        self.flush()
+                        tg.start_soon(self._flush_in_background)
                     if not st.running and not st.staged and st.pending and not self.capture_possible():
                         for n in sorted(st.pending, key=self._prio.__getitem__):
                             self._finish_outcome(n, "skipped")
                         st.pending = set()
                     if not (st.pending or st.running or st.staged) and st.cancel_reason is None:
+                        await self._flush_settle()
                         self.flush()
                         self._recheck()
         finally:
@@ -668,6 +730,9 @@ class Executor:
             except FileNotFoundError:
                 pass
         self._adopted = []
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         if self._reports and self.on_outcome:
             reports, self._reports = self._reports, []
             for name, outcome, seconds in reports:
