@@ -504,3 +504,14 @@ def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, 
         with go_mod.gc_paused():
             raise RuntimeError("boom")
     assert gc.isenabled()
+
+
+def test_gc_between_warm_runs_keeps_what_the_warm_answer_relies_on(warm, predictions):
+    warm.go()
+    r = warm.e3("--json", "gc", "--min-age", "0")
+    assert r.code == 0, r
+    res = go_here(warm)
+    assert predictions == [] and lists(res) == {"cached": FLOWS}
+    assert warm.e3("--json", "fsck").json["ok"]
+    for name, want in FLOWS_OUTPUTS.items():
+        assert warm.read(f"outputs/{name}/o") == want, name
