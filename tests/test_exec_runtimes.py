@@ -117,6 +117,20 @@ def test_a_stale_output_file_is_removed_before_the_task_runs(rt, tmp_path):
     assert run(rt, spec).reason.startswith("task wrote no output")
 
 
+def test_a_run_recovers_when_its_output_and_log_directories_are_removed(rt, tmp_path):
+    """Directories are made once per run; one removed under the run costs at most the task
+    that found it missing, and the next task gets it back."""
+    import shutil
+
+    spec = shell(tmp_path, ["sh", "-c", "echo a > {output}"])
+    assert run(rt, spec).ok
+    shutil.rmtree(tmp_path / "out")
+    shutil.rmtree(tmp_path / "logs")
+    first = run(rt, spec)
+    assert run(rt, spec).ok and (first.ok or first.status == "fail")
+    assert Path(spec.output).read_text() == "a\n"
+
+
 def test_a_missing_command_or_working_directory_fails_with_a_one_line_reason(rt, tmp_path):
     res = run(rt, shell(tmp_path, ["no-such-command-e3", "{output}"]))
     assert res.status == "fail" and res.reason == "command not found: no-such-command-e3"

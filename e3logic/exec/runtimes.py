@@ -383,6 +383,7 @@ class Runtimes:
             return result
         finally:
             if result is None or result.status != OK:
+                self._dirs.clear()  # in case a directory went away under the run: recheck
                 try:
                     _unlink(spec.output)
                 except OSError:
