@@ -496,6 +496,9 @@ class Go:
         except KeyboardInterrupt:
             runtimes.kill_all()
             raise
+        finally:
+            if publish is not None:
+                publish.close()
         self.cancelled_reason = st.cancel_reason
         self.stale = st.stale
         self.keys = dict(st.keys)
@@ -507,12 +510,17 @@ class Go:
                       (run_id, ep.episode, pgid, start))
 
     def _publisher(self, ws):
+        """Writes the run's outputs into the working copy. The executor calls it from its
+        flush (possibly a worker thread, one flush at a time), so it has an index.db
+        connection of its own (`publish.close()` at the end)."""
         api = self.api
         if ws != api.current:
             return None
-        wc = api.wc
+        from ..repo.index import IndexDB
+        from ..repo.workingcopy import WorkingCopy
 
-        db = self.repo.index
+        db = IndexDB(self.repo.index.path)
+        wc = WorkingCopy(self.repo, db=db)
 
         def begin():
             # marked pending before the root moves: a kill between the root update and the
@@ -525,6 +533,7 @@ class Go:
             db.execute("DELETE FROM meta WHERE key='wc_target'")
 
         publish.begin = begin
+        publish.close = db.close
 
         return publish
 

@@ -470,8 +470,9 @@ class Executor:
         return snap
 
     def _flush_durable(self, snap: dict) -> str | None:
-        """Objects, rows, root (any thread: it touches no loop state and uses its own
-        index.db connection). Returns the new root, or None when no path changed."""
+        """Objects, rows, root, working copy (any thread: it touches no loop state; index.db
+        through connections of its own). Returns the new root, or None when no path
+        changed."""
         changes, batch, trees = snap["changes"], snap["batch"], self.repo.trees
         new = None
         if changes:
@@ -500,19 +501,19 @@ class Executor:
                     again = self.repo.objects.batch()
                     new = trees.set_many(old, changes, store=again)
                     again.commit()
+        if self.publish and snap["published"]:
+            self.publish(new or snap["root"], snap["published"])
         return new
 
     def _flush_end(self, snap: dict, new: str | None) -> None:
-        """Back on the loop: the view drops what the root now holds; the working copy is
-        written; outcomes are reported."""
+        """Back on the loop: the view drops what the root now holds; outcomes are
+        reported."""
         st = self.state
         if new is not None:
             st.root = new
             for p, e in snap["changes"].items():
                 if st.view.get(p) is e:
                     del st.view[p]
-        if self.publish and snap["published"]:
-            self.publish(st.root, snap["published"])
         if self.on_outcome:
             for name, outcome, seconds in snap["reports"]:
                 self.on_outcome(name, outcome, seconds)

@@ -301,7 +301,7 @@ class Batch:
         fails, and either way that is one system call."""
         store = self.store
         dest = store._dest(h)
-        for attempt in range(2):
+        for attempt in range(10):
             try:
                 if adopted:
                     os.chmod(path, 0o444)
@@ -313,7 +313,7 @@ class Batch:
                 store._freshen(h)
                 return
             except FileNotFoundError:  # a new fan-out directory (or one gc just removed)
-                if attempt == 0 and os.path.exists(path):
+                if attempt < 9 and os.path.exists(path):
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     continue
                 raise

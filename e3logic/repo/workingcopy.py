@@ -56,14 +56,16 @@ class Changes:
 
 
 class WorkingCopy:
-    def __init__(self, repo):
+    def __init__(self, repo, db=None):
+        """`db`: an index.db connection of its own (e.g. for a run's flush thread)."""
         self.repo = repo
         self.root_dir: Path = repo.root
         self.tmp_dir: Path = repo.dir / "objects" / "tmp"
+        self._db = db
 
     @property
     def db(self):
-        return self.repo.index
+        return self._db or self.repo.index
 
     # -- stat cache -----------------------------------------------------------------------
     def _cache(self, top: str | None = None) -> dict[str, tuple]:
