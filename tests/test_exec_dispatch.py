@@ -70,6 +70,12 @@ def test_the_log_is_streamed_to_the_execution_log_and_the_task_runs_in_the_proje
     assert log == f"to-the-log\n{repo.root}\n"
 
 
+def test_a_second_execution_of_the_same_key_leaves_only_its_own_log(repo):
+    run(repo, job(), stored(repo, b"", b""))
+    run(repo, job(argv=("sh", "-c", "echo second; : > {output}")), stored(repo, b"", b""))
+    assert (repo.logs_dir / f"{'k' * 64}.log").read_text() == "second\n"
+
+
 def test_the_process_group_is_reported_to_the_episode_and_the_caller(repo):
     _, ep, groups = run(repo, job(), stored(repo, b"", b""))
     assert ep.pgid and groups == [("r1:d", ep.pgid, groups[0][2])]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from .executor import Finished, Job
@@ -31,7 +32,10 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
             cwd=str(repo.root))
         started = clock()
-        open(spec.log_path, "wb").close()  # a log holds one execution: the latest
+        try:  # a log holds one execution: the latest (the runtime creates it, appending)
+            os.truncate(spec.log_path, 0)
+        except FileNotFoundError:
+            pass
         if job.runtime == "inline" and not runtimes.inline_in_pool and run.executor is not None:
             from .inline import drive
             from .taskcode import TaskError
