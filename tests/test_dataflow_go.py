@@ -515,3 +515,31 @@ def test_gc_between_warm_runs_keeps_what_the_warm_answer_relies_on(warm, predict
     assert warm.e3("--json", "fsck").json["ok"]
     for name, want in FLOWS_OUTPUTS.items():
         assert warm.read(f"outputs/{name}/o") == want, name
+
+
+@pytest.mark.parametrize("edit", [("inputs/k", 3), ("inputs/nums", [3, 9, 5])])
+def test_after_an_edit_only_the_dirty_closure_is_predicted_and_the_answer_is_the_full_ones(
+        warm, tmp_path, predictions, edit):
+    warm.set_json(*edit)
+    twin = Proj(shutil.copytree(warm.path, tmp_path / "twin", symlinks=True))
+    fast = go_here(warm)
+    full = go_here(twin, warm_path=False)
+    assert len(predictions) == 2
+    assert len(predictions[0]) < len(FLOWS) == len(predictions[1])  # the edit's closure only
+    assert {k: fast[k] for k in SAME if k != "parent"} == \
+        {k: full[k] for k in SAME if k != "parent"}
+    assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
+
+
+def test_an_output_changed_in_the_root_is_decided_in_full_and_put_back(warm, predictions):
+    from e3logic.api import Repo
+    from e3logic.repo.trees import blob_entry
+
+    r = Repo.open(str(warm.path)).r
+    h = r.objects.write(b"tampered")
+    Repo.open(str(warm.path)).workspaces.update_root(
+        "main", lambda old: r.trees.set_many(old, {"outputs/peak/o": blob_entry(h, 8)}))
+    res = go_here(warm)
+    assert len(predictions) == 1 and len(predictions[0]) == len(FLOWS)
+    assert lists(res) == {"cached": FLOWS}
+    assert warm.read("outputs/peak/o") == FLOWS_OUTPUTS["peak"]

@@ -141,3 +141,22 @@ def test_reading_a_blob_as_a_tree_is_an_integrity_error(trees):
         trees.read(h)
     with pytest.raises(IntegrityError):
         trees.read(trees.store.write(b"not json"))
+
+
+def test_changed_names_exactly_the_leaves_that_differ_between_two_roots(tmp_path):
+    from e3logic.repo.objects import ObjectStore
+    from e3logic.repo.trees import Trees, blob_entry
+
+    st = ObjectStore(tmp_path / "o", fsync=False)
+    t = Trees(st)
+
+    def b(x):
+        return blob_entry(st.write(x), len(x))
+
+    a = t.set_many(t.empty, {"inputs/x": b(b"1"), "inputs/y": b(b"2"), "outputs/f/o": b(b"3"),
+                             "deep/a/b/c": b(b"4")})
+    bb = t.set_many(a, {"inputs/x": b(b"one"), "outputs/g/o": b(b"5"), "deep/a/b/c": None})
+    bb = t.set_many(bb, {"deep/a/b": b(b"now a dataset")})
+    assert t.changed(a, a) == set()
+    assert t.changed(a, bb) == {"inputs/x", "outputs/g/o", "deep/a/b/c", "deep/a/b"}
+    assert t.changed(bb, a) == t.changed(a, bb)

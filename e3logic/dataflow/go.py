@@ -269,7 +269,9 @@ class Go:
                 warm = self._warm_receipt(ws, project, selected, root)
                 if warm is not None:
                     return self._go_warm(ws, project, selected, root, policy, warm)
-            pred = predict(self.repo, project, root, selected, self.force)
+            pred = None if self.force else self._incremental(ws, project, selected, root)
+            if pred is None:
+                pred = predict(self.repo, project, root, selected, self.force)
         if self.dry_run:
             plan = self.plan(project, pred)
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
@@ -330,6 +332,90 @@ class Go:
                 return None
             out.append((name, key, h, size))
         return out
+
+    def _settled_rows(self, ws: str, project: Project, selected: list[str]):
+        """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the workspace's
+        latest run when it is settled (see `_warm_receipt`) for this package and selection and
+        the memo still maps each key to its output; None otherwise."""
+        db = self.repo.index
+        last = db.execute(
+            "SELECT run, status, settled, package, state_root, policy FROM runs "
+            "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        if last is None:
+            return None
+        run, status, settled, package, state_root, policy = last
+        if status != "ok" or settled != 1 or package != project.pkg_hash or not policy:
+            return None
+        try:
+            pol = json.loads(policy)
+        except ValueError:
+            return None
+        if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
+            return None
+        rows = db.execute(
+            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash, m.output_format "
+            "FROM receipts r LEFT JOIN memo m ON m.key = r.key WHERE r.run=? ORDER BY r.seq",
+            (run,)).fetchall()
+        if len(rows) != len(selected) or [r[0] for r in rows] != sorted(selected):
+            return None
+        out = []
+        for name, key, h, size, memo_h, fmt in rows:
+            if not key or not h or memo_h != h or size is None:
+                return None
+            out.append((name, key, h, size, fmt or "raw"))
+        return state_root, out
+
+    def _incremental(self, ws: str, project: Project, selected: list[str], root: str):
+        """The prediction after an edit, from the last settled run instead of every tree: the
+        datasets that differ between its state root and `root` (`Trees.changed`, which reads
+        only differing subtrees) dirty the dataflows reading them and everything downstream;
+        those are predicted as `predict` does, the rest keep the settled run's key and output
+        (its memo entry and output object checked, as the warm path does). None — and the full
+        `predict` — when there is no such run, or a changed path is not an input of the
+        selection (e.g. an edited output)."""
+        if not self.warm_path:
+            return None
+        settled = self._settled_rows(ws, project, selected)
+        if settled is None:
+            return None
+        state_root, rows = settled
+        changed = self.repo.trees.changed(state_root, root)
+        readers: dict[str, list[str]] = {}
+        for n in selected:
+            for p in project.dataflows[n]["inputs"]:
+                readers.setdefault(p, []).append(n)
+        outputs = {project.outputs[n] for n in selected}
+        if any(p in outputs or p not in readers for p in changed):
+            return None
+        dirty = {n for p in changed for n in readers[p]}
+        stack = list(dirty)
+        while stack:
+            for m in readers.get(project.outputs[stack.pop()], ()):
+                if m not in dirty:
+                    dirty.add(m)
+                    stack.append(m)
+        size_of = self.repo.objects.size
+        prior = {}
+        for name, key, h, size, fmt in rows:
+            if name in dirty:
+                continue
+            try:
+                if size_of(h) != size:
+                    return None  # `predict` removes the bad object and re-executes
+            except OSError:
+                return None
+            prior[name] = (key, h, fmt)
+        part = predict(self.repo, project, root, [n for n in selected if n in dirty], False,
+                       overrides={project.outputs[n]: prior[n][1] for n in prior})
+        keys = {n: k for n, (k, _, _) in prior.items()}
+        keys.update(part.keys)
+        outs = {n: h for n, (_, h, _) in prior.items()}
+        outs.update(part.outputs)
+        fmts = {n: f for n, (_, _, f) in prior.items()}
+        fmts.update(part.formats)
+        run = set(part.run)
+        return Prediction(selected, [n for n in selected if n in run],
+                          [n for n in selected if n not in run], keys, outs, fmts)
 
     def _go_warm(self, ws, project, selected, root, policy, rows) -> dict:
         run_id = self._start_run(ws)

@@ -168,6 +168,28 @@ class Trees:
         out.sort()
         yield from out
 
+    def changed(self, a: str, b: str) -> set[str]:
+        """Leaf paths whose entry differs between roots `a` and `b` (added, removed or
+        changed); only subtrees whose hashes differ are read."""
+        out: set[str] = set()
+        stack = [("", a, b)]
+        while stack:
+            where, ha, hb = stack.pop()
+            ea = self.read(ha) if ha else {}
+            eb = self.read(hb) if hb else {}
+            for name in ea.keys() | eb.keys():
+                x, y = ea.get(name), eb.get(name)
+                if x == y:
+                    continue
+                p = f"{where}{name}"
+                xt = x is not None and x["kind"] == "tree"
+                yt = y is not None and y["kind"] == "tree"
+                if xt or yt:
+                    stack.append((p + "/", x["hash"] if xt else None, y["hash"] if yt else None))
+                if (x is not None and not xt) or (y is not None and not yt):
+                    out.add(p)
+        return out
+
     def reachable(self, root: str) -> Iterator[str]:
         """Every object hash reachable from tree `root` (trees and blobs)."""
         stack = [root]
