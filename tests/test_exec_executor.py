@@ -270,3 +270,20 @@ def test_a_run_nobody_else_touched_is_not_rechecked(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x"})
     st = run(api, chain_jobs(), FakeRunner(api.r), cap=1)
     assert [ev for _, ev, _ in st.log if ev == "requeue"] == []
+
+
+def test_a_task_process_group_is_recorded_with_the_next_flush(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    seen = []
+
+    class Grouped(FakeRunner):
+        async def __call__(self, j, key, ins, out_file, ep):
+            ex.record_group(("r1", ep.episode, 4242, 99))
+            await anyio.sleep(0.3)  # meanwhile nothing else is ready: the flush goes ahead
+            seen.append(api.r.index.query("SELECT run, episode, pgid, start FROM procs"))
+            return await super().__call__(j, key, ins, out_file, ep)
+
+    ex = Executor(api.r, "main", [job("a", ["inputs/x"])], ["a"], run_id="r1",
+                  runner=Grouped(api.r), cap=1)
+    anyio.run(ex.run)
+    assert seen == [[{"run": "r1", "episode": "r1:a", "pgid": 4242, "start": 99}]]

@@ -557,7 +557,7 @@ class Go:
                       on_outcome=self.reporter.outcome if self.reporter else None,
                       batches=batch_of if self.strict_batches else None, capacities=caps,
                       precached=hits)
-        runner.on_group = lambda ep, pgid, start: self._record_group(run_id, ep, pgid, start)
+        runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
         runner.executor = ex
         runner.token = run_token(self.repo, run_id)
 
@@ -589,11 +589,6 @@ class Go:
         self.stale = st.stale
         self.keys = dict(st.keys)
         return st.outcome, st.results, st.root
-
-    def _record_group(self, run_id, ep, pgid, start) -> None:
-        with self.repo.index.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO procs(run, episode, pgid, start) VALUES (?,?,?,?)",
-                      (run_id, ep.episode, pgid, start))
 
     def _publisher(self, ws):
         """Writes the run's outputs into the working copy. The executor calls it from its

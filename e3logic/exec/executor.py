@@ -173,6 +173,7 @@ class Executor:
         self._records: list = []
         self._published: list = []
         self._reports: list = []
+        self._procs: list = []  # (run, episode, pgid, start) of task process groups
         self._foreign = False  # did another process move the root during the run?
         self._flushing = False
         self._flush_done = None
@@ -419,7 +420,7 @@ class Executor:
 
     def _unflushed(self) -> bool:
         return bool(self.state.view or self._records or self._reports or self._published
-                    or len(self._batch))
+                    or self._procs or len(self._batch))
 
     def _flush_due(self) -> bool:
         if self._flushing or not self._unflushed():
@@ -462,8 +463,9 @@ class Executor:
         self._flush_done = anyio.Event() if self._in_loop else None
         snap = {"t0": self.timer(), "changes": dict(st.view), "published": self._published,
                 "records": self._records, "reports": self._reports,
-                "episodes": take_rows(st.episodes), "batch": self._batch, "root": st.root}
-        self._published, self._records, self._reports = [], [], []
+                "episodes": take_rows(st.episodes), "batch": self._batch, "root": st.root,
+                "procs": self._procs}
+        self._published, self._records, self._reports, self._procs = [], [], [], []
         self._batch = self.repo.objects.batch()
         if self.publish and snap["published"] and hasattr(self.publish, "begin"):
             self.publish.begin()  # the working copy is marked pending before the root moves
@@ -481,11 +483,13 @@ class Executor:
                 self._foreign = True
             new = trees.set_many(old, changes, store=batch)
         batch.commit()
-        if snap["records"] or snap["episodes"][0] or snap["episodes"][1]:
+        if snap["records"] or snap["episodes"][0] or snap["episodes"][1] or snap["procs"]:
             with self._flush_db().transaction() as conn:
                 for r in snap["records"]:
                     self.memo.record(conn, r)
                 write_rows(conn, snap["episodes"])
+                conn.executemany("INSERT OR REPLACE INTO procs(run, episode, pgid, start) "
+                                 "VALUES (?,?,?,?)", snap["procs"])
         if changes:
             from ..core.errors import ConflictError
 
@@ -608,6 +612,11 @@ class Executor:
             st.results[name] = (key, h)
             st.keys[name] = key
             self._finish_outcome(name, "cached")
+
+    def record_group(self, row: tuple) -> None:
+        """(run, episode, pgid, start) of a task's process group, written with the next flush
+        (one killed before it is found by its environment token instead)."""
+        self._procs.append(row)
 
     # -- hooks for inline tasks driven across beats (exec/inline.py) ------------------------
     def note(self, ep: Episode, note: str) -> None:
