@@ -61,14 +61,17 @@ class Prediction:
     predicted to execute, `cached` the predicted memo hits; `keys` the known execution keys,
     `outputs` and `formats` the predicted output hash and format of the cached ones."""
 
-    __slots__ = ("order", "run", "cached", "keys", "outputs", "formats")
+    __slots__ = ("order", "run", "cached", "keys", "outputs", "formats", "in_root")
 
     def __init__(self, order: list, run: list, cached: list, keys: dict | None = None,
-                 outputs: dict | None = None, formats: dict | None = None):
+                 outputs: dict | None = None, formats: dict | None = None,
+                 in_root: set | None = None):
         self.order, self.run, self.cached = order, run, cached
         self.keys = {} if keys is None else keys
         self.outputs = {} if outputs is None else outputs
         self.formats = {} if formats is None else formats
+        # cached dataflows whose predicted output the root already holds at its path
+        self.in_root = set() if in_root is None else in_root
 
     def __repr__(self) -> str:
         return (f"Prediction(order={self.order!r}, run={self.run!r}, cached={self.cached!r}, "
@@ -93,6 +96,7 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
     keys: dict[str, str] = {}
     formats: dict[str, str] = {}
     pending_keys = {}
+    in_root: set[str] = set()
     for n in selected:
         d = project.dataflows[n]
         hs = []
@@ -114,6 +118,8 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
             size = e.get("size") if e and e.get("hash") == hit.output_hash else None
             if not usable(repo.objects, hit, size):
                 hit = None
+            elif size is not None:
+                in_root.add(n)
         if key:
             keys[n] = key
         if hit:
@@ -125,7 +131,7 @@ def predict(repo, project: Project, root: str, selected: list[str], force: bool,
         for p in overrides:
             known.pop(p, None)
     return Prediction(selected, run, cached, keys,
-                      {n: known[project.outputs[n]] for n in cached}, formats)
+                      {n: known[project.outputs[n]] for n in cached}, formats, in_root)
 
 
 def recover_dead_runs(repo, ws: str) -> list[str]:
@@ -414,8 +420,10 @@ class Go:
         fmts = {n: f for n, (_, _, f) in prior.items()}
         fmts.update(part.formats)
         run = set(part.run)
+        # no output path changed since the settled run: its outputs are in the root
         return Prediction(selected, [n for n in selected if n in run],
-                          [n for n in selected if n not in run], keys, outs, fmts)
+                          [n for n in selected if n not in run], keys, outs, fmts,
+                          set(prior) | part.in_root)
 
     def _go_warm(self, ws, project, selected, root, policy, rows) -> dict:
         run_id = self._start_run(ws)
@@ -556,7 +564,7 @@ class Go:
                       fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
                       on_outcome=self.reporter.outcome if self.reporter else None,
                       batches=batch_of if self.strict_batches else None, capacities=caps,
-                      precached=hits)
+                      precached=hits, in_root=pred.in_root)
         runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
         runner.executor = ex
         runner.token = run_token(self.repo, run_id)

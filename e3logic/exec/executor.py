@@ -108,7 +108,7 @@ class Executor:
                  tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2,
                  batches: dict | None = None, max_rechecks: int = 3,
                  capacities: dict | None = None, precached: dict | None = None,
-                 flush_every: float = 0.1, timer=time.monotonic):
+                 flush_every: float = 0.1, timer=time.monotonic, in_root=()):
         self.repo = repo
         self.ws = workspace
         self.jobs = {j.name: j for j in jobs}
@@ -132,6 +132,7 @@ class Executor:
         # name -> (key, output hash, format, output path): memo hits known before the run;
         # they take no slot and are committed together at the first beat
         self.precached = dict(precached or {})
+        self.in_root = set(in_root)  # precached ones whose output the root already holds
         self._scope = None
         self.suspended: set[str] = set()    # episodes in yield/await: they hold no slot
         self.inflight: dict[str, str] = {}  # execution key -> the dataflow running it
@@ -605,8 +606,8 @@ class Executor:
         st = self.state
         for name in sorted(self.precached):
             key, h, fmt, path = self.precached[name]
-            e = self.repo.trees.find(st.root, path)
-            if e is None or e.get("hash") != h:
+            e = None if name in self.in_root else self.repo.trees.find(st.root, path)
+            if name not in self.in_root and (e is None or e.get("hash") != h):
                 st.view[path] = blob_entry(h, self.repo.objects.size(h), fmt or "raw")
             self._published.append((path, h))
             st.results[name] = (key, h)
