@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from functools import cached_property
 from pathlib import Path
 
@@ -123,6 +122,8 @@ class Repository:
 
     @cached_property
     def config(self) -> dict:
+        import tomllib  # lazily: a warm `e3 go -j N` never reads the settings
+
         p = self.root / "e3.toml"
         try:
             return tomllib.loads(p.read_text()) if p.exists() else {}
