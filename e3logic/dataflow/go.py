@@ -305,32 +305,12 @@ class Go:
         and the run would change nothing: this answers the same without reading a tree."""
         if self.force or not self.warm_path:
             return None
-        db = self.repo.index
-        last = db.execute(
-            "SELECT run, status, settled, package, state_root, policy FROM runs "
-            "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
-        if last is None:
-            return None
-        run, status, settled, package, state_root, policy = last
-        if (status != "ok" or settled != 1 or package != project.pkg_hash
-                or state_root != root or not policy):
-            return None
-        try:
-            pol = json.loads(policy)
-        except ValueError:
-            return None
-        if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
-            return None
-        rows = db.execute(
-            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash FROM receipts r "
-            "LEFT JOIN memo m ON m.key = r.key WHERE r.run=? ORDER BY r.seq", (run,)).fetchall()
-        if len(rows) != len(selected) or [r[0] for r in rows] != sorted(selected):
+        settled = self._settled_rows(ws, project, selected)
+        if settled is None or settled[0] != root:
             return None
         size_of = self.repo.objects.size
         out = []
-        for name, key, h, size, memo_h in rows:
-            if not key or not h or memo_h != h or size is None:
-                return None
+        for name, key, h, size, _ in settled[1]:
             try:
                 if size_of(h) != size:
                     return None  # `predict` removes the bad object and re-executes
