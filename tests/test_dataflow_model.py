@@ -53,6 +53,21 @@ def test_topological_order_puts_dependencies_first_and_breaks_ties_by_name():
     assert p.topo == ["b", "z", "m"]
 
 
+def test_the_dependency_order_is_kept_per_package_and_a_damaged_copy_is_recomputed(tmp_path):
+    def fresh():
+        p = project(DIAMOND)
+        p.cache_dir = tmp_path
+        return p
+
+    kept = tmp_path / f"topo-{'h' * 64}.json"
+    assert fresh().topo == ["a", "b", "c", "d", "lone"] and kept.exists()
+    kept.write_bytes(b'["a","b"]')          # not the package's dataflows: ignored, rewritten
+    assert fresh().topo == ["a", "b", "c", "d", "lone"]
+    kept.write_bytes(b"not json")
+    assert fresh().topo == ["a", "b", "c", "d", "lone"]
+    assert kept.read_bytes() == b'["a","b","c","d","lone"]'
+
+
 def test_a_cycle_is_a_usage_error_naming_the_fix():
     p = project({"a": flow("t", ["outputs/b/o"]), "b": flow("t", ["outputs/a/o"])})
     with pytest.raises(UsageError, match="cycle"):

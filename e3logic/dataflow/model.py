@@ -22,10 +22,11 @@ class Project:
     """The deployed package of a workspace, indexed for the run: `pkg` the package object,
     `pkg_hash` its hash, `module_hashes` {relative path: blob hash} of its module files."""
 
-    def __init__(self, pkg: dict, pkg_hash: str, module_hashes: dict):
+    def __init__(self, pkg: dict, pkg_hash: str, module_hashes: dict, cache_dir=None):
         self.pkg = pkg
         self.pkg_hash = pkg_hash
         self.module_hashes = module_hashes
+        self.cache_dir = cache_dir  # where `topo` is kept per package hash (None: not kept)
 
     def __repr__(self) -> str:
         return f"Project({self.pkg.get('name')}@{self.pkg.get('version')}, {self.pkg_hash[:12]})"
@@ -37,7 +38,7 @@ class Project:
         mref = pkg.get("modules")
         if mref:
             mods = {p: e["hash"] for p, e in repo.trees.walk(mref["hash"])}
-        return cls(pkg, pkg_hash, mods)
+        return cls(pkg, pkg_hash, mods, repo.dir / "cache")
 
     @property
     def dataflows(self) -> dict:
@@ -71,7 +72,28 @@ class Project:
 
     @cached_property
     def topo(self) -> list[str]:
-        """Dataflows in dependency order, ties by name (Kahn, deterministic)."""
+        """Dataflows in dependency order, ties by name (Kahn, deterministic). A function of the
+        package alone, so it is kept in `cache/topo-<package hash>.json` once computed."""
+        path = self.cache_dir / f"topo-{self.pkg_hash}.json" if self.cache_dir else None
+        if path is not None:
+            try:
+                order = canon.loads(path.read_bytes())
+                if (isinstance(order, list) and len(order) == len(self.dataflows)
+                        and set(order) == self.dataflows.keys()):
+                    return order
+            except (OSError, ValueError):
+                pass
+        order = self._topo()
+        if path is not None:
+            try:
+                from ..repo.atomic import write_atomic
+
+                write_atomic(path, canon.dumps(order), fsync=False)  # a cache: rebuilt if lost
+            except OSError:
+                pass
+        return order
+
+    def _topo(self) -> list[str]:
         from heapq import heappop, heappush
 
         deps = self.deps
