@@ -32,6 +32,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,16 +108,29 @@ def timed_run(c: Contender, timeout: float) -> dict:
         t0 = time.perf_counter()
         p = subprocess.Popen(tool.command(c.jobs), cwd=tool.dir, env=env, stdin=subprocess.DEVNULL,
                              stdout=so, stderr=se, start_new_session=True)
+        # a blocking wait, the timeout enforced by a timer: `Popen.wait(timeout=…)` polls with
+        # sleeps of up to 50 ms, which rounded every figure up by as much
+        expired = threading.Event()
+
+        def kill():
+            expired.set()
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
         try:
-            rc = p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            return {"timeout": timeout}
+            rc = p.wait()
         except BaseException:   # Ctrl-C / SIGTERM: take the tool's whole process group down
             os.killpg(p.pid, signal.SIGKILL)
             raise
+        finally:
+            timer.cancel()
         dt = time.perf_counter() - t0
+        if expired.is_set():
+            return {"timeout": timeout}
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         err = (tool.work / "last.stderr").read_text(errors="replace")[-3000:]
