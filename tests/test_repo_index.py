@@ -170,3 +170,29 @@ def test_a_version_2_database_gains_the_warm_path_columns_and_its_old_runs_stay_
     plan = db.execute("EXPLAIN QUERY PLAN SELECT run FROM runs WHERE workspace='main' "
                       "ORDER BY seq DESC LIMIT 1").fetchall()
     assert "idx_runs_workspace_seq" in str(plan)
+
+
+def test_switching_to_wal_retries_while_another_opener_holds_the_new_database():
+    from e3logic.repo.index import _wal
+
+    class Conn:
+        calls = 0
+
+        def execute(self, sql):
+            Conn.calls += 1
+            if Conn.calls < 3:
+                raise sqlite3.OperationalError("database is locked")
+
+    _wal(Conn())
+    assert Conn.calls == 3
+
+
+def test_switching_to_wal_gives_up_on_other_errors_at_once():
+    from e3logic.repo.index import _wal
+
+    class Conn:
+        def execute(self, sql):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        _wal(Conn())

@@ -72,7 +72,7 @@ class IndexDB:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                     check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        _wal(self.conn)
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self._utils = None
@@ -133,6 +133,25 @@ class IndexDB:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _wal(conn, patience: float = 30.0) -> None:
+    """Switch to WAL. Several processes opening a new database at once can be refused at once
+    ("database is locked": SQLite skips the busy handler where waiting could deadlock), so
+    retry for a while; on an existing WAL database this is a read."""
+    import time
+
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 class _Tx:
