@@ -119,7 +119,7 @@ class ObjectStore:
             return
         os.chmod(tmp, 0o444)
         for attempt in range(10):
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            _ensure_dir(str(dest.parent))
             try:
                 if keep:
                     try:
@@ -314,7 +314,7 @@ class Batch:
                 return
             except FileNotFoundError:  # a new fan-out directory (or one gc just removed)
                 if attempt < 9 and os.path.exists(path):
-                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    _ensure_dir(os.path.dirname(dest))
                     continue
                 raise
             except OSError:  # no hard links on this filesystem: the careful path
@@ -378,6 +378,21 @@ def copy_fd(src: int, dst: int) -> None:
         if not block:
             return
         os.write(dst, block)
+
+
+def _ensure_dir(d: str) -> None:
+    """mkdir that tolerates gc removing an empty fan-out directory at the same moment (pathlib's
+    `mkdir(exist_ok=True)` raises when the directory vanishes between its two checks); the
+    caller's rename retries if it is gone again."""
+    try:
+        os.mkdir(d)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # the store itself is new
+        try:
+            os.makedirs(d)
+        except FileExistsError:
+            pass
 
 
 def _unlink(p: str) -> None:
