@@ -308,16 +308,18 @@ class Go:
         settled = self._settled_rows(ws, project, selected)
         if settled is None or settled[0] != root:
             return None
+        if not self._objects_intact(settled[1]):
+            return None
+        return [(name, key, h, size) for name, key, h, size, _ in settled[1]]
+
+    def _objects_intact(self, rows) -> bool:
+        """Is every row's output object in the store at its recorded size? (If not, `predict`
+        removes the bad object and the dataflow re-executes.)"""
         size_of = self.repo.objects.size
-        out = []
-        for name, key, h, size, _ in settled[1]:
-            try:
-                if size_of(h) != size:
-                    return None  # `predict` removes the bad object and re-executes
-            except OSError:
-                return None
-            out.append((name, key, h, size))
-        return out
+        try:
+            return all(size_of(h) == size for _, _, h, size, _ in rows)
+        except OSError:
+            return False
 
     def _settled_rows(self, ws: str, project: Project, selected: list[str]):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the workspace's
@@ -380,17 +382,10 @@ class Go:
                 if m not in dirty:
                     dirty.add(m)
                     stack.append(m)
-        size_of = self.repo.objects.size
-        prior = {}
-        for name, key, h, size, fmt in rows:
-            if name in dirty:
-                continue
-            try:
-                if size_of(h) != size:
-                    return None  # `predict` removes the bad object and re-executes
-            except OSError:
-                return None
-            prior[name] = (key, h, fmt)
+        kept = [r for r in rows if r[0] not in dirty]
+        if not self._objects_intact(kept):
+            return None
+        prior = {name: (key, h, fmt) for name, key, h, _, fmt in kept}
         part = predict(self.repo, project, root, [n for n in selected if n in dirty], False,
                        overrides={project.outputs[n]: prior[n][1] for n in prior})
         keys = {n: k for n, (k, _, _) in prior.items()}
