@@ -287,3 +287,53 @@ def test_a_task_process_group_is_recorded_with_the_next_flush(tmp_path):
                   runner=Grouped(api.r), cap=1)
     anyio.run(ex.run)
     assert seen == [[{"run": "r1", "episode": "r1:a", "pgid": 4242, "start": 99}]]
+
+
+def test_flushes_never_overlap_even_when_hits_commit_back_to_back(tmp_path):
+    # a re-executed job whose output is unchanged makes its dependents memo hits, committed
+    # beat after beat without a checkpoint: each beat once scheduled a flush of its own, and
+    # a late one's end moved the run's root back to before the last flush
+    import threading
+    import time as _time
+
+    class Constant(FakeRunner):  # output = the job's name: an early cutoff after `a`
+        async def __call__(self, j, key, ins, out_file, ep):
+            self.ran.append(j.name)
+            await anyio.sleep(0)
+            with open(out_file, "wb") as f:
+                f.write(j.name.encode())
+            return Finished(j, key, "ok", tuple((p, h) for p, h, _ in ins),
+                            output_file=out_file, output_format="raw")
+
+    class Spied(Executor):
+        lock, inside, most = threading.Lock(), 0, 0
+
+        def _flush_durable(self, snap):
+            with Spied.lock:
+                Spied.inside += 1
+                Spied.most = max(Spied.most, Spied.inside)
+            try:
+                _time.sleep(0.05)
+                return super()._flush_durable(snap)
+            finally:
+                with Spied.lock:
+                    Spied.inside -= 1
+
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job("a", ["inputs/x"]), job("b", ["outputs/a/out"], ["a"]),
+            job("c", ["outputs/b/out"], ["b"]), job("d", ["outputs/c/out", "inputs/x"], ["c"])]
+    clock = iter(range(10 ** 6))
+    kw = dict(run_id="r1", runner=Constant(api.r), cooperative=True, cap=1, flush_every=0.0,
+              timer=lambda: float(next(clock)))
+    anyio.run(Spied(api.r, "main", jobs, [j.name for j in jobs], **kw).run)
+    r = api.r
+    h = r.objects.write(b"y")
+    api.workspaces.update_root("main", lambda old: r.trees.set_many(
+        old, {"inputs/x": blob_entry(h, 1)}))
+    fr = Constant(api.r)
+    ex = Spied(api.r, "main", jobs, [j.name for j in jobs], **{**kw, "run_id": "r2", "runner": fr})
+    st = anyio.run(ex.run)
+    assert fr.ran == ["a", "d"] and st.outcome["b"] == st.outcome["c"] == "cached"
+    assert Spied.most == 1
+    assert st.root == api.workspaces.root("main")
+    assert r.trees.find(st.root, "outputs/d/out")["hash"] == st.results["d"][1]

@@ -178,7 +178,6 @@ class Executor:
         self._foreign = False  # did another process move the root during the run?
         self._flushing = False
         self._flush_done = None
-        self._in_loop = False
         self._db = None  # the flush's index.db connection
         self._last_flush = timer()
         self._flush_every = flush_every
@@ -454,14 +453,21 @@ class Executor:
             self._flush_end(snap, new)
             self._wake.set()
 
+    def _start_flush(self, tg) -> None:
+        """Schedule a background flush. It counts as running from now, not from when its task
+        first runs: two flushes never overlap (the later one's root would be computed before
+        the earlier one's lands, and its end could move the run's root back)."""
+        import anyio
+
+        self._flushing = True
+        self._flush_done = anyio.Event()
+        tg.start_soon(self._flush_in_background)
+
     def _flush_begin(self) -> dict:
         """Snapshot what is staged (on the loop): the durable part works on the snapshot
         while beats add to fresh lists."""
         st = self.state
-        import anyio
-
         self._flushing = True
-        self._flush_done = anyio.Event() if self._in_loop else None
         snap = {"t0": self.timer(), "changes": dict(st.view), "published": self._published,
                 "records": self._records, "reports": self._reports,
                 "episodes": take_rows(st.episodes), "batch": self._batch, "root": st.root,
@@ -561,7 +567,6 @@ class Executor:
         st = self.state
         self._scope = None
         self._wake = anyio.Event()
-        self._in_loop = True
         self._commit_precached()
         try:
             async with anyio.create_task_group() as tg:
@@ -587,7 +592,7 @@ class Executor:
                             await self._wake.wait()
                     self.commit()
                     if self._flush_due():
-                        tg.start_soon(self._flush_in_background)
+                        self._start_flush(tg)
                     if not st.running and not st.staged and st.pending and not self.capture_possible():
                         for n in sorted(st.pending, key=self._prio.__getitem__):
                             self._finish_outcome(n, "skipped")
