@@ -171,6 +171,16 @@ def test_logs_show_a_shell_tasks_stdout_and_stderr(cold):
     assert r.out == "side-stdout\nside-stderr\n"
 
 
+def test_a_task_that_printed_nothing_has_an_empty_log_and_the_run_leaves_no_spare_files(cold):
+    p, _ = cold
+    r = p.e3("--json", "logs", "upper")  # a silent shell task: no file behind its log
+    assert r.code == 0 and r.json["log"] == ""
+    logs = p.path / ".e3" / "logs"
+    assert not (logs / f"{r.json['execution']}.log").exists()
+    assert [f.name for f in logs.iterdir() if f.name.startswith(".")] == []
+    assert (logs / f"{p.e3('--json', 'logs', 'side').json['execution']}.log").stat().st_size
+
+
 def test_logs_of_a_failed_shell_task_hold_its_stderr(tmp_path_factory, tmp_path):
     p = copy_project(tmp_path_factory, "pair", tmp_path / "pair")
     p.go("bad", code=1)

@@ -177,11 +177,15 @@ def run_token(repo, run: str) -> str:
 
 
 def clear_staging(repo, run: str) -> None:
-    """Remove the staged task outputs a run left behind (their names end in the run id)."""
-    d = repo.dir / "staging"
-    if d.is_dir():
-        for f in d.glob(f"out-*-{run}-*"):
-            f.unlink(missing_ok=True)
+    """Remove the staged task outputs (their names end in the run id) and the spare log
+    files (`LogSpares`) a run left behind."""
+    from ..exec.logspares import spare_prefix
+
+    for d, pattern in ((repo.dir / "staging", f"out-*-{run}-*"),
+                       (repo.logs_dir, spare_prefix(run) + "*")):
+        if d.is_dir():
+            for f in d.glob(pattern):
+                f.unlink(missing_ok=True)
 
 
 def _policy(targets, pattern, force, fail_fast) -> dict:
@@ -489,6 +493,7 @@ class Go:
         import anyio
 
         from ..exec.dispatch import make_runner
+        from ..exec.logspares import LogSpares
         from ..exec.executor import Executor, Job
         from ..exec.runtimes import Runtimes
 
@@ -543,6 +548,7 @@ class Go:
         runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
         runner.executor = ex
         runner.token = run_token(self.repo, run_id)
+        runner.spares = LogSpares(self.repo.logs_dir, run_id)
 
         async def watch_flag():
             # the signal flag cancels even a task the loop is awaiting (inline executor)
@@ -566,6 +572,7 @@ class Go:
             runtimes.kill_all()
             raise
         finally:
+            runner.spares.close()
             if publish is not None:
                 publish.close()
         self.cancelled_reason = st.cancel_reason

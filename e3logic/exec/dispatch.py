@@ -6,6 +6,7 @@ import os
 import time
 
 from .executor import Finished, Job
+from .logspares import truncate
 
 
 def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
@@ -32,10 +33,22 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
             cwd=str(repo.root))
         started = clock()
-        try:  # a log holds one execution: the latest (the runtime creates it, appending)
-            os.truncate(spec.log_path, 0)
-        except FileNotFoundError:
-            pass
+        # a log holds one execution: the latest (the runtime opens it, appending). A task
+        # process (killed with its group when the episode ends) starts on a spare empty file
+        # linked in; an inline thread may outlive its episode, so it never shares one
+        spares = run.spares if job.runtime != "inline" else None
+        spare = spares.link(spec.log_path) if spares is not None else truncate(spec.log_path)
+        if spare is None:
+            return await _run(job, key, ins, out_file, ep, spec, started)
+        done = False
+        try:
+            res = await _run(job, key, ins, out_file, ep, spec, started)
+            done = True
+            return res
+        finally:
+            spares.settle(spare, spec.log_path, reuse=done)
+
+    async def _run(job: Job, key: str, ins: tuple, out_file: str, ep, spec, started) -> Finished:
         if job.runtime == "inline" and not runtimes.inline_in_pool and run.executor is not None:
             from .inline import drive
             from .taskcode import TaskError
@@ -68,4 +81,5 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
     run.on_group = None  # set by the caller: record (episode, pgid, start) for orphan killing
     run.executor = None  # set by the caller: inline tasks are driven across beats by it
     run.token = None     # set by the caller: marks task processes so orphans can be found
+    run.spares = None    # set by the caller: a LogSpares for the run (None: a file per log)
     return run

@@ -1,0 +1,82 @@
+"""Spare log files: a task's log without a new file for every task (see `LogSpares`)."""
+from __future__ import annotations
+
+import os
+
+
+def truncate(path: str) -> None:
+    """Empty the file at `path`, if there is one."""
+    try:
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        pass
+
+
+class LogSpares:
+    """Empty files in the logs directory, named after the run, that a task's log path is
+    hard-linked to before it starts: output streams into the log as always, but a task that
+    prints nothing hands its file back for the next one (the link is removed) instead of
+    leaving an empty log — a log costs no new file, which is most of what creating one costs
+    (an inode). `close()` removes the spares; a dead run's are removed with its staging."""
+
+    def __init__(self, logs_dir, run_id: str):
+        self.dir = str(logs_dir)
+        self.run_id = run_id
+        self.free: list[str] = []
+        self.made = 0
+
+    def link(self, log_path: str) -> str | None:
+        """The spare now behind `log_path`; None when an earlier execution's log is there
+        (truncated and reused as it was)."""
+        try:
+            os.truncate(log_path, 0)
+            return None
+        except FileNotFoundError:
+            pass
+        spare = self.free.pop() if self.free else self._new()
+        try:
+            os.link(spare, log_path)
+        except FileExistsError:  # made meanwhile (another run of the same execution)
+            self.free.append(spare)
+            truncate(log_path)
+            return None
+        return spare
+
+    def _new(self) -> str:
+        self.made += 1
+        path = f"{self.dir}/{spare_prefix(self.run_id)}{self.made}"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
+        return path
+
+    def settle(self, spare: str, log_path: str, reuse: bool) -> None:
+        """After the task: an empty log is unlinked (its spare is free again, if `reuse`); a
+        log with output keeps the file and the spare's own name goes."""
+        try:
+            empty = os.stat(spare).st_size == 0
+        except FileNotFoundError:
+            return
+        if empty:
+            try:
+                os.unlink(log_path)
+            except FileNotFoundError:
+                pass
+            if reuse:
+                self.free.append(spare)
+                return
+        try:
+            os.unlink(spare)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        for p in self.free:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        self.free = []
+
+
+def spare_prefix(run_id: str) -> str:
+    """File names of a run's log spares start with this (see `LogSpares`)."""
+    return f".spare-{run_id}-"
