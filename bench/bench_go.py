@@ -205,8 +205,7 @@ def bench_workload(args, w: W.Workload, runtime: str, log) -> dict:
             c.tool.leaf_file(leaf).write_bytes(w.leaf_content(leaf, edit))
             one(c, "incr", exp)
     for c in cons:
-        if not args.keep:
-            c.tool.cleanup()
+        c.tool.retire()  # deleted with the work directory at the end, after every timed run
     out = {"workload": w.label, "shape": w.shape, "n": w.n, "runtime": runtime,
            "edited_leaf": leaf, "downstream": len(down_tasks), "skipped": skipped, "results": {}}
     for label, states in res.items():

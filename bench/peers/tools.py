@@ -62,21 +62,33 @@ class Tool:
         self.runtime = runtime
         self.pristine = self.work / f"{self.name}-{w.label}-{runtime}.pristine"
         self.dir = self.work / f"{self.name}-{w.label}-{runtime}"
-        for d in (self.pristine, self.dir):
-            shutil.rmtree(d, ignore_errors=True)
+        for d in (self.pristine, self.dir):  # left by an earlier benchmark (--keep)
+            self._aside(d)
         self.generate(self.pristine)
 
     def generate(self, d: Path) -> None:
         gen.GENERATORS[self.name](self.w, self.runtime, d)
 
     def reset(self) -> None:
-        """Back to the state before the first run (cold)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Back to the state before the first run (cold). The previous copy is moved aside,
+        not deleted: on ext4 without a journal (this machine's disk) every new file's inode
+        is searched for past the inodes freed in the last minutes, so deleting thousands of
+        files right before a timed run slowed that run's file creation several-fold — more
+        for whichever tool creates more files. The copies go with the work directory."""
+        self._aside(self.dir)
         shutil.copytree(self.pristine, self.dir, symlinks=True)
 
-    def cleanup(self) -> None:
-        for d in (self.pristine, self.dir):
-            shutil.rmtree(d, ignore_errors=True)
+    def _aside(self, d: Path) -> None:
+        if d.exists():
+            trash = self.work / "old-copies"
+            trash.mkdir(parents=True, exist_ok=True)
+            os.rename(d, trash / f"{d.name}-{len(list(trash.iterdir()))}")
+
+    def retire(self) -> None:
+        """Done with this workload: its directories are moved aside (deleted with the whole
+        work directory at the end of the benchmark, after every timed run)."""
+        self._aside(self.pristine)
+        self._aside(self.dir)
 
     # -- a run -----------------------------------------------------------------------------
     def command(self, jobs: int) -> list[str]:
