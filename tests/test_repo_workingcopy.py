@@ -284,5 +284,6 @@ def test_ensure_puts_back_missing_and_edited_files_and_leaves_matching_ones_unto
 def test_ensure_refuses_a_directory_in_the_way_of_an_output(wc, repo, tmp_path):
     root = root_of(repo, {"outputs/a/o": b"alpha"})
     (tmp_path / "outputs/a/o").mkdir(parents=True)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="outputs/a/o: a directory is in the way"):
         wc.ensure([(p, e["hash"]) for p, e in repo.trees.walk(root)])
+    assert repo.objects.temp_files() == []  # the copy made for it is gone

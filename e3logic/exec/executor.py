@@ -492,8 +492,7 @@ class Executor:
         batch.commit()
         if snap["records"] or snap["episodes"][0] or snap["episodes"][1] or snap["procs"]:
             with self._flush_db().transaction() as conn:
-                for r in snap["records"]:
-                    self.memo.record(conn, r)
+                self.memo.record_many(conn, snap["records"])
                 write_rows(conn, snap["episodes"])
                 conn.executemany("INSERT OR REPLACE INTO procs(run, episode, pgid, start) "
                                  "VALUES (?,?,?,?)", snap["procs"])

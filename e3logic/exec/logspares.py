@@ -28,15 +28,10 @@ class LogSpares:
     def link(self, log_path: str) -> str | None:
         """The spare now behind `log_path`; None when an earlier execution's log is there
         (truncated and reused as it was)."""
-        try:
-            os.truncate(log_path, 0)
-            return None
-        except FileNotFoundError:
-            pass
         spare = self.free.pop() if self.free else self._new()
         try:
             os.link(spare, log_path)
-        except FileExistsError:  # made meanwhile (another run of the same execution)
+        except FileExistsError:
             self.free.append(spare)
             truncate(log_path)
             return None

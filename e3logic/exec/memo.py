@@ -119,24 +119,29 @@ class Memo:
 
     def record(self, conn, rec: ExecutionRecord) -> None:
         """Write one execution inside the caller's transaction (`conn`)."""
-        conn.execute(
+        self.record_many(conn, [rec])
+
+    def record_many(self, conn, recs: list[ExecutionRecord]) -> None:
+        """Write executions, in order, inside the caller's transaction (`conn`): one
+        statement per table for the lot."""
+        conn.executemany(
             "INSERT INTO executions(key, task_hash, dataflow, run, workspace, started, ended, "
             "duration, status, exit_code, host, output_hash, error) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (rec.key, rec.task_hash, rec.dataflow, rec.run, rec.workspace, rec.started, rec.ended,
-             rec.ended - rec.started, rec.status, rec.exit_code, self.host, rec.output_hash,
-             rec.error))
-        if rec.status != "ok":
-            return  # failures are never memoized
-        conn.execute(
+            [(r.key, r.task_hash, r.dataflow, r.run, r.workspace, r.started, r.ended,
+              r.ended - r.started, r.status, r.exit_code, self.host, r.output_hash, r.error)
+             for r in recs])
+        ok = [r for r in recs if r.status == "ok"]  # failures are never memoized
+        conn.executemany(
             "INSERT OR REPLACE INTO memo(key, output_hash, output_format, task_hash, dataflow, "
             "duration) VALUES (?,?,?,?,?,?)",
-            (rec.key, rec.output_hash, rec.output_format, rec.task_hash, rec.dataflow,
-             rec.ended - rec.started))
+            [(r.key, r.output_hash, r.output_format, r.task_hash, r.dataflow,
+              r.ended - r.started) for r in ok])
         conn.executemany(
             "INSERT OR REPLACE INTO provenance(key, role, pos, path, hash) VALUES (?,?,?,?,?)",
-            [(rec.key, "in", i, p, h) for i, (p, h) in enumerate(rec.inputs)]
-            + [(rec.key, "out", 0, rec.output_path, rec.output_hash)])
+            [row for r in ok for row in
+             [(r.key, "in", i, p, h) for i, (p, h) in enumerate(r.inputs)]
+             + [(r.key, "out", 0, r.output_path, r.output_hash)]])
 
     def provenance(self, key: str) -> dict:
         rows = self.db.execute("SELECT role, pos, path, hash FROM provenance WHERE key=? "

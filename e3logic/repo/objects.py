@@ -98,6 +98,8 @@ class ObjectStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return fd, path
 
+    quick_temp_file = _quick_tempfile
+
     def _freshen(self, h: str) -> bool:
         """True if object `h` is installed; its mtime is bumped so that a concurrent gc, which
         spares objects younger than min-age, cannot delete an object a writer just relied on."""

@@ -173,20 +173,28 @@ class WorkingCopy:
         return changes
 
     # -- writing files -----------------------------------------------------------------------
-    def _place(self, path: str, h: str) -> None:
-        dest = self.root_dir / path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_dir():
-            raise UsageError(f"cannot write dataset {path}: a directory is in the way; move it")
+    def _place(self, path: str, h: str, made: set | None = None) -> None:
+        """Write dataset `path`'s file (a copy of object `h`) by rename. `made`: directories
+        known to exist (a caller placing many files makes each only once)."""
+        dest = f"{self.root_dir}{os.sep}{path}"
+        parent = os.path.dirname(dest)
+        if made is None or parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            if made is not None:
+                made.add(parent)
         from .objects import copy_fd
 
         store = self.repo.objects
-        fd, tmp = store.temp_file("wc-")  # locked until renamed: gc leaves it alone
+        fd, tmp = store.quick_temp_file()  # locked until renamed: gc leaves it alone
         try:
             with os.fdopen(fd, "wb") as out, store.open(h) as src:
                 copy_fd(src.fileno(), out.fileno())
                 os.fchmod(out.fileno(), 0o644)
-                os.replace(tmp, dest)  # whole old file or whole new one
+                try:
+                    os.replace(tmp, dest)  # whole old file or whole new one
+                except IsADirectoryError:
+                    raise UsageError(f"cannot write dataset {path}: a directory is in the way; "
+                                     f"move it") from None
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -267,7 +275,7 @@ class WorkingCopy:
         cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
         base = str(self.root_dir) + os.sep
         stat = os.stat
-        rows, written = [], 0
+        rows, written, made = [], 0, set()
         for p, h in items:
             c = cache.get(p)
             try:
@@ -280,7 +288,7 @@ class WorkingCopy:
             if st is not None and S_ISREG(st.st_mode) and hash_file(base + p) == h:
                 rows.append((p, st, h))
                 continue
-            self._place(p, h)
+            self._place(p, h, made)
             rows.append((p, stat(base + p), h))
             written += 1
         if rows:
