@@ -62,6 +62,24 @@ def test_reexecuting_appends_to_the_history_and_keeps_one_memo_row(memo):
     assert memo.lookup("k1").duration == 0.5
 
 
+def test_a_group_of_executions_recorded_together_equals_recording_them_one_by_one(tmp_path):
+    recs = [rec(status="cxl"), rec(key="k2", dataflow="e", out="o2"), rec(),
+            rec(key="k3", status="fail", error="exit 1"), rec(started=20.0, ended=20.5)]
+    dumps = []
+    for i, one_by_one in enumerate((True, False)):
+        m = Memo(IndexDB(tmp_path / f"{i}.db"))
+        with m.db.transaction() as c:
+            if one_by_one:
+                for r in recs:
+                    m.record(c, r)
+            else:
+                m.record_many(c, recs)
+        dumps.append([m.db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()
+                      for t in ("executions", "memo", "provenance")])
+    assert dumps[0] == dumps[1]
+    assert [r[1] for r in dumps[1][0]] == ["k1", "k2", "k1", "k3", "k1"]  # in order
+
+
 def test_provenance_lists_the_consumed_inputs_in_order_and_the_produced_output(memo):
     record(memo, rec(inputs=(("inputs/b", "hb"), ("inputs/a", "ha"))))
     assert memo.provenance("k1") == {"inputs": [("inputs/b", "hb"), ("inputs/a", "ha")],
