@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from e3logic.core.hashing import hash_bytes
 from e3logic.exec import procs
 from e3logic.exec.runtimes import InputRef, Runtimes, TaskResult, TaskSpec
 from e3logic.exec.taskcode import materialize
@@ -156,6 +157,13 @@ def test_a_python_task_returning_bytes_is_stored_raw(rt, tmp_path):
     res = run(rt, spec)
     assert (res.status, res.output_format) == ("ok", "raw")
     assert Path(spec.output).read_bytes() == b"cba"
+    # the worker says what it wrote: the engine adopts the output without reading it back
+    assert (res.output_hash, res.output_size) == (hash_bytes(b"cba"), 3)
+
+
+def test_a_failed_python_task_reports_no_output_hash(rt, tmp_path):
+    res = run(rt, py(tmp_path, "tasks:boom"))
+    assert res.status == "fail" and res.output_hash is None and res.output_size is None
 
 
 def test_workers_persist_and_import_modules_once_per_content_hash(rt, tmp_path, monkeypatch):

@@ -75,6 +75,7 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
         ended = clock()
         return Finished(job, key, res.status, tuple((p, h) for p, h, _ in ins),
                         output_file=out_file if res.status == "ok" else None,
+                        output_hash=res.output_hash, output_size=res.output_size,
                         output_format=res.output_format, reason=res.reason or "",
                         exit_code=res.exit_code, started=started, ended=ended)
 

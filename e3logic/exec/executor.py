@@ -59,8 +59,9 @@ class Finished:
     status: str                  # ok | fail | cxl | hit
     inputs: tuple                # ((path, hash), ...)
     output_file: str | None = None
-    output_hash: str | None = None
+    output_hash: str | None = None   # hit: the memo's; ok: the runtime's, if it knows it
     output_format: str | None = None
+    output_size: int | None = None   # ok: with output_hash
     reason: str = ""
     exit_code: int | None = None
     started: float = 0.0
@@ -383,8 +384,12 @@ class Executor:
                 continue
             ep = self._last_episode[job.name]
             if f.status == "ok":
-                size = os.path.getsize(f.output_file)
-                h = self._batch.adopt(f.output_file)
+                if f.output_hash is not None and f.output_size is not None:
+                    size = f.output_size
+                    h = self._batch.adopt(f.output_file, f.output_hash)
+                else:
+                    size = os.path.getsize(f.output_file)
+                    h = self._batch.adopt(f.output_file)
                 self._adopted.append(f.output_file)
                 f.output_hash = h
                 self.fresh[f.key] = (h, f.output_format or "raw", size)

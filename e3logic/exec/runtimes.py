@@ -78,6 +78,8 @@ class TaskResult:
     pgid: int | None             # the process group that ran it (None: inline in-process)
     budget: str | None = None    # the budget key that was exceeded, if that is why it failed
     io_bytes: int = 0            # output + log bytes
+    output_hash: str | None = None  # when ok and known (python worker): the output's hash
+    output_size: int | None = None  # ... and its size
 
     @property
     def ok(self) -> bool:
@@ -392,11 +394,15 @@ class Runtimes:
     # -- helpers ---------------------------------------------------------------------------
     def _result(self, t0: float, status: str, reason: str = "", *, fmt: str | None = None,
                 exit_code: int | None = None, cpu_s: float = 0.0, pgid: int | None = None,
-                budget: str | None = None, io_bytes: int = 0) -> TaskResult:
-        return TaskResult(status=status, output_format=fmt if status == OK else None,
+                budget: str | None = None, io_bytes: int = 0, output_hash: str | None = None,
+                output_size: int | None = None) -> TaskResult:
+        ok = status == OK
+        return TaskResult(status=status, output_format=fmt if ok else None,
                           exit_code=exit_code, reason=one_line(reason) if reason else "",
                           duration_s=max(0.0, self.clock() - t0), cpu_s=round(cpu_s, 6),
-                          pgid=pgid, budget=budget, io_bytes=io_bytes)
+                          pgid=pgid, budget=budget, io_bytes=io_bytes,
+                          output_hash=output_hash if ok else None,
+                          output_size=output_size if ok else None)
 
     def _fail(self, t0: float, reason: str, **kw) -> TaskResult:
         return self._result(t0, FAIL, reason, **kw)
@@ -691,7 +697,9 @@ class Runtimes:
             kw = dict(cpu_s=float(reply.get("cpu_s") or 0.0), pgid=worker.pgid,
                       io_bytes=int(reply.get("io_bytes") or 0))
             if reply.get("status") == OK:
-                return self._result(t0, OK, fmt=reply.get("format"), **kw)
+                return self._result(t0, OK, fmt=reply.get("format"),
+                                    output_hash=reply.get("hash"), output_size=reply.get("size"),
+                                    **kw)
             return self._fail(t0, reply.get("reason") or "task failed", budget=reply.get("budget"),
                               **kw)
         finally:

@@ -261,9 +261,11 @@ class Batch:
         self._add(tmp, h, fd)
         return h
 
-    def adopt(self, src: str) -> str:
-        """Take a finished file (a task's staged output) into the batch; returns its hash."""
-        h = hash_file(src)
+    def adopt(self, src: str, h: str | None = None) -> str:
+        """Take a finished file (a task's staged output) into the batch; returns its hash.
+        `h`: its hash when the writer computed it from the bytes it wrote (not re-read)."""
+        if h is None:
+            h = hash_file(src)
         if h not in self._hashes:
             self._add(str(src), h, None)
         return h
