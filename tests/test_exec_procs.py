@@ -241,10 +241,16 @@ def test_start_time_of_a_registered_leader_is_the_recorded_one_until_it_is_disca
     reg.discard(p.pid)
 
 
-def test_the_spawner_starts_a_session_leader_even_after_inherited_descriptors_were_closed(tmp_path):
+@pytest.mark.parametrize("via", ["libc", "os"])
+def test_the_spawner_starts_a_session_leader_even_after_inherited_descriptors_were_closed(
+        tmp_path, via):
     fd = os.open(tmp_path / "inherited", os.O_WRONLY | os.O_CREAT)
     os.set_inheritable(fd, True)
     sp = procs.Spawner()
+    if via == "os":
+        sp._libc = False  # os.posix_spawnp (holds the GIL)
+    else:
+        assert sp.releases_gil  # glibc on Linux: ctypes
     os.close(fd)  # the snapshot still names it: closing it in the child is harmless
     log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
     try:
@@ -258,3 +264,36 @@ def test_the_spawner_starts_a_session_leader_even_after_inherited_descriptors_we
     finally:
         os.close(log)
         sp.close()
+
+
+@pytest.mark.parametrize("via", ["libc", "os"])
+def test_a_spawned_task_gets_default_sigpipe_no_blocked_signals_and_only_fds_0_to_2(
+        tmp_path, via):
+    """What Popen(start_new_session=True) gives: Python ignores SIGPIPE, a task must not."""
+    inherited = os.open(tmp_path / "inherited", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(inherited, True)
+    sp = procs.Spawner()  # its snapshot of inheritable descriptors names it
+    if via == "os":
+        sp._libc = False
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # this thread's mask
+    try:
+        assert sp.usable_with(log)
+        # each command reads its own /proc entry (a shell's own mask changes as it forks)
+        for argv in (["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+                     ["ls", "/proc/self/fd"], ["readlink", "/proc/self/fd/0"]):
+            assert procs.reap(sp.spawn(argv, None, log)).exit_code == 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        os.close(log)
+        os.close(inherited)
+        sp.close()
+    lines = (tmp_path / "log").read_text().split()
+    ign = int(lines[lines.index("SigIgn:") + 1], 16)
+    blk = int(lines[lines.index("SigBlk:") + 1], 16)
+    assert not ign & (1 << (signal.SIGPIPE - 1)) and not ign & (1 << (signal.SIGXFSZ - 1))
+    if via == "libc":
+        assert blk == 0  # an empty mask, whatever the spawning thread blocks
+    fds = [x for x in lines if x.isdigit() and len(x) < 4]
+    assert sorted(set(fds) - {"3"}) == ["0", "1", "2"]  # 3: ls's own directory fd
+    assert lines[-1] == "/dev/null"

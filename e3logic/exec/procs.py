@@ -237,6 +237,7 @@ class Spawner:
         self._close = tuple(inheritable_fds()) if self.available else ()
         self._sigdef = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
                              if hasattr(signal, n))
+        self._libc = None  # a _LibcSpawn, False where there is none (see releases_gil)
 
     def usable_with(self, out_fd: int) -> bool:
         if not self.available:
@@ -248,11 +249,23 @@ class Spawner:
     def spawn(self, argv: list[str], env, out_fd: int) -> int:
         """The new leader's pid. `env`: its whole environment (None: this process's). Raises
         OSError as exec would (FileNotFoundError, …)."""
+        if self.releases_gil:
+            return self._libc.spawn(argv, environ_bytes() if env is None else env,
+                                    self._devnull, out_fd, self._close, self._sigdef)
         dup2, close = os.POSIX_SPAWN_DUP2, os.POSIX_SPAWN_CLOSE
         actions = [(dup2, self._devnull, 0), (dup2, out_fd, 1), (dup2, out_fd, 2)]
         actions += [(close, fd) for fd in self._close]
         return os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
                                file_actions=actions, setsid=True, setsigdef=self._sigdef)
+
+    @property
+    def releases_gil(self) -> bool:
+        """Does `spawn` let other threads run while the child starts? glibc's posix_spawnp
+        through ctypes does; os.posix_spawnp holds the GIL until the child has exec'd (1–2 ms
+        here), stalling e.g. a flush running in a worker thread."""
+        if self._libc is None:
+            self._libc = _LibcSpawn.load() or False
+        return bool(self._libc)
 
     def close(self) -> None:
         if self._devnull is not None:
@@ -261,6 +274,92 @@ class Spawner:
             except OSError:
                 pass
             self._devnull = None
+
+
+def environ_bytes() -> dict[bytes, bytes]:
+    """The process's environment as bytes (what exec needs, nothing to re-encode). Read per
+    task: os.environ may change during a run."""
+    data = getattr(os.environ, "_data", None)  # CPython: the bytes mapping behind os.environ
+    return dict(data) if type(data) is dict else dict(os.environb)
+
+
+class _LibcSpawn:
+    """glibc's posix_spawnp through ctypes, which releases the GIL for the call: what
+    `Spawner` asks of os.posix_spawnp (a new session; stdin /dev/null, stdout and stderr one
+    descriptor; inherited descriptors closed; some signals back to their default), plus an
+    empty signal mask (a worker thread's own is not passed on)."""
+
+    SETSIGDEF, SETSIGMASK, SETSID = 0x04, 0x08, 0x80  # glibc's <spawn.h>
+    BUF = 1024  # bytes for posix_spawnattr_t (336) and posix_spawn_file_actions_t (80)
+
+    @classmethod
+    def load(cls) -> "_LibcSpawn | None":
+        import platform
+
+        if os.uname().sysname != "Linux" or platform.libc_ver()[0] != "glibc":
+            return None
+        try:
+            import ctypes
+
+            return cls(ctypes, ctypes.CDLL(None, use_errno=True))
+        except (ImportError, OSError, AttributeError):
+            return None
+
+    def __init__(self, ctypes, libc):
+        self.c = ctypes
+        p = ctypes.c_void_p
+        spawnp = libc.posix_spawnp
+        spawnp.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, p, p,
+                           ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p)]
+        spawnp.restype = ctypes.c_int
+        self.spawnp = spawnp
+        self.fa_init = libc.posix_spawn_file_actions_init
+        self.fa_destroy = libc.posix_spawn_file_actions_destroy
+        self.fa_dup2 = libc.posix_spawn_file_actions_adddup2
+        self.fa_close = libc.posix_spawn_file_actions_addclose
+        self.attr_init = libc.posix_spawnattr_init
+        self.attr_destroy = libc.posix_spawnattr_destroy
+        self.attr_flags = libc.posix_spawnattr_setflags
+        self.attr_flags.argtypes = [p, ctypes.c_short]
+        self.attr_sigdef = libc.posix_spawnattr_setsigdefault
+        self.attr_sigmask = libc.posix_spawnattr_setsigmask
+        self.sigemptyset = libc.sigemptyset
+        self.sigaddset = libc.sigaddset
+
+    def spawn(self, argv, env: dict, devnull: int, out_fd: int, close: tuple,
+              sigdef: tuple) -> int:
+        c = self.c
+        fa, attr = c.create_string_buffer(self.BUF), c.create_string_buffer(self.BUF)
+        sigs, mask = c.create_string_buffer(128), c.create_string_buffer(128)
+        self.sigemptyset(sigs)
+        for sig in sigdef:
+            self.sigaddset(sigs, int(sig))
+        self.sigemptyset(mask)
+        args = [os.fsencode(a) for a in argv]
+        argv_c = (c.c_char_p * (len(args) + 1))(*args, None)
+        env_c = (c.c_char_p * (len(env) + 1))(*[k + b"=" + v for k, v in env.items()], None)
+        pid = c.c_int(0)
+        if self.fa_init(fa):
+            raise OSError(c.get_errno(), "posix_spawn_file_actions_init failed")
+        try:
+            if self.attr_init(attr):
+                raise OSError(c.get_errno(), "posix_spawnattr_init failed")
+            try:
+                for src, dst in ((devnull, 0), (out_fd, 1), (out_fd, 2)):
+                    self.fa_dup2(fa, src, dst)
+                for fd in close:
+                    self.fa_close(fa, fd)
+                self.attr_sigdef(attr, sigs)
+                self.attr_sigmask(attr, mask)
+                self.attr_flags(attr, self.SETSID | self.SETSIGDEF | self.SETSIGMASK)
+                rc = self.spawnp(c.byref(pid), args[0], fa, attr, argv_c, env_c)
+            finally:
+                self.attr_destroy(attr)
+        finally:
+            self.fa_destroy(fa)
+        if rc:
+            raise OSError(rc, os.strerror(rc), argv[0])  # FileNotFoundError for ENOENT, …
+        return pid.value
 
 
 # -- waiting for and reaping our own children -------------------------------------------------

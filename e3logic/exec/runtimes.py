@@ -231,16 +231,9 @@ def _true() -> bool:
     return True
 
 
-def _environ_bytes() -> dict[bytes, bytes]:
-    """The engine's environment as bytes (what exec needs, nothing to re-encode). Read per
-    task: os.environ may change during a run."""
-    data = getattr(os.environ, "_data", None)  # CPython: the bytes mapping behind os.environ
-    return dict(data) if type(data) is dict else dict(os.environb)
-
-
 def _task_environ(extra: dict) -> dict[bytes, bytes]:
     """The engine's environment plus `extra`, as bytes."""
-    env = _environ_bytes()
+    env = procs.environ_bytes()
     fsencode = os.fsencode
     for k, v in extra.items():
         env[fsencode(str(k))] = fsencode(str(v))
@@ -514,9 +507,11 @@ class Runtimes:
         before = procs.boottime_ns()
         try:
             if preexec is None and self._spawnable(spec) and self._spawner.usable_with(logfd):
-                # on the loop: it waits (vfork) until the child has exec'd, but a thread hop
-                # measured costlier than that wait, even with another task in flight
-                pid = self._spawner.spawn(argv, env if env is not None else _environ_bytes(), logfd)
+                # on the loop: it waits (vfork) until the child has exec'd, 1–2 ms here, but
+                # lets other threads (a flush) run meanwhile where it can (releases_gil); a
+                # thread hop measured costlier than the wait
+                pid = self._spawner.spawn(argv, env if env is not None else procs.environ_bytes(),
+                                          logfd)
             else:  # rlimits to set in the child, or another working directory
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd,
                                         stderr=subprocess.STDOUT, cwd=spec.cwd or None, env=env,
