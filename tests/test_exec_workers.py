@@ -166,6 +166,18 @@ def test_a_failed_python_task_reports_no_output_hash(rt, tmp_path):
     assert res.status == "fail" and res.output_hash is None and res.output_size is None
 
 
+def test_prestarted_workers_serve_the_first_tasks_and_no_more_than_the_pool_size_start(tmp_path):
+    rt = Runtimes(2, tmp_path / "cache")
+    try:
+        rt.prestart(5)  # capped at the pool's size
+        started = sorted(w.pid for w in rt.pool.workers())
+        assert len(started) == 2 and rt.pool.spawned == 2
+        pids = {json.loads(_out(rt, py(tmp_path, "tasks:pid"))) for _ in range(3)}
+        assert pids <= set(started) and rt.pool.spawned == 2
+    finally:
+        anyio.run(rt.aclose)
+
+
 def test_workers_persist_and_import_modules_once_per_content_hash(rt, tmp_path, monkeypatch):
     imports = tmp_path / "imports.log"
     monkeypatch.setenv("E3_TEST_IMPORTS", str(imports))

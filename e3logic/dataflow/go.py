@@ -490,13 +490,29 @@ class Go:
                 self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
             return ({n: "cached" for n in pred.order},
                     {n: (pred.keys[n], pred.outputs[n]) for n in pred.order}, root)
+        from ..exec.runtimes import Runtimes
+
+        cap = self.cap
+        runtimes = Runtimes(workers=cap, cache_dir=self.repo.dir / "cache",
+                            inline_in_pool=self.executor == "processes")
+        pooled = {"python", "inline"} if self.executor == "processes" else {"python"}
+        in_pool = sum(1 for n in pred.run if project.pkg["tasks"][
+            project.dataflows[n]["task"]]["runtime"] in pooled)
+        runtimes.prestart(min(cap or 1, in_pool))  # python workers start while we plan
+        try:
+            return self._execute_with(ws, run_id, project, pred, root, runtimes)
+        except BaseException:
+            runtimes.kill_all()
+            raise
+
+    def _execute_with(self, ws, run_id, project: Project, pred: Prediction, root: str, runtimes):
         import anyio
 
         from ..exec.dispatch import make_runner
-        from ..exec.logspares import LogSpares
         from ..exec.executor import Executor, Job
-        from ..exec.runtimes import Runtimes
+        from ..exec.logspares import LogSpares
 
+        cap = self.cap
         priority = list(pred.cached)
         batch_of = {n: 0 for n in pred.cached}
         if pred.run:
@@ -523,9 +539,6 @@ class Go:
         jobs = [replace(j, resources=tuple(sorted(
             (r, a) for r, a in (project.dataflows[j.name].get("resources") or {}).items()
             if r in caps))) for j in jobs]
-        cap = self.cap
-        runtimes = Runtimes(workers=cap, cache_dir=self.repo.dir / "cache",
-                            inline_in_pool=self.executor == "processes")
         mref = project.pkg.get("modules")
         runner = make_runner(self.repo, runtimes, mref["hash"] if mref else None)
         db = self.repo.index
@@ -567,10 +580,7 @@ class Go:
                     outer.cancel_scope.cancel()
 
         try:
-            st = anyio.run(main)
-        except KeyboardInterrupt:
-            runtimes.kill_all()
-            raise
+            st = anyio.run(main)  # (a KeyboardInterrupt: `_execute` kills what runs)
         finally:
             runner.spares.close()
             if publish is not None:

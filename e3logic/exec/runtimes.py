@@ -304,6 +304,10 @@ class Runtimes:
             procs.signal_group(pgid, signal.SIGTERM)
         return True
 
+    def prestart(self, n: int) -> None:
+        """Start `n` python workers ahead of the first task (see `WorkerPool.prestart`)."""
+        self.pool.prestart(n)
+
     def kill_all(self) -> list[int]:
         """SIGKILL every live process group (running tasks and idle workers) synchronously.
         Runs in flight return `cxl` ("killed"). Safe to call from a signal handler."""

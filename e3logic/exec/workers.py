@@ -279,6 +279,12 @@ class WorkerPool:
             self._sem.release()
             raise
 
+    def prestart(self, n: int) -> None:
+        """Start up to `n` workers now, idle (their interpreter start-up overlaps whatever the
+        caller does before the first task)."""
+        while not self.closed and len(self._all) < min(n, self.size):
+            self._idle.append(self.spawn())
+
     def spawn(self) -> Worker:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         w = Worker(self.cache_dir, self.registry)
