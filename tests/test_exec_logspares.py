@@ -34,13 +34,28 @@ def test_output_written_while_the_task_runs_is_the_log_and_the_spare_name_goes(t
     assert s.link(str(tmp_path / "b.log")) != spare and s.made == 2  # a fresh spare
 
 
-def test_an_earlier_executions_log_is_truncated_in_place_without_a_spare(tmp_path):
-    (tmp_path / "a.log").write_bytes(b"old run\n")
-    ino = (tmp_path / "a.log").stat().st_ino
+def test_an_earlier_executions_log_is_replaced_not_written_into(tmp_path):
+    old = tmp_path / "a.log"
+    old.write_bytes(b"old run\n")
+    keep = os.open(old, os.O_RDONLY)  # e.g. the same execution running in another workspace
+    try:
+        s = LogSpares(tmp_path, "r1")
+        spare = s.link(str(old))
+        assert (tmp_path / "a.log").samefile(spare) and (tmp_path / "a.log").read_bytes() == b""
+        assert os.read(keep, 100) == b"old run\n"  # the other file is left as it was
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".link")] == []
+    finally:
+        os.close(keep)
+
+
+def test_a_spare_whose_log_path_another_run_took_over_is_left_to_it(tmp_path):
     s = LogSpares(tmp_path, "r1")
-    assert s.link(str(tmp_path / "a.log")) is None
-    assert (tmp_path / "a.log").read_bytes() == b"" and (tmp_path / "a.log").stat().st_ino == ino
-    assert len(s.free) == 1 and not (tmp_path / "a.log").samefile(s.free[0])  # kept for later
+    spare = s.link(str(tmp_path / "a.log"))
+    other = LogSpares(tmp_path, "r2")
+    theirs = other.link(str(tmp_path / "a.log"))  # the same execution, elsewhere, meanwhile
+    s.settle(spare, str(tmp_path / "a.log"), reuse=True)
+    assert (tmp_path / "a.log").samefile(theirs)  # their log stays
+    assert s.free == [spare]  # ours had no other name: safe to hand out again
 
 
 def test_a_spare_of_a_task_that_did_not_end_normally_is_not_reused(tmp_path):
@@ -58,3 +73,12 @@ def test_close_removes_the_free_spares(tmp_path):
     assert len(spares_in(tmp_path)) == 3
     s.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spare_with_another_name_left_is_not_handed_out_again(tmp_path):
+    s = LogSpares(tmp_path, "r1")
+    spare = s.link(str(tmp_path / "a.log"))
+    os.link(spare, tmp_path / "elsewhere.log")  # someone else's name for the same file
+    s.settle(spare, str(tmp_path / "a.log"), reuse=True)
+    assert s.free == [] and not os.path.exists(spare)
+    assert (tmp_path / "elsewhere.log").exists()

@@ -37,9 +37,10 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
         # process (killed with its group when the episode ends) starts on a spare empty file
         # linked in; an inline thread may outlive its episode, so it never shares one
         spares = run.spares if job.runtime != "inline" else None
-        spare = spares.link(spec.log_path) if spares is not None else truncate(spec.log_path)
-        if spare is None:
+        if spares is None:
+            truncate(spec.log_path)
             return await _run(job, key, ins, out_file, ep, spec, started)
+        spare = spares.link(spec.log_path)
         done = False
         try:
             res = await _run(job, key, ins, out_file, ep, spec, started)

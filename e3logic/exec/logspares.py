@@ -17,7 +17,12 @@ class LogSpares:
     hard-linked to before it starts: output streams into the log as always, but a task that
     prints nothing hands its file back for the next one (the link is removed) instead of
     leaving an empty log — a log costs no new file, which is most of what creating one costs
-    (an inode). `close()` removes the spares; a dead run's are removed with its staging."""
+    (an inode). `close()` removes the spares; a dead run's are removed with its staging.
+
+    A spare is only ever written by the task it was linked for: an earlier log at the path (an
+    earlier execution of the same key — or the same execution running in another workspace
+    right now) is replaced, never written into, and a spare goes back to the pool only while
+    nothing but its own name refers to it."""
 
     def __init__(self, logs_dir, run_id: str):
         self.dir = str(logs_dir)
@@ -25,16 +30,19 @@ class LogSpares:
         self.free: list[str] = []
         self.made = 0
 
-    def link(self, log_path: str) -> str | None:
-        """The spare now behind `log_path`; None when an earlier execution's log is there
-        (truncated and reused as it was)."""
+    def link(self, log_path: str) -> str:
+        """A spare, now the file at `log_path` (whatever was there is replaced)."""
         spare = self.free.pop() if self.free else self._new()
         try:
             os.link(spare, log_path)
         except FileExistsError:
-            self.free.append(spare)
-            truncate(log_path)
-            return None
+            tmp = f"{spare}.link"
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            os.link(spare, tmp)
+            os.replace(tmp, log_path)  # atomically: a reader sees the old log or the new one
         return spare
 
     def _new(self) -> str:
@@ -44,19 +52,24 @@ class LogSpares:
         return path
 
     def settle(self, spare: str, log_path: str, reuse: bool) -> None:
-        """After the task: an empty log is unlinked (its spare is free again, if `reuse`); a
-        log with output keeps the file and the spare's own name goes."""
+        """After the task: an empty log is unlinked (its spare is free again, if `reuse` and
+        no other name refers to it); a log with output keeps the file and the spare's own
+        name goes."""
         try:
-            empty = os.stat(spare).st_size == 0
+            st = os.stat(spare)
         except FileNotFoundError:
             return
-        if empty:
+        if st.st_size == 0:
             try:
-                os.unlink(log_path)
+                if os.stat(log_path).st_ino == st.st_ino:  # not replaced by another run
+                    os.unlink(log_path)
             except FileNotFoundError:
                 pass
-            if reuse:
-                self.free.append(spare)
+            try:
+                if reuse and os.stat(spare).st_nlink == 1:
+                    self.free.append(spare)
+                    return
+            except FileNotFoundError:
                 return
         try:
             os.unlink(spare)
