@@ -4,6 +4,13 @@ from __future__ import annotations
 import os
 
 
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def truncate(path: str) -> None:
     """Empty the file at `path`, if there is one."""
     try:
@@ -37,10 +44,7 @@ class LogSpares:
             os.link(spare, log_path)
         except FileExistsError:
             tmp = f"{spare}.link"
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _remove(tmp)
             os.link(spare, tmp)
             os.replace(tmp, log_path)  # atomically: a reader sees the old log or the new one
         return spare
@@ -71,17 +75,11 @@ class LogSpares:
                     return
             except FileNotFoundError:
                 return
-        try:
-            os.unlink(spare)
-        except FileNotFoundError:
-            pass
+        _remove(spare)
 
     def close(self) -> None:
         for p in self.free:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+            _remove(p)
         self.free = []
 
 
