@@ -20,18 +20,21 @@ def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
         return {p: repo.objects.read(e["hash"]) for p, e in repo.trees.walk(modules_tree)}
 
     repo.logs_dir.mkdir(parents=True, exist_ok=True)
+    logs, cwd, path_of = str(repo.logs_dir), str(repo.root), repo.objects.path_str
+    leases_json: dict[tuple, str] = {}
 
     async def run(job: Job, key: str, ins: tuple, out_file: str, ep) -> Finished:
+        leases = leases_json.get(job.leases)
+        if leases is None:
+            leases = leases_json[job.leases] = json.dumps([list(l) for l in job.leases])
         spec = TaskSpec(
             runtime=job.runtime, entry=job.entry, argv=tuple(job.argv) if job.argv else None,
             modules_hash=job.modules_hash, modules=modules,
-            inputs=tuple(InputRef(str(repo.objects.path(h)), fmt, p) for p, h, fmt in ins),
-            output=out_file, log_path=str(repo.logs_dir / f"{key}.log"),
-            budget=dict(job.budget),
-            env={**({"E3_RUN_TOKEN": run.token} if run.token else {}),
-                 "E3_LEASES": json.dumps([list(l) for l in job.leases]),
+            inputs=tuple(InputRef(path_of(h), fmt, p) for p, h, fmt in ins),
+            output=out_file, log_path=f"{logs}/{key}.log", budget=dict(job.budget),
+            env={**({"E3_RUN_TOKEN": run.token} if run.token else {}), "E3_LEASES": leases,
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
-            cwd=str(repo.root))
+            cwd=cwd)
         started = clock()
         # a log holds one execution: the latest (the runtime opens it, appending). A task
         # process (killed with its group when the episode ends) starts on a spare empty file

@@ -583,9 +583,9 @@ class Executor:
                             self.cancel(why)
                             break
                     self._wake = anyio.Event()
-                    if self._beat_event is not None:
+                    if self._beat_event is not None:  # made only when an episode waits on it
                         self._beat_event.set()
-                    self._beat_event = anyio.Event()
+                        self._beat_event = None
                     await self.compute(self.capture(), tg)
                     if (st.running or self._flushing) and not st.staged:
                         wait = self.tick
@@ -633,12 +633,20 @@ class Executor:
         """Record a note (e.g. a refused lease) in the episode's history, at its current state."""
         ep.history.append((len(ep.history), ep.state, self.state.beat, note, self.clock()))
 
+    def _next_beat(self):
+        """An event set when the next beat starts."""
+        if self._beat_event is None:
+            import anyio
+
+            self._beat_event = anyio.Event()
+        return self._beat_event
+
     async def next_beat(self, ep: Episode, state: str = "yield", note: str = "") -> None:
         """Suspend `ep` (yield) until the next beat; it holds no slot meanwhile."""
         ep.move(state, self.state.beat, note)
         self.suspended.add(ep.dataflow)
         try:
-            ev = self._beat_event
+            ev = self._next_beat()
             self._wake.set()
             await ev.wait()
         finally:
@@ -669,7 +677,7 @@ class Executor:
             while self.state.outcome.get(other) is None:
                 if self.state.beat - start >= timeout_beats:
                     return None
-                await self._beat_event.wait()  # the next natural beat: a finish or the tick
+                await self._next_beat().wait()  # the next natural beat: a finish or the tick
         finally:
             self.suspended.discard(ep.dataflow)
             self.await_edges.pop(ep.dataflow, None)

@@ -64,16 +64,15 @@ class LogSpares:
         except FileNotFoundError:
             return
         if st.st_size == 0:
+            names = st.st_nlink
             try:
                 if os.stat(log_path).st_ino == st.st_ino:  # not replaced by another run
                     os.unlink(log_path)
+                    names -= 1
             except FileNotFoundError:
                 pass
-            try:
-                if reuse and os.stat(spare).st_nlink == 1:
-                    self.free.append(spare)
-                    return
-            except FileNotFoundError:
+            if reuse and names == 1:
+                self.free.append(spare)
                 return
         _remove(spare)
 

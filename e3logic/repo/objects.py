@@ -49,6 +49,8 @@ class ObjectStore:
                 return p
         return f"{self._sroot}/{h[:2]}/{h[2:]}"
 
+    path_str = _spath
+
     def installed(self, h: str) -> Path:
         """Where object `h` lives once installed (whether or not it is pending)."""
         return self.root / h[:2] / h[2:]
