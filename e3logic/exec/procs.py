@@ -325,25 +325,36 @@ class _LibcSpawn:
         self.attr_sigmask = libc.posix_spawnattr_setsigmask
         self.sigemptyset = libc.sigemptyset
         self.sigaddset = libc.sigaddset
+        self._sigsets: dict[tuple, tuple] = {}
+
+    def _signal_sets(self, sigdef: tuple) -> tuple:
+        """(signals back to their default, an empty mask) as sigset_t buffers, made once."""
+        sets = self._sigsets.get(sigdef)
+        if sets is None:
+            sigs, mask = self.c.create_string_buffer(128), self.c.create_string_buffer(128)
+            self.sigemptyset(sigs)
+            for sig in sigdef:
+                self.sigaddset(sigs, int(sig))
+            self.sigemptyset(mask)
+            sets = self._sigsets[sigdef] = (sigs, mask)
+        return sets
 
     def spawn(self, argv, env: dict, devnull: int, out_fd: int, close: tuple,
               sigdef: tuple) -> int:
         c = self.c
         fa, attr = c.create_string_buffer(self.BUF), c.create_string_buffer(self.BUF)
-        sigs, mask = c.create_string_buffer(128), c.create_string_buffer(128)
-        self.sigemptyset(sigs)
-        for sig in sigdef:
-            self.sigaddset(sigs, int(sig))
-        self.sigemptyset(mask)
+        sigs, mask = self._signal_sets(sigdef)
         args = [os.fsencode(a) for a in argv]
         argv_c = (c.c_char_p * (len(args) + 1))(*args, None)
         env_c = (c.c_char_p * (len(env) + 1))(*[k + b"=" + v for k, v in env.items()], None)
         pid = c.c_int(0)
-        if self.fa_init(fa):
-            raise OSError(c.get_errno(), "posix_spawn_file_actions_init failed")
+        rc = self.fa_init(fa)  # these return an error number (errno is not set)
+        if rc:
+            raise OSError(rc, "posix_spawn_file_actions_init failed")
         try:
-            if self.attr_init(attr):
-                raise OSError(c.get_errno(), "posix_spawnattr_init failed")
+            rc = self.attr_init(attr)
+            if rc:
+                raise OSError(rc, "posix_spawnattr_init failed")
             try:
                 for src, dst in ((devnull, 0), (out_fd, 1), (out_fd, 2)):
                     self.fa_dup2(fa, src, dst)

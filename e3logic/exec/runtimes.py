@@ -514,8 +514,7 @@ class Runtimes:
                 # on the loop: it waits (vfork) until the child has exec'd, 1–2 ms here, but
                 # lets other threads (a flush) run meanwhile where it can (releases_gil); a
                 # thread hop measured costlier than the wait
-                pid = self._spawner.spawn(argv, env if env is not None else procs.environ_bytes(),
-                                          logfd)
+                pid = self._spawner.spawn(argv, env, logfd)
             else:  # rlimits to set in the child, or another working directory
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd,
                                         stderr=subprocess.STDOUT, cwd=spec.cwd or None, env=env,
