@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import os
 
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+from ..repo.atomic import remove_file
 
 
 def truncate(path: str) -> None:
@@ -44,7 +39,7 @@ class LogSpares:
             os.link(spare, log_path)
         except FileExistsError:
             tmp = f"{spare}.link"
-            _remove(tmp)
+            remove_file(tmp)
             os.link(spare, tmp)
             os.replace(tmp, log_path)  # atomically: a reader sees the old log or the new one
         return spare
@@ -74,11 +69,11 @@ class LogSpares:
             if reuse and names == 1:
                 self.free.append(spare)
                 return
-        _remove(spare)
+        remove_file(spare)
 
     def close(self) -> None:
         for p in self.free:
-            _remove(p)
+            remove_file(p)
         self.free = []
 
 

@@ -26,3 +26,11 @@ def write_atomic(path: Path, data: bytes, fsync: bool = FSYNC, mode: int = 0o644
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_file(path: str) -> None:
+    """Unlink `path`; already gone is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from ..core.errors import IntegrityError, NotFound
 from ..core.hashing import hash_bytes, hash_file, is_hash
-from .atomic import FSYNC
+from .atomic import FSYNC, remove_file
 
 TMP = "tmp"
 
@@ -157,7 +157,7 @@ class ObjectStore:
                     os.fsync(f.fileno())
                 self._install(tmp, h)
         except BaseException:
-            _unlink(tmp)
+            remove_file(tmp)
             raise
         return h
 
@@ -173,7 +173,7 @@ class ObjectStore:
                     os.fsync(out.fileno())
                 self._install(tmp, h)
         except BaseException:
-            _unlink(tmp)
+            remove_file(tmp)
             raise
         return h
 
@@ -258,7 +258,7 @@ class Batch:
                 view = view[os.write(fd, view):]
         except BaseException:
             os.close(fd)
-            _unlink(tmp)
+            remove_file(tmp)
             raise
         self._add(tmp, h, fd)
         return h
@@ -298,7 +298,7 @@ class Batch:
                 if fd is not None:
                     os.close(fd)
                     if i >= done:
-                        _unlink(path)  # never installed: a dead temp file
+                        remove_file(path)  # never installed: a dead temp file
 
     def _install(self, path: str, h: str, adopted: bool) -> None:
         """A temp file (read-only since its creation) is renamed into place; an adopted file is
@@ -336,7 +336,7 @@ class Batch:
                 del self.store.pending[h]
             if fd is not None:
                 os.close(fd)
-                _unlink(path)
+                remove_file(path)
 
 
 _SYNC_POOL = None
@@ -401,11 +401,6 @@ def _ensure_dir(d: str) -> None:
             pass
 
 
-def _unlink(p: str) -> None:
-    try:
-        os.unlink(p)
-    except FileNotFoundError:
-        pass
 
 
 class MemoryStore:
