@@ -401,8 +401,6 @@ def _ensure_dir(d: str) -> None:
             pass
 
 
-
-
 class MemoryStore:
     """An in-memory object store with the same read/write interface (for building bundles)."""
 
