@@ -1,3 +1,3 @@
-from e3logic.cli.main import main
+from e3logic.cli.main import run
 
-main()
+run()
