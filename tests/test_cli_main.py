@@ -31,6 +31,19 @@ def test_quick_exit_joins_running_threads_and_runs_atexit_handlers_first(tmp_pat
     assert (tmp_path / "atexit").read_text() == "ran"
 
 
+def test_quick_exit_lets_an_open_thread_pool_finish_its_work_instead_of_hanging(tmp_path):
+    code = (
+        "import time, pathlib\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from e3logic.cli.main import quick_exit\n"
+        "pool = ThreadPoolExecutor(4)\n"
+        "pool.submit(lambda: (time.sleep(0.3), pathlib.Path('queued').write_text('done')))\n"
+        "quick_exit(0)\n")
+    r = _python(code, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "queued").read_text() == "done"
+
+
 def test_the_entry_point_keeps_the_commands_exit_code_and_output(tmp_path):
     bad = run_e3("no-such-command", cwd=tmp_path)
     assert bad.code == 2

@@ -187,15 +187,17 @@ def run() -> None:
 
 
 def quick_exit(code: int) -> None:
-    """Exit now with `code`: join non-daemon threads, run atexit handlers, flush the standard
-    streams, then `os._exit` (no module teardown)."""
+    """Exit now with `code`: join non-daemon threads (thread pools shut down first), run
+    atexit handlers, flush the standard streams, then `os._exit` (no module teardown)."""
     import atexit
     import os
     import threading
 
-    for t in threading.enumerate():
-        if t is not threading.main_thread() and not t.daemon:
-            t.join()
+    # what the interpreter does first at exit: threading's own exit hooks (a thread pool lets
+    # its idle workers go) and a join of every non-daemon thread
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
