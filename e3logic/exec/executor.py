@@ -10,9 +10,9 @@ Commits are grouped for durability: a beat's commit applies its results to the r
 tree changes staged), and a **flush** makes everything staged durable together: objects synced
 then installed, memo + history rows (one SQLite transaction), workspace root by
 compare-and-swap, then `publish` (working-copy files) and the outcome reports. A flush runs when
-the executor would otherwise idle, when `flush_every` seconds have passed (stretched so that
-flushing takes at most ~1/8 of the time), and at the end — so a result reported done is durable,
-and a kill loses at most the unflushed window. The grouping never reaches an identity: the
+the executor would otherwise idle, when `flush_every` seconds have passed (stretched to the
+last flush's duration, so flushing takes at most about half the time), and at the end — so a
+result reported done is durable, and a kill loses at most the unflushed window. The grouping never reaches an identity: the
 root is a function of the set of changes, the receipt is sorted.
 
 `ExecState` is the executor's one state object; `ExecState.log` records what ran, hit, failed,
@@ -534,8 +534,9 @@ class Executor:
                 self.on_outcome(name, outcome, seconds)
         st.flushes += 1
         now = self.timer()
-        # flushing costs at most ~1/8 of the time: a big tree makes flushes rarer
-        self._flush_interval = max(self._flush_every, 8 * (now - snap["t0"]))
+        # at most about half the time flushing (a big tree makes flushes rarer), yet often
+        # enough that the last flush, which the run waits for, stays small
+        self._flush_interval = max(self._flush_every, now - snap["t0"])
         self._last_flush = now
         self._flushing = False
         if self._flush_done is not None:
