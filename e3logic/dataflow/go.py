@@ -49,13 +49,6 @@ class gc_paused:
         return False
 
 
-def replace(obj, **changes):
-    """`dataclasses.replace` (imported when a run executes something)."""
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
-
-
 class Prediction:
     """What `predict` decided: `order` the selected dataflows in dependency order, `run` those
     predicted to execute, `cached` the predicted memo hits; `keys` the known execution keys,
@@ -524,6 +517,7 @@ class Go:
         hits = {} if self.force else {
             n: (pred.keys[n], pred.outputs[n], pred.formats.get(n) or "raw", project.outputs[n])
             for n in pred.cached}
+        caps = dict(self.repo.config.get("resources") or {})
         jobs = []
         for n in pred.order:
             d = project.dataflows[n]
@@ -534,11 +528,9 @@ class Go:
                 inputs=tuple(d["inputs"]), output_path=project.outputs[n],
                 deps=frozenset(x for x in project.deps[n] if x in sel),
                 leases=project.leases(n), budget=tuple(sorted((d.get("budget") or {}).items())),
-                profile=d.get("profile") or "ro", modules_hash=project.modules_hash))
-        caps = dict(self.repo.config.get("resources") or {})
-        jobs = [replace(j, resources=tuple(sorted(
-            (r, a) for r, a in (project.dataflows[j.name].get("resources") or {}).items()
-            if r in caps))) for j in jobs]
+                profile=d.get("profile") or "ro", modules_hash=project.modules_hash,
+                resources=tuple(sorted((r, a) for r, a in (d.get("resources") or {}).items()
+                                       if r in caps))))
         mref = project.pkg.get("modules")
         runner = make_runner(self.repo, runtimes, mref["hash"] if mref else None)
         db = self.repo.index
