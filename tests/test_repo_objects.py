@@ -359,10 +359,12 @@ def test_a_failing_syncfs_is_an_error_naming_it(tmp_path, monkeypatch):
     assert e.value.errno == errno.EIO
 
 
-def test_syncfs_is_found_in_the_c_library_on_linux():
-    import sys
-
+def test_syncfs_is_used_only_where_the_kernel_reports_its_writeback_errors():
     from e3logic.repo import objects as O
 
-    if sys.platform.startswith("linux"):
-        assert O._syncfs_fn() is not None
+    ok = O._kernel_reports_syncfs_errors
+    assert ok("6.18.44-fc-v657") and ok("5.8.0") and ok("5.10.0-23-amd64")
+    assert not ok("5.4.0-150-generic") and not ok("4.18.0-477.el8.x86_64") and not ok("weird")
+    u = os.uname()
+    if u.sysname == "Linux" and ok(u.release):
+        assert O._syncfs_fn() is not None  # found in the C library

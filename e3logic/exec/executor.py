@@ -12,8 +12,8 @@ then installed, memo + history rows (one SQLite transaction), workspace root by
 compare-and-swap, then `publish` (working-copy files) and the outcome reports. A flush runs when
 the executor would otherwise idle, when `flush_every` seconds have passed (stretched to the
 last flush's duration, so flushing takes at most about half the time), and at the end — so a
-result reported done is durable, and a kill loses at most the unflushed window. The grouping never reaches an identity: the
-root is a function of the set of changes, the receipt is sorted.
+result reported done is durable, and a kill loses at most the unflushed window. The grouping
+never reaches an identity: the root is a function of the set of changes, the receipt is sorted.
 
 `ExecState` is the executor's one state object; `ExecState.log` records what ran, hit, failed,
 was skipped or cancelled, in order, for tests to assert on.

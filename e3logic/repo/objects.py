@@ -344,23 +344,34 @@ _SYNC_POOL = None
 SYNCFS_MIN = 16
 """From this many files, one syncfs(2) per filesystem instead of an fsync each: it writes
 back the filesystem's dirty data and metadata in one pass (10x faster at 1,000 small files
-here) and, on Linux >= 5.8, reports a writeback error as fsync would."""
+here). Used on Linux >= 5.8 only, where it reports a writeback error as fsync would."""
 
-_syncfs = None  # libc's syncfs once looked up; False where there is none
+_syncfs = None  # libc's syncfs once looked up; False where there is none (or too old)
+
+
+def _kernel_reports_syncfs_errors(release: str) -> bool:
+    """Linux >= 5.8 (`os.uname().release`, e.g. '6.1.0-13-amd64')."""
+    try:
+        major, minor = (int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
 
 
 def _syncfs_fn():
     global _syncfs
     if _syncfs is None:
         _syncfs = False
-        try:
-            import ctypes
+        u = os.uname()
+        if u.sysname == "Linux" and _kernel_reports_syncfs_errors(u.release):
+            try:
+                import ctypes
 
-            fn = ctypes.CDLL(None, use_errno=True).syncfs
-            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-            _syncfs = fn
-        except (OSError, AttributeError):
-            pass
+                fn = ctypes.CDLL(None, use_errno=True).syncfs
+                fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+                _syncfs = fn
+            except (OSError, AttributeError):
+                pass
     return _syncfs or None
 
 
