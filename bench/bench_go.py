@@ -1,7 +1,7 @@
 """Execution benchmark (issue 5): the whole `e3 go` command beside make, doit, Snakemake and DVC
 on the same workloads, in one script, so the ratios come from one run on one machine.
 
-    python bench/bench_go.py --quick                  # seconds-long smoke run: e3 only, 10 tasks
+    python bench/bench_go.py --quick                  # seconds-long smoke run: e3 (+ floor), 10 tasks
     python bench/bench_go.py --install-peers          # venv bench/_work/peers-venv: doit, snakemake, dvc
     python bench/bench_go.py                          # the full run (see --help for the matrix)
     python bench/bench_go.py --results bench/RESULTS.md   # ... and rewrite its `## Execution` section
@@ -19,6 +19,10 @@ workload the contenders are interleaved within each repetition (cold: e3, make, 
 again), so drifting machine load hits them alike. Medians of --runs repetitions (default 3; cold
 runs at >= 10,000 tasks once). Outputs are checked against md5s computed here, after every run.
 Noise: the min-max spread of each cell and the 1-minute load average are in the JSON output.
+
+The floor (`--tools ...,floor-spawn,floor-record,floor-imports`, bench/peers/floor_engine.py):
+a minimal engine in Python, make's loop plus the least that e3 must record, with and without the
+imports e3's design runs on — what any engine built that way pays on this machine.
 """
 from __future__ import annotations
 
@@ -86,6 +90,9 @@ def make_contenders(args, work: Path, n: int, shape: str = "dag") -> list[Conten
         elif name == "snakemake":
             out.append(Contender(f"snakemake -c{args.jobs}",
                                  T.Snakemake(work / "snakemake", env, bindir), args.jobs))
+        elif name.startswith("floor-"):  # floor-spawn, floor-record, floor-imports
+            out.append(Contender(f"{name} -j{args.jobs}", T.Floor(work / name, e3env, name[6:]),
+                                 args.jobs))
         elif name == "dvc":
             out.append(Contender("dvc repro", T.Dvc(work / "dvc", env, bindir), 1))
         else:
@@ -493,7 +500,8 @@ def ints(s: str) -> list[int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: e3 only, dag of 10, 1 run")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: e3 and the floor engine, dag of 10, 1 run")
     ap.add_argument("--sizes", type=ints, default=[10, 100, 1000, 10_000])
     ap.add_argument("--shapes", type=lambda s: s.split(","), default=["dag", "chain"])
     ap.add_argument("--runtimes", type=lambda s: s.split(","), default=["shell", "python"])
@@ -546,7 +554,7 @@ def main(argv=None) -> int:
         print(section)
         return 0
     if args.quick:
-        args.sizes, args.shapes, args.tools, args.runs = [10], ["dag"], ["e3"], 1
+        args.sizes, args.shapes, args.tools, args.runs = [10], ["dag"], ["e3", "floor-imports"], 1
         args.cold_runs_large = 1
     args.e3 = args.e3 or ("worktree" if args.quick else "HEAD")
     args.json_out = args.json_out or str(WORK / ("bench_go-quick.json" if args.quick

@@ -54,7 +54,7 @@ for name, ins in G["tasks"].items():
 '''
 
 
-def _graph_json(w: Workload, **extra) -> str:
+def graph_json(w: Workload, **extra) -> str:
     return json.dumps({"tasks": {t: [list(i) for i in ins] for t, ins in w.tasks.items()},
                        "leaves": w.leaves, **extra})
 
@@ -67,7 +67,7 @@ def _leaves(w: Workload, d: Path, sub: str) -> None:
 
 def e3(w: Workload, runtime: str, d: Path) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    (d / "graph.json").write_text(_graph_json(w, task="h" if runtime == "python" else "sh"))
+    (d / "graph.json").write_text(graph_json(w, task="h" if runtime == "python" else "sh"))
     (d / "steps.py").write_text(STEPS_PY)
     (d / "e3pkg.py").write_text(E3PKG.format(label=w.label, runtime=runtime))
     _leaves(w, d, "data")
@@ -140,7 +140,7 @@ def task_t():
 
 def doit(w: Workload, runtime: str, d: Path) -> None:
     _peer_dirs(w, d)
-    (d / "graph.json").write_text(_graph_json(w))
+    (d / "graph.json").write_text(graph_json(w))
     (d / "dodo.py").write_text(DODO.format(label=w.label, runtime=runtime))
 
 
@@ -172,7 +172,7 @@ SNAKE_PY = '''    run:
 
 def snakemake(w: Workload, runtime: str, d: Path) -> None:
     _peer_dirs(w, d)
-    (d / "graph.json").write_text(_graph_json(w))
+    (d / "graph.json").write_text(graph_json(w))
     (d / "Snakefile").write_text(SNAKEFILE.format(
         label=w.label, runtime=runtime, action=SNAKE_SHELL if runtime == "shell" else SNAKE_PY))
 

@@ -160,6 +160,25 @@ class Make(Tool):
         return ["make", "-s", "-j", str(jobs)]
 
 
+class Floor(Tool):
+    """bench/peers/floor_engine.py at one level (`spawn`, `record`, `imports`): what a Python
+    engine pays at the least, in make's directory layout (see that file)."""
+    runtimes = ("shell",)
+
+    def __init__(self, work, env, level: str, python=sys.executable):
+        super().__init__(work, env)
+        self.level = level
+        self.name = f"floor-{level}"
+        self.python = python
+
+    def generate(self, d: Path) -> None:
+        gen.make(self.w, "shell", d)
+        (d / "graph.json").write_text(gen.graph_json(self.w))
+
+    def command(self, jobs):
+        return [self.python, str(Path(__file__).with_name("floor_engine.py")), self.level, str(jobs)]
+
+
 class Doit(Tool):
     name = "doit"
 
