@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -225,9 +227,12 @@ def test_gpu_capacity_serialises_gpu_dataflows():
     assert [sorted(b) for b in plan.batches] == [["cpu", "g0"], ["g1"], ["g2"]]
 
 
+READ = (("db", "read"),)  # a lease that conflicts with nothing here: constrained, yet all fit
+
+
 def test_a_batch_wider_than_one_search_window_chains_searches():
     n = 3 * WINDOW + 5
-    pi = PlanInput(tuple(Node(f"t{i:03d}") for i in range(n)), {}, None)
+    pi = PlanInput(tuple(Node(f"t{i:03d}", leases=READ) for i in range(n)), {}, None)
     stats: dict = {}
     plan = schedule(pi, stats=stats)
     assert [len(b) for b in plan.batches] == [n]
@@ -246,10 +251,47 @@ def test_many_conflicting_candidates_are_bounded_per_batch():
 
 
 def test_stats_report_time_inside_kanren_without_changing_the_plan():
-    pi = PlanInput(tuple(Node(f"t{i}") for i in range(10)), {}, 3)
+    pi = PlanInput(tuple(Node(f"t{i}", leases=READ) for i in range(10)), {}, 3)
     stats: dict = {}
     assert schedule(pi, stats=stats) == schedule(pi)
     assert stats["kanren_seconds"] > 0 and stats["searches"] == 4
+
+
+def test_batches_of_unconstrained_candidates_are_filled_without_a_search():
+    # w (a writer) is ready once t9 is placed: the first batch has only free candidates, the
+    # later ones a constrained one among them, and those are searched
+    pi = PlanInput(tuple(Node(f"t{i}") for i in range(10))
+                   + (Node("w", deps=("t9",), leases=(("db", "write"),)),), {}, 3)
+    stats: dict = {}
+    plan = schedule(pi, stats=stats)
+    assert [list(b) for b in plan.batches] == [["t9", "t0", "t1"], ["t2", "t3", "t4"],
+                                              ["t5", "t6", "t7"], ["t8", "w"]]
+    assert stats["direct"] == 1 and stats["searches"] == 3
+
+
+def searched(pi):
+    """schedule() with every batch searched (DIRECT off)."""
+    from e3logic.plan import scheduler
+
+    scheduler.DIRECT = False
+    try:
+        return schedule(pi)
+    finally:
+        scheduler.DIRECT = True
+
+
+@given(plan_inputs(max_nodes=16))
+def test_filling_unconstrained_batches_directly_gives_the_searched_plan(pi):
+    assert schedule(pi) == searched(pi)
+
+
+def test_a_plan_without_leases_or_capacities_does_not_load_kanren():
+    code = ("import sys; from e3logic.plan import Node, PlanInput, schedule; "
+            "p = schedule(PlanInput(tuple(Node(f't{i}', deps=(f't{i-1}',) if i else ()) "
+            "for i in range(50)), {}, 4)); assert len(p.batches) == 50, p; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kanren', 'unification')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_empty_input_gives_an_empty_plan():

@@ -17,15 +17,14 @@ Python objects passed along as the search extends them; only the answer is a log
 variable: kanren's `neq` store and cardinality goals are far slower than ground checks.
 Per-batch context (placements, leases held by earlier search windows, the candidates) lives
 in a `Ctx` that the driver updates between searches, never during one.
+
+kanren is imported on the first search or check (`_kanren`): a plan whose batches the
+scheduler fills without a search (every candidate unconstrained) never loads it.
 """
 from __future__ import annotations
 
 import heapq
 from typing import Optional
-
-from kanren import eq, run, var
-from kanren.core import lconj_seq, ldisj_seq
-from unification import Var
 
 from e3logic.core.paths import lease_conflict
 
@@ -36,6 +35,18 @@ WINDOW = 48
 level of the include-or-skip recursion nests a few generator frames)."""
 
 _EPS = 1e-9  # resource sums are floats; a sum within _EPS of the capacity fits
+
+
+eq = run = var = lconj_seq = ldisj_seq = Var = None  # kanren's, set by _kanren()
+
+
+def _kanren() -> None:
+    """Import kanren (and unification) into this module's globals, once."""
+    global eq, run, var, lconj_seq, ldisj_seq, Var
+    if run is None:
+        from kanren import eq, run, var  # noqa: F811
+        from kanren.core import lconj_seq, ldisj_seq  # noqa: F811
+        from unification import Var  # noqa: F811
 
 
 def skip_limit(cap: Optional[int]) -> int:
@@ -341,6 +352,7 @@ def fit_goals(name, st, ctx: Ctx) -> tuple:
 
 def fitso(name, st, ctx: Ctx):
     """`name` may join the batch in state st: all four constraints hold."""
+    _kanren()
     return lconj_seq(fit_goals(name, st, ctx))
 
 
@@ -374,6 +386,7 @@ def batcho(q, i: int, j: Optional[int], depth: int, st: BatchState, ctx: Ctx,
 
 def search_window(ctx: Ctx, i: int, j: Optional[int], st: BatchState):
     """One first-answer kanren search: (final state, main position, free position, reason)."""
+    _kanren()
     q = var()
     (answer,) = run(1, q, batcho(q, i, j, 0, st, ctx))
     return answer
@@ -381,6 +394,7 @@ def search_window(ctx: Ctx, i: int, j: Optional[int], st: BatchState):
 
 def holds(goal) -> bool:
     """True when a ground goal succeeds (one answer suffices)."""
+    _kanren()
     return bool(run(1, True, goal))
 
 

@@ -10,6 +10,11 @@ what fills the cap plus what was skipped for conflicts. After `skip_limit(cap)` 
 continues over free candidates only (they always fit), which bounds the list. So a dataflow
 is placed in the first batch where its inputs are done and a slot, its leases and its
 resources are free (short of that bound), and independent work reaches the n/cap bound.
+
+A batch whose ready candidates are all unconstrained needs no search: each of them fits while
+a slot is free, so the search's first answer is the first `cap` of them in priority order, and
+the scheduler takes those directly (`DIRECT`; tested equal to the search). A plan without
+leases or capacities therefore never loads kanren.
 """
 from __future__ import annotations
 
@@ -22,12 +27,16 @@ from .cost import (barrier_makespan, bottom_levels, children_map, critical_path,
 from .model import LeaseGrant, Plan, PlanError, PlanInput, select
 from .relations import BatchState, Candidates, Ctx, LeaseIndex, search_window
 
+DIRECT = True
+"""Fill a batch of unconstrained candidates without a search (False: search every batch)."""
+
 
 def schedule(pi: PlanInput, *, stats: Optional[dict] = None) -> Plan:
     """Plan `pi`. Deterministic: identical inputs (in any node order) give an identical Plan.
 
     `stats`, if a dict, receives diagnostics that never reach the plan: kanren_seconds (time
-    inside kanren searches), searches, candidates (considered by the searches)."""
+    inside kanren searches), searches, candidates (considered by the searches), direct
+    (batches filled without a search)."""
     ctx = Ctx(pi)
     kids = children_map(pi)
     bl = bottom_levels(pi, kids)
@@ -83,15 +92,22 @@ def _batches(pi: PlanInput, ctx: Ctx, kids: dict, bl: dict, stats: Optional[dict
     batches: list[tuple[str, ...]] = []
     while heaps[0] or heaps[1]:
         k = len(batches)
-        cands = Candidates(*heaps)
-        ctx.batch, ctx.index, ctx.candidates = k, LeaseIndex(), cands
-        chosen = _decide(ctx, BatchState.empty(nres), stats)
-        if not chosen:  # pragma: no cover - PlanInput validation rules this out
-            raise PlanError(f"dataflow '{cands.popped[0][1]}' can never be scheduled")
-        taken = set(chosen)
-        for key, name, free in cands.popped:
-            if name not in taken:
-                heapq.heappush(heaps[free], (key, name))
+        if DIRECT and not heaps[0]:  # all unconstrained: the search would take the first cap
+            free = heaps[1]
+            take = len(free) if pi.cap is None else min(pi.cap, len(free))
+            chosen = [heapq.heappop(free)[1] for _ in range(take)]
+            if stats is not None:
+                stats["direct"] = stats.get("direct", 0) + 1
+        else:
+            cands = Candidates(*heaps)
+            ctx.batch, ctx.index, ctx.candidates = k, LeaseIndex(), cands
+            chosen = _decide(ctx, BatchState.empty(nres), stats)
+            if not chosen:  # pragma: no cover - PlanInput validation rules this out
+                raise PlanError(f"dataflow '{cands.popped[0][1]}' can never be scheduled")
+            taken = set(chosen)
+            for key, name, free in cands.popped:
+                if name not in taken:
+                    heapq.heappush(heaps[free], (key, name))
         for m in chosen:
             ctx.placed[m] = k
         for m in chosen:
