@@ -11,8 +11,9 @@ for any child. Levels (`LEVEL`, cumulative):
   a copy written into a working-copy directory of its own (`wc/<task>/out`, as e3's
   `outputs/<df>/out`), one
   SQLite row per task (one transaction at the end), and a `syncfs`-like `os.sync()` at the end.
-- `imports`: `record`, after importing what e3's design builds the executor on (click,
-  sqlite3, blake3, anyio on asyncio, kanren) — the start-up floor of such an engine.
+- `imports`: `record`, after importing what e3's design builds `e3 go` on (click, sqlite3,
+  blake3, anyio on asyncio) — the start-up floor of such an engine. (kanren, the scheduler's,
+  is not loaded for work without leases or capacities, as here.)
 
 Incremental: the state of the last run (leaf stat signatures and hashes, output hashes) is kept
 in `floor-state.json`; a run executes only the tasks downstream of leaves whose signature
@@ -32,7 +33,6 @@ def main(level: str, jobs: int) -> int:
 
         import anyio._backends._asyncio  # noqa: F401
         import click  # noqa: F401
-        import kanren  # noqa: F401
     record = level in ("record", "imports")
     if record:
         import sqlite3
