@@ -482,6 +482,41 @@ def test_an_incremental_run_is_settled_so_the_next_go_answers_warm(warm, predict
     assert warm.read("outputs/scaled/o") == b"27"
 
 
+def test_an_incremental_run_settles_from_what_changed_and_records_what_a_full_check_does(
+        warm, tmp_path, monkeypatch):
+    from e3logic.dataflow.go import Go
+    from e3logic.repo.trees import Trees
+
+    warm.set_json("inputs/k", 3)
+    twin = Proj(shutil.copytree(warm.path, tmp_path / "twin", symlinks=True))
+    walks, settling = [], []
+    real_walk, real_settle = Trees.walk, Go._settle
+
+    def walk(self, root, prefix=""):
+        if settling:
+            walks.append(root)
+        return real_walk(self, root, prefix)
+
+    def settle(self, *args):
+        settling.append(1)
+        try:
+            return real_settle(self, *args)
+        finally:
+            settling.pop()
+
+    monkeypatch.setattr(Trees, "walk", walk)
+    monkeypatch.setattr(Go, "_settle", settle)
+    fast = go_here(warm)
+    assert walks == []  # only the paths that changed since the settled run were looked at
+    full = go_here(twin, warm_path=False)
+    assert walks == [full["state_root"]]  # a full check reads every dataset of the root
+    assert fast["executed"] == full["executed"] != []
+    assert {k: fast[k] for k in SAME} == {k: full[k] for k in SAME}
+    assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
+    assert warm.db("SELECT settled FROM runs WHERE run=?", (fast["run"],)) == [(1,)]
+    assert twin.db("SELECT settled FROM runs WHERE run=?", (full["run"],)) == [(1,)]
+
+
 def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, monkeypatch):
     import gc
 
