@@ -541,6 +541,41 @@ def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, 
     assert gc.isenabled()
 
 
+def test_a_run_executes_with_its_long_lived_objects_frozen_out_of_collections_then_thawed(
+        warm, monkeypatch):
+    import gc
+
+    from e3logic.exec.executor import Executor
+
+    frozen = []
+    real = Executor.run
+
+    async def run(self):
+        frozen.append(gc.get_freeze_count())
+        return await real(self)
+
+    monkeypatch.setattr(Executor, "run", run)
+    warm.set_json("inputs/k", 6)
+    assert gc.get_freeze_count() == 0
+    res = go_here(warm)
+    assert res["executed"] and frozen and frozen[0] > 1000
+    assert gc.get_freeze_count() == 0  # everything rejoins the collected generations
+
+
+def test_a_run_leaves_an_embedding_programs_frozen_objects_frozen(warm):
+    import gc
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        warm.set_json("inputs/k", 7)
+        assert go_here(warm)["executed"]
+        # not thawed (a few frozen objects may be freed meanwhile), nothing of the run added
+        assert before * 0.9 < gc.get_freeze_count() <= before
+    finally:
+        gc.unfreeze()
+
+
 def test_gc_between_warm_runs_keeps_what_the_warm_answer_relies_on(warm, predictions):
     warm.go()
     r = warm.e3("--json", "gc", "--min-age", "0")
