@@ -94,6 +94,17 @@ def test_a_reporter_writes_a_batch_of_cached_lines_in_one_write_numbered_in_orde
     assert "".join(err.writes[1:]) == "[3/3] c... done (0.2s)\n"
 
 
+def test_a_reporter_writes_reports_that_arrive_together_in_one_write(monkeypatch):
+    from e3logic.cli.run_cmds import Reporter
+
+    err = _Stream()
+    monkeypatch.setattr("sys.stderr", err)
+    rep = Reporter(to_stderr=True)
+    rep.start(3)
+    rep.many([("b", "cached", 0.0), ("a", "executed", 1.25), ("c", "failed", 0.5)])
+    assert err.writes == ["[1/3] b... cached\n[2/3] a... done (1.2s)\n[3/3] c... FAILED (0.5s)\n"]
+
+
 def test_a_warm_no_op_on_a_terminal_draws_no_progress_bar(monkeypatch):
     from e3logic.cli.run_cmds import Reporter
 

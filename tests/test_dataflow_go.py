@@ -517,6 +517,22 @@ def test_an_incremental_run_settles_from_what_changed_and_records_what_a_full_ch
     assert twin.db("SELECT settled FROM runs WHERE run=?", (full["run"],)) == [(1,)]
 
 
+def test_one_go_called_twice_reads_the_settled_run_afresh_each_time(warm):
+    from e3logic.api import Repo
+    from e3logic.dataflow.go import Go
+
+    g = Go(Repo.open(str(warm.path)), (), None, cap=2, executor="threads")
+    warm.set_json("inputs/k", 3)
+    first = g()
+    warm.set_json("inputs/k", 4)
+    second = g()
+    assert first["executed"] and second["executed"] == first["executed"]
+    assert second["parent"] == first["commit"] and second["state_root"] != first["state_root"]
+    assert warm.db("SELECT settled FROM runs WHERE run=?", (second["run"],)) == [(1,)]
+    third = go_here(warm)
+    assert lists(third) == {"cached": FLOWS} and third["state_root"] == second["state_root"]
+
+
 def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, monkeypatch):
     import gc
 

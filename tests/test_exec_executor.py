@@ -206,6 +206,18 @@ def test_an_outcome_is_reported_only_once_its_output_is_durable_in_the_root(tmp_
                     ("c", "executed", True, 1)]
 
 
+def test_a_sink_with_many_gets_each_flushs_reports_in_one_call(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    calls = []
+
+    def on_outcome(name, outcome, seconds):  # pragma: no cover - `many` takes them all
+        raise AssertionError(f"{name} reported alone")
+
+    on_outcome.many = lambda rows: calls.append([name for name, _, _ in rows])
+    run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=on_outcome, timer=lambda: 0.0)
+    assert [n for c in calls for n in c] == ["a", "b", "c"] and all(calls)
+
+
 def test_a_flush_is_due_when_idle_or_past_its_interval_and_a_slow_one_stretches_it(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x"})
     now = [100.0]

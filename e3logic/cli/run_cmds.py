@@ -56,6 +56,17 @@ class Reporter:
         else:
             print(line, file=self.stream, flush=True)
 
+    def many(self, rows) -> None:
+        """Reports `(name, outcome, seconds)` that arrived together: one write for them all
+        when not on a terminal."""
+        if self.tty and self.n:
+            for row in rows:
+                self.outcome(*row)
+            return
+        if rows:
+            self.stream.write("\n".join(self._line(*row) for row in rows) + "\n")
+            self.stream.flush()
+
     def outcomes(self, names, outcome: str, seconds: float = 0.0) -> None:
         """The same lines for many dataflows at once, in one write (a terminal's progress bar,
         which would only flash, is not drawn for them)."""

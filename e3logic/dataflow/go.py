@@ -58,6 +58,20 @@ class gc_paused:
         return False
 
 
+def _outcome_sink(reporter):
+    """The executor's `on_outcome` for a reporter: a call per report, and — when the reporter
+    has `many` — a flush's reports in one call."""
+    if reporter is None:
+        return None
+
+    def sink(name: str, outcome: str, seconds: float) -> None:
+        reporter.outcome(name, outcome, seconds)
+
+    if hasattr(reporter, "many"):
+        sink.many = reporter.many
+    return sink
+
+
 class Prediction:
     """What `predict` decided: `order` the selected dataflows in dependency order, `run` those
     predicted to execute, `cached` the predicted memo hits; `keys` the known execution keys,
@@ -264,6 +278,8 @@ class Go:
             # freeze long-lived objects out of collections only when nobody else froze any
             # (an embedding program's own gc.freeze is left alone)
             self.may_freeze = gc.get_freeze_count() == 0
+            # what one call learns about the settled run is not carried into the next
+            self._settled_memo = self.settled_sizes = self.settled_base = None
             try:
                 recover_dead_runs(self.repo, ws)
                 return self._go(ws)
@@ -336,7 +352,16 @@ class Go:
     def _settled_rows(self, ws: str, project: Project, selected: list[str]):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the workspace's
         latest run when it is settled (see `_warm_receipt`) for this package and selection and
-        the memo still maps each key to its output; None otherwise."""
+        the memo still maps each key to its output; None otherwise. Read once per run: the
+        warm path and the incremental one both ask, before anything is written."""
+        cached = getattr(self, "_settled_memo", None)
+        if cached is not None and cached[0] == (ws, project.pkg_hash, tuple(selected)):
+            return cached[1]
+        found = self._read_settled_rows(ws, project, selected)
+        self._settled_memo = ((ws, project.pkg_hash, tuple(selected)), found)
+        return found
+
+    def _read_settled_rows(self, ws: str, project: Project, selected: list[str]):
         db = self.repo.index
         last = db.execute(
             "SELECT run, status, settled, package, state_root, policy FROM runs "
@@ -594,7 +619,7 @@ class Go:
         ex = Executor(self.repo, ws, jobs, priority, run_id=run_id, runner=runner, cap=cap,
                       cooperative=self.executor == "inline", force=self.force,
                       fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
-                      on_outcome=self.reporter.outcome if self.reporter else None,
+                      on_outcome=_outcome_sink(self.reporter),
                       batches=batch_of if self.strict_batches else None, capacities=caps,
                       precached=hits, in_root=pred.in_root)
         runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
