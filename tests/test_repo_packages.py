@@ -44,9 +44,12 @@ def repo(tmp_path):
 
 
 def snapshot(repo) -> dict:
-    """Every file under .e3/ (except index.db) with its content hash."""
+    """Every file under .e3/ with its content hash, except index.db and cache/ (derived,
+    rebuildable: e.g. e3.toml's parse, kept by whichever command reads the settings first)."""
     out = {}
     for p in sorted(repo.dir.rglob("*")):
+        if p.relative_to(repo.dir).parts[0] == "cache":
+            continue
         if p.is_file() and not p.name.startswith("index.db"):
             out[str(p.relative_to(repo.dir))] = hash_file(p)
         elif p.is_dir():
