@@ -129,6 +129,41 @@ def test_episode_histories_go_plan_run_ok_and_are_written_to_index_db(tmp_path):
         ("r1:c", "plan"), ("r1:c", "run"), ("r1:c", "ok")]
 
 
+def test_every_history_row_is_written_however_many_flushes_the_run_takes(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job("a", ["inputs/x"])] + [job(n, [f"outputs/{p}/out"], [p])
+                                        for p, n in zip("abcdefg", "bcdefgh")]
+    ticks = iter(range(10**6))  # a clock past the flush interval at every look
+    st = run(api, jobs, FakeRunner(api.r), cap=1, timer=lambda: float(next(ticks)))
+    assert st.flushes > 2
+    rows = api.r.index.query("SELECT episode, state FROM history ORDER BY episode, seq")
+    assert [(r["episode"], r["state"]) for r in rows] == [
+        (f"r1:{n}", s) for n in "abcdefgh" for s in ("plan", "run", "ok")]
+
+
+def test_a_note_on_an_episode_already_finished_and_written_is_written_too(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    fr = FakeRunner(api.r)
+    ex = None
+
+    async def runner(j, key, ins, out_file, ep):
+        if j.name == "b":
+            first = next(e for e in ex.state.episodes if e.dataflow == "a")
+            for _ in range(500):  # until a's rows have gone to a flush
+                if first.final and first.unflushed == len(first.history):
+                    break
+                await anyio.sleep(0.01)
+            ex.note(first, "a late note")
+        return await fr(j, key, ins, out_file, ep)
+
+    jobs = chain_jobs()[:2]
+    ex = Executor(api.r, "main", jobs, ["a", "b"], run_id="r1", runner=runner, cap=1,
+                  flush_every=0.0)
+    anyio.run(ex.run)
+    rows = api.r.index.query("SELECT state, note FROM history WHERE episode='r1:a' ORDER BY seq")
+    assert [(r["state"], r["note"]) for r in rows][-1] == ("ok", "a late note")
+
+
 def test_a_cancel_request_stops_the_run_and_running_episodes_end_in_cxl(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
     jobs = [job("slow", ["inputs/x"]), job("after", ["outputs/slow/out"], ["slow"])]

@@ -50,10 +50,9 @@ def take_rows(episodes: list[Episode]) -> tuple[list, list]:
     """(episode rows, history rows) not yet written, in canonical order; they count as written
     from now on (the caller writes them, possibly from another thread)."""
     eps, hist = [], []
-    for ep in sorted(episodes, key=lambda e: e.episode):
+    for ep in sorted((e for e in episodes if e.unflushed != len(e.history)),
+                     key=lambda e: e.episode):
         n = len(ep.history)
-        if ep.unflushed == n:
-            continue
         eps.append((ep.episode, ep.run, ep.dataflow, ep.key, ep.profile, ep.state, ep.pgid))
         hist.extend((ep.episode, *h) for h in ep.history[ep.unflushed:n])
         ep.unflushed = n

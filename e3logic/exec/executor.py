@@ -146,6 +146,9 @@ class Executor:
         self._attempt = 0
         self._attempts: dict[str, int] = {}
         self._last_episode: dict[str, Episode] = {}
+        # episodes that may still have history to write: a final one leaves once flushed, so
+        # a flush looks at what is open, not at every episode of the run
+        self._open_episodes: list[Episode] = []
         self.await_edges: dict[str, str] = {}
         self._beat_event = None
         self.memo = Memo(repo.index)
@@ -337,6 +340,7 @@ class Executor:
                      job.name, key, job.profile)
         ep.move("plan", self.state.beat)
         self.state.episodes.append(ep)
+        self._open_episodes.append(ep)
         self._last_episode[job.name] = ep
         return ep
 
@@ -487,8 +491,9 @@ class Executor:
         self._flushing = True
         snap = {"t0": self.timer(), "changes": dict(st.view), "published": self._published,
                 "records": self._records, "reports": self._reports,
-                "episodes": take_rows(st.episodes), "batch": self._batch, "root": st.root,
-                "procs": self._procs}
+                "episodes": take_rows(self._open_episodes), "batch": self._batch,
+                "root": st.root, "procs": self._procs}
+        self._open_episodes = [ep for ep in self._open_episodes if not ep.final]
         self._published, self._records, self._reports, self._procs = [], [], [], []
         self._batch = self.repo.objects.batch()
         if self.publish and snap["published"] and hasattr(self.publish, "begin"):
@@ -642,6 +647,8 @@ class Executor:
     # -- hooks for inline tasks driven across beats (exec/inline.py) ------------------------
     def note(self, ep: Episode, note: str) -> None:
         """Record a note (e.g. a refused lease) in the episode's history, at its current state."""
+        if ep.final and ep not in self._open_episodes:
+            self._open_episodes.append(ep)  # left once flushed: open again for this row
         ep.history.append((len(ep.history), ep.state, self.state.beat, note, self.clock()))
 
     def _next_beat(self):
