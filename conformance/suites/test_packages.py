@@ -30,9 +30,12 @@ def pkg_dir(d: Path, name: str, version: str, deps: dict | None = None, flows: s
 
 
 def state(repo_root: Path) -> dict:
+    """.e3/ file by file, but index.db and cache/: derived data a command may add whole (e.g.
+    the settings' parse), which leaves the repository valid."""
     e3 = repo_root / ".e3"
     return {str(p.relative_to(e3)): (hash_file(p) if p.is_file() else "dir")
-            for p in sorted(e3.rglob("*")) if not p.name.startswith("index.db")}
+            for p in sorted(e3.rglob("*"))
+            if not p.name.startswith("index.db") and p.relative_to(e3).parts[0] != "cache"}
 
 
 # -- build ----------------------------------------------------------------------------------
