@@ -238,6 +238,9 @@ class Go:
         #: off to compare both paths
         self.warm_path = True
         self.may_freeze = False  # set per call (see __call__)
+        # what one call learns about the settled run (reset per call): its rows, the part an
+        # incremental run kept, the output sizes a no-op run already knows
+        self._settled_memo = self.settled_base = self.settled_sizes = None
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -278,8 +281,7 @@ class Go:
             # freeze long-lived objects out of collections only when nobody else froze any
             # (an embedding program's own gc.freeze is left alone)
             self.may_freeze = gc.get_freeze_count() == 0
-            # what one call learns about the settled run is not carried into the next
-            self._settled_memo = self.settled_sizes = self.settled_base = None
+            self._settled_memo = self.settled_sizes = self.settled_base = None  # see __init__
             try:
                 recover_dead_runs(self.repo, ws)
                 return self._go(ws)
@@ -354,7 +356,7 @@ class Go:
         latest run when it is settled (see `_warm_receipt`) for this package and selection and
         the memo still maps each key to its output; None otherwise. Read once per run: the
         warm path and the incremental one both ask, before anything is written."""
-        cached = getattr(self, "_settled_memo", None)
+        cached = self._settled_memo
         if cached is not None and cached[0] == (ws, project.pkg_hash, tuple(selected)):
             return cached[1]
         found = self._read_settled_rows(ws, project, selected)
@@ -474,7 +476,7 @@ class Go:
         keys computed from the root in place)."""
         if status != "ok" or getattr(self, "stale", None):
             return None
-        known = getattr(self, "settled_sizes", None)
+        known = self.settled_sizes
         if known is not None:  # the warm path: the root and the receipt are the last run's
             return known
         from ..exec.memo import execution_key
@@ -483,7 +485,7 @@ class Go:
             return None
         sizes = {}
         check = selected
-        base = getattr(self, "settled_base", None)
+        base = self.settled_base
         if base is not None:
             # an incremental run: a dataflow none of whose paths changed since the settled
             # run, with that run's key and output, is settled as it was there
