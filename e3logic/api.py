@@ -411,6 +411,6 @@ class Repo:
         return gc_mod.gc(self.r, min_age=min_age, dry_run=dry_run)
 
     def fsck(self) -> dict:
-        from .repo import gc as gc_mod
+        from .repo import fsck as fsck_mod
 
-        return gc_mod.fsck(self.r)
+        return fsck_mod.fsck(self.r)

@@ -1,4 +1,4 @@
-"""repo.gc: marking from every root, min-age, dry runs, temp files; fsck."""
+"""repo.gc: marking from every root, min-age, dry runs, temp files."""
 import os
 import time
 
@@ -8,6 +8,7 @@ from e3logic.core import canon
 from e3logic.core.errors import IntegrityError
 from e3logic.core.hashing import hash_bytes
 from e3logic.repo import gc
+from e3logic.repo.fsck import fsck
 from e3logic.repo.packages import read_package, reachable
 from e3logic.repo.repository import Repository
 from e3logic.repo.trees import blob_entry
@@ -154,48 +155,6 @@ def test_gc_refuses_to_run_when_a_ref_is_unreadable(repo):
     assert repo.objects.exists(h)
 
 
-def test_fsck_of_a_healthy_repository_is_ok(repo):
-    make_package(repo, datasets={"inputs/a": b"A"})
-    res = gc.fsck(repo)
-    assert res["ok"] is True and res["corrupt"] == [] and res["missing"] == []
-    assert res["objects"] == len(list(repo.objects))
-
-
-def test_fsck_reports_corrupt_objects(repo):
-    h = make_package(repo, datasets={"inputs/a": b"A"})
-    blob = repo.trees.get(read_package(repo, h)["datasets"]["hash"], "inputs/a")["hash"]
-    p = repo.objects.path(blob)
-    os.chmod(p, 0o644)
-    p.write_bytes(b"bit rot")
-    res = gc.fsck(repo)
-    assert res["ok"] is False and res["corrupt"] == [blob]
-
-
-def test_fsck_reports_missing_objects_reachable_from_refs(repo):
-    h = make_package(repo, datasets={"inputs/a": b"A"})
-    blob = repo.trees.get(read_package(repo, h)["datasets"]["hash"], "inputs/a")["hash"]
-    os.unlink(repo.objects.path(blob))
-    res = gc.fsck(repo)
-    assert res["ok"] is False and res["missing"] == [blob]
-
-
-def test_fsck_reports_unreadable_refs_and_a_head_without_workspace(repo):
-    (repo.packages_dir / "p").mkdir()
-    (repo.packages_dir / "p" / "1.0.0").write_text("[]")
-    repo.set_head("ghost")
-    res = gc.fsck(repo)
-    assert res["ok"] is False
-    assert res["bad_refs"][0].startswith("HEAD") and "packages/p/1.0.0" in res["bad_refs"]
-
-
-def test_fsck_does_not_count_pending_temp_files_as_objects(repo):
-    (repo.objects.tmp / "w-1.part").write_bytes(b"half")
-    res = gc.fsck(repo)
-    assert res["ok"] is True and res["pending_temp_files"] == 1
-    assert hash_bytes(b"half") not in set(repo.objects)
-    assert canon.loads(canon.dumps(res)) == res
-
-
 def _write_many(root, n, q):
     from e3logic.repo.objects import ObjectStore
     s = ObjectStore(root / ".e3" / "objects", fsync=False)
@@ -220,7 +179,7 @@ def test_writers_never_fail_while_gc_empties_and_removes_fan_out_directories(rep
         rounds += 1
     writer.join(60)
     assert q.get(timeout=10) == "ok" and rounds > 0
-    assert gc.fsck(repo)["ok"] is True
+    assert fsck(repo)["ok"] is True
 
 
 def test_a_temp_file_or_directory_still_being_written_is_kept_whatever_its_age(repo):

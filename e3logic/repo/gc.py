@@ -1,4 +1,4 @@
-"""Garbage collection and integrity checking.
+"""Garbage collection (integrity checking is in `fsck`).
 
 gc marks from every package (and its commit history through `parent`), every workspace root and
 deployed package, every memo output and every pinned run's state root; it deletes only unmarked
@@ -13,7 +13,6 @@ import time
 
 from ..core import canon
 from ..core.errors import E3Error, IntegrityError
-from ..core.hashing import hash_file
 
 
 def _package_closure(repo, h: str, marked: set[str], missing: set[str]) -> None:
@@ -205,25 +204,3 @@ def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = N
                     pass
     return {"deleted": deleted, "bytes": nbytes, "retained": retained, "temp_files": temp,
             "dry_run": dry_run}
-
-
-def fsck(repo) -> dict:
-    """Re-hash every object and follow every ref; report corrupt and missing objects."""
-    corrupt = []
-    count = 0
-    for h in repo.objects:
-        count += 1
-        try:
-            if hash_file(repo.objects.path(h)) != h:
-                corrupt.append(h)
-        except OSError:
-            corrupt.append(h)
-    bad_refs: list[str] = []
-    _, missing = roots(repo, bad_refs)
-    head = repo.head
-    if not (repo.workspaces_dir / head / "state").exists():
-        bad_refs.append(f"HEAD (names workspace '{head}', which does not exist)")
-    missing = sorted(missing)
-    return {"ok": not corrupt and not missing and not bad_refs, "corrupt": sorted(corrupt),
-            "missing": missing, "bad_refs": sorted(bad_refs), "objects": count,
-            "pending_temp_files": len(repo.objects.temp_files())}
