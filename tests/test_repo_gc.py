@@ -4,9 +4,7 @@ import time
 
 import pytest
 
-from e3logic.core import canon
 from e3logic.core.errors import IntegrityError
-from e3logic.core.hashing import hash_bytes
 from e3logic.repo import gc
 from e3logic.repo.fsck import fsck
 from e3logic.repo.packages import read_package, reachable
