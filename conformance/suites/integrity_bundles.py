@@ -1,0 +1,1 @@
+"""Integrity suite: bundles (gathered by test_integrity.py)."""

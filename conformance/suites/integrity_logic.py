@@ -1,0 +1,1 @@
+"""Integrity suite: logic (gathered by test_integrity.py)."""

@@ -1,0 +1,1 @@
+"""Integrity suite: metadata (gathered by test_integrity.py)."""

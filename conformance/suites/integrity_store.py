@@ -1,0 +1,1 @@
+"""Integrity suite: store (gathered by test_integrity.py)."""
