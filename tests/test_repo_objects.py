@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -368,3 +369,47 @@ def test_syncfs_is_used_only_where_the_kernel_reports_its_writeback_errors():
     u = os.uname()
     if u.sysname == "Linux" and ok(u.release):
         assert O._syncfs_fn() is not None  # found in the C library
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_batch_of_any_size_holds_one_descriptor_until_it_ends(tmp_path):
+    store = ObjectStore(tmp_path / "objects", fsync=True)
+    before = _open_fds()
+    b = store.batch()
+    hs = [b.write(f"object {i}".encode()) for i in range(300)]
+    assert _open_fds() - before == 1                # the staging directory's lock
+    assert all(store.read(h) == f"object {i}".encode() for i, h in enumerate(hs))
+    b.commit()
+    assert _open_fds() == before
+    assert store.temp_files() == [] and sorted(store) == sorted(hs)
+
+
+def test_gc_leaves_an_open_batch_alone_and_takes_one_left_by_a_dead_writer(tmp_path):
+    store = ObjectStore(tmp_path / "objects", fsync=False)
+    b = store.batch()
+    h = b.write(b"staged, not yet committed")
+    assert store.sweep_temp(0, now=time.time() + 3600) == (0, 0)
+    b.commit()
+    assert store.read(h) == b"staged, not yet committed"
+    left = store.tmp / "b-1-1.d"                    # a killed writer's staging directory
+    left.mkdir()
+    (left / "1").write_bytes(b"12345")
+    assert store.sweep_temp(0, now=time.time() + 3600) == (1, 5)
+    assert store.temp_files() == []
+
+
+def test_the_first_writer_of_a_process_removes_temp_files_left_by_killed_writers(tmp_path):
+    store = ObjectStore(tmp_path / "objects", fsync=False)
+    store.write(b"first")
+    old = store.tmp / "w-killed.part"
+    old.write_bytes(b"x" * 1000)
+    young = store.tmp / "w-just-created.part"
+    young.write_bytes(b"y")
+    t = time.time() - 3600
+    os.utime(old, (t, t))
+    later = ObjectStore(tmp_path / "objects", fsync=False)  # the next command
+    later.write(b"second")
+    assert not old.exists() and young.exists()      # young: maybe a writer not yet locked

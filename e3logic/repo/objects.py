@@ -20,6 +20,10 @@ from ..core.hashing import hash_bytes, hash_file, is_hash
 from .atomic import FSYNC, remove_file
 
 TMP = "tmp"
+LEFTOVER_AGE = 10.0
+"""A writer removes unlocked temp files older than this (seconds) when it starts; gc does
+so at its own min-age. The margin covers the instant between a temp file's creation and
+its writer's lock."""
 
 
 class ObjectStore:
@@ -32,7 +36,7 @@ class ObjectStore:
         # installed (a run's next task reads its input from the staged file)
         self.pending: dict[str, str] = {}
         self._seq = 0
-        self._tmp_ok = False
+        self._swept = False
 
     def path(self, h: str) -> Path:
         if self.pending:
@@ -67,40 +71,115 @@ class ObjectStore:
     def _tempfile(self, prefix: str = "w-"):
         """(fd, path) of a new temp file in `tmp/`, exclusively flock'ed through `fd`: keep the
         fd open until the file is renamed away, and gc will not delete it."""
+        self._sweep_once()
         while True:
             self.tmp.mkdir(parents=True, exist_ok=True)
             fd, path = tempfile.mkstemp(dir=self.tmp, prefix=prefix, suffix=".part")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:  # a gc may have taken the file between its creation and our lock
-                if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                    return fd, path
-            except FileNotFoundError:
-                pass
-            os.close(fd)
+            if self._locked(fd, path):
+                return fd, path
 
     temp_file = _tempfile
 
+    @staticmethod
+    def _locked(fd: int, path: str) -> bool:
+        """Lock a new temp file or directory; False (fd closed) if a sweep took it between
+        its creation and the lock."""
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return True
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+        return False
+
     def _quick_tempfile(self) -> tuple[int, str]:
-        """Like `_tempfile`, named by a counter instead of mkstemp's random retries (a batch
-        writes many small objects)."""
-        if not self._tmp_ok:
-            self.tmp.mkdir(parents=True, exist_ok=True)
-            self._tmp_ok = True
+        """Like `_tempfile`, named by a counter instead of mkstemp's random retries."""
+        self._sweep_once()
         while True:
             self._seq += 1
-            path = f"{self._sroot}/{TMP}/b-{os.getpid()}-{self._seq}.part"
+            path = f"{self._sroot}/{TMP}/q-{os.getpid()}-{self._seq}.part"
             try:
                 # read-only from the start (the mode binds later opens, not this fd)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
             except FileExistsError:  # left by an earlier process with our pid
                 continue
             except FileNotFoundError:  # gc removed tmp/
                 self.tmp.mkdir(parents=True, exist_ok=True)
                 continue
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return fd, path
+            if self._locked(fd, path):
+                return fd, path
 
     quick_temp_file = _quick_tempfile
+
+    def quick_temp_dir(self) -> tuple[int, str]:
+        """(fd, path) of a new staging directory in `tmp/`, flock'ed through `fd` (a batch's
+        one descriptor): files written inside it are safe from gc while `fd` is open."""
+        self._sweep_once()
+        while True:
+            self._seq += 1
+            path = f"{self._sroot}/{TMP}/b-{os.getpid()}-{self._seq}.d"
+            try:
+                os.mkdir(path, 0o755)
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileExistsError:  # left by an earlier process with our pid
+                continue
+            except FileNotFoundError:  # gc removed tmp/, or the new directory
+                self.tmp.mkdir(parents=True, exist_ok=True)
+                continue
+            if self._locked(fd, path):
+                return fd, path
+
+    def _sweep_once(self) -> None:
+        """The first writer of a process removes temp files left by killed writers."""
+        if not self._swept:
+            self._swept = True
+            self.sweep_temp(LEFTOVER_AGE)
+
+    def sweep_temp(self, min_age: float, now: float | None = None,
+                   dry_run: bool = False) -> tuple[int, int]:
+        """Remove every temp file or staging directory in `tmp/` that no writer holds
+        (flock) and that is older than `min_age` seconds: (how many, bytes)."""
+        import time
+
+        now = time.time() if now is None else now
+        count = nbytes = 0
+        try:
+            names = sorted(os.listdir(self.tmp))
+        except (FileNotFoundError, NotADirectoryError):
+            return 0, 0
+        for name in names:
+            t = f"{self.tmp}/{name}"
+            try:
+                fd = os.open(t, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # gone, or not ours to read
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # being written
+                if os.path.isdir(t):
+                    sizes = _tree_sizes(t)
+                    if now - max(m for _, m in sizes) < min_age:
+                        continue
+                    size = sum(n for n, _ in sizes)
+                    if not dry_run:
+                        shutil.rmtree(t, ignore_errors=True)
+                else:
+                    st = os.fstat(fd)
+                    if now - st.st_mtime < min_age:
+                        continue
+                    size = st.st_size
+                    if not dry_run:
+                        remove_file(t)
+                count += 1
+                nbytes += size
+            except FileNotFoundError:
+                continue
+            finally:
+                os.close(fd)
+        return count, nbytes
 
     def _freshen(self, h: str) -> bool:
         """True if object `h` is installed; its mtime is bumped so that a concurrent gc, which
@@ -235,23 +314,38 @@ class Batch:
     """Objects made durable together (a group commit): their bytes are synced in one pass
     before any of them is installed, so an installed object never names unsynced bytes.
 
+    Written objects wait in one staging directory `tmp/b-…/`, flock'ed through a single
+    descriptor until the batch ends (gc leaves a locked directory alone); each file is closed
+    as soon as it is written, so a batch of any size holds one descriptor.
+
     Until `commit()`, a batch's objects are readable by this process from where they were
     written (`ObjectStore.pending`). Adopted files are hard-linked into the store, so a task
     already given a staged file's path can still open it."""
 
     def __init__(self, store: ObjectStore):
         self.store = store
-        self._items: list[tuple[str, str, int | None]] = []  # (file, hash, locked temp fd)
+        self._items: list[tuple[str, str, bool]] = []  # (file, hash, written by this batch)
         self._hashes: set[str] = set()
+        self._dir: str | None = None  # the staging directory, while the batch has written
+        self._dir_fd: int | None = None
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def _stage(self) -> str:
+        if self._dir is None:
+            self._dir_fd, self._dir = self.store.quick_temp_dir()
+        self._seq += 1
+        return f"{self._dir}/{self._seq}"
 
     def write(self, data: bytes) -> str:
         h = hash_bytes(data)
         if h in self._hashes or self.store._freshen(h):
             return h
-        fd, tmp = self.store._quick_tempfile()
+        tmp = self._stage()
+        # read-only from the start (the mode binds later opens, not this fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         try:
             view = memoryview(data)
             while view:
@@ -260,7 +354,8 @@ class Batch:
             os.close(fd)
             remove_file(tmp)
             raise
-        self._add(tmp, h, fd)
+        os.close(fd)
+        self._add(tmp, h, True)
         return h
 
     def adopt(self, src: str, h: str | None = None) -> str:
@@ -269,11 +364,11 @@ class Batch:
         if h is None:
             h = hash_file(src)
         if h not in self._hashes:
-            self._add(str(src), h, None)
+            self._add(str(src), h, False)
         return h
 
-    def _add(self, path: str, h: str, fd: int | None) -> None:
-        self._items.append((path, h, fd))
+    def _add(self, path: str, h: str, written: bool) -> None:
+        self._items.append((path, h, written))
         self._hashes.add(h)
         self.store.pending.setdefault(h, path)
 
@@ -281,24 +376,35 @@ class Batch:
         items, self._items = self._items, []
         self._hashes = set()
         if not items:
+            self._release()
             return
         store = self.store
-        done = 0
         try:
             if store.fsync:
-                sync_files([p for p, _, fd in items if fd is None],
-                           [fd for _, _, fd in items if fd is not None])
-            for path, h, fd in items:
-                self._install(path, h, fd is None)
+                sync_files([p for p, _, _ in items])
+            for path, h, written in items:
+                self._install(path, h, not written)
                 if store.pending.get(h) == path:
                     del store.pending[h]
-                done += 1
+        except BaseException:
+            for path, h, _ in items:  # what was not installed stays unnamed
+                if store.pending.get(h) == path:
+                    del store.pending[h]
+            raise
         finally:
-            for i, (path, h, fd) in enumerate(items):
-                if fd is not None:
-                    os.close(fd)
-                    if i >= done:
-                        remove_file(path)  # never installed: a dead temp file
+            self._release()
+
+    def _release(self) -> None:
+        """Remove the staging directory (with any file never installed) and drop its lock."""
+        if self._dir is None:
+            return
+        d, fd = self._dir, self._dir_fd
+        self._dir = self._dir_fd = None
+        self._seq = 0
+        try:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
 
     def _install(self, path: str, h: str, adopted: bool) -> None:
         """A temp file (read-only since its creation) is renamed into place; an adopted file is
@@ -328,15 +434,13 @@ class Batch:
                 return
 
     def abort(self) -> None:
-        """Forget the batch: temp files are removed; adopted files are left to their owner."""
+        """Forget the batch: written files are removed; adopted files are left to their owner."""
         items, self._items = self._items, []
         self._hashes = set()
-        for path, h, fd in items:
+        for path, h, _ in items:
             if self.store.pending.get(h) == path:
                 del self.store.pending[h]
-            if fd is not None:
-                os.close(fd)
-                remove_file(path)
+        self._release()
 
 
 _SYNC_POOL = None
@@ -445,6 +549,19 @@ def copy_fd(src: int, dst: int) -> None:
         if not block:
             return
         os.write(dst, block)
+
+
+def _tree_sizes(top: str) -> list[tuple[int, float]]:
+    """(size, mtime) of a directory and of everything below it."""
+    out = [(0, os.stat(top).st_mtime)]
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in dirnames + filenames:
+            try:
+                st = os.stat(os.path.join(dirpath, n))
+            except FileNotFoundError:
+                continue
+            out.append((st.st_size if n in filenames else 0, st.st_mtime))
+    return out
 
 
 def _ensure_dir(d: str) -> None:
