@@ -153,3 +153,60 @@ def test_head_names_the_current_workspace_and_is_replaced_atomically(tmp_path):
     repo.set_head("other")
     assert repo.head == "other" and (tmp_path / ".e3" / "HEAD").read_text() == "other\n"
     assert sorted(p.name for p in (tmp_path / ".e3").iterdir() if p.name.startswith(".tmp")) == []
+
+
+def test_init_creates_the_permanent_gc_lock_file(tmp_path):
+    Repository.init(tmp_path)
+    assert (tmp_path / ".e3" / "gc.lock").is_file()
+
+
+def test_the_object_guard_is_reentrant_and_gc_guard_is_refused_inside_it(tmp_path):
+    from e3logic.core.errors import ConflictError
+    from e3logic.repo.locks import held
+
+    repo = Repository.init(tmp_path)
+    lock = repo.dir / "gc.lock"
+    with repo.object_guard():
+        with Repository(tmp_path).object_guard():  # another handle, same process: one hold
+            assert held(lock) == "shared"
+        with pytest.raises(ConflictError):
+            with repo.gc_guard():
+                pass
+        assert held(lock) == "shared"
+    assert held(lock) is None
+    with repo.gc_guard():
+        assert held(lock) == "exclusive"
+    assert held(lock) is None
+
+
+def test_the_object_guard_works_on_a_repository_made_before_the_gc_lock_existed(tmp_path):
+    repo = Repository.init(tmp_path)
+    (repo.dir / "gc.lock").unlink()
+    with repo.object_guard():
+        pass
+    assert (repo.dir / "gc.lock").is_file()
+
+
+def _guarded_child(root, ready, release):
+    with Repository(root).object_guard():
+        ready.set()
+        release.wait(30)
+
+
+def test_gc_guard_waits_for_a_command_holding_objects_and_names_it(tmp_path):
+    repo = Repository.init(tmp_path)
+    ctx = mp.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_guarded_child, args=(tmp_path, ready, release))
+    child.start()
+    assert ready.wait(30)
+    said = []
+
+    def on_wait(holders):
+        said.append(holders)
+        release.set()  # the command finishes; gc then gets the lock
+
+    with repo.gc_guard(on_wait):
+        pass
+    child.join(10)
+    assert len(said) == 1 and any(f"pid {child.pid}" in h for h in said[0])

@@ -6,6 +6,8 @@
     .e3/workspaces/<ws>/{root,package,lock,root.lock,run.lock}
     .e3/HEAD                                current workspace name
     .e3/index.db                            IndexDB
+    .e3/gc.lock                             held shared by commands holding objects, by gc
+                                            exclusive (`object_guard`, `gc_guard`)
     .e3/logs/<execution>.log
 """
 from __future__ import annotations
@@ -31,6 +33,13 @@ executor = "threads"
 [gc]
 min_age = 60
 """
+
+
+def _say_waiting_for_gc(holders: list[str]) -> None:
+    import sys
+
+    who = f" ({holders[0]})" if holders else ""
+    print(f"e3: waiting for a running gc{who} to finish…", file=sys.stderr, flush=True)
 
 
 def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
@@ -89,6 +98,7 @@ class Repository:
 
             Workspaces(staged).create(workspace)
             write_atomic(tmp / "HEAD", (workspace + "\n").encode())
+            (tmp / "gc.lock").touch()
             from .index import IndexDB
 
             IndexDB(tmp / "index.db").close()
@@ -149,6 +159,24 @@ class Repository:
         except (OSError, TypeError, ValueError):
             pass
         return cfg
+
+    # -- the gc lock ---------------------------------------------------------------------
+    def object_guard(self):
+        """Context manager: hold `.e3/gc.lock` shared, so that no gc sweeps while this command
+        writes objects, or holds objects that no root reaches yet (a run's snapshot and staged
+        outputs, a set's blob before the root moves). Reentrant within the process; waits for a
+        running gc (saying so on stderr); a no-op on a read-only `.e3`. Costs one open + flock."""
+        from .locks import ProcessLock
+
+        return ProcessLock(self.dir / "gc.lock", True, "write", _say_waiting_for_gc, "the gc lock")
+
+    def gc_guard(self, on_wait=None):
+        """Context manager: hold `.e3/gc.lock` exclusive (gc's mark and sweep). Waits for every
+        command holding `object_guard`, calling `on_wait(holders)` once first (holders: a list of
+        'pid N (command)'); refused (ConflictError) inside this process's own object_guard."""
+        from .locks import ProcessLock
+
+        return ProcessLock(self.dir / "gc.lock", False, "gc", on_wait, "the gc lock")
 
     # -- paths ---------------------------------------------------------------------------
     def package_ref_path(self, name: str, version: str) -> Path:
