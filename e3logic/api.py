@@ -5,7 +5,7 @@ working copy, packages and — as they land — logic, plan and exec. One instan
 """
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, wraps
 from pathlib import Path
 
 from .core import canon
@@ -15,6 +15,25 @@ from .repo.repository import Repository
 from .repo.trees import blob_entry
 from .repo.workingcopy import Changes, WorkingCopy
 from .repo.workspaces import Workspaces
+
+
+def _holds_objects(method):
+    """Run the method under `Repository.object_guard()`: no gc sweeps while it writes objects,
+    or reads objects through a root that may move meanwhile (repo/gc.py)."""
+    @wraps(method)
+    def guarded(self, *args, **kwargs):
+        with self.r.object_guard():
+            return method(self, *args, **kwargs)
+    return guarded
+
+
+def _say_gc_waits(holders: list[str]) -> None:
+    import sys
+
+    n = len(holders) or 1
+    who = f" ({', '.join(holders[:3])}{', …' if len(holders) > 3 else ''})" if holders else ""
+    print(f"gc: waiting for {n} running command{'s' if n != 1 else ''} to finish{who}…",
+          file=sys.stderr, flush=True)
 
 
 class Repo:
@@ -49,6 +68,7 @@ class Repo:
         self.workspaces.require(ws)
         return ws
 
+    @_holds_objects
     def recover(self) -> None:
         """Finish a working-copy sync a killed command left half done."""
         ws = self.current
@@ -77,6 +97,7 @@ class Repo:
             return Changes()
         return self.wc.scan(self.workspaces.root(ws))
 
+    @_holds_objects
     def intake(self, ws: str | None = None) -> str:
         """Take modified working-copy input files into the workspace root; returns the root."""
         ws = self.ws(ws)
@@ -98,6 +119,7 @@ class Repo:
     def _on_root_changed(self, ws: str) -> None:
         """Hook for fact projection (logic layer)."""
 
+    @_holds_objects
     def checkout(self, spec: str, ws: str | None = None, force: bool = False) -> dict:
         self.recover()
         name, version, h = self.resolve(spec)
@@ -131,6 +153,7 @@ class Repo:
         self._on_root_changed(target_ws)
         return {"workspace": target_ws, "package": name, "version": version, "root": root}
 
+    @_holds_objects
     def deploy(self, ws: str, spec: str, force: bool = False) -> dict:
         """Point workspace `ws` (created if new) at a package version; when `ws` is the current
         workspace this is `checkout` (the working copy follows). Refuses to replace uncommitted
@@ -149,6 +172,7 @@ class Repo:
         self._on_root_changed(ws)
         return {"workspace": ws, "package": name, "version": version, "root": root}
 
+    @_holds_objects
     def status(self) -> dict:
         self.recover()
         ws = self.ws()
@@ -159,6 +183,7 @@ class Repo:
                 "root": st["hash"], **ch.to_json(),
                 "stale": self.stale(ws, ch)}
 
+    @_holds_objects
     def stale(self, ws: str, ch: Changes | None = None) -> list[str]:
         """Dataflows a `go` would execute, or whose output in the workspace is not the memo's
         (unsaved working-copy edits included) — decided by content, as `go` decides."""
@@ -183,6 +208,7 @@ class Repo:
         return sorted(stale)
 
     # -- datasets -------------------------------------------------------------------------------
+    @_holds_objects
     def ls(self, prefix: str = "") -> list[dict]:
         root = self.workspaces.root(self.ws())
         if prefix:
@@ -192,11 +218,13 @@ class Repo:
         return [{"path": p, "hash": e["hash"], "size": e.get("size"), "format": e.get("format")}
                 for p, e in self.r.trees.walk(root, prefix)]
 
+    @_holds_objects
     def get(self, path: str) -> tuple[dict, bytes]:
         e, f = self.open_dataset(path)
         with f:
             return e, f.read()
 
+    @_holds_objects
     def open_dataset(self, path: str):
         """(entry, binary file) of a dataset of the current workspace, for streaming reads."""
         path = check_path(path)
@@ -206,6 +234,7 @@ class Repo:
             raise UsageError(f"'{path}' is a folder of datasets; list it with 'e3 ls {path}'")
         return e, self.r.objects.open(e["hash"])
 
+    @_holds_objects
     def set(self, path: str, src: Path | bytes, fmt: str | None = None) -> dict:
         path = check_path(path)
         ws = self.ws()
@@ -239,6 +268,7 @@ class Repo:
         return {"path": path, "hash": h, "root": new}
 
     # -- versions -------------------------------------------------------------------------------
+    @_holds_objects
     def commit(self, part: str, message: str) -> dict:
         ws = self.ws()
         # shared, like a dataset write: no deploy can swap the package between intake and the
@@ -269,6 +299,7 @@ class Repo:
             self.workspaces.set_package(ws, old["name"], version, h)
         return {"package": old["name"], "version": version, "root": root}
 
+    @_holds_objects
     def log(self) -> list[dict]:
         pkg_ref = self.workspaces.package(self.ws())
         out, h, seen = [], pkg_ref and pkg_ref["hash"], set()
@@ -296,6 +327,7 @@ class Repo:
             return self.r.trees.empty
         return self.read_package(pkg_ref["hash"])["datasets"]["hash"]
 
+    @_holds_objects
     def diff(self, prefix: str = "") -> list[dict]:
         ws = self.ws()
         self.recover()
@@ -319,6 +351,7 @@ class Repo:
             return []
         return ((p, e["hash"]) for p, e in self.r.trees.walk(root, prefix))
 
+    @_holds_objects
     def reset(self, prefix: str = "") -> dict:
         ws = self.ws()
         self.recover()
@@ -343,6 +376,7 @@ class Repo:
         return {"workspace": ws, "root": new}
 
     # -- workspaces -------------------------------------------------------------------------------
+    @_holds_objects
     def switch(self, ws: str, force: bool = False) -> dict:
         self.workspaces.require(ws)
         self.recover()
@@ -358,6 +392,7 @@ class Repo:
         self.wc.sync(root, previous)
         return {"workspace": ws, "root": root}
 
+    @_holds_objects
     def export_workspace(self, ws: str, zip_path: str, name: str | None = None,
                          version: str | None = None) -> dict:
         """Export a workspace's current state as a package bundle."""
@@ -385,6 +420,7 @@ class Repo:
         return {"path": str(path), "hash": h, "name": name, "version": version}
 
     # -- logic ----------------------------------------------------------------------------------
+    @_holds_objects
     def facts(self, ws: str | None = None) -> dict:
         from .dataflow.facts import repository_facts
 
@@ -408,7 +444,7 @@ class Repo:
             min_age = float(self.r.config.get("gc", {}).get("min_age", 60))
         from .repo import gc as gc_mod
 
-        return gc_mod.gc(self.r, min_age=min_age, dry_run=dry_run)
+        return gc_mod.gc(self.r, min_age=min_age, dry_run=dry_run, on_wait=_say_gc_waits)
 
     def fsck(self) -> dict:
         from .repo import fsck as fsck_mod

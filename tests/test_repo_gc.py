@@ -197,3 +197,71 @@ def test_a_temp_file_or_directory_still_being_written_is_kept_whatever_its_age(r
     os.close(dfd)
     assert gc.gc(repo, min_age=0, now=later())["temp_files"] == 2
     assert not os.path.exists(path) and not stage.exists()
+
+
+def _tree_of(repo, data: bytes) -> str:
+    return repo.trees.set(repo.trees.empty, "outputs/f/o",
+                          blob_entry(repo.objects.write(data), len(data)))
+
+
+def _run(repo, run, ws, seq, root, status="ok", settled=1, outputs=()):
+    db = repo.index
+    db.execute("INSERT INTO runs(run, workspace, seq, status, settled, state_root, pinned) "
+               "VALUES (?,?,?,?,?,?,0)", (run, ws, seq, status, settled, root))
+    for i, o in enumerate(outputs):
+        db.execute("INSERT INTO receipts(run, seq, dataflow, key, output_hash) VALUES (?,?,?,?,?)",
+                   (run, i, f"d{i}", f"k{i}", o))
+
+
+def test_gc_keeps_the_state_root_and_outputs_of_each_workspaces_newest_and_settled_runs(repo):
+    old = _tree_of(repo, b"an older run's state")
+    settled = _tree_of(repo, b"main's settled run")
+    newest = _tree_of(repo, b"main's newest run (failed)")
+    dev = _tree_of(repo, b"dev's run")
+    out = orphan(repo, b"a receipt output no memo row names")
+    _run(repo, "r1", "main", 1, old)
+    _run(repo, "r2", "main", 2, settled, outputs=[out])
+    _run(repo, "r3", "main", 3, newest, status="failed", settled=0)
+    _run(repo, "r4", "main", 4, None, status="running", settled=None)  # in flight: no root yet
+    _run(repo, "r5", "dev", 5, dev, settled=0)
+    gc.gc(repo, min_age=0, now=later())
+    for root, data in ((settled, b"main's settled run"), (newest, b"main's newest run (failed)"),
+                       (dev, b"dev's run")):
+        assert repo.objects.read(repo.trees.get(root, "outputs/f/o")["hash"]) == data
+    assert repo.objects.exists(out)
+    assert not repo.objects.exists(old)
+    assert fsck(repo)["ok"] is True
+
+
+def test_fsck_reports_a_settled_runs_state_root_that_is_gone(repo):
+    root = _tree_of(repo, b"settled state")
+    _run(repo, "r1", "main", 1, root)
+    os.unlink(repo.objects.path(root))
+    assert root in fsck(repo)["missing"]
+
+
+def test_gc_says_whom_it_waits_for_and_sweeps_once_they_finish(repo, tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+
+    def holder():
+        with Repository(tmp_path).object_guard():
+            ready.set()
+            release.wait(30)
+
+    child = ctx.Process(target=holder)
+    child.start()
+    assert ready.wait(30)
+    h = orphan(repo, b"garbage")
+    said = []
+
+    def on_wait(holders):
+        said.append(holders)
+        assert repo.objects.exists(h)  # nothing swept while a command holds objects
+        release.set()
+
+    res = gc.gc(repo, min_age=0, now=later(), on_wait=on_wait)
+    child.join(10)
+    assert len(said) == 1 and any(f"pid {child.pid}" in x for x in said[0])
+    assert res["deleted"] == 1 and not repo.objects.exists(h)

@@ -1,9 +1,21 @@
 """Garbage collection (integrity checking is in `fsck`).
 
-gc marks from every package (and its commit history through `parent`), every workspace root and
-deployed package, every memo output and every pinned run's state root; it deletes only unmarked
-objects (and temp files) older than `min_age` seconds, so an object being written by a concurrent
-command is never taken.
+Roots — everything a later command reads: every package (and its commit history through
+`parent`), every workspace root and deployed package, every memo output, the working-copy
+roots (`wc_root`, `wc_target`), every pinned run's state root, and for each workspace the
+state root and receipt outputs of its newest run and of its newest settled run (what `go`
+compares the workspace against to decide what changed). gc deletes only unmarked objects
+older than `min_age` seconds, and temp files nobody holds.
+
+Concurrency, at any `min_age` (0 included): the mark and the sweep run under `.e3/gc.lock`
+held exclusive (`Repository.gc_guard`). Every command that writes objects or holds objects no
+root reaches yet — a run's snapshot, inputs handed to tasks and staged outputs; a `set`'s blob
+before the root moves; an import before its ref lands — holds the same lock shared for its
+whole duration (`Repository.object_guard`). So gc waits for running writers (saying so on
+stderr) and writers started meanwhile wait for gc; when gc marks, every object a finished
+command left behind is either reachable from a root or garbage. The kernel drops a killed
+holder's flock, so a kill -9 never leaves the lock taken. `min_age` and the temp-file flocks
+remain as a second line for writers that do not take the guard.
 """
 from __future__ import annotations
 
@@ -91,6 +103,18 @@ def _package_refs(repo, bad: list[str]) -> list[str]:
     return out
 
 
+# per workspace: its newest run, its newest run with a state root and its newest settled run —
+# `go` compares the workspace root with the state root of such a run (go.py `_settled_rows`)
+_RUNS_GO_READS = """
+SELECT run, state_root FROM runs AS r
+WHERE state_root IS NOT NULL AND workspace IS NOT NULL AND (
+    seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace)
+ OR seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace AND state_root IS NOT NULL)
+ OR seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace AND status = 'ok'
+           AND settled = 1))
+"""
+
+
 def roots(repo, bad_refs: list[str] | None = None) -> tuple[set[str], set[str]]:
     """(every object reachable from a root, every referenced object that is absent).
 
@@ -120,6 +144,12 @@ def roots(repo, bad_refs: list[str] | None = None) -> tuple[set[str], set[str]]:
         (marked if repo.objects.exists(h) else missing).add(h)
     for (h,) in db.execute("SELECT state_root FROM runs WHERE pinned=1 AND state_root IS NOT NULL"):
         _tree_closure(repo, h, marked, missing)
+    for run, h in db.execute(_RUNS_GO_READS).fetchall():
+        _tree_closure(repo, h, marked, missing)
+        for (o,) in db.execute("SELECT output_hash FROM receipts WHERE run=? AND "
+                               "output_hash IS NOT NULL", (run,)):
+            if repo.objects.exists(o):
+                marked.add(o)  # an absent one makes `go` re-execute: not a missing object
     # the roots the working copy was synced to / is being synced to: a later sync reads them
     # to know which files to remove, even when no workspace points at them any more
     for key in ("wc_root", "wc_target"):
@@ -143,7 +173,15 @@ def _newest_mtime(path) -> float:
     return newest
 
 
-def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = None) -> dict:
+def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = None,
+       on_wait=None) -> dict:
+    """Mark and sweep under the exclusive gc lock (see the module docstring). `on_wait(holders)`
+    is called once if running commands hold objects and gc must wait for them."""
+    with repo.gc_guard(on_wait):
+        return _mark_and_sweep(repo, min_age, dry_run, now)
+
+
+def _mark_and_sweep(repo, min_age: float, dry_run: bool, now: float | None) -> dict:
     now = time.time() if now is None else now
     marked, _ = roots(repo)
     deleted = nbytes = retained = 0
