@@ -137,18 +137,61 @@ def _accept_json(cmd) -> None:
         _accept_json(sub)
 
 
+#: commands that only read the repository (as `e3 NAME` or `e3 GROUP NAME`); with `go
+#: --dry-run` and `fsck` without `--repair` they are what a read-only repository allows
+READ_COMMANDS = frozenset({
+    "status", "ls", "get", "log", "diff", "why", "deps", "dependents", "impact", "query",
+    "facts", "rules", "graph", "plan", "packages", "export", "logs", "episodes", "stats",
+    "workspace list", "workspace export", "remote list", "trust list"})
+
+_OPTIONS = None  # the current command's Options (errors name its repository)
+
+
+def read_only_path(repo) -> str | None:
+    """The first part of `repo`'s .e3/ this process may not write, or None."""
+    import os
+
+    for p in (repo.dir, repo.dir / "index.db", repo.objects.root, repo.workspaces_dir):
+        if p.exists() and not os.access(p, os.W_OK):
+            return str(p)
+    return None
+
+
+def refuse_writes_to_read_only(repo) -> None:
+    """Refuse a command that writes before it starts when the repository is read-only."""
+    try:
+        ctx = click.get_current_context()
+    except RuntimeError:
+        return
+    name = " ".join(ctx.command_path.split()[1:])
+    if name in READ_COMMANDS or (name == "go" and ctx.params.get("dry_run")) or \
+            (name == "fsck" and not ctx.params.get("repair")):
+        return
+    where = read_only_path(repo)
+    if where is not None:
+        from ..core.errors import ReadOnlyRepository
+
+        raise ReadOnlyRepository(f"the repository is read-only here ({where} is not writable) "
+                                 f"and 'e3 {name}' writes to it; run it as a user who can "
+                                 f"write {repo.dir}")
+
+
 class Options:
     """Global options, shared with every command through click's context object."""
 
     def __init__(self, repo: str | None, json: bool, verbose: bool):
+        global _OPTIONS
         self.repo_path, self.json, self.verbose = repo, json, verbose
         self._repo = None
+        _OPTIONS = self
 
     def repo(self):
         if self._repo is None:
             from ..repo.repository import Repository
 
-            self._repo = Repository.open(self.repo_path)
+            repo = Repository.open(self.repo_path)
+            refuse_writes_to_read_only(repo)
+            self._repo = repo
         return self._repo
 
     def api(self):
@@ -208,26 +251,12 @@ def quick_exit(code: int) -> None:
 
 
 def main(argv=None) -> None:
-    from ..core.errors import E3Error
-
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
     try:
         rv = cli.main(args=args, prog_name="e3", standalone_mode=False)
-        sys.exit(rv if isinstance(rv, int) else 0)
-    except E3Error as e:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        click.echo(f"e3: error: {e}", err=True)
+    except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("e3: cancelled", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("e3: cancelled", err=True)
-        sys.exit(130)
     except click.ClickException as e:  # bad usage: one line, like every other error
         msg = " ".join(e.format_message().split())
         ctx = getattr(e, "ctx", None)
@@ -235,15 +264,114 @@ def main(argv=None) -> None:
             msg += f" (see '{ctx.command_path} --help')"
         click.echo(f"e3: error: {msg}", err=True)
         sys.exit(2)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except BrokenPipeError:
-        sys.exit(0)
-    except Exception as e:  # a bug, not a user error: still one line unless -v
-        if verbose:
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # noqa: B036 — every other error becomes one line
+        code, line = explain(e)
+        if verbose and code not in (0, 130):
             import traceback
 
-            traceback.print_exc()
-        click.echo(f"e3: internal error: {type(e).__name__}: {e} (run with -v for the traceback)",
-                   err=True)
-        sys.exit(1)
+            traceback.print_exception(e)
+        if line:
+            click.echo(line, err=True)
+        sys.exit(code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def leaf(e: BaseException) -> BaseException:
+    """The error that matters inside (nested) exception groups (anyio wraps task errors):
+    a user-facing or resource error first, else the first one."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        inner = [leaf(x) for x in e.exceptions]
+        e = next((x for x in inner if _known(x)), inner[0])
+    return e
+
+
+def _known(e: BaseException) -> bool:
+    from ..core.errors import E3Error
+
+    return isinstance(e, (E3Error, KeyboardInterrupt, MemoryError, OSError, click.Abort)) or \
+        _sqlite_line(e) is not None
+
+
+#: errno -> what ran out; the message names the limit and the fix (exit 1: the command failed
+#: for want of a resource, not for bad input)
+RESOURCE_ERRNOS = ("EMFILE", "ENFILE", "ENOSPC", "EDQUOT", "ENOMEM")
+
+
+def resource_line(e: BaseException) -> str | None:
+    """One line for an exhausted system resource, or None."""
+    import errno
+
+    if isinstance(e, MemoryError):
+        return ("out of memory; free memory, run fewer tasks at once ('e3 go -j 1') or lower "
+                "the tasks' mem_mb budgets")
+    if not isinstance(e, OSError):
+        return None
+    where = f" at {e.filename}" if e.filename else _repo_dir_hint()
+    if e.errno == errno.EMFILE:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return f"too many open files (limit {soft}); raise it with 'ulimit -n 4096'"
+    if e.errno == errno.ENFILE:
+        return ("too many open files in the system (the kernel's file table is full); close "
+                "programs or raise 'sysctl fs.file-max'")
+    if e.errno == errno.ENOSPC:
+        return f"no space left on device{where}; free space (e.g. 'e3 gc') and retry"
+    if e.errno == errno.EDQUOT:
+        return f"disk quota exceeded{where}; free space (e.g. 'e3 gc') or raise the quota"
+    if e.errno == errno.ENOMEM:
+        return "out of memory (the system could not allocate); free memory or run fewer tasks"
+    return None
+
+
+def _repo_dir_hint() -> str:
+    repo = getattr(_OPTIONS, "_repo", None)
+    return f" at {repo.dir}" if repo is not None else ""
+
+
+def _sqlite_line(e: BaseException) -> str | None:
+    """One line for an index.db that is damaged, read-only or on a full disk, or None."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(e, sqlite3.Error):
+        return None
+    from ..repo.index import damaged_message, is_damage
+
+    repo = getattr(_OPTIONS, "_repo", None)
+    path = repo.dir / "index.db" if repo is not None else "index.db"
+    msg = str(e).lower()
+    if is_damage(e):
+        return damaged_message(path, e)
+    if "readonly" in msg or "read-only" in msg:
+        return f"{path} is read-only; run the command as a user who can write it"
+    if "disk is full" in msg:
+        return f"no space left on device at {path}; free space (e.g. 'e3 gc') and retry"
+    return None
+
+
+def explain(e: BaseException) -> tuple[int, str | None]:
+    """(exit code, the one line on stderr) for an error that reached the command line."""
+    from ..core.errors import EXIT_FAILED, EXIT_USAGE, E3Error
+
+    e = leaf(e)
+    if isinstance(e, E3Error):
+        return e.exit_code, f"e3: error: {e}"
+    if isinstance(e, (KeyboardInterrupt, click.Abort)):
+        return 130, "e3: cancelled"
+    if isinstance(e, BrokenPipeError):
+        return 0, None
+    line = resource_line(e)
+    if line:
+        return EXIT_FAILED, f"e3: error: {line}"
+    line = _sqlite_line(e)
+    if line:
+        return (EXIT_FAILED if "no space" in line else EXIT_USAGE), f"e3: error: {line}"
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) \
+            and e.filename:
+        return EXIT_USAGE, (f"e3: error: {e.strerror.lower()}: {e.filename}; run the command as "
+                            f"a user who may write there (or on a writable copy)")
+    return EXIT_FAILED, (f"e3: internal error: {type(e).__name__}: {e} (run with -v for the "
+                         f"traceback)")

@@ -44,6 +44,26 @@ class IntegrityError(E3Error):
     """Bytes whose hash does not match their name, or a malformed object."""
 
 
+class BadBundle(UsageError, IntegrityError):
+    """A bundle zip refused at `e3 add`: malformed, corrupt or hostile. Bad input, so exit 2
+    (UsageError comes first); still an IntegrityError for callers that catch those."""
+
+
+class DamagedMetadata(IntegrityError):
+    """A ref or index.db that cannot be read or names nonsense; `e3 fsck --repair` fixes it."""
+
+    exit_code = EXIT_USAGE
+
+
+class ReadOnlyRepository(UsageError):
+    """A command that writes, on a repository this user cannot write."""
+
+
+class ResourceExhausted(E3Error):
+    """A system limit was hit (open files, disk space, memory, quota): not the user's input,
+    not a bug; the message names the limit and how to raise it."""
+
+
 class ConflictError(E3Error):
     """A compare-and-swap lost, or a lock is held by someone else."""
 

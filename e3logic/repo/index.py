@@ -1,16 +1,23 @@
 """index.db: SQLite (WAL) holding memo, executions, episodes, history, runs, receipts,
 provenance, facts and the working-copy stat cache.
 
+A read-only index.db (or `.e3/`: another user's repository, a read-only mount) is read into
+an in-memory copy, so read commands work and their cache writes (stat cache, facts) go nowhere;
+commands that write are refused before they start (the CLI). A damaged file is refused with
+`DamagedMetadata` naming `e3 fsck --repair`, which salvages what it can (`rebuild`).
+
 The schema is versioned with `PRAGMA user_version` and migrated on open: MIGRATIONS[i] takes a
 database from version i to i+1 inside one transaction. Hot-path reads use the raw sqlite3
 connection; schema work and bulk inserts go through sqlite-utils (`IndexDB.utils`).
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
-from ..core.errors import IntegrityError
+from ..core.errors import DamagedMetadata, IntegrityError
 
 
 def _v1(db) -> None:
@@ -68,15 +75,27 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class IndexDB:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool | None = None):
+        """Open (creating) index.db. `readonly`: None decides by whether this process may
+        write the file and its directory; True reads it into memory (see the module doc)."""
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                    check_same_thread=False)
-        _wal(self.conn)
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=30000")
+        memory = str(path) == ":memory:"
+        self.readonly = (not memory and not writable(self.path)) if readonly is None else readonly
         self._utils = None
-        self.migrate()
+        try:
+            if self.readonly:
+                self.conn = _memory_copy(self.path)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                            check_same_thread=False)
+                _wal(self.conn)
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA busy_timeout=30000")
+            self.migrate()
+        except sqlite3.DatabaseError as e:
+            if is_damage(e):
+                raise DamagedMetadata(damaged_message(self.path, e)) from None
+            raise
 
     @property
     def utils(self):
@@ -133,6 +152,147 @@ class IndexDB:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write index.db at `path` (and its directory, for the WAL)."""
+    path = Path(path)
+    if not os.access(path.parent, os.W_OK):
+        return False
+    return not path.exists() or os.access(path, os.W_OK)
+
+
+def is_damage(e: BaseException) -> bool:
+    """Whether a sqlite3 error means the file is damaged (not busy, not read-only)."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    msg = str(e).lower()
+    if "malformed" in msg or "not a database" in msg or "corrupt" in msg:
+        return True
+    return type(e) is sqlite3.DatabaseError
+
+
+def damaged_message(path, e) -> str:
+    return f"index.db is damaged ({e}: {path}); run 'e3 fsck --repair'"
+
+
+def _ro_uri(path: Path, immutable: bool = False) -> str:
+    return f"file:{quote(str(Path(path).resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _memory_copy(path: Path) -> sqlite3.Connection:
+    """index.db read without writing anything beside it, copied into memory. Read-only WAL
+    needs the -shm file to exist; without it (a cleanly closed database) the file is whole
+    and is read as immutable."""
+    mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    if not Path(path).exists():
+        return mem  # nothing yet: an empty index (migrated in memory)
+    err = None
+    for immutable in (False, True):
+        try:
+            src = sqlite3.connect(_ro_uri(path, immutable), uri=True, timeout=30)
+            try:
+                src.backup(mem)
+            finally:
+                src.close()
+            return mem
+        except sqlite3.OperationalError as e:
+            err = e
+    raise err
+
+
+def check(path: Path) -> str | None:
+    """Why index.db at `path` is damaged (SQLite's quick_check), or None if it reads whole."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(_ro_uri(path), uri=True, timeout=30)
+        try:
+            rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+            con.execute("PRAGMA user_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        if not is_damage(e):
+            raise
+        return str(e)
+    if rows != ["ok"]:
+        return "; ".join(rows[:3])
+    return None
+
+
+#: tables whose rows `rebuild` carries over (the stat cache and facts are re-derived)
+SALVAGE = ("meta", "executions", "memo", "provenance", "runs", "receipts", "episodes",
+           "history", "awaits", "peers", "procs")
+
+
+def _salvage_rows(old: sqlite3.Connection, table: str, cols: list[str]) -> list[tuple]:
+    """Every row of `table` that still reads, in rowid order; a damaged stretch is skipped by
+    probing past it at growing distances."""
+    sel = ", ".join(f'"{c}"' for c in cols)
+    out: list[tuple] = []
+    after, skip = 0, 0
+    for _ in range(32):
+        try:
+            for r in old.execute(f'SELECT rowid, {sel} FROM "{table}" WHERE rowid > ? '
+                                 f'ORDER BY rowid', (after + skip,)):
+                out.append(tuple(r[1:]))
+                after, skip = r[0], 0
+            return out
+        except sqlite3.DatabaseError:
+            skip = min(max(1, skip * 4), 1 << 60)
+    return out
+
+
+def rebuild(path: Path) -> dict:
+    """Replace a damaged index.db by a new one holding every row that still reads. The new
+    database is built beside it and put in place last; the damaged file (and its -wal/-shm)
+    is kept as `index.db.damaged-N`. Returns {"moved_to", "salvaged": {table: rows}}."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".rebuild")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+        p.unlink(missing_ok=True)
+    new = IndexDB(tmp, readonly=False)
+    salvaged: dict[str, int] = {}
+    try:
+        old = sqlite3.connect(_ro_uri(path), uri=True, timeout=30)
+    except sqlite3.Error:
+        old = None
+    try:
+        for table in SALVAGE if old is not None else ():
+            try:
+                have = {r[1] for r in old.execute(f'PRAGMA table_info("{table}")')}
+            except sqlite3.DatabaseError:
+                continue
+            want = [r[1] for r in new.conn.execute(f'PRAGMA table_info("{table}")')]
+            cols = [c for c in want if c in have]
+            if not cols:
+                continue
+            rows = _salvage_rows(old, table, cols)
+            marks = ", ".join("?" * len(cols))
+            names = ", ".join(f'"{c}"' for c in cols)
+            with new.transaction() as c:
+                c.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',
+                              rows)
+            salvaged[table] = len(rows)
+    finally:
+        if old is not None:
+            old.close()
+        new.conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file to move in
+        new.close()
+    n = 1
+    while any(Path(f"{path}.damaged-{n}{s}").exists() for s in ("", "-wal", "-shm")):
+        n += 1
+    moved = Path(f"{path}.damaged-{n}")
+    # the -wal goes first: a stale WAL beside a new database would be replayed into it
+    for s in ("-wal", "-shm"):
+        if Path(f"{path}{s}").exists():
+            os.rename(f"{path}{s}", f"{moved}{s}")
+    if path.exists():
+        os.rename(path, moved)
+    os.rename(tmp, path)
+    return {"moved_to": str(moved), "salvaged": salvaged}
 
 
 def _wal(conn, patience: float = 30.0) -> None:

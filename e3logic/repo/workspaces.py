@@ -7,12 +7,15 @@ dataset writes, exclusive for deploy/remove.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import re
 import shutil
 from pathlib import Path
 from typing import Callable
 
-from ..core.errors import ConflictError, NotFound, UsageError
+from ..core.errors import ConflictError, LockBusy, NotFound, UsageError
 from .locks import FileLock
 from .refs import read_ref, write_ref
 
@@ -24,6 +27,28 @@ def check_name(name: str) -> str:
         raise UsageError(f"invalid workspace name '{name}': use letters, digits, _ . - "
                          f"(at most 64)")
     return name
+
+
+class _Lock(FileLock):
+    """A workspace lock that also works on a read-only repository: a lock file this process
+    may not open for writing is flocked through a read-only descriptor (flock does not care),
+    without recording the holder. Commands that write are refused before they get here."""
+
+    def acquire(self, op: str, shared: bool = False, wait: float = 0.0) -> "FileLock":
+        try:
+            return super().acquire(op, shared, wait)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not self.path.exists():
+                raise
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockBusy(f"{self.what} is busy: held by another e3 command; wait for it "
+                           f"to finish") from None
+        self.fd, self.exclusive = fd, False  # nothing to clear on release
+        return self
 
 
 class Workspaces:
@@ -57,11 +82,11 @@ class Workspaces:
         return self.state(ws).get("package")
 
     def lock(self, ws: str) -> FileLock:
-        return FileLock(self.dir / ws / "lock", f"workspace '{ws}'")
+        return _Lock(self.dir / ws / "lock", f"workspace '{ws}'")
 
     def run_lock(self, ws: str) -> FileLock:
         """Held by `e3 go` for the whole run; deploy/remove/checkout take it to refuse a run."""
-        return FileLock(self.dir / ws / "run.lock", f"workspace '{ws}' (a run: e3 go)")
+        return _Lock(self.dir / ws / "run.lock", f"workspace '{ws}' (a run: e3 go)")
 
     # -- changes ------------------------------------------------------------------------
     def create(self, ws: str, exist_ok: bool = False) -> None:
