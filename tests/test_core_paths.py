@@ -12,7 +12,7 @@ def test_valid_paths_are_normalised_without_surrounding_slashes():
 
 
 @pytest.mark.parametrize("bad", ["", "/", "inputs//sales", "inputs/../x", "./a", "a/./b",
-                                 "in puts/a", ".hidden", "a/-x", "a\\b"])
+                                 "in\tputs/a", ".hidden", "a/-x", "a\\b"])
 def test_invalid_paths_are_refused_with_one_line(bad):
     with pytest.raises(UsageError) as e:
         paths.check_path(bad)

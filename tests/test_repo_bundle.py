@@ -164,7 +164,7 @@ def test_copy_object_refuses_bytes_that_do_not_match_their_name(tmp_path):
 def test_a_file_that_is_not_a_zip_is_a_usage_error(tmp_path):
     p = tmp_path / "x.zip"
     p.write_text("not a zip")
-    with pytest.raises(UsageError, match="'x.zip' is not a package bundle zip"):
+    with pytest.raises(UsageError, match="bundle x.zip: not a package bundle zip"):
         BundleReader(p)
     with pytest.raises(UsageError, match="does not exist"):
         BundleReader(tmp_path / "missing.zip")

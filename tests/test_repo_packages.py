@@ -109,7 +109,7 @@ def test_a_wrong_hash_is_refused_with_nothing_written(repo, tmp_path):
     b = make_bundle(tmp_path)
     blob = hash_bytes(b"def f(x):\n    return x + 1\n")
     bad = _rewrite(b["path"], tmp_path / "bad.zip",
-                   lambda n, d: (b"def f(x):\n    return x + 666\n" if n.endswith(blob) else d)
+                   lambda n, d: (b"def f(x):\n    return x + 9\n" if n.endswith(blob) else d)
                    if n != "+" else [])
     before = snapshot(repo)
     with pytest.raises(IntegrityError, match=f"object {blob[:12]} does not match its hash"):

@@ -113,7 +113,7 @@ def test_file_and_value_datasets_are_recorded_with_their_formats(pkg):
 @pytest.mark.parametrize("path,kw,needle", [
     ("inputs/../x", {"value": 1}, "invalid dataset path"),
     ("", {"value": 1}, "empty dataset path"),
-    ("inputs/a b", {"value": 1}, "invalid dataset path"),
+    ("inputs/a\tb", {"value": 1}, "invalid dataset path"),
     ("inputs/x", {}, "exactly one of file="),
     ("inputs/x", {"value": 1, "file": "data/sales.csv"}, "exactly one of file="),
     ("inputs/x", {"value": {1, 2}}, "not JSON-serialisable"),

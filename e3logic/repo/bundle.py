@@ -7,8 +7,10 @@ level, no comment and no extra fields — so identical objects give identical by
 
 Reading is defensive (`BundleReader`): every name is checked before anything is extracted
 (absolute, `..`, backslashes, directories, symlinks, duplicates and unknown entries are
-refused), the total decompressed size and the per-entry compression ratio are bounded, and
-each object is streamed through BLAKE3 and compared with its name.
+refused), the total decompressed size and the per-entry compression ratio are bounded, JSON
+nesting is bounded, and each object is streamed through BLAKE3 and compared with its name,
+never past the size it is expected to have. Every refusal is a `BadBundle` (exit 2) naming the
+bundle and the entry. What the package object names and reaches is checked in `packages.py`.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from ..core import canon
-from ..core.errors import IntegrityError, UsageError
+from ..core.errors import BadBundle, UsageError
 from ..core.hashing import is_hash
+from ..core.paths import show
 from .atomic import FSYNC
 
 FORMAT = 1
@@ -37,7 +40,35 @@ MAX_BYTES = 4 << 30          # total decompressed size of a bundle
 MAX_RATIO = 200              # per-entry decompressed/compressed ratio ...
 RATIO_MIN_SIZE = 1 << 20     # ... checked for entries larger than this
 
-_OBJ_NAME = re.compile(r"^objects/([0-9a-f]{64})$")
+MAX_MANIFEST_BYTES = 1 << 16
+MAX_JSON_DEPTH = 32          # nesting of the manifest and of package objects
+REBUILD = "rebuild the bundle with 'e3 build' (or 'e3 export')"
+
+_OBJ_NAME = re.compile(r"objects/([0-9a-f]{64})")
+
+
+def bad(label: str, what: str, fix: str = REBUILD) -> BadBundle:
+    """The one-line refusal of bundle `label`: `bundle x.zip: <what>; <fix>`."""
+    return BadBundle(f"bundle {label}: {what}; {fix}")
+
+
+def loads_bounded(data: bytes, label: str, what: str, max_depth: int = MAX_JSON_DEPTH):
+    """Decode JSON `data` (the bundle's `what`), refusing invalid JSON and nesting deeper than
+    `max_depth` (a deeply nested document must not exhaust the stack)."""
+    try:
+        value = canon.loads(data)
+    except RecursionError:
+        raise bad(label, f"{what} is nested too deeply (more than {max_depth} levels)") from None
+    except (ValueError, UnicodeDecodeError):
+        raise bad(label, f"{what} is not valid JSON") from None
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            if d > max_depth:
+                raise bad(label, f"{what} is nested too deeply (more than {max_depth} levels)")
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return value
 
 
 def manifest_bytes(name: str, version: str, h: str) -> bytes:
@@ -103,15 +134,14 @@ class BundleReader:
 
     def __init__(self, path: Path | str, max_bytes: int = MAX_BYTES, max_ratio: float = MAX_RATIO):
         self.path = Path(path)
-        label = self.path.name
+        self.label = label = self.path.name
         if not self.path.is_file():
             raise UsageError(f"bundle '{self.path}' does not exist; check the path or build it "
                              f"with 'e3 build'")
         try:
             self.zf = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise UsageError(f"'{label}' is not a package bundle zip ({e}); rebuild it with "
-                             f"'e3 build' or 'e3 export'") from None
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise bad(label, f"not a package bundle zip ({e})") from None
         try:
             self._check(label, max_bytes, max_ratio)
         except BaseException:
@@ -125,69 +155,58 @@ class BundleReader:
         total = 0
         for info in self.zf.infolist():
             n = info.filename
+            shown = show(n)
             if n.startswith("/") or n.startswith("\\") or re.match(r"^[A-Za-z]:", n):
-                raise IntegrityError(f"bundle '{label}' has an absolute entry name '{n}'; "
-                                     f"refusing it — only install bundles made by 'e3 build' or "
-                                     f"'e3 export'")
+                raise bad(label, f"absolute entry name {shown}",
+                          "only install bundles made by 'e3 build' or 'e3 export'")
             parts = re.split(r"[/\\]", n)
             if ".." in parts or "\\" in n:
-                raise IntegrityError(f"bundle '{label}' has a path-traversal entry name '{n}'; "
-                                     f"refusing it — only install bundles made by 'e3 build' or "
-                                     f"'e3 export'")
+                raise bad(label, f"path-traversal entry name {shown}",
+                          "only install bundles made by 'e3 build' or 'e3 export'")
             if n in seen:
-                raise IntegrityError(f"bundle '{label}' has two entries named '{n}'; rebuild it")
+                raise bad(label, f"two entries named {shown}")
             seen.add(n)
             kind = stat.S_IFMT(info.external_attr >> 16)
             if info.is_dir() or kind == stat.S_IFDIR:
-                raise IntegrityError(f"bundle '{label}' has a directory entry '{n}'; rebuild it "
-                                     f"with 'e3 build'")
+                raise bad(label, f"directory entry {shown}")
             if kind == stat.S_IFLNK:
-                raise IntegrityError(f"bundle '{label}' has a symlink entry '{n}'; refusing it")
+                raise bad(label, f"symlink entry {shown}")
             if kind not in (0, stat.S_IFREG):
-                raise IntegrityError(f"bundle '{label}' has a special-file entry '{n}'; refusing it")
+                raise bad(label, f"special-file entry {shown}")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise IntegrityError(f"bundle '{label}' entry '{n}' uses an unsupported "
-                                     f"compression method; rebuild it with 'e3 build'")
+                raise bad(label, f"entry {shown} uses an unsupported compression method")
             if info.flag_bits & 0x1:
-                raise IntegrityError(f"bundle '{label}' entry '{n}' is encrypted; refusing it")
+                raise bad(label, f"entry {shown} is encrypted")
             if info.file_size > RATIO_MIN_SIZE and (
                     info.compress_size <= 0 or info.file_size / info.compress_size > max_ratio):
-                raise IntegrityError(
-                    f"bundle '{label}' entry '{n}' expands {info.file_size} bytes from "
-                    f"{info.compress_size} (ratio over {max_ratio:g}); refusing a possible zip "
-                    f"bomb — raise [packages] max_ratio in e3.toml if you trust it")
+                raise bad(label, f"entry {shown} expands {info.file_size} bytes from "
+                          f"{info.compress_size} (ratio over {max_ratio:g}), a possible zip bomb",
+                          "raise [packages] max_ratio in e3.toml if you trust it")
             total += info.file_size
             if total > max_bytes:
-                raise IntegrityError(
-                    f"bundle '{label}' decompresses to more than {max_bytes} bytes; refusing it "
-                    f"— raise [packages] max_bundle_bytes in e3.toml if you trust it")
+                raise bad(label, f"it decompresses to more than {max_bytes} bytes",
+                          "raise [packages] max_bundle_bytes in e3.toml if you trust it")
             if n == MANIFEST:
                 manifest_info = info
                 continue
-            m = _OBJ_NAME.match(n)
+            m = _OBJ_NAME.fullmatch(n)
             if not m:
-                raise IntegrityError(f"bundle '{label}' has an unexpected entry '{n}'; a bundle "
-                                     f"holds only {MANIFEST} and objects/<hash>")
+                raise bad(label, f"unexpected entry {shown} (a bundle holds only {MANIFEST} "
+                          f"and objects/<hash>)")
             self.objects[m.group(1)] = info
         if manifest_info is None:
-            raise IntegrityError(f"bundle '{label}' has no {MANIFEST}; it was not made by "
-                                 f"'e3 build' or 'e3 export'")
-        if manifest_info.file_size > 1 << 16:
-            raise IntegrityError(f"bundle '{label}': {MANIFEST} is too large; rebuild it")
-        try:
-            man = canon.loads(self._read_small(manifest_info))
-        except ValueError:
-            raise IntegrityError(f"bundle '{label}': {MANIFEST} is not valid JSON; rebuild it") from None
+            raise bad(label, f"it has no {MANIFEST}")
+        if manifest_info.file_size > MAX_MANIFEST_BYTES:
+            raise bad(label, f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+        man = loads_bounded(self._read_small(manifest_info), label, MANIFEST)
         if (not isinstance(man, dict) or man.get("format") != FORMAT
                 or not all(isinstance(man.get(k), str) for k in ("name", "version", "hash"))):
-            raise IntegrityError(f"bundle '{label}': {MANIFEST} is not a format-{FORMAT} manifest "
-                                 f"with name, version and hash; rebuild it with this e3")
+            raise bad(label, f"{MANIFEST} is not a format-{FORMAT} manifest with name, version "
+                      f"and hash", "rebuild the bundle with this e3's 'e3 build'")
         if not is_hash(man["hash"]):
-            raise IntegrityError(f"bundle '{label}': manifest hash '{man['hash']}' is not a "
-                                 f"BLAKE3-256 hex digest; rebuild it")
+            raise bad(label, f"manifest hash {show(man['hash'])} is not a BLAKE3-256 hex digest")
         if man["hash"] not in self.objects:
-            raise IntegrityError(f"bundle '{label}' lacks its package object {man['hash'][:12]}; "
-                                 f"rebuild it")
+            raise bad(label, f"it lacks its package object {man['hash'][:12]}")
         self.manifest = man
         self.name, self.version, self.hash = man["name"], man["version"], man["hash"]
         self.total_bytes = total
@@ -195,46 +214,53 @@ class BundleReader:
     def _read_small(self, info: zipfile.ZipInfo) -> bytes:
         try:
             return self.zf.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise IntegrityError(f"bundle '{self.path.name}' entry '{info.filename}' is corrupt "
-                                 f"({e}); rebuild or re-export it") from None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+            raise bad(self.label, f"entry {show(info.filename)} is corrupt ({e})") from None
 
-    def read_object(self, h: str, limit: int = 64 << 20) -> bytes:
+    def size(self, h: str) -> int:
+        """The decompressed size object `h`'s entry declares."""
+        return self.objects[h].file_size
+
+    def read_object(self, h: str, limit: int = 64 << 20, what: str = "a structured object") -> bytes:
         """Bytes of a (small, structured) object, verified against its hash."""
         from ..core.hashing import hash_bytes
 
         info = self.objects[h]
         if info.file_size > limit:
-            raise IntegrityError(f"bundle '{self.path.name}': object {h[:12]} is too large for a "
-                                 f"structured object; rebuild it")
+            raise bad(self.label, f"object {h[:12]} is {info.file_size} bytes, too large for "
+                      f"{what} (at most {limit})")
         data = self._read_small(info)
-        if hash_bytes(data) != h:
-            raise IntegrityError(_mismatch(self.path.name, h))
+        if len(data) != info.file_size or hash_bytes(data) != h:
+            raise bad(self.label, _mismatch(h))
         return data
 
-    def copy_object(self, h: str, dest: BinaryIO | None) -> int:
+    def copy_object(self, h: str, dest: BinaryIO | None, expected: int | None = None) -> int:
         """Stream object `h` into `dest` (or only hash it when `dest` is None), verifying its
-        hash; returns its size. Raises IntegrityError on any mismatch or corruption."""
+        hash; returns its size. Stops as soon as more than `expected` bytes (default: the size
+        its entry declares) come out. Raises BadBundle on any mismatch or corruption."""
         from ..core.hashing import _blake3
 
         info = self.objects[h]
+        limit = info.file_size if expected is None else expected
         hasher = _blake3()()
         size = 0
         try:
             with self.zf.open(info) as src:
                 while True:
-                    block = src.read(CHUNK)
+                    block = src.read(min(CHUNK, limit - size + 1))
                     if not block:
                         break
                     size += len(block)
+                    if size > limit:
+                        raise bad(self.label, f"object {h[:12]} expands past the {limit} bytes "
+                                  f"declared for it")
                     hasher.update(block)
                     if dest is not None:
                         dest.write(block)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
-            raise IntegrityError(f"bundle '{self.path.name}' entry '{info.filename}' is corrupt "
-                                 f"({e}); rebuild or re-export it") from None
-        if size != info.file_size or hasher.hexdigest() != h:
-            raise IntegrityError(_mismatch(self.path.name, h))
+            raise bad(self.label, f"entry {show(info.filename)} is corrupt ({e})") from None
+        if size != limit or hasher.hexdigest() != h:
+            raise bad(self.label, _mismatch(h))
         return size
 
     def close(self) -> None:
@@ -247,6 +273,5 @@ class BundleReader:
         self.close()
 
 
-def _mismatch(label: str, h: str) -> str:
-    return (f"bundle '{label}': object {h[:12]} does not match its hash; the bundle is corrupt "
-            f"or was tampered with — rebuild or re-export it")
+def _mismatch(h: str) -> str:
+    return f"object {h[:12]} does not match its hash (the bundle is corrupt or was tampered with)"

@@ -4,11 +4,15 @@ dependency resolution, task hashes.
 A package ref is canonical JSON `{"kind":"package","hash":h,"name":…,"version":…}` naming a
 package object (docs/internals.md). Import is all-or-nothing:
 
-1. the zip is checked (names, sizes, manifest) before anything is extracted;
-2. every object is streamed into a staging directory `.e3/objects/tmp/import-*` and its hash
-   verified; the package object and every tree it reaches are parsed and every reference must be
-   in the bundle or already in the store;
-3. only then are objects renamed into the store (each rename atomic, blobs first, the package
+1. the zip is checked (entry names, sizes, manifest) before anything is extracted;
+2. the package object and every tree it reaches are read (verified, size- and depth-bounded)
+   and every name in them must pass the name rule (`core.paths`, docs/packages.md); every
+   reference must be in the bundle or already in the store, every object in the bundle must be
+   reached, and each blob's entry must have the size its tree declares — a bundle failing any
+   of this is refused whole (`BadBundle`, exit 2) before anything is staged;
+3. the objects the store lacks are streamed into a staging directory `.e3/objects/tmp/import-*`,
+   never past their declared sizes, and verified;
+4. only then are objects renamed into the store (each rename atomic, blobs first, the package
    object last) and, last of all, the ref is written atomically.
 
 A SIGKILL at any moment therefore leaves either no ref (plus complete, unreferenced objects and
@@ -17,32 +21,52 @@ a stale staging directory that gc removes past min-age) or a ref whose whole obj
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from ..core import canon
-from ..core.errors import E3Error, IntegrityError, NotFound, UsageError, did_you_mean
+from ..core.errors import BadBundle, E3Error, IntegrityError, NotFound, UsageError, did_you_mean
 from ..core.hashing import is_hash
+from ..core.paths import (LEASE_MODES, MAX_PATH_BYTES, entry_problem, ident_problem,
+                          path_problem, show)
 from ..core.semver import Constraint, Version
 from .atomic import FSYNC
-from .bundle import MAX_BYTES, MAX_RATIO, BundleReader, write_bundle
+from .bundle import MAX_BYTES, MAX_RATIO, BundleReader, bad, loads_bounded, write_bundle
 from .refs import read_ref, write_ref
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 LOCK_WAIT = 30.0
+MAX_PACKAGE_BYTES = 16 << 20   # a package object in a bundle
+MAX_TREE_BYTES = 64 << 20      # one tree object in a bundle
+MAX_VERSION_CHARS = 128
+MAX_TEXT_CHARS = 1 << 16       # a constraint, task entry or argv item, a commit message
 
 Reader = Callable[[str], bytes]
 
 
 # -- names and specs -----------------------------------------------------------------------
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise UsageError(f"invalid package name {name!r}: use letters, digits, _ . - "
-                         f"(e.g. 'forecast')")
+    why = ident_problem(name)
+    if why:
+        raise UsageError(f"invalid package name {show(name)}: {why} (e.g. 'forecast')")
     return name
+
+
+def version_problem(v) -> str | None:
+    """Why `v` is not a version string as a bundle may carry it (it names a ref file), or
+    None."""
+    if not isinstance(v, str):
+        return "not a string"
+    if len(v) > MAX_VERSION_CHARS:
+        return f"{len(v)} characters, at most {MAX_VERSION_CHARS} are allowed"
+    if v != v.strip() or not v.isprintable():
+        return "spaces or control characters around or inside it"
+    try:
+        Version.parse(v)
+    except UsageError:
+        return "expected MAJOR.MINOR.PATCH, e.g. 1.0.0"
+    return None
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -59,8 +83,15 @@ def parse_package(data: bytes, label: str = "package object") -> dict:
     """Decode and shape-check a package object (does not follow its references)."""
     try:
         obj = canon.loads(data)
-    except ValueError:
+    except RecursionError:
+        raise IntegrityError(f"{label} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
         raise IntegrityError(f"{label} is not valid JSON") from None
+    return check_package(obj, label)
+
+
+def check_package(obj, label: str = "package object") -> dict:
+    """Shape-check a decoded package object; returns it."""
     if not isinstance(obj, dict) or obj.get("e3") != "package":
         raise IntegrityError(f"{label} is not a package object")
     for k in ("name", "version"):
@@ -68,9 +99,11 @@ def parse_package(data: bytes, label: str = "package object") -> dict:
             raise IntegrityError(f"{label} has no {k}")
     try:
         check_name(obj["name"])
-        Version.parse(obj["version"])
     except UsageError as e:
         raise IntegrityError(f"{label}: {e}") from None
+    why = version_problem(obj["version"])
+    if why:
+        raise IntegrityError(f"{label}: invalid version {show(obj['version'])} ({why})")
     deps = obj.get("dependencies", {})
     if not isinstance(deps, dict) or not all(isinstance(v, str) for v in deps.values()):
         raise IntegrityError(f"{label}: dependencies must map names to constraint strings")
@@ -89,41 +122,184 @@ def read_package(repo, h: str) -> dict:
     return parse_package(repo.objects.read(h), f"package object {h[:12]}")
 
 
-def _walk_refs(pkg: dict, read: Reader, sizes: Callable[[str], int | None] | None = None) -> list[str]:
-    """Every object hash reachable from a package object (excluding the package object itself),
-    sorted. `parent` is history metadata, not a reference. Checks tree shapes and blob sizes."""
-    out: set[str] = set()
-    stack = [pkg["modules"]["hash"], pkg["datasets"]["hash"]]
-    while stack:
-        h = stack.pop()
-        if h in out:
-            continue
-        out.add(h)
+def package_problem(pkg: dict) -> str | None:
+    """The first name in a (shape-checked) package object that breaks the name rule, as a
+    phrase naming it, or None. Names checked: dependencies and their constraints, tasks and
+    what they run, dataflows, their task, inputs, output (and where it lands), leases and
+    resources."""
+    def ident(kind, n):
+        why = ident_problem(n)
+        return f"{kind} name {show(n)} is not a valid name ({why})" if why else None
+
+    def path(kind, p):
+        why = path_problem(p)
+        return f"{kind} {show(p)} is not a valid dataset path ({why})" if why else None
+
+    def text(kind, t):
+        if not isinstance(t, str) or len(t) > MAX_TEXT_CHARS:
+            return f"{kind} must be a string of at most {MAX_TEXT_CHARS} characters"
+        return None
+
+    for dep, c in sorted(pkg.get("dependencies", {}).items()):
+        why = ident("dependency", dep) or text(f"dependency '{dep}' constraint", c)
+        if why:
+            return why
         try:
-            t = canon.loads(read(h))
+            Constraint(c)
+        except UsageError:
+            return f"dependency '{dep}' has an invalid constraint {show(c)}"
+    for t, task in sorted(pkg["tasks"].items()):
+        why = ident("task", t)
+        if why:
+            return why
+        if not isinstance(task, dict) or not isinstance(task.get("runtime"), str):
+            return f"task '{t}' is malformed (it needs a runtime)"
+        why = text(f"task '{t}' runtime", task["runtime"])
+        if "argv" in task:
+            argv = task["argv"]
+            if not isinstance(argv, list) or not argv:
+                return f"task '{t}' argv must be a non-empty list of strings"
+            for a in argv:
+                why = why or text(f"task '{t}' argv item", a)
+        else:
+            why = why or text(f"task '{t}' entry", task.get("entry"))
+        if why:
+            return why
+    for d, df in sorted(pkg["dataflows"].items()):
+        why = ident("dataflow", d)
+        if why:
+            return why
+        if not isinstance(df, dict) or not isinstance(df.get("inputs", []), list):
+            return f"dataflow '{d}' is malformed (it needs a task, inputs and an output)"
+        why = text(f"dataflow '{d}' task", df.get("task"))
+        if why:
+            return why
+        if df["task"] not in pkg["tasks"]:
+            return f"dataflow '{d}' uses task {show(df['task'])}, which the package lacks"
+        for i in df.get("inputs", []):
+            why = path(f"dataflow '{d}' input", i)
+            if why:
+                return why
+        out = df.get("output")
+        why = path(f"dataflow '{d}' output", out) or path(f"dataflow '{d}' lands at",
+                                                           f"outputs/{d}/{out}")
+        if why:
+            return why
+        for lease in df.get("leases", []):
+            if not (isinstance(lease, list) and len(lease) == 2 and lease[1] in LEASE_MODES):
+                return f"dataflow '{d}' has a malformed lease {show(str(lease))}"
+            why = path(f"dataflow '{d}' lease path", lease[0])
+            if why:
+                return why
+        res = df.get("resources", {})
+        if not isinstance(res, dict):
+            return f"dataflow '{d}' resources must map names to numbers"
+        for r in sorted(res):
+            why = ident(f"dataflow '{d}' resource", r)
+            if why:
+                return why
+    msg = pkg.get("message", "")
+    if msg is not None and text("message", msg):
+        return text("message", msg)
+    return None
+
+
+def _graph(pkg: dict, read: Reader, sizes: Callable[[str], int | None] | None = None,
+           names: bool = False) -> tuple[list[str], dict[str, int | None]]:
+    """(trees, {blob: size declared by its tree entries}) reachable from a package object's
+    modules and datasets trees. Checks tree shapes and, with `sizes`, that every blob exists
+    with the size its entries declare. With `names`, also checks every entry name (the name
+    rule), that blob entries declare a format and a size, and that no path under a tree is
+    longer than MAX_PATH_BYTES. Raises IntegrityError naming the culprit."""
+    trees: dict[str, str] = {}      # hash -> "dataset" / "module" (which tree it serves)
+    children: dict[str, list] = {}  # hash -> [(name bytes, child tree hash or None)]
+    blobs: dict[str, int | None] = {}
+    stack = [(pkg["modules"]["hash"], "module"), (pkg["datasets"]["hash"], "dataset")]
+    while stack:
+        h, kind = stack.pop()
+        if h in trees:
+            continue
+        trees[h] = kind
+        try:
+            t = read(h)
+            t = canon.loads(t) if isinstance(t, (bytes, bytearray)) else t
         except NotFound:
             raise IntegrityError(f"tree {h[:12]} is missing") from None
-        except ValueError:
+        except RecursionError:
+            raise IntegrityError(f"tree {h[:12]} is nested too deeply") from None
+        except (ValueError, UnicodeDecodeError):
             raise IntegrityError(f"tree {h[:12]} is not valid JSON") from None
         if not isinstance(t, dict) or t.get("e3") != "tree" or not isinstance(t.get("entries"), dict):
             raise IntegrityError(f"object {h[:12]} should be a tree but is not")
+        kids = children[h] = []
         for name, e in sorted(t["entries"].items()):
+            if names:
+                why = entry_problem(name)
+                if why:
+                    raise IntegrityError(f"{kind} tree entry {show(name)} is not a valid name "
+                                         f"({why})")
             if not isinstance(e, dict) or not is_hash(e.get("hash", "")):
-                raise IntegrityError(f"tree {h[:12]} entry '{name}' is malformed")
+                raise IntegrityError(f"tree {h[:12]} entry {show(name)} is malformed")
             if e.get("kind") == "tree":
-                stack.append(e["hash"])
+                stack.append((e["hash"], kind))
+                kids.append((len(name.encode("utf-8")) if names else 0, name, e["hash"]))
             elif e.get("kind") == "blob":
+                size = e.get("size")
+                if names and (e.get("format") not in ("raw", "json") or type(size) is not int
+                              or size < 0):
+                    raise IntegrityError(f"{kind} tree entry {show(name)} is malformed (a blob "
+                                         f"needs format raw or json and a size)")
+                if size is not None and blobs.get(e["hash"], size) != size:
+                    raise IntegrityError(f"blob {e['hash'][:12]} ({show(name)}) is declared "
+                                         f"with two sizes")
                 if sizes is not None:
                     s = sizes(e["hash"])
                     if s is None:
-                        raise IntegrityError(f"blob {e['hash'][:12]} ('{name}') is missing")
-                    if e.get("size") is not None and s != e["size"]:
-                        raise IntegrityError(f"blob {e['hash'][:12]} ('{name}') has {s} bytes, "
-                                             f"its tree says {e['size']}")
-                out.add(e["hash"])
+                        raise IntegrityError(f"blob {e['hash'][:12]} ({show(name)}) is missing")
+                    if size is not None and s != size:
+                        raise IntegrityError(f"blob {e['hash'][:12]} ({show(name)}) has {s} "
+                                             f"bytes, its tree says {size}")
+                blobs[e["hash"]] = size if size is not None else blobs.get(e["hash"])
+                kids.append((len(name.encode("utf-8")) if names else 0, name, None))
             else:
-                raise IntegrityError(f"tree {h[:12]} entry '{name}' has unknown kind {e.get('kind')!r}")
-    return sorted(out)
+                raise IntegrityError(f"tree {h[:12]} entry {show(name)} has unknown kind "
+                                     f"{show(str(e.get('kind')))}")
+    if names:
+        for root in (pkg["modules"]["hash"], pkg["datasets"]["hash"]):
+            n, longest = _longest(root, children)
+            if n > MAX_PATH_BYTES:
+                raise IntegrityError(f"{trees[root]} path {show(longest)} is {n} bytes, at most "
+                                     f"{MAX_PATH_BYTES} are allowed")
+    return sorted(trees), blobs
+
+
+def _longest(root: str, children: dict) -> tuple[int, str]:
+    """(bytes, path) of the longest leaf path below tree `root`: computed once per tree
+    (trees share structure), iteratively."""
+    best: dict[str, tuple[int, str]] = {}
+    stack = [(root, False)]
+    while stack:
+        h, done = stack.pop()
+        if h in best:
+            continue
+        if not done:
+            stack.append((h, True))
+            stack.extend((c, False) for _, _, c in children[h] if c is not None and c not in best)
+            continue
+        top = (0, "")
+        for n, name, c in children[h]:
+            bn, bp = best[c] if c is not None else (0, "")
+            top = max(top, (n + 1 + bn, f"{name}/{bp}") if bp else (n, name))
+        best[h] = top
+    return best[root]
+
+
+def _walk_refs(pkg: dict, read: Reader, sizes: Callable[[str], int | None] | None = None,
+               names: bool = False) -> list[str]:
+    """Every object hash reachable from a package object (excluding the package object itself),
+    sorted. `parent` is history metadata, not a reference. See `_graph` for the checks."""
+    trees, blobs = _graph(pkg, read, sizes, names)
+    return sorted({*trees, *blobs})
 
 
 def reachable(repo, h: str) -> list[str]:
@@ -302,33 +478,68 @@ def _bounds(repo, max_bytes, max_ratio) -> tuple[int, float]:
 
 def peek_bundle(repo, zip_path, max_bytes: int | None = None,
                 max_ratio: float | None = None) -> tuple[str, dict]:
-    """Check a bundle and read its package object without touching the repository; returns
-    (package object hash, package object)."""
+    """Check a bundle whole (see the module doc, steps 1-2) without touching the repository;
+    returns (package object hash, package object)."""
     mb, mr = _bounds(repo, max_bytes, max_ratio)
     with BundleReader(zip_path, mb, mr) as b:
-        pkg = parse_package(b.read_object(b.hash), f"bundle '{Path(zip_path).name}'")
-        _check_manifest(b, pkg)
-        return b.hash, pkg
+        return b.hash, _inspect(repo, b)[0]
 
 
-def _check_manifest(b: BundleReader, pkg: dict) -> None:
+def _inspect(repo, b: BundleReader) -> tuple[dict, list[str]]:
+    """(package object, every object it reaches but itself) of an open bundle, after every
+    check of step 2; raises BadBundle naming the first culprit."""
+    label, store = b.label, repo.objects
+    obj = loads_bounded(b.read_object(b.hash, MAX_PACKAGE_BYTES, "a package object"), label,
+                        "the package object")
+    try:
+        pkg = check_package(obj, "the package object")
+    except IntegrityError as e:
+        raise bad(label, str(e)) from None
     if (pkg["name"], pkg["version"]) != (b.name, b.version):
-        raise IntegrityError(f"bundle '{b.path.name}': manifest says {b.name}@{b.version} but "
-                             f"the package object is {pkg['name']}@{pkg['version']}; rebuild it")
+        raise bad(label, f"the manifest says {show(f'{b.name}@{b.version}')[1:-1]} but the package "
+                  f"object is {pkg['name']}@{pkg['version']}")
+    why = package_problem(pkg)
+    if why:
+        raise bad(label, why)
+
+    def read(x: str):
+        if x in b.objects:
+            return b.read_object(x, MAX_TREE_BYTES, "a tree")
+        if store.exists(x):
+            return store.read(x)
+        raise IntegrityError(f"{pkg['name']}@{pkg['version']} references object {x[:12]}, "
+                             f"which is neither in the bundle nor installed")
+
+    def size(x: str) -> int | None:
+        if x in b.objects:
+            return b.size(x)
+        return store.size(x) if store.exists(x) else None
+
+    try:
+        trees, blobs = _graph(pkg, read, size, names=True)
+    except BadBundle:
+        raise
+    except IntegrityError as e:
+        raise bad(label, str(e)) from None
+    reached = {b.hash, *trees, *blobs}
+    extra = sorted(set(b.objects) - reached)
+    if extra:
+        raise bad(label, f"object {extra[0][:12]} is not reached from the package"
+                  f"{f' (nor are {len(extra) - 1} more)' if len(extra) > 1 else ''}; a bundle "
+                  f"holds only what its package uses")
+    return pkg, sorted({*trees, *blobs})
 
 
 def import_bundle(repo, zip_path, max_bytes: int | None = None,
                   max_ratio: float | None = None) -> dict:
     """Install a bundle zip; returns {"name","version","hash","new"} (`new` is False when the
-    identical package was already installed). Verifies every object's hash and every reference
-    before writing anything; on any error the repository is unchanged. Dependencies are not
-    checked here (see `add`)."""
+    identical package was already installed). Checks the bundle whole and verifies every
+    object before writing anything; on any error the repository is unchanged (nothing staged
+    is left behind). Dependencies are not checked here (see `add`)."""
     mb, mr = _bounds(repo, max_bytes, max_ratio)
-    label = Path(zip_path).name
     store = repo.objects
     with BundleReader(zip_path, mb, mr) as b:
-        pkg = parse_package(b.read_object(b.hash), f"bundle '{label}'")
-        _check_manifest(b, pkg)
+        pkg, refs = _inspect(repo, b)
         name, version, h = pkg["name"], pkg["version"], b.hash
         existing = read_ref(repo.package_ref_path(name, version))
         if existing is not None and existing["hash"] != h:
@@ -339,41 +550,17 @@ def import_bundle(repo, zip_path, max_bytes: int | None = None,
         stage = Path(tempfile.mkdtemp(dir=store.tmp, prefix="import-"))
         try:
             staged: dict[str, Path] = {}
-            sizes: dict[str, int] = {}
-            for oh in sorted(b.objects):
+            for oh in [x for x in refs if x in b.objects] + [h]:
                 if store.exists(oh):
-                    sizes[oh] = b.copy_object(oh, None)  # verify the bundle, keep ours
+                    b.copy_object(oh, None)  # verify the bundle, keep ours
                     continue
                 p = stage / oh
                 with open(p, "wb") as f:
-                    sizes[oh] = b.copy_object(oh, f)
+                    b.copy_object(oh, f)  # never past the size checked in _inspect
                     if FSYNC:
                         f.flush()
                         os.fsync(f.fileno())
                 staged[oh] = p
-
-            def read(x: str) -> bytes:
-                if x in staged:
-                    return staged[x].read_bytes()
-                if x in sizes or store.exists(x):
-                    return store.read(x)
-                raise IntegrityError(f"bundle '{label}': {name}@{version} references object "
-                                     f"{x[:12]}, which is neither in the bundle nor installed")
-
-            def size(x: str) -> int | None:
-                if x in sizes:
-                    return sizes[x]
-                return store.size(x) if store.exists(x) else None
-
-            try:
-                refs = _walk_refs(pkg, read, size)
-            except IntegrityError as e:
-                raise IntegrityError(f"bundle '{label}': {e}; rebuild or re-export it") from None
-            missing = [x for x in refs if size(x) is None]
-            if missing:
-                raise IntegrityError(f"bundle '{label}': {name}@{version} references object "
-                                     f"{missing[0][:12]}, which is neither in the bundle nor "
-                                     f"installed; rebuild or re-export it")
             # install: leaves first (trees/blobs), then the package object, then the ref
             for oh in [x for x in refs if x in staged] + ([h] if h in staged else []):
                 _install_file(store, staged[oh], oh)
@@ -475,7 +662,7 @@ def registry_index(registry) -> dict[str, dict[str, Path]]:
                     Version.parse(v)
                 except UsageError:
                     continue
-                if NAME_RE.match(n):
+                if ident_problem(n) is None:
                     out.setdefault(n, {}).setdefault(v, f)
                 break
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core import canon
 from ..core.errors import BuildError, UsageError
-from ..core.paths import LEASE_MODES, check_path
+from ..core.paths import LEASE_MODES, check_path, ident_problem, path_problem, show
 from ..core.semver import Constraint, Version
 
 RUNTIMES = ("python", "shell", "inline")
@@ -23,7 +23,6 @@ BUDGET_KEYS = ("wall_s", "cpu_s", "io_bytes", "mem_mb")
 FORMATS = ("raw", "json")
 SKIP_DIRS = {"__pycache__"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 ENTRY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
 #: set by `load()` while an e3pkg.py executes: the directory relative paths are taken from
@@ -36,9 +35,9 @@ def output_path(dataflow: str, output: str) -> str:
 
 
 def _ident(kind: str, name: Any) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise BuildError(f"invalid {kind} name {name!r}: use letters, digits, _ . - "
-                         f"(no slashes), e.g. 'clean'")
+    why = ident_problem(name)
+    if why:
+        raise BuildError(f"invalid {kind} name {show(name)}: {why}, e.g. 'clean'")
     return name
 
 
@@ -133,7 +132,12 @@ class PackageBuilder:
             if not real.is_relative_to(base):
                 raise BuildError(f"module file '{full.relative_to(base).as_posix()}' links outside "
                                  f"the package directory {base}; copy the file into it")
-            files[full.relative_to(base).as_posix()] = real
+            rel = full.relative_to(base).as_posix()
+            why = path_problem(rel)
+            if why:
+                raise BuildError(f"module file {show(rel)} has a name e3 refuses ({why}); "
+                                 f"rename it (see docs/packages.md, names)")
+            files[rel] = real
 
         for rel in self.modules:
             full = base / rel if rel != "." else base
@@ -240,6 +244,7 @@ class PackageBuilder:
         if dup:
             raise BuildError(f"dataflow '{name}' reads '{dup[0]}' twice; list each input once")
         out = _path(output, f"dataflow '{name}' output")
+        _path(output_path(name, out), f"dataflow '{name}' output path")
         ls = []
         for lease in leases or ():
             if (not isinstance(lease, (list, tuple)) or len(lease) != 2
@@ -255,7 +260,7 @@ class PackageBuilder:
         ls.sort()
         res = dict(resources or {})
         for k, v in res.items():
-            if not isinstance(k, str) or not NAME_RE.match(k):
+            if ident_problem(k):
                 raise BuildError(f"dataflow '{name}': bad resource name {k!r}; use e.g. 'gpu'")
             if not _number(v) or v < 0:
                 raise BuildError(f"dataflow '{name}': resource '{k}' needs a non-negative "
