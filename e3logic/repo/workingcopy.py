@@ -5,22 +5,64 @@ A stat cache in index.db (`wc_stat`: size, mtime_ns, inode → content hash, lik
 lets `status` re-hash only files whose stat changed. `meta.wc_root` is the root the files match;
 `meta.wc_target` is set before files are rewritten and cleared after, so a sync interrupted by a
 kill is completed by the next command instead of being mistaken for user edits.
+
+Names: a file or folder whose name breaks the name rule (`core.paths`: undecodable bytes,
+control characters, a backslash …) is not a dataset — it is skipped with one warning line on
+stderr. Nothing is written or removed at a path that breaks the rule or lies outside inputs/
+and outputs/ (a tree that got such a name in by hand): it is skipped with a warning.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import time
 from pathlib import Path
 from stat import S_ISREG
 
 from ..core.errors import UsageError
 from ..core.hashing import hash_file as _hash_file
-from ..core.paths import is_prefix
+from ..core.paths import MAX_PATH_BYTES, is_prefix, path_problem, segment_problem, show
 from .trees import blob_entry
 
 WC_DIRS = ("inputs", "outputs")
 RACY_NS = 50_000_000  # a file modified this recently is re-hashed next time (racy-git rule)
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")  # surely valid: no full check
+_PLAIN_PATH = re.compile(r"(?:inputs|outputs)(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})+")
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        try:
+            sys.stderr.write(f"e3: warning: {message}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file or folder name in the working copy is not a dataset name, or None."""
+    return None if _PLAIN.fullmatch(name) else segment_problem(name)
+
+
+def wc_path_problem(path: str) -> str | None:
+    """Why nothing may be written or removed at dataset path `path` of the working copy (it
+    breaks the name rule, or lies outside inputs/ and outputs/), or None."""
+    if len(path) <= MAX_PATH_BYTES and _PLAIN_PATH.fullmatch(path):
+        return None
+    why = path_problem(path)
+    if why is None and path.split("/", 1)[0] not in WC_DIRS:
+        why = "outside inputs/ and outputs/"
+    return why
+
+
+def _refuse(path: str, why: str) -> str:
+    return (f"not writing {show(path)} in the working copy: {why}; the workspace tree holds a "
+            f"name e3 refuses — reset or redeploy it")
 
 
 def hash_file(path) -> str:
@@ -108,10 +150,22 @@ class WorkingCopy:
                 continue
             with it:
                 for e in it:
+                    if _ignored(e.name):
+                        continue
                     p = f"{rel}/{e.name}"
-                    if e.is_dir(follow_symlinks=False):
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    if not is_dir and not e.is_file(follow_symlinks=False):
+                        continue
+                    why = name_problem(e.name)
+                    if why is None and len(p) > MAX_PATH_BYTES // 4:
+                        why = path_problem(p)
+                    if why:
+                        warn(f"skipping {'folder' if is_dir else 'file'} {show(p)} in the "
+                             f"working copy: its name is not a dataset name ({why}); rename "
+                             f"it to track it")
+                    elif is_dir:
                         stack.append(p)
-                    elif e.is_file(follow_symlinks=False) and not _ignored(e.name):
+                    else:
                         out[p] = e.stat(follow_symlinks=False)
         return out
 
@@ -175,11 +229,20 @@ class WorkingCopy:
     # -- writing files -----------------------------------------------------------------------
     def _place(self, path: str, h: str, made: set | None = None) -> None:
         """Write dataset `path`'s file (a copy of object `h`) by rename. `made`: directories
-        known to exist (a caller placing many files makes each only once)."""
+        known to exist (a caller placing many files makes each only once). Refuses a path
+        that breaks the name rule or lies outside inputs/ and outputs/."""
+        why = wc_path_problem(path)
+        if why:
+            raise UsageError(_refuse(path, why))
         dest = f"{self.root_dir}{os.sep}{path}"
         parent = os.path.dirname(dest)
         if made is None or parent not in made:
-            os.makedirs(parent, exist_ok=True)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise UsageError(f"cannot write dataset {show(path)}: "
+                                 f"{show(self._file_in_the_way(path))} is a file, not a folder; "
+                                 f"choose another path or move that file") from None
             if made is not None:
                 made.add(parent)
         from .objects import copy_fd
@@ -201,6 +264,14 @@ class WorkingCopy:
             except FileNotFoundError:
                 pass
             raise
+
+    def _file_in_the_way(self, path: str) -> str:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            a = "/".join(parts[:i])
+            if not (self.root_dir / a).is_dir():
+                return a
+        return path
 
     def begin_sync(self, target: str) -> None:
         """Record that the files are about to be rewritten to `target`: from here until `sync`
@@ -232,11 +303,11 @@ class WorkingCopy:
                             if not under or is_prefix(under, p)})
             return out
 
-        want = leaves(target)
+        want = _safe(leaves(target))
         old = {}
         for prev in dict.fromkeys([previous] if isinstance(previous, str) else previous or []):
             if prev:
-                old.update(leaves(prev))
+                old.update(_safe(leaves(prev)))
         cache = self._cache()
         written, rows = 0, []
         for p, h in sorted(want.items()):
@@ -271,6 +342,7 @@ class WorkingCopy:
     def ensure(self, items: list[tuple[str, str]]) -> int:
         """Make each (path, hash) file match, re-writing only those whose stat or content
         differ from the stat cache. Returns how many were written."""
+        items = list(_safe(dict(items)).items()) if items else items
         tops = {p.split("/", 1)[0] for p, _ in items}
         cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
         base = str(self.root_dir) + os.sep
@@ -296,10 +368,33 @@ class WorkingCopy:
         return written
 
     def write_one(self, path: str, h: str) -> None:
+        """Write one dataset's file (`e3 set`). Refuses, before writing, a path that the
+        synced root holds as a folder of datasets or that lies below one of its datasets."""
+        root = self.synced_root
+        if root is not None:
+            self._check_not_conflicting(root, path)
         self._place(path, h)
         self._remember([(path, (self.root_dir / path).stat(), h)])
 
+    def _check_not_conflicting(self, root: str, path: str) -> None:
+        trees = self.repo.trees
+        entry = {"kind": "tree", "hash": root}
+        parts = path.split("/")
+        for i, seg in enumerate(parts):
+            if entry["kind"] != "tree":
+                a = "/".join(parts[:i])
+                raise UsageError(f"cannot set {path}: '{a}' is a dataset, not a folder; choose "
+                                 f"another path (or remove '{a}' first)")
+            entry = trees.read(entry["hash"]).get(seg)
+            if entry is None:
+                return
+        if entry["kind"] == "tree":
+            raise UsageError(f"cannot set {path}: it is a folder of datasets; set a path below "
+                             f"it (see 'e3 ls {path}')")
+
     def remove_one(self, path: str) -> None:
+        if wc_path_problem(path):
+            return
         try:
             (self.root_dir / path).unlink()
         except FileNotFoundError:
@@ -314,6 +409,18 @@ class WorkingCopy:
             return False
         self.sync(current_root, previous=self.synced_root, force=False)
         return True
+
+
+def _safe(leaves: dict[str, str]) -> dict[str, str]:
+    """`leaves` without the paths nothing may be written or removed at (each warned about)."""
+    out = {}
+    for p, h in leaves.items():
+        why = wc_path_problem(p)
+        if why:
+            warn(_refuse(p, why))
+        else:
+            out[p] = h
+    return out
 
 
 def _ignored(name: str) -> bool:
