@@ -237,12 +237,33 @@ def gc(opts, dry_run, min_age):
 
 
 @click.command()
+@click.option("--repair", is_flag=True,
+              help="Quarantine corrupt objects, drop memo rows whose outputs are gone, restore "
+                   "or remove bad refs, rebuild a damaged index.db.")
 @pass_opts
-def fsck(opts):
-    """Re-hash every object and follow every ref; exit 1 on corruption."""
-    data = opts.api().fsck()
+def fsck(opts, repair):
+    """Re-hash every object and follow every ref; exit 1 on corruption (after --repair: on
+    what is left)."""
+    data = opts.api().fsck(repair=repair)
 
     def human(d):
+        done = d.get("repaired")
+        if done:
+            if done["index_rebuilt"]:
+                click.echo(f"rebuilt index.db (damaged file kept as {done['index_moved_to']})")
+            for h in done["quarantined"]:
+                click.echo(f"quarantined: {h}")
+            for r in done["refs_restored"]:
+                click.echo(f"restored ref: {r}")
+            for r in done["refs_removed"]:
+                click.echo(f"removed ref: {r}")
+            for p in done["datasets_restored"]:
+                click.echo(f"restored from the working copy: {p}")
+            for p in done["datasets_dropped"]:
+                click.echo(f"dropped (bytes lost): {p}")
+            if done["memo_dropped"]:
+                click.echo(f"dropped {done['memo_dropped']} memo rows whose outputs are gone "
+                           f"('e3 go' recomputes them)")
         if d["ok"]:
             click.echo(f"ok: {d['objects']} objects verified")
         for h in d["corrupt"]:
@@ -251,6 +272,10 @@ def fsck(opts):
             click.echo(f"missing: {h}")
         for r in d.get("bad_refs", []):
             click.echo(f"bad ref: {r}")
+        if d.get("bad_index"):
+            click.echo(f"index.db is damaged: {d['bad_index']}")
+        if not d["ok"] and not done:
+            click.echo("run 'e3 fsck --repair' to repair what can be repaired")
 
     emit(opts, data, human)
     return 0 if data["ok"] else 1

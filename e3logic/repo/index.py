@@ -206,17 +206,20 @@ def check(path: Path) -> str | None:
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        con = sqlite3.connect(_ro_uri(path), uri=True, timeout=30)
+    rows: list = []
+    for immutable in (False, True):  # immutable: read-only, without a -shm file (see above)
         try:
-            rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
-            con.execute("PRAGMA user_version").fetchone()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as e:
-        if not is_damage(e):
-            raise
-        return str(e)
+            con = sqlite3.connect(_ro_uri(path, immutable), uri=True, timeout=30)
+            try:
+                rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+            finally:
+                con.close()
+            break
+        except sqlite3.DatabaseError as e:
+            if is_damage(e):
+                return str(e)
+            if immutable:
+                raise
     if rows != ["ok"]:
         return "; ".join(rows[:3])
     return None
