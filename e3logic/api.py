@@ -446,7 +446,8 @@ class Repo:
 
         return gc_mod.gc(self.r, min_age=min_age, dry_run=dry_run, on_wait=_say_gc_waits)
 
-    def fsck(self) -> dict:
+    def fsck(self, repair: bool = False) -> dict:
+        """Verify objects, refs and index.db; `repair` mends what it can (repo/fsck.py)."""
         from .repo import fsck as fsck_mod
 
-        return fsck_mod.fsck(self.r)
+        return fsck_mod.fsck(self.r, repair=repair)
