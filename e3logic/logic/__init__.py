@@ -6,8 +6,9 @@
     p.evaluate({"edge": {("a", "b"), ("b", "c")}})["path"]
 """
 from e3logic.logic.errors import (ArityError, DatalogSyntaxError, EngineError, FactError,
-                                  LogicError, StratificationError, UnknownPredicateError,
-                                  UnsafeVariableError)
+                                  LimitError, LogicError, StratificationError,
+                                  UnknownPredicateError, UnsafeVariableError)
+from e3logic.logic.limits import Limits
 from e3logic.logic.program import (AUTO_THRESHOLD, ENGINES, Prepared, Program, QueryResult,
                                    Relation)
 from e3logic.logic.queries import (FACT_RELATIONS, Logic, ancestors, await_cycles, dependents,
@@ -17,7 +18,8 @@ from e3logic.logic.queries import (FACT_RELATIONS, Logic, ancestors, await_cycle
 __all__ = [
     "Program", "Prepared", "QueryResult", "Relation", "ENGINES", "AUTO_THRESHOLD",
     "LogicError", "DatalogSyntaxError", "ArityError", "UnsafeVariableError",
-    "StratificationError", "UnknownPredicateError", "FactError", "EngineError",
+    "StratificationError", "UnknownPredicateError", "FactError", "EngineError", "LimitError",
+    "Limits",
     "FACT_RELATIONS", "Logic", "shipped_program", "load_program", "deps", "dependents",
     "reachable", "ancestors", "dirty_closure", "lineage", "why", "lease_conflicts",
     "await_cycles", "package_deps",

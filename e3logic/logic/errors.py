@@ -55,3 +55,8 @@ class EngineError(E3Error):
     recursion); the message names the fix."""
 
     exit_code = UsageError.exit_code
+
+
+class LimitError(EngineError):
+    """Evaluation stopped past a limit of `Limits` (derived facts or seconds); the message names
+    the relation that kept growing and the option to raise."""

@@ -21,6 +21,7 @@ from functools import lru_cache
 from operator import itemgetter
 
 from e3logic.logic.ir import BOT, IAtom, ICmp, IEq, IRule, arith, schedule
+from e3logic.logic.limits import UNLIMITED, Guard
 
 ONE = (0,)
 EMPTY: frozenset = frozenset()
@@ -396,10 +397,24 @@ class _RuleEmitter:
 
 
 def compile_stratum(preds: list[str], rules: list[IRule], arities: dict[str, int]):
-    """Compile one stratum; returns (function, constants, unary flags, source). The function
-    takes (view, K, BOT, _ar, ONE, _bi, _ia) and returns the relations of `preds` in order
-    (unary ones as sets of values)."""
-    return _compile_cached(tuple(preds), tuple(rules), tuple(arities[p] for p in preds))
+    """Compile one stratum; returns (function, constants, unary flags, source, origins). The
+    function takes (view, K, BOT, _ar, ONE, _bi, _ia, _g) and returns the relations of `preds`
+    in order (unary ones as sets of values); `_g` is the evaluation's `limits.Guard`, checked
+    after each batch or round. `origins` name each relation's (first recursive) rule for the
+    guard's message."""
+    fn, consts, unary, src = _compile_cached(tuple(preds), tuple(rules),
+                                             tuple(arities[p] for p in preds))
+    return fn, consts, unary, src, tuple(_origin(p, preds, rules) for p in preds)
+
+
+def _origin(pred: str, preds: list[str], rules: list[IRule]) -> tuple:
+    """(relation, arity, source, line) of the rule to blame when `pred` grows too much."""
+    own = [r for r in rules if r.head == pred]
+    rec = [r for r in own if any(a.pred in preds for a in r.positives())]
+    r = (rec or own)[0].rule if own else None
+    if r is None:
+        return (pred, 0, "<text>", 0)
+    return (r.head.pred, len(r.head.args), r.source, r.line)
 
 
 @lru_cache(maxsize=512)
@@ -417,6 +432,7 @@ def _compile_cached(preds: tuple, rules: tuple, pred_arities: tuple):
     for i, p in enumerate(preds):
         how = "given_values" if arities[p] == 1 else "given"
         body.append(f"F{i} = set(view.{how}({g.const(p)}))")
+    body.append(f"_g.live = {_tup([f'F{i}' for i in range(n)])}")  # for the watchdog
     idx_of = {p: i for i, p in enumerate(preds)}
     sink0 = "work" if recursive and not level else "add"
     if sink0 == "work":
@@ -425,6 +441,9 @@ def _compile_cached(preds: tuple, rules: tuple, pred_arities: tuple):
     for r in base:
         i = idx_of[r.head]
         _RuleEmitter(g, body, 0).rule(r, None, None, sink0, f"F{i}", f"S{i}", None)
+    over = f"if {' + '.join(f'len(F{i})' for i in range(n))} > M: _g.over()"
+    if recursive:
+        body.append("M = _g.room()")
     if recursive and not level:
         outer = n > 1
         if outer:
@@ -433,21 +452,27 @@ def _compile_cached(preds: tuple, rules: tuple, pred_arities: tuple):
             variants = [(r, a) for r in recursive for a in r.positives() if a.pred == p]
             if not variants:
                 continue
-            body.append("    " * outer + f"while S{j}:")
-            body.append("    " * outer + f"    d = S{j}.pop()")
+            # batch by batch (what the last one derived), checking the size after each
+            pad = "    " * outer
+            body.append(pad + f"while S{j}:")
+            body.append(pad + f"    B = S{j}")
+            body.append(pad + f"    S{j} = []")
+            body.append(pad + "    for d in B:")
             # one variant: unpack d (a `continue` moves on to the next tuple); several: each
             # in its own one-pass loop so a `continue` skips only that variant
             src = "= d" if len(variants) == 1 else "(d,)"
             for r, a in variants:
                 i = idx_of[r.head]
-                _RuleEmitter(g, body, 1 + outer).rule(r, a, src, "work", f"F{i}", f"S{i}",
+                _RuleEmitter(g, body, 2 + outer).rule(r, a, src, "work", f"F{i}", f"S{i}",
                                                        None)
+            body.append(pad + "    " + over)
     elif level:
         for i in range(n):
             body.append(f"D{i} = set(F{i})")
         loop: list[str] = []
         for i in range(n):
             loop.append(f"    N{i} = set()")
+        loop.append(f"    _g.live = {_tup([f'F{i}' for i in range(n)] + [f'N{i}' for i in range(n)])}")
         for r in recursive:
             i = idx_of[r.head]
             for a in r.positives():
@@ -460,12 +485,13 @@ def _compile_cached(preds: tuple, rules: tuple, pred_arities: tuple):
                 if li == i:
                     loop.append(f"    _ia({name}, N{i}, {kp!r}, {op!r})")
             loop.append(f"    D{i} = N{i}")
+        loop.append("    " + over)
         for name, li, kp, op in g.live:
             body.append(f"{name} = _bi(F{li}, {kp!r}, {op!r})")
         body.append(f"while {' or '.join(f'D{i}' for i in range(n))}:")
         body.extend(loop)
     body.append(f"return {_tup([f'F{i}' for i in range(n)])}")
-    src = "def _stratum(view, K, BOT, _ar, ONE, _bi, _ia):\n" + "\n".join(
+    src = "def _stratum(view, K, BOT, _ar, ONE, _bi, _ia, _g):\n" + "\n".join(
         "    " + line for line in g.prologue + body) + "\n"
     fn = _FN_CACHE.get(src)
     if fn is None:
@@ -476,10 +502,14 @@ def _compile_cached(preds: tuple, rules: tuple, pred_arities: tuple):
     return fn, tuple(g.consts), unary, src
 
 
-def run_stratum(view: View, layer: Layer, compiled) -> None:
-    """Evaluate a compiled stratum and store its relations in `layer`."""
-    preds, (fn, consts, unary, _src) = compiled
-    results = fn(view, consts, BOT, arith, ONE, build_index, index_add)
+def run_stratum(view: View, layer: Layer, compiled, guard: Guard | None = None) -> None:
+    """Evaluate a compiled stratum under `guard` (no limits if None) and store its relations
+    in `layer`."""
+    preds, (fn, consts, unary, _src, origins) = compiled
+    g = guard if guard is not None else Guard(UNLIMITED, "fast")
+    g.origins = origins
+    results = fn(view, consts, BOT, arith, ONE, build_index, index_add, g)
+    g.finished(results)
     for p, r, u in zip(preds, results, unary):
         if u:
             layer.unary[p] = r

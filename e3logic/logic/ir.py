@@ -1,8 +1,10 @@
 """Engine-neutral form of checked rules, the value semantics both engines share, and join order.
 
 Values are `str` and `int`. Arithmetic (`+ - * /`) is defined on two ints only; `/` truncates
-toward zero; anything else (a string operand, division by zero) is *undefined*, and a rule
-instance that needs an undefined value derives nothing. Ordering comparisons (`< <= > >=`) hold
+toward zero; anything else (a string operand, division by zero, a result outside the signed
+64-bit range) is *undefined*, and a rule instance that needs an undefined value derives
+nothing. (The range keeps `sq(Y * Y) :- sq(Y).` from building integers of gigabytes in a few
+steps, each one product that no limit could interrupt.) Ordering comparisons (`< <= > >=`) hold
 only between two ints or two strings; `=` and `!=` compare any two values.
 
 Lowering: a head or body expression becomes a fresh variable `#n` plus an `Eq` literal (bind the
@@ -27,19 +29,26 @@ class _Undefined:
 BOT = _Undefined()
 
 
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def arith(op: str, a, b):
     if type(a) is not int or type(b) is not int:
         return BOT
     if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if b == 0:
+        r = a + b
+    elif op == "-":
+        r = a - b
+    elif op == "*":
+        if a.bit_length() + b.bit_length() > 130:  # far out of range: skip the product
+            return BOT
+        r = a * b
+    elif b == 0:
         return BOT
-    q = abs(a) // abs(b)
-    return q if (a < 0) == (b < 0) else -q
+    else:
+        q = abs(a) // abs(b)
+        r = q if (a < 0) == (b < 0) else -q
+    return r if INT_MIN <= r <= INT_MAX else BOT
 
 
 def compare(op: str, a, b) -> bool:

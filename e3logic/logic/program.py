@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 
 from e3logic.core.errors import NotFound, UsageError
 from e3logic.logic import checks, fast, pydl
+from e3logic.logic.limits import Guard, Limits, guarded
 from e3logic.logic.errors import EngineError, FactError
 from e3logic.logic.ir import IAtom, ICmp, IEq, IRule, lower_rule
 from e3logic.logic.syntax import Atom, Query, Rule, Var, comments, parse_query, parse_statements
@@ -226,26 +227,28 @@ class Program:
         return "fast"
 
     def evaluate(self, facts: Mapping | None = None, engine: str = "auto",
-                 only: Iterable[str] | None = None, trusted: bool = False) -> dict[str, set]:
+                 only: Iterable[str] | None = None, trusted: bool = False,
+                 limits: Limits | None = None) -> dict[str, set]:
         """Evaluate over `facts` ({relation: iterable of tuples}); returns {relation: set of
         tuples} for every derived and given relation (or only those named in `only`)."""
-        return self.prepare(facts, engine, trusted).evaluate(only=only)
+        return self.prepare(facts, engine, trusted, limits).evaluate(only=only)
 
     def prepare(self, facts: Mapping | None = None, engine: str = "auto",
-                trusted: bool = False) -> "Prepared":
+                trusted: bool = False, limits: Limits | None = None) -> "Prepared":
         """Index `facts` once for repeated `evaluate(extra=…)` and `query` calls.
-        `trusted=True` skips per-value checks (for facts projected by the repository)."""
+        `trusted=True` skips per-value checks (for facts projected by the repository).
+        Each evaluation stops with `LimitError` past `limits` (default `Limits()`)."""
         given = self._given(facts, trusted=trusted)
         chosen = self.choose_engine(engine, sum(map(len, given.values())))
         if chosen == "pydatalog":
-            return PreparedPyDatalog(self, given)
-        return PreparedFast(self, given)
+            return PreparedPyDatalog(self, given, limits)
+        return PreparedFast(self, given, limits)
 
     def query(self, q, facts: Mapping | None = None, engine: str = "auto",
-              trusted: bool = False) -> QueryResult:
+              trusted: bool = False, limits: Limits | None = None) -> QueryResult:
         """Answer a query (`'?- p(X, "a").'`, `'p(X, "a")'`, a syntax.Query or Atom):
         columns are its named variables, rows sorted."""
-        return self.prepare(facts, engine, trusted).query(q)
+        return self.prepare(facts, engine, trusted, limits).query(q)
 
     # ------------------------------------------------------------------ helpers for engines
 
@@ -501,9 +504,10 @@ class Prepared:
 
     engine = "?"
 
-    def __init__(self, program: Program, given: dict[str, set]):
+    def __init__(self, program: Program, given: dict[str, set], limits: Limits | None = None):
         self.program = program
         self.given = given
+        self.limits = limits if limits is not None else Limits()
 
     def names(self, extra: Mapping | None = None) -> list[str]:
         return self.program.relation_names({**self.given, **(extra or {})})
@@ -533,12 +537,13 @@ class PreparedFast(Prepared):
 
     engine = "fast"
 
-    def __init__(self, program: Program, given: dict[str, set]):
-        super().__init__(program, given)
+    def __init__(self, program: Program, given: dict[str, set], limits: Limits | None = None):
+        super().__init__(program, given, limits)
         self.base = fast.Layer(dict(given))
         self._lock = threading.RLock()  # the cached base is shared by callers
 
-    def _run(self, extra: dict[str, set], targets: Iterable[str], plan: FastPlan) -> fast.View:
+    def _run(self, extra: dict[str, set], targets: Iterable[str], plan: FastPlan,
+             guard: Guard) -> fast.View:
         overlay = fast.Layer({k: (self.base.given[k] | v if k in self.base.given else v)
                               for k, v in extra.items()})
         view = fast.View(overlay, self.base)
@@ -547,9 +552,9 @@ class PreparedFast(Prepared):
         for i in plan.strata_for(targets):
             preds, compiled = plan.compiled(i)
             if affected.intersection(preds):
-                fast.run_stratum(view, overlay, (preds, compiled))
+                fast.run_stratum(view, overlay, (preds, compiled), guard)
             elif not self.base.has(preds[0]):
-                fast.run_stratum(base_view, self.base, (preds, compiled))
+                fast.run_stratum(base_view, self.base, (preds, compiled), guard)
         return view
 
     def _plan(self, extra: Mapping) -> FastPlan:
@@ -557,13 +562,13 @@ class PreparedFast(Prepared):
 
     def evaluate(self, extra=None, only=None):
         with self._lock:
-            return self._evaluate(extra, only)
+            return guarded(self.limits, self.engine, lambda g: self._evaluate(extra, only, g))
 
-    def _evaluate(self, extra, only):
+    def _evaluate(self, extra, only, guard):
         extra = self.program._given(extra, text_facts=False)
         want = _check_only(only, self.names(extra))
         plan = self._plan(extra)
-        view = self._run(extra, want, plan)
+        view = self._run(extra, want, plan, guard)
         overlay = view.layers[0]
         out = {}
         for name in want:
@@ -573,19 +578,21 @@ class PreparedFast(Prepared):
 
     def rows(self, q, extra=None):
         with self._lock:
-            columns, view, pred = self._answer(q, extra)
+            columns, view, pred = guarded(self.limits, self.engine,
+                                          lambda g: self._answer(q, extra, g))
             return columns, (view.rel(pred) if view is not None else [])
 
     def column(self, q, extra=None) -> list:
         with self._lock:
-            columns, view, pred = self._answer(q, extra)
+            columns, view, pred = guarded(self.limits, self.engine,
+                                          lambda g: self._answer(q, extra, g))
             if view is None:
                 return []
             if len(columns) == 1:
                 return sorted_values(view.values(pred))
             return sorted_values([r[0] for r in view.rel(pred)])
 
-    def _answer(self, q, extra):
+    def _answer(self, q, extra, guard):
         """(columns, view, relation holding the answer); view None for no answer."""
         extra = self.program._given(extra, text_facts=False)
         q = self.program.check_query(q, _given_arities({**self.given, **extra}))
@@ -598,7 +605,7 @@ class PreparedFast(Prepared):
         for r in rules:
             by_head.setdefault(r.head, []).append(r)
         used = {lit.pred for r in rules for lit in r.body if isinstance(lit, IAtom)} - set(by_head)
-        view = self._run(extra, used, plan)
+        view = self._run(extra, used, plan, guard)
         layer = fast.Layer()
         qview = fast.View(layer, *view.layers)
         # specialised relations depend only on themselves and the program; the query last
@@ -608,7 +615,8 @@ class PreparedFast(Prepared):
                 return q.variables, qview, by_head[QUERY_PRED][0].body[0].pred
             rs = [r for p in preds for r in by_head[p]]
             arities = {p: len(by_head[p][0].args) for p in preds}
-            fast.run_stratum(qview, layer, (preds, fast.compile_stratum(preds, rs, arities)))
+            fast.run_stratum(qview, layer, (preds, fast.compile_stratum(preds, rs, arities)),
+                             guard)
         return q.variables, qview, QUERY_PRED
 
 
@@ -636,8 +644,9 @@ class PreparedPyDatalog(Prepared):
         need = self.program.needed(want, self.program.ir)
         rules = {p: rs for p, rs in self.program.ir.items() if p in need}
         strata = [s for s in self.program.strata if s[0] in need]
-        derived = pydl.evaluate(rules, strata, {k: v for k, v in given.items() if k in need},
-                                [w for w in want if w in rules])
+        derived = guarded(self.limits, self.engine, lambda g: pydl.evaluate(
+            rules, strata, {k: v for k, v in given.items() if k in need},
+            [w for w in want if w in rules], g))
         return {w: derived[w] if w in derived else set(given.get(w, ())) for w in want}
 
     def rows(self, q, extra=None):
@@ -654,6 +663,6 @@ class PreparedPyDatalog(Prepared):
         need = self.program.needed([QUERY_PRED], rules)
         rules = {p: rs for p, rs in rules.items() if p in need}
         strata = [s for s in self.program.strata if s[0] in need] + [[QUERY_PRED]]
-        out = pydl.evaluate(rules, strata, {k: v for k, v in given.items() if k in need},
-                            [QUERY_PRED])
+        out = guarded(self.limits, self.engine, lambda g: pydl.evaluate(
+            rules, strata, {k: v for k, v in given.items() if k in need}, [QUERY_PRED], g))
         return q.variables, out[QUERY_PRED]

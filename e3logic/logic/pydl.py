@@ -24,6 +24,7 @@ import threading
 
 from e3logic.logic.errors import EngineError
 from e3logic.logic.ir import BOT, IAtom, ICmp, IEq, IRule, compare, eval_expr, schedule
+from e3logic.logic.limits import UNLIMITED, Guard
 
 _LOCK = threading.Lock()
 _COUNTER = itertools.count(1)
@@ -88,7 +89,8 @@ def check_supported(rules_by_head: dict, strata: list) -> None:
 
 
 class _Translator:
-    def __init__(self, rules_by_head: dict, strata: list, prefix: str):
+    def __init__(self, rules_by_head: dict, strata: list, prefix: str, guard: Guard):
+        self.guard = guard
         from pyDatalog.pyParser import Term  # pyDatalog is imported only when this engine runs
         self.Term = Term
         self.prefix = prefix
@@ -168,7 +170,8 @@ class _Translator:
                     parts.append(t == self.const(YES))
             else:  # IEq
                 names = sorted(lit.vars())
-                fn = _eq_fn(lit, names)
+                fn = _eq_fn(lit, names, self.guard,
+                            (r.rule.head.pred, len(r.rule.head.args), r.rule.source, r.rule.line))
                 v = vars_.setdefault(lit.var, self.Term(f"V{len(vars_)}"))
                 parts.append(v == Operation(None, fn, [vars_.setdefault(
                     n, self.Term(f"V{len(vars_)}")) for n in names]))
@@ -191,21 +194,29 @@ def _cmp_fn(c: ICmp, names: list[str]):
     return fn
 
 
-def _eq_fn(e: IEq, names: list[str]):
+def _eq_fn(e: IEq, names: list[str], guard: Guard, origin: tuple):
+    count = guard.count_value
+
     def fn(*vals):
+        count(origin)
         return _enc(eval_expr(e.expr, {n: _dec(v) for n, v in zip(names, vals)}))
     return fn
 
 
 def evaluate(rules_by_head: dict[str, list[IRule]], strata: list[list[str]],
-             given: dict[str, set], want: list[str]) -> dict[str, set]:
-    """Evaluate with pyDatalog; returns the relations named in `want` (derived or given)."""
+             given: dict[str, set], want: list[str], guard: Guard | None = None
+             ) -> dict[str, set]:
+    """Evaluate with pyDatalog; returns the relations named in `want` (derived or given).
+    `guard` (none if None) counts values computed by arithmetic; its watchdog can stop the
+    evaluation in the middle (see limits.py)."""
     check_supported(rules_by_head, strata)
+    if guard is None:
+        guard = Guard(UNLIMITED, "pydatalog")
     from pyDatalog import pyDatalog
     with _LOCK:
         pyDatalog.Logic()  # a fresh, empty logic for this thread
         try:
-            return _evaluate(pyDatalog, rules_by_head, strata, given, want)
+            return _evaluate(pyDatalog, rules_by_head, strata, given, want, guard)
         except RecursionError:
             raise EngineError("the pydatalog engine ran out of stack on this input "
                               "(a derivation chain too deep for top-down resolution); "
@@ -219,8 +230,8 @@ def evaluate(rules_by_head: dict[str, list[IRule]], strata: list[list[str]],
             pyDatalog.Logic()
 
 
-def _evaluate(pyDatalog, rules_by_head, strata, given, want):
-    tr = _Translator(rules_by_head, strata, f"e3_{next(_COUNTER)}_")
+def _evaluate(pyDatalog, rules_by_head, strata, given, want, guard):
+    tr = _Translator(rules_by_head, strata, f"e3_{next(_COUNTER)}_", guard)
     for pred, rows in given.items():
         n = tr.name(pred)
         for row in rows:

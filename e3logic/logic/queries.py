@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 
 import e3logic
 from e3logic.core.errors import UsageError
+from e3logic.logic.limits import Limits
 from e3logic.logic.program import Prepared, Program, QueryResult, sorted_rows
 from e3logic.logic.syntax import Atom, Const, Query, Var
 
@@ -73,14 +74,17 @@ class Logic:
 
     The fact base is indexed on first use and reused by every query; strata that do not
     depend on a call's extra facts (e.g. `changed` for the dirty closure) are cached.
-    Call `update(facts)` when the repository's facts change.
+    Call `update(facts)` when the repository's facts change. Every evaluation stops with
+    `LimitError` past `limits` (an attribute; default `Limits()`).
     """
 
     def __init__(self, facts: Mapping | None = None, rule_files: Iterable = (),
-                 engine: str = "auto", program: Program | None = None, trusted: bool = False):
+                 engine: str = "auto", program: Program | None = None, trusted: bool = False,
+                 limits: Limits | None = None):
         self.program = program if program is not None else load_program(rule_files)
         self.engine = engine
         self.trusted = trusted
+        self.limits = limits if limits is not None else Limits()
         self._facts = dict(facts or {})
         self._prepared: Prepared | None = None
 
@@ -94,13 +98,15 @@ class Logic:
     @property
     def prepared(self) -> Prepared:
         if self._prepared is None:
-            self._prepared = self.program.prepare(self._facts, self.engine, self.trusted)
+            self._prepared = self.program.prepare(self._facts, self.engine, self.trusted,
+                                                  self.limits)
+        self._prepared.limits = self.limits
         return self._prepared
 
     def _base(self, engine: str | None) -> Prepared:
         if engine is None or engine == self.engine:
             return self.prepared
-        return self.program.prepare(self._facts, engine, self.trusted)
+        return self.program.prepare(self._facts, engine, self.trusted, self.limits)
 
     def query(self, q, extra: Mapping | None = None, engine: str | None = None) -> QueryResult:
         """Answer a `?-` query (text, Query or Atom)."""
