@@ -196,3 +196,66 @@ def test_switching_to_wal_gives_up_on_other_errors_at_once():
 
     with pytest.raises(sqlite3.OperationalError, match="disk"):
         _wal(Conn())
+
+
+def test_a_file_that_is_not_a_database_is_refused_naming_fsck_repair(tmp_path):
+    from e3logic.core.errors import DamagedMetadata
+
+    p = tmp_path / "index.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DamagedMetadata) as e:
+        IndexDB(p)
+    assert "index.db is damaged" in str(e.value) and "e3 fsck --repair" in str(e.value)
+    assert e.value.exit_code == 2
+    assert index.check(p) is not None
+
+
+def test_a_read_only_open_reads_a_copy_in_memory_and_never_touches_the_file(tmp_path):
+    p = tmp_path / "index.db"
+    db = IndexDB(p)
+    db.set_meta("k", "v")
+    db.close()
+    before = p.read_bytes()
+    ro = IndexDB(p, readonly=True)
+    assert ro.readonly and ro.get_meta("k") == "v"
+    ro.set_meta("k", "changed in memory")  # a cache write of a read command: goes nowhere
+    ro.close()
+    assert p.read_bytes() == before
+    assert IndexDB(p).get_meta("k") == "v"
+
+
+def test_a_healthy_database_passes_the_check(tmp_path):
+    IndexDB(tmp_path / "index.db").close()
+    assert index.check(tmp_path / "index.db") is None
+    assert index.check(tmp_path / "absent.db") is None
+
+
+def test_rebuild_keeps_every_readable_row_and_the_old_file_beside_it(tmp_path):
+    p = tmp_path / "index.db"
+    db = IndexDB(p)
+    with db.transaction() as c:
+        c.executemany("INSERT INTO memo(key, output_hash) VALUES (?, ?)",
+                      [(f"k{i}", "a" * 64) for i in range(50)])
+        c.execute("INSERT INTO wc_stat(path, hash) VALUES ('inputs/x', 'h')")
+    db.close()
+    info = index.rebuild(p)
+    assert info["salvaged"]["memo"] == 50 and "wc_stat" not in info["salvaged"]
+    assert (tmp_path / "index.db.damaged-1").exists() and info["moved_to"].endswith("damaged-1")
+    assert not (tmp_path / "index.db.rebuild").exists()
+    db = IndexDB(p)
+    assert db.execute("SELECT COUNT(*) FROM memo").fetchone()[0] == 50
+    assert db.execute("SELECT COUNT(*) FROM wc_stat").fetchone()[0] == 0  # a cache: re-derived
+    assert index.check(p) is None
+
+
+def test_rebuild_of_a_file_that_is_not_a_database_gives_a_fresh_one(tmp_path):
+    p = tmp_path / "index.db"
+    p.write_bytes(b"garbage" * 1000)
+    (tmp_path / "index.db-wal").write_bytes(b"stale wal")
+    index.rebuild(p)
+    assert (tmp_path / "index.db.damaged-1").read_bytes() == b"garbage" * 1000
+    assert (tmp_path / "index.db.damaged-1-wal").read_bytes() == b"stale wal"
+    assert not (tmp_path / "index.db-wal").exists()
+    assert IndexDB(p).version == index.SCHEMA_VERSION
+    index.rebuild(p)  # a second rebuild keeps the first damaged file
+    assert (tmp_path / "index.db.damaged-2").exists() and (tmp_path / "index.db.damaged-1").exists()

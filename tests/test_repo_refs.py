@@ -41,3 +41,29 @@ def test_a_malformed_ref_is_an_integrity_error_pointing_to_fsck(tmp_path, conten
     with pytest.raises(IntegrityError) as e:
         read_ref(p)
     assert "fsck" in str(e.value)
+
+
+@pytest.mark.parametrize("content,words", [
+    (b'{"kind":"tree","hash":"../../../../etc/passwd"}', "64 lowercase hex"),
+    (b'{"kind":"tree","hash":"' + b"A" * 64 + b'"}', "64 lowercase hex"),
+    (b'{"kind":"exe","hash":"' + b"a" * 64 + b'"}', "unknown kind"),
+    (b'{"kind":"tree","hash":"' + b"a" * 64 + b'","package":{"hash":"x"}}', "malformed package"),
+    (b"not json", "not valid JSON"),
+])
+def test_a_ref_naming_no_valid_object_is_refused_naming_the_file_and_the_repair(tmp_path, content,
+                                                                                 words):
+    from e3logic.core.errors import DamagedMetadata
+
+    p = tmp_path / "state"
+    p.write_bytes(content)
+    with pytest.raises(DamagedMetadata) as e:
+        read_ref(p)
+    msg = str(e.value)
+    assert str(p) in msg and words in msg and "e3 fsck --repair" in msg
+    assert e.value.exit_code == 2
+
+
+def test_a_ref_with_a_hostile_hash_is_never_written(tmp_path):
+    with pytest.raises(ValueError):
+        write_ref(tmp_path / "r", "tree", "../../etc/passwd")
+    assert not (tmp_path / "r").exists()

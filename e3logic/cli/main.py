@@ -341,6 +341,21 @@ def _sqlite_line(e: BaseException) -> str | None:
     repo = getattr(_OPTIONS, "_repo", None)
     path = repo.dir / "index.db" if repo is not None else "index.db"
     msg = str(e).lower()
+    if "unable to open" in msg:  # SQLite hides the errno: is it the open-file limit?
+        import os
+
+        try:
+            os.close(os.open(os.devnull, os.O_RDONLY))
+        except OSError as probe:
+            line = resource_line(probe)
+            if line:
+                return line
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft < 1024:
+            return (f"cannot open {path} ({e}); the open-file limit is low ({soft}): raise it "
+                    f"with 'ulimit -n 4096'")
     if is_damage(e):
         return damaged_message(path, e)
     if "readonly" in msg or "read-only" in msg:
@@ -366,7 +381,8 @@ def explain(e: BaseException) -> tuple[int, str | None]:
         return EXIT_FAILED, f"e3: error: {line}"
     line = _sqlite_line(e)
     if line:
-        return (EXIT_FAILED if "no space" in line else EXIT_USAGE), f"e3: error: {line}"
+        code = EXIT_USAGE if "is damaged" in line or "is read-only" in line else EXIT_FAILED
+        return code, f"e3: error: {line}"
     import errno
 
     if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) \
