@@ -9,15 +9,36 @@ from .common import emit, pass_opts, table
 ENGINES = click.Choice(["auto", "pydatalog", "fast"])
 
 
+def limit_options(fn):
+    """--max-facts and --timeout: the limits on rule evaluation (else e3.toml [logic])."""
+    fn = click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=None,
+                      metavar="S", help="Stop rule evaluation after S seconds "
+                                        "(default: e3.toml [logic] timeout_s, else 60).")(fn)
+    return click.option("--max-facts", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="Stop rule evaluation past N derived facts "
+                             "(default: e3.toml [logic] max_facts, else 5,000,000).")(fn)
+
+
+def _logic(api, max_facts, timeout_s, rule_files=(), engine="auto"):
+    """The repository's Logic under the limits of the options, e3.toml or the defaults."""
+    from ..logic.limits import Limits
+
+    limits = Limits.from_settings(api.r.config, max_facts, timeout_s)
+    logic = api.logic(rule_files, engine)
+    logic.limits = limits
+    return logic
+
+
 @click.command()
 @click.argument("text", metavar="QUERY")
 @click.option("-r", "--rules", "rule_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra .dl rule file (repeatable).")
 @click.option("--engine", type=ENGINES, default="auto", help="Datalog engine (auto picks by fact-set size).")
+@limit_options
 @pass_opts
-def query(opts, text, rule_files, engine):
+def query(opts, text, rule_files, engine, max_facts, timeout_s):
     """Datalog query over the repository's facts and rules, e.g. 'dirty(D)' or '?- deps(D, "fit").'"""
-    res = opts.api().logic(rule_files, engine).query(text)
+    res = _logic(opts.api(), max_facts, timeout_s, rule_files, engine).query(text)
     emit(opts, res.to_json(), lambda d: (table(d["columns"] or ["true"], d["rows"] or
                                                ([["yes"]] if not d["columns"] and d["rows"] else [])),
                                          click.echo(f"{len(d['rows'])} row(s), engine {d['engine']}", err=True)))
@@ -33,29 +54,32 @@ def _dataflow(api, name):
 @click.command()
 @click.argument("name")
 @click.option("--transitive", is_flag=True, help="All upstream dataflows, not just direct ones.")
+@limit_options
 @pass_opts
-def deps(opts, name, transitive):
+def deps(opts, name, transitive, max_facts, timeout_s):
     """Upstream dataflows of NAME."""
     api = opts.api()
-    data = api.logic().deps(_dataflow(api, name), transitive)
+    data = _logic(api, max_facts, timeout_s).deps(_dataflow(api, name), transitive)
     emit(opts, data, lambda d: [click.echo(n) for n in d])
 
 
 @click.command()
 @click.argument("name")
 @click.option("--transitive", is_flag=True, help="All downstream dataflows, not just direct ones.")
+@limit_options
 @pass_opts
-def dependents(opts, name, transitive):
+def dependents(opts, name, transitive, max_facts, timeout_s):
     """Downstream dataflows of NAME."""
     api = opts.api()
-    data = api.logic().dependents(_dataflow(api, name), transitive)
+    data = _logic(api, max_facts, timeout_s).dependents(_dataflow(api, name), transitive)
     emit(opts, data, lambda d: [click.echo(n) for n in d])
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
+@limit_options
 @pass_opts
-def impact(opts, paths):
+def impact(opts, paths, max_facts, timeout_s):
     """Dataflows that would rerun if these datasets changed (the dirty closure)."""
     api = opts.api()
     known = {p for p, in api.facts().get("input_dataset", set())} | {
@@ -63,7 +87,7 @@ def impact(opts, paths):
     for p in paths:
         if p.strip("/") not in known:
             raise NotFound("dataset", p, known, hint="see 'e3 ls'")
-    data = api.logic().dirty_closure([p.strip("/") for p in paths])
+    data = _logic(api, max_facts, timeout_s).dirty_closure([p.strip("/") for p in paths])
     emit(opts, data, lambda d: [click.echo(n) for n in d] or click.echo("nothing would rerun"))
 
 

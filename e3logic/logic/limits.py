@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
-from e3logic.core.errors import UsageError
+from e3logic.core.errors import UsageError, did_you_mean
 from e3logic.logic.errors import LimitError
 
 DEFAULT_MAX_FACTS = 5_000_000
@@ -70,8 +70,9 @@ class Limits:
             raise UsageError("e3.toml [logic] must be a table (max_facts = …, timeout_s = …)")
         unknown = sorted(set(section) - {"max_facts", "timeout_s"})
         if unknown:
-            raise UsageError(f"e3.toml [logic] has unknown key '{unknown[0]}'; "
-                             f"known: max_facts, timeout_s")
+            near = did_you_mean(unknown[0], ["max_facts", "timeout_s"])
+            raise UsageError(f"e3.toml [logic] has unknown key '{unknown[0]}'; " + (
+                f"did you mean '{near[0]}'?" if near else "known: max_facts, timeout_s"))
         if max_facts is None:
             max_facts = _positive_int(section.get("max_facts", DEFAULT_MAX_FACTS),
                                       "e3.toml [logic] max_facts")
@@ -110,6 +111,7 @@ class Guard:
         self.live: tuple = ()  # the sets a running stratum fills
         self.origins: tuple = ()  # per live set: (relation, arity, source, line)
         self.origin = None     # what pyDatalog was computing when it stopped
+        self.last = None       # what pyDatalog computed last
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
         self.active = True
@@ -138,6 +140,7 @@ class Guard:
     def count_value(self, origin) -> None:
         """pyDatalog computed a value with arithmetic for `origin`'s rule."""
         self.values += 1
+        self.last = origin
         if self.max_facts is not None and self.values > self.max_facts:
             self.reason, self.origin = "facts", origin
             raise _Stop
@@ -148,6 +151,10 @@ class Guard:
             sizes = [len(s) for s in self.live]  # a round's new sets follow the relations
             i = max(range(len(sizes)), key=sizes.__getitem__) if sizes else 0
             origin = self.origins[i % len(self.origins)]
+        if origin is None and self.last is not None:
+            name, arity, source, line = self.last
+            return (f"in the {self.engine} engine, last computing {name}/{arity}; "
+                    f"{_shown(source)}:{line}")
         if origin is None:
             return f"in the {self.engine} engine"
         name, arity, source, line = origin
