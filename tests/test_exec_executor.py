@@ -292,31 +292,36 @@ def test_staged_outputs_are_gone_after_the_run(tmp_path):
     assert not staging.exists() or list(staging.iterdir()) == []
 
 
-def test_an_input_changed_by_another_process_during_the_run_requeues_what_read_it(tmp_path):
+def test_an_input_changed_by_another_process_during_the_run_is_not_read_by_it(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
     r = api.r
+    snapshot = api.workspaces.root("main")
 
     class Meddler(FakeRunner):
         async def __call__(self, j, key, ins, out_file, ep):
-            if j.name == "b" and self.ran.count("b") == 0:  # `e3 set inputs/x` from elsewhere
+            if j.name == "b":  # `e3 set inputs/x` from elsewhere, after a read it
                 h = r.objects.write(b"new x")
                 api.workspaces.update_root("main", lambda old: r.trees.set_many(
                     old, {"inputs/x": blob_entry(h, 5)}))
             return await super().__call__(j, key, ins, out_file, ep)
 
-    jobs = [job("a", ["inputs/x"]), job("b", ["inputs/y"], ["a"])]
+    jobs = [job("a", ["inputs/x"]), job("b", ["inputs/y"], ["a"]),
+            job("c", ["inputs/x", "outputs/b/out"], ["b"])]
     fr = Meddler(r)
-    st = run(api, jobs, fr, cap=1, timer=lambda: 0.0)
-    assert ("requeue" in [ev for _, ev, n in st.log if n == "a"])
-    assert api.get("outputs/a/out")[1] == b"new xa"
-    # b was requeued behind a, but its own inputs did not change: a hit, not a rerun
-    assert fr.ran == ["a", "b", "a"] and st.outcome == {"a": "executed", "b": "cached"}
+    st = run(api, jobs, fr, cap=1, timer=lambda: 0.0, snapshot=snapshot)
+    assert fr.ran == ["a", "b", "c"] and [ev for _, ev, _ in st.log if ev == "requeue"] == []
+    # c read inputs/x from the run's snapshot, as a did: one run, one version of each input
+    assert r.trees.get(st.root, "inputs/x")["hash"] == r.trees.get(snapshot, "inputs/x")["hash"]
+    assert api.get("outputs/c/out")[1] == b"xybc"
+    # the workspace keeps the newer input beside the run's outputs; what read it is stale
+    assert api.get("inputs/x")[1] == b"new x"
+    assert st.stale == ["a", "b", "c"]  # b follows a (its declared dependency)
 
 
-def test_a_run_nobody_else_touched_is_not_rechecked(tmp_path):
+def test_a_run_nobody_else_touched_reports_nothing_stale(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x"})
     st = run(api, chain_jobs(), FakeRunner(api.r), cap=1)
-    assert [ev for _, ev, _ in st.log if ev == "requeue"] == []
+    assert st.stale == [] and st.root == api.workspaces.root("main")
 
 
 def test_a_task_process_group_is_recorded_with_the_next_flush(tmp_path):

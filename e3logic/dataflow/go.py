@@ -18,7 +18,7 @@ import sys
 import time
 
 from ..core import canon
-from ..core.errors import UsageError
+from ..core.errors import NotFound, UsageError
 from ..core.hashing import hash_parts
 from ..repo.locks import process_start
 from .model import Project
@@ -241,6 +241,8 @@ class Go:
         # what one call learns about the settled run (reset per call): its rows, the part an
         # incremental run kept, the output sizes a no-op run already knows
         self._settled_memo = self.settled_base = self.settled_sizes = None
+        self.verified: set[str] = set()  # objects hashed before the run (`_handed_intact`)
+        self.snapshot = None  # the workspace root the run reads (set per call)
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -299,6 +301,7 @@ class Go:
         api = self.api
         with gc_paused(freeze=self.may_freeze):
             root = api.intake(ws)
+            self.snapshot = root  # the one snapshot of the workspace this run reads
             project, selected = self.prepare(ws)
             policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
             if not self.dry_run:
@@ -308,11 +311,14 @@ class Go:
             pred = None if self.force else self._incremental(ws, project, selected, root)
             if pred is None:
                 pred = predict(self.repo, project, root, selected, self.force)
+            while not self._handed_intact(project, pred):  # a corrupt one was quarantined
+                pred = predict(self.repo, project, root, selected, self.force)
         if self.dry_run:
             plan = self.plan(project, pred)
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
                     "failed": [], "skipped": [], "cancelled": [], "would_run": sorted(pred.run),
-                    "state_root": root, "commit": None, "receipt": None, "plan": plan.to_json()}
+                    "state_root": root, "snapshot": root, "commit": None, "receipt": None,
+                    "plan": plan.to_json()}
         run_id = self._start_run(ws)
         try:
             outcome, results, root = self._execute(ws, run_id, project, pred, root)
@@ -406,7 +412,10 @@ class Go:
         if settled is None:
             return None
         state_root, rows = settled
-        changed = self.repo.trees.changed(state_root, root)
+        try:
+            changed = self.repo.trees.changed(state_root, root)
+        except NotFound:  # the settled run's trees are gone (deleted by hand): settle in full
+            return None
         readers: dict[str, list[str]] = {}
         for n in selected:
             for p in project.dataflows[n]["inputs"]:
@@ -441,6 +450,30 @@ class Go:
                           [n for n in selected if n not in run], keys, outs, fmts,
                           set(prior) | part.in_root)
 
+    def _handed_intact(self, project: Project, pred: Prediction) -> bool:
+        """Verified reads, decided up front: the cached outputs that dataflows predicted to
+        run will read are hashed; a corrupt one is quarantined (False: predict again, and it
+        is a memo miss, recomputed with its dependents). The hashes found intact are not
+        hashed again by the executor."""
+        self.verified = verified = set()
+        if not pred.run or not pred.cached:
+            return True
+        producer = {project.outputs[n]: n for n in pred.cached}
+        objects = self.repo.objects
+        ok = True
+        for n in pred.run:
+            for p in project.dataflows[n]["inputs"]:
+                m = producer.get(p)
+                h = pred.outputs.get(m) if m is not None else None
+                if h is None or h in verified:
+                    continue
+                if objects.intact(h):
+                    verified.add(h)
+                else:
+                    objects.quarantine(h)
+                    ok = False
+        return ok
+
     def _go_warm(self, ws, project, selected, root, policy, rows) -> dict:
         run_id = self._start_run(ws)
         try:
@@ -474,7 +507,7 @@ class Go:
         whatever the executor did; the two no-op paths know it already (`settled_sizes`: the
         warm path's receipt is the last settled run's, `_fast_noop` found every output of
         keys computed from the root in place)."""
-        if status != "ok" or getattr(self, "stale", None):
+        if status != "ok":
             return None
         known = self.settled_sizes
         if known is not None:  # the warm path: the root and the receipt are the last run's
@@ -489,7 +522,10 @@ class Go:
         if base is not None:
             # an incremental run: a dataflow none of whose paths changed since the settled
             # run, with that run's key and output, is settled as it was there
-            changed = self.repo.trees.changed(base[0], root)
+            try:
+                changed = self.repo.trees.changed(base[0], root)
+            except NotFound:
+                return None
             check = []
             for n in selected:
                 b = base[1].get(n)
@@ -623,7 +659,8 @@ class Go:
                       fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
                       on_outcome=_outcome_sink(self.reporter),
                       batches=batch_of if self.strict_batches else None, capacities=caps,
-                      precached=hits, in_root=pred.in_root)
+                      precached=hits, in_root=pred.in_root, snapshot=root,
+                      verified=self.verified)
         runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
         runner.executor = ex
         runner.token = run_token(self.repo, run_id)
@@ -746,7 +783,8 @@ class Go:
                       canon.dumps(policy).decode(), receipt, sizes)
         self.repo.index.execute("DELETE FROM procs WHERE run=?", (run_id,))
         clear_staging(self.repo, run_id)
-        return {"run": run_id, "status": status, **lists, "state_root": root, "commit": commit,
+        return {"run": run_id, "status": status, **lists, "state_root": root,
+                "snapshot": self.snapshot, "commit": commit,
                 "receipt": receipt_digest, "parent": parent, "policy": policy_id,
                 "workspace": ws, "stale": sorted(getattr(self, "stale", []) or []),
                 "reason": why}

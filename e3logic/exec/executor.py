@@ -72,7 +72,8 @@ class Finished:
 class ExecState:
     """Everything the executor knows; nothing else holds run state.
 
-    root      the workspace root as last flushed
+    root      the run's own root: the snapshot it read plus its outputs as last flushed (an
+              edit made elsewhere during the run lands in the workspace, never here)
     view      path -> entry: committed results not yet flushed (read before `root`)
     pending   names of jobs not yet captured (waiting for inputs, or ready)
     running   job name -> Episode of its current attempt
@@ -94,7 +95,7 @@ class ExecState:
     log: list = field(default_factory=list)
     beat: int = 0
     cancel_reason: str | None = None
-    stale: list = field(default_factory=list)
+    stale: list = field(default_factory=list)   # dataflows whose inputs changed elsewhere
     flushes: int = 0
 
 
@@ -107,9 +108,10 @@ class Executor:
                  force: bool = False, fail_fast: bool = False, publish=None,
                  should_cancel: Callable[[], str | None] | None = None, clock=time.time,
                  tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2,
-                 batches: dict | None = None, max_rechecks: int = 3,
+                 batches: dict | None = None,
                  capacities: dict | None = None, precached: dict | None = None,
-                 flush_every: float = 0.1, timer=time.monotonic, in_root=()):
+                 flush_every: float = 0.1, timer=time.monotonic, in_root=(),
+                 snapshot: str | None = None, verified=()):
         self.repo = repo
         self.ws = workspace
         self.jobs = {j.name: j for j in jobs}
@@ -130,7 +132,6 @@ class Executor:
         self.on_outcome = on_outcome
         self.tick = tick
         self.batches = batches  # name -> batch index: run batch by batch (--strict-batches)
-        self.max_rechecks = max_rechecks
         self.capacities = dict(capacities or {})
         # name -> (key, output hash, format, output path): memo hits known before the run;
         # they take no slot and are committed together at the first beat
@@ -157,8 +158,13 @@ class Executor:
         from ..repo.workspaces import Workspaces
 
         self.workspaces = Workspaces(repo)
-        self.state = ExecState(root=self.workspaces.root(workspace),
+        # every input is read from one snapshot (and this run's outputs): `snapshot`, the
+        # root the run was decided on, else the workspace root now
+        self.state = ExecState(root=snapshot or self.workspaces.root(workspace),
                                pending={n for n in self.jobs if n not in self.precached})
+        # objects known to hash to their names: verified before a task was handed them, or
+        # written by this run from bytes it hashed
+        self._verified: set[str] = set(verified)
         self._dependents: dict[str, list[str]] = {n: [] for n in self.jobs}
         for j in jobs:
             for d in j.deps:
@@ -323,6 +329,12 @@ class Executor:
                                           output_format=hit.output_format))
                 continue
             ep = self._episode(job, key)
+            bad = self._corrupt_input(ins)
+            if bad is not None:
+                ep.move("fail", st.beat, bad)
+                st.staged.append(Finished(job, key, "fail", tuple((p, h) for p, h, _ in ins),
+                                          reason=bad))
+                continue
             st.running[name] = ep
             self.inflight[key] = name
             ep.move("run", st.beat)
@@ -332,6 +344,24 @@ class Executor:
                 st.running.pop(name, None)
             else:
                 tg.start_soon(self._run_one, job, key, ins, ep)
+
+    def _corrupt_input(self, ins: tuple) -> str | None:
+        """Verified reads: the reason a task may not be handed its inputs (an object whose
+        bytes do not hash to its name, now quarantined), or None. Each object is hashed once
+        per run."""
+        objects = self.repo.objects
+        for p, h, _ in ins:
+            if h in self._verified:
+                continue
+            if objects.verify(h):
+                self._verified.add(h)
+                continue
+            objects.quarantine(h)
+            fix = ("run 'e3 go' again to recompute it" if p.startswith("outputs/") else
+                   f"restore it with 'e3 reset {p}' or 'e3 set {p} FILE'")
+            return (f"input {p} is corrupt (object {h[:12]} does not hash to its name; moved to "
+                    f".e3/quarantine): {fix}, and run 'e3 fsck --repair'")
+        return None
 
     def _episode(self, job: Job, key: str | None) -> Episode:
         n = self._attempts.get(job.name, 0)
@@ -397,6 +427,7 @@ class Executor:
                     size = os.path.getsize(f.output_file)
                     h = self._batch.adopt(f.output_file)
                 self._adopted.append(f.output_file)
+                self._verified.add(h)
                 f.output_hash = h
                 self.fresh[f.key] = (h, f.output_format or "raw", size)
                 st.view[job.output_path] = blob_entry(h, size, f.output_format or "raw")
@@ -502,15 +533,20 @@ class Executor:
 
     def _flush_durable(self, snap: dict) -> str | None:
         """Objects, rows, root, working copy (any thread: it touches no loop state; index.db
-        through connections of its own). Returns the new root, or None when no path
+        through connections of its own). Returns the run's new root, or None when no path
         changed."""
         changes, batch, trees = snap["changes"], snap["batch"], self.repo.trees
-        new = None
+        new = ours = None
         if changes:
+            # the run's own root moves on from its snapshot; the workspace's from wherever
+            # it is now (an `e3 set` elsewhere is kept there, never read by this run)
+            ours = trees.set_many(snap["root"], changes, store=batch)
             old = self.workspaces.root(self.ws)
             if old != snap["root"]:
                 self._foreign = True
-            new = trees.set_many(old, changes, store=batch)
+                new = trees.set_many(old, changes, store=batch)
+            else:
+                new = ours
         batch.commit()
         if snap["records"] or snap["episodes"][0] or snap["episodes"][1] or snap["procs"]:
             with self._flush_db().transaction() as conn:
@@ -534,8 +570,8 @@ class Executor:
                     new = trees.set_many(old, changes, store=again)
                     again.commit()
         if self.publish and snap["published"]:
-            self.publish(new or snap["root"], snap["published"])
-        return new
+            self.publish(new or self.workspaces.root(self.ws), snap["published"])
+        return ours
 
     def _flush_end(self, snap: dict, new: str | None) -> None:
         """Back on the loop: the view drops what the root now holds; outcomes are
@@ -620,7 +656,7 @@ class Executor:
                     if not (st.pending or st.running or st.staged) and st.cancel_reason is None:
                         await self._flush_settle()
                         self.flush()
-                        self._recheck()
+                        self._note_stale()
         finally:
             self._after_cancel()
         return st
@@ -702,48 +738,23 @@ class Executor:
         ep.move("run", self.state.beat)
         return self.state.outcome[other]
 
-    def _recheck(self) -> None:
-        """Inputs changed while the run went on (`e3 set` from another shell)? A finished job
-        whose inputs now hash differently is re-queued with its dependents, so no output is left
-        computed from a mix of old and new inputs; after `max_rechecks` passes they are reported
-        stale instead."""
+    def _note_stale(self) -> None:
+        """Inputs changed elsewhere while the run went on (`e3 set` from another shell)? The
+        run read none of it; the dataflows reading a changed path, and what follows them, are
+        reported stale (the next run takes them up)."""
         st = self.state
         now = self.workspaces.root(self.ws)
         if not self._foreign and now == st.root:
-            return  # nobody else moved the root: every input is as it was read
-        self._foreign = False
-        st.root = now
-        changed = []
-        for name, (key, _) in sorted(st.results.items()):
-            ins = self._inputs(self.jobs[name])
-            if ins is None or execution_key(self.jobs[name].task_hash, [h for _, h, _ in ins]) != key:
-                changed.append(name)
-        if not changed:
-            return
-        again = set(changed)
-        stack = list(changed)
+            return  # nobody else moved the root
+        changed = self.repo.trees.changed(st.root, now)
+        stale = {n for n, j in self.jobs.items() if any(p in changed for p in j.inputs)}
+        stack = list(stale)
         while stack:
-            for m in self._dependents[stack.pop()]:
-                if m not in again:
-                    again.add(m)
+            for m in self._dependents.get(stack.pop(), ()):
+                if m not in stale:
+                    stale.add(m)
                     stack.append(m)
-        self.max_rechecks -= 1
-        if self.max_rechecks < 0:
-            st.stale = sorted(again)
-            return
-        for n in sorted(again):
-            st.outcome.pop(n, None)
-            st.results.pop(n, None)
-            st.log.append((st.beat, "requeue", n))
-        for n in sorted(again):
-            st.pending.add(n)
-            if self.batches is not None:
-                b = self.batches.get(n, 0)
-                self._open_batches[b] = self._open_batches.get(b, 0) + 1
-            self._unmet[n] = sum(1 for d in self.jobs[n].deps
-                                 if st.outcome.get(d) not in ("executed", "cached"))
-            if self._unmet[n] == 0:
-                heapq.heappush(self._ready, self._prio[n])
+        st.stale = sorted(stale)
 
     def capture_possible(self) -> bool:
         st = self.state

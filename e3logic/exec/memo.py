@@ -42,8 +42,9 @@ class ExecutionRecord:
 
 
 def usable(objects, hit: MemoHit | None, size: int | None = None, verify: bool = False) -> bool:
-    """Is a memo hit's output object there (of the expected size / hash)? A corrupt one is
-    removed, so the re-execution can store the right bytes under its name."""
+    """Is a memo hit's output object there (of the expected size; with `verify`, hashing to
+    its name)? A corrupt one is quarantined, so the re-execution can store the right bytes
+    under its name."""
     if hit is None:
         return False
     p = objects.path(hit.output_hash)
@@ -53,7 +54,7 @@ def usable(objects, hit: MemoHit | None, size: int | None = None, verify: bool =
         return False
     ok = (size is None or st.st_size == size) and (not verify or objects.verify(hit.output_hash))
     if not ok:
-        p.unlink(missing_ok=True)
+        objects.quarantine(hit.output_hash)
     return ok
 
 

@@ -193,10 +193,48 @@ class ObjectStore:
         except OSError:  # e.g. a read-only store: existence is what matters
             return os.path.exists(dest)
 
+    def _good(self, h: str) -> bool:
+        """True if object `h` is installed with bytes that hash to its name (freshened, as
+        `_freshen`). A writer holding good bytes for `h` asks this, not mere existence: a
+        corrupt file is then quarantined and replaced by what it writes."""
+        if not self._freshen(h):
+            return False
+        if self.intact(h):
+            return True
+        self.quarantine(h)
+        return False
+
+    def intact(self, h: str) -> bool:
+        """Do the installed bytes of `h` hash to its name? (False if it is absent.)"""
+        try:
+            return hash_file(self._dest(h)) == h
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def quarantine(self, h: str) -> str | None:
+        """Move the installed file of `h` (corrupt) to `.e3/quarantine/`, never deleting it;
+        returns where it went (None if it was gone already)."""
+        qdir = self.root.parent / "quarantine"
+        qdir.mkdir(exist_ok=True)
+        for n in range(1000):
+            dest = f"{qdir}/{h}" + (f".{n}" if n else "")
+            if os.path.lexists(dest):
+                continue
+            try:
+                os.link(self._dest(h), dest)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                return None
+            remove_file(self._dest(h))
+            return dest
+        raise IntegrityError(f"object {h[:12]} is corrupt and .e3/quarantine is full; "
+                             f"clear it, then run 'e3 fsck --repair'")
+
     def _install(self, tmp: str, h: str, keep: bool = False) -> None:
         """Rename `tmp` into place (`keep`: hard-link it, leaving `tmp` readable where it is)."""
         dest = self.installed(h)
-        if self._freshen(h):
+        if self._good(h):
             if not keep:
                 os.unlink(tmp)
             return
@@ -225,7 +263,7 @@ class ObjectStore:
 
     def write(self, data: bytes) -> str:
         h = hash_bytes(data)
-        if self._freshen(h):
+        if self._good(h):
             return h
         fd, tmp = self._tempfile()
         try:
@@ -248,7 +286,7 @@ class ObjectStore:
             with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
                 copy_fd(inp.fileno(), out.fileno())
                 h = hash_file(tmp)
-                if self.fsync and not self.installed(h).exists():
+                if self.fsync and not self._good(h):
                     os.fsync(out.fileno())
                 self._install(tmp, h)
         except BaseException:
@@ -341,7 +379,7 @@ class Batch:
 
     def write(self, data: bytes) -> str:
         h = hash_bytes(data)
-        if h in self._hashes or self.store._freshen(h):
+        if h in self._hashes or self.store._good(h):
             return h
         tmp = self._stage()
         # read-only from the start (the mode binds later opens, not this fd)
@@ -422,8 +460,9 @@ class Batch:
                     os.replace(path, dest)
                 return
             except FileExistsError:  # adopted bytes that were stored already
-                store._freshen(h)
-                return
+                if store._good(h):
+                    return
+                continue  # it was corrupt: quarantined, now link the good bytes
             except FileNotFoundError:  # a new fan-out directory (or one gc just removed)
                 if attempt < 9 and os.path.exists(path):
                     _ensure_dir(os.path.dirname(dest))
