@@ -279,23 +279,29 @@ class Go:
         except ValueError:  # not the main thread (an embedding program): no signal handling
             pass
         try:
-            lock = api.workspaces.run_lock(ws).acquire("go " + " ".join(self.targets))
-            # freeze long-lived objects out of collections only when nobody else froze any
-            # (an embedding program's own gc.freeze is left alone)
-            self.may_freeze = gc.get_freeze_count() == 0
-            self._settled_memo = self.settled_sizes = self.settled_base = None  # see __init__
-            try:
-                recover_dead_runs(self.repo, ws)
-                return self._go(ws)
-            finally:
-                if self.may_freeze:
-                    gc.unfreeze()  # `e3 watch` runs again in this process
-                lock.release()
+            # gc waits while the run holds its snapshot and staged outputs (see repo.gc)
+            with self.repo.object_guard():
+                return self._locked(api, ws)
         finally:
             for sig, h in old.items():
                 # once interrupted, ignore: a handler would be reset to the default action at
                 # interpreter shutdown (SIG_IGN is kept), and a late Ctrl-C would kill us
                 signal.signal(sig, signal.SIG_IGN if self.interrupted else h)
+
+    def _locked(self, api, ws: str) -> dict:
+        """The run under the workspace's run lock."""
+        lock = api.workspaces.run_lock(ws).acquire("go " + " ".join(self.targets))
+        # freeze long-lived objects out of collections only when nobody else froze any
+        # (an embedding program's own gc.freeze is left alone)
+        self.may_freeze = gc.get_freeze_count() == 0
+        self._settled_memo = self.settled_sizes = self.settled_base = None  # see __init__
+        try:
+            recover_dead_runs(self.repo, ws)
+            return self._go(ws)
+        finally:
+            if self.may_freeze:
+                gc.unfreeze()  # `e3 watch` runs again in this process
+            lock.release()
 
     def _go(self, ws: str) -> dict:
         api = self.api
