@@ -61,3 +61,66 @@ def test_a_non_integer_exit_is_printed_and_exits_with_one(tmp_path):
     r = _python(code, tmp_path)
     assert r.returncode == 1
     assert r.stderr.strip() == "gone wrong"
+
+
+# -- errors that reach the command line -------------------------------------------------------
+def test_an_e3_error_inside_nested_exception_groups_is_its_own_one_line():
+    from e3logic.cli.main import explain
+    from e3logic.core.errors import UsageError
+
+    e = ExceptionGroup("tasks", [ValueError("noise"),
+                                 ExceptionGroup("inner", [UsageError("bad name 'x'")])])
+    assert explain(e) == (2, "e3: error: bad name 'x'")
+
+
+def test_exhausted_resources_are_one_line_naming_the_limit_and_the_fix():
+    import errno
+    import resource
+
+    from e3logic.cli.main import explain
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert explain(OSError(errno.EMFILE, "Too many open files")) == (
+        1, f"e3: error: too many open files (limit {soft}); raise it with 'ulimit -n 4096'")
+    code, line = explain(ExceptionGroup("g", [OSError(errno.ENOSPC, "No space", "/x/obj")]))
+    assert code == 1 and line.startswith("e3: error: no space left on device at /x/obj; free")
+    assert "quota" in explain(OSError(errno.EDQUOT, "Quota", "/x"))[1]
+    assert explain(MemoryError())[1].startswith("e3: error: out of memory")
+    assert "file table" in explain(OSError(errno.ENFILE, "Too many"))[1]
+
+
+def test_a_damaged_or_read_only_index_is_exit_2_and_a_bug_is_still_an_internal_error():
+    import sqlite3
+
+    from e3logic.cli.main import explain
+
+    code, line = explain(sqlite3.DatabaseError("database disk image is malformed"))
+    assert code == 2 and "index.db is damaged" in line and "e3 fsck --repair" in line
+    code, line = explain(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert code == 2 and "read-only" in line
+    assert explain(KeyError("x"))[1].startswith("e3: internal error: KeyError")
+
+
+def test_running_out_of_file_descriptors_for_real_is_one_line_not_an_internal_error(tmp_path):
+    import resource
+    import shutil
+
+    from .helpers import ROOT
+
+    shutil.copytree(ROOT / "examples" / "forecast", tmp_path / "pkg")
+    for args in (("init", "."), ("build", "pkg", "-o", "dist"),
+                 ("add", "dist/forecast-0.1.0.zip"), ("checkout", "forecast")):
+        assert run_e3(*args, cwd=tmp_path).code == 0, args
+
+    for limit in (14, 16):  # past interpreter start-up, short of what a run with threads opens
+        def tiny():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+        p = subprocess.run([sys.executable, "-m", "e3logic", "go", "--force"], cwd=tmp_path,
+                           env=e3_env(), capture_output=True, text=True, preexec_fn=tiny,
+                           timeout=120)
+        assert p.returncode == 1, p
+        lines = p.stderr.strip().splitlines()
+        assert lines[-1].startswith("e3: error: ") and "internal error" not in p.stderr, p.stderr
+        assert str(limit) in lines[-1] and "ulimit -n 4096" in lines[-1]
+        assert "Traceback" not in p.stderr

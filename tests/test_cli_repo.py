@@ -305,3 +305,29 @@ def test_status_does_not_import_heavy_libraries(proj):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].strip() == "HEAVY"
+
+
+def test_fsck_repair_answers_the_repaired_summary_and_quarantines_a_corrupt_object(proj):
+    h = ok(proj("--json", "ls", "inputs/sales")).json[0]["hash"]
+    obj = proj.cwd / ".e3" / "objects" / h[:2] / h[2:]
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"rot")
+    r = proj("--json", "fsck", "--repair")
+    assert r.code == 0, r  # the working-copy file still holds the bytes: restored from it
+    done = r.json["repaired"]
+    assert set(done) >= {"quarantined", "memo_dropped", "refs_restored", "refs_removed",
+                         "index_rebuilt"}
+    assert done["quarantined"] == [h] and done["datasets_restored"] == ["main:inputs/sales"]
+    assert (proj.cwd / ".e3" / "quarantine" / h).read_bytes() == b"rot"
+    assert ok(proj("--json", "fsck")).json["ok"] is True
+
+
+def test_a_damaged_index_stops_a_command_with_one_line_and_fsck_repair_mends_it(proj):
+    with open(proj.cwd / ".e3" / "index.db", "r+b") as f:
+        f.write(b"\0" * 100)
+    one_line_error(proj("status"), 2, "index.db is damaged", "e3 fsck --repair")
+    r = proj("fsck")
+    assert r.code == 1 and "index.db is damaged" in r.out and "e3 fsck --repair" in r.out
+    r = ok(proj("fsck", "--repair"))
+    assert "rebuilt index.db" in r.out
+    ok(proj("status"))
