@@ -287,3 +287,99 @@ def test_ensure_refuses_a_directory_in_the_way_of_an_output(wc, repo, tmp_path):
     with pytest.raises(UsageError, match="outputs/a/o: a directory is in the way"):
         wc.ensure([(p, e["hash"]) for p, e in repo.trees.walk(root)])
     assert repo.objects.temp_files() == []  # the copy made for it is gone
+
+
+# -- names: refused names are skipped, nothing is written or removed outside ---------------
+@pytest.fixture
+def proj(tmp_path):
+    """A repository in tmp_path/proj, with a victim file beside it."""
+    (tmp_path / "victim.txt").write_text("precious\n")
+    r = Repository.init(tmp_path / "proj")
+    return r, WorkingCopy(r), tmp_path / "victim.txt"
+
+
+def test_sync_never_writes_a_dataset_whose_path_climbs_out_of_the_working_copy(proj, capsys):
+    repo, wc, victim = proj
+    root = root_of(repo, {"inputs/a": b"a", "inputs/../../victim.txt": b"pwned"})
+    wc.sync(root)
+    assert victim.read_text() == "precious\n"
+    assert (repo.root / "inputs" / "a").read_bytes() == b"a"
+    err = capsys.readouterr().err
+    assert "not writing 'inputs/../../victim.txt' in the working copy: no '..' segments" in err
+
+
+def test_sync_never_removes_a_file_outside_named_by_a_previous_root(proj):
+    repo, wc, victim = proj
+    old = root_of(repo, {"inputs/a": b"a", "inputs/../../victim.txt": b"pwned"})
+    wc.sync(root_of(repo, {"inputs/b": b"b"}), previous=old, force=True)
+    assert victim.read_text() == "precious\n"
+
+
+def test_ensure_skips_an_output_path_that_climbs_out(proj):
+    repo, wc, victim = proj
+    h = repo.objects.write(b"pwned")
+    assert wc.ensure([("outputs/../../victim.txt", h), ("outputs/f/o", h)]) == 1
+    assert victim.read_text() == "precious\n"
+    assert (repo.root / "outputs" / "f" / "o").read_bytes() == b"pwned"
+
+
+@pytest.mark.parametrize("path", ["inputs/../../victim.txt", "/etc/x", "elsewhere/x",
+                                  "inputs/a\x00b"])
+def test_writing_one_dataset_at_a_refused_path_is_a_usage_error(proj, path):
+    repo, wc, victim = proj
+    with pytest.raises(UsageError, match="not writing"):
+        wc.write_one(path, repo.objects.write(b"pwned"))
+    assert victim.read_text() == "precious\n"
+
+
+def test_an_undecodable_file_name_is_skipped_with_one_warning(wc, repo, tmp_path, capsys):
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "ok").write_bytes(b"1")
+    with open(os.path.join(os.fsencode(tmp_path), b"inputs", b"bad\xffname"), "wb") as f:
+        f.write(b"2")
+    assert sorted(wc.files("inputs")) == ["inputs/ok"]
+    ch = wc.scan(repo.trees.empty)
+    assert ch.added == ["inputs/ok"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["e3: warning: skipping file 'inputs/bad\\xffname' in the working copy: its "
+                   "name is not a dataset name (not valid UTF-8); rename it to track it"]
+
+
+def test_a_folder_with_a_refused_name_is_skipped_with_a_warning(wc, tmp_path, capsys):
+    d = tmp_path / "inputs" / "a\tb"
+    d.mkdir(parents=True)
+    (d / "x").write_bytes(b"1")
+    assert wc.files("inputs") == {}
+    assert "skipping folder 'inputs/a\\tb'" in capsys.readouterr().err
+
+
+def test_names_with_spaces_and_non_ascii_letters_are_datasets(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/with space": b"1", "inputs/müller/straße": b"2"})
+    wc.sync(root)
+    assert sorted(wc.files("inputs")) == ["inputs/müller/straße", "inputs/with space"]
+    assert not wc.scan(root)
+
+
+def test_setting_a_path_below_a_dataset_is_refused_before_any_file_is_written(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/sales": b"1"})
+    wc.sync(root)
+    (tmp_path / "inputs" / "sales").unlink()  # even with the file gone from disk
+    with pytest.raises(UsageError, match="cannot set inputs/sales/sub: 'inputs/sales' is a "
+                                         "dataset, not a folder"):
+        wc.write_one("inputs/sales/sub", repo.objects.write(b"2"))
+    assert not (tmp_path / "inputs" / "sales").exists()
+
+
+def test_setting_a_path_that_is_a_folder_of_datasets_is_refused(wc, repo, tmp_path):
+    wc.sync(root_of(repo, {"inputs/sales/sub": b"1"}))
+    with pytest.raises(UsageError, match="cannot set inputs/sales: it is a folder of datasets"):
+        wc.write_one("inputs/sales", repo.objects.write(b"2"))
+    assert (tmp_path / "inputs" / "sales" / "sub").read_bytes() == b"1"
+
+
+def test_an_untracked_file_in_the_way_of_a_folder_is_a_usage_error(wc, repo, tmp_path):
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "sales").write_bytes(b"mine")
+    with pytest.raises(UsageError, match="'inputs/sales' is a file, not a folder"):
+        wc.write_one("inputs/sales/sub", repo.objects.write(b"2"))
+    assert (tmp_path / "inputs" / "sales").read_bytes() == b"mine"
