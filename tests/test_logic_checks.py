@@ -29,13 +29,37 @@ def test_arity_mismatch_points_at_the_second_use_and_cites_the_first():
     assert "'edge' has 3 arguments here but 2 at rules.dl:1:1" in str(e)
 
 
+def test_an_arity_mismatch_between_a_fact_and_a_rule_is_one_line_naming_both_arities():
+    e = error_of('n(1, 2).\nm(X) :- n(X).', ArityError)
+    assert str(e) == ("rules.dl:2:9: arity mismatch: 'n' has 1 argument here but 2 at "
+                      "rules.dl:1:1 (n/1 vs n/2); use one arity per relation")
+
+
+def test_an_arity_mismatch_between_two_rule_heads_says_arity():
+    e = error_of("p(X) :- q(X).\np(X, Y) :- q(X), q(Y).", ArityError)
+    assert "arity" in str(e) and "p/2 vs p/1" in str(e) and "\n" not in str(e)
+
+
+def test_a_variable_only_in_a_negation_is_existential_and_accepted():
+    program = Program.parse("p(X) :- q(X), !r(X, Y).\nu(X) :- q(X), !t(X, Y, Y).")
+    assert program.derived == ["p", "u"]
+
+
+def test_a_variable_free_in_two_negations_is_refused_naming_both():
+    e = error_of("p(X) :- q(X), !r(X, Y), !s(Y).", UnsafeVariableError)
+    assert (e.line, e.column) == (1, 28)
+    assert "variable Y occurs only in negations (of 'r' and 's')" in str(e)
+
+
 def test_arity_mismatch_between_a_head_and_a_negation():
     e = error_of("p(X) :- q(X).\nr(X) :- q(X), !p(X, X).", ArityError)
     assert (e.line, e.column) == (2, 16)
 
 
 @pytest.mark.parametrize("text, line, column, words", [
-    ("p(X) :- q(X), !r(X, Y).", 1, 21, "variable Y in a negation of 'r'"),
+    ("p(X) :- q(X), !r(X, Y + 1).", 1, 21, "variable Y in an expression in a negation of 'r'"),
+    ("p(X, Y) :- q(X), !r(X, Y).", 1, 6, "variable Y in the head of 'p'"),
+    ("p(X) :- q(X), !r(X, Y), Y != 1.", 1, 25, "variable Y in a comparison"),
     ("p(X) :- q(X), X < Y.", 1, 19, "variable Y in a comparison"),
     ("p(X) :- q(X), r(X + Y).", 1, 21, "variable Y in an expression"),
     ("p(X + Y) :- q(X).", 1, 7, "variable Y in the head of 'p'"),

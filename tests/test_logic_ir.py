@@ -22,6 +22,14 @@ def test_division_by_zero_and_string_operands_are_undefined():
     assert arith("*", BOT, 2) is BOT
 
 
+def test_a_result_outside_the_signed_64_bit_range_is_undefined():
+    top, bottom = 2 ** 63 - 1, -2 ** 63
+    assert arith("+", top, 0) == top and arith("+", top, 1) is BOT
+    assert arith("-", bottom, 1) is BOT and arith("/", bottom, -1) is BOT
+    assert arith("*", 2 ** 32, 2 ** 31) is BOT and arith("*", 2 ** 31, 2 ** 31) == 2 ** 62
+    assert arith("*", 10 ** 10000, 10 ** 10000) is BOT  # no gigantic product first
+
+
 def test_ordering_holds_only_between_values_of_one_type():
     assert compare("<", 1, 2) and compare("<", "a", "b")
     assert not compare("<", 1, "a") and not compare(">=", 1, "a")
@@ -52,6 +60,18 @@ def test_body_expressions_and_anonymous_arguments_are_lowered():
     assert r.body[0] == IAtom("q", (("v", "X"), None))
     assert r.body[1] == IAtom("r", (("v", "#1"),))
     assert IEq("#1", ("op", "*", ("v", "X"), ("c", 2))) in r.body
+
+
+def test_a_variable_only_in_a_negation_is_existential_like_underscore():
+    r = rule("p(X) :- q(X), !r(X, Y).")
+    assert r.body[1] == IAtom("r", (("v", "X"), None), True)
+    assert r.body[1] == rule("p(X) :- q(X), !r(X, _).").body[1]
+
+
+def test_a_repeated_existential_variable_keeps_its_name_within_its_negation():
+    r = rule("p(X) :- q(X), !t(X, Y, Y).")
+    assert r.body[1] == IAtom("t", (("v", "X"), ("x", "Y"), ("x", "Y")), True)
+    assert r.body[1].vars() == {"X"} and r.body[1].repeated_existentials() == [(1, 2)]
 
 
 def test_ground_expressions_and_comparisons_are_folded():

@@ -87,8 +87,10 @@ def test_facts_in_the_text_and_given_facts_are_merged(engine):
 
 
 @pytest.mark.parametrize("facts, words", [
-    ({"edge": {("a", "b", "c")}}, "must have 2 values per row"),
-    ({"edge": [("a", "b"), ("a",)]}, "must have 2 values per row"),
+    ({"edge": {("a", "b", "c")}}, r"arity mismatch: the rules use edge/2 \(<text>:\d\) but "
+                                  r"the facts for 'edge' are edge/3"),
+    ({"edge": [("a", "b"), ("a",)]}, "the facts for 'edge' are edge/1 and edge/2"),
+    ({"zz": [("a", "b"), ("a",)]}, "arity mismatch: the facts for 'zz' mix rows of zz/1 and"),
     ({"node": {"a"}}, "must be tuples"),
     ({"node": ["a"]}, "must be tuples"),
     ({"node": {(1.5,)}}, "hold float values"),
@@ -172,3 +174,10 @@ def test_a_relation_whose_rules_can_never_fire_is_empty(engine):
 def test_facts_may_come_from_a_generator():
     r = Program.parse(TC).evaluate({"edge": (("a", x) for x in "bc")}, engine="fast")
     assert r["path"] == {("a", "b"), ("a", "c")}
+
+
+def test_trusted_facts_of_the_wrong_arity_are_one_arity_error_not_a_crash():
+    program = Program.parse("p(X) :- edge(X).", "own.dl")
+    with pytest.raises(FactError, match=r"arity mismatch: the rules use edge/1 \(own.dl:1\) "
+                                        r"but the facts for 'edge' are edge/2"):
+        program.query("p(X)", {"edge": {("a", "b")}}, engine="fast", trusted=True)

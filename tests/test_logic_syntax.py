@@ -39,6 +39,25 @@ def test_every_comparison_operator_parses(op):
     assert r.body[1] == Comparison(op, Var("X"), Var("Y"))
 
 
+@pytest.mark.parametrize("text", ["p(N) :- q(N), (N <= 25).", "p(N) :- q(N), N <= 25.",
+                                  "p(N) :- q(N), ( N <= 25 )."])
+def test_a_comparison_parses_with_or_without_parentheses(text):
+    [r] = parse_statements(text)
+    assert r.body[1] == Comparison("<=", Var("N"), Const(25))
+
+
+def test_a_parenthesised_comparison_may_hold_parenthesised_sums():
+    [r] = parse_statements("p(N) :- q(N), ((N + 1) * 2 > N - 3).")
+    assert r.body[1] == Comparison(">", BinOp("*", BinOp("+", Var("N"), Const(1)), Const(2)),
+                                   BinOp("-", Var("N"), Const(3)))
+    assert parse_query("?- q(N), (N != 2).").body[1] == Comparison("!=", Var("N"), Const(2))
+
+
+def test_a_query_variable_only_in_a_negation_is_not_a_column():
+    assert parse_query("?- q(X), !r(X, Y), s(Z).").variables == ["X", "Z"]
+    assert parse_query("?- !r(Y, X), q(X).").variables == ["X"]
+
+
 def test_arithmetic_binds_tighter_for_times_and_divide_and_associates_left():
     [r] = parse_statements("p(X + Y * 2 - 1) :- q(X, Y).")
     assert r.head.args[0] == BinOp("-", BinOp("+", Var("X"), BinOp("*", Var("Y"), Const(2))),

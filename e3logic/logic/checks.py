@@ -39,16 +39,21 @@ def check_arities(statements, arities: dict[str, Use] | None = None) -> dict[str
             if use is None:
                 arities[atom.pred] = Use(atom.arity, st.source, atom.line, atom.column)
             elif use.arity != atom.arity:
+                there = "in the given facts" if use.source == "<facts>" else \
+                    f"at {use.source}:{use.line}:{use.column}"
                 raise ArityError(
-                    f"'{atom.pred}' has {atom.arity} argument{'s' * (atom.arity != 1)} here "
-                    f"but {use.arity} at {use.source}:{use.line}:{use.column}",
-                    st.source, atom.line, atom.column)
+                    f"arity mismatch: '{atom.pred}' has {atom.arity} "
+                    f"argument{'s' * (atom.arity != 1)} here but {use.arity} {there} "
+                    f"({atom.pred}/{atom.arity} vs {atom.pred}/{use.arity}); use one arity "
+                    f"per relation", st.source, atom.line, atom.column)
     return arities
 
 
 def check_safety(st) -> None:
-    """Every variable of a head, negation, comparison or expression must be bound by a
-    positive atom of the body (appear there as a plain argument); `_` only in body atoms."""
+    """Every variable of a head, comparison or expression must be bound by a positive atom of
+    the body (appear there as a plain argument); `_` only in body atoms. A plain argument of
+    a negation that no positive atom binds is existential, like `_` ("no Y with r(X, Y)"), and
+    may occur in that one negation only."""
     src = st.source
     bound = {a.name for lit in st.body if isinstance(lit, Atom)
              for a in lit.args if isinstance(a, Var)}
@@ -81,7 +86,8 @@ def check_safety(st) -> None:
             no_anon(arg, f"the head of '{st.head.pred}'")
             for v in term_vars(arg):
                 need(v, f"the head of '{st.head.pred}'")
-    for lit in st.body:
+    existential: dict[str, tuple] = {}  # variable → (literal index, predicate) of its negation
+    for i, lit in enumerate(st.body):
         if isinstance(lit, Atom):
             for arg in lit.args:
                 if isinstance(arg, BinOp):
@@ -92,8 +98,16 @@ def check_safety(st) -> None:
             for arg in lit.atom.args:
                 if isinstance(arg, BinOp):
                     no_anon(arg, "an expression")
-                for v in term_vars(arg):
-                    need(v, f"a negation of '{lit.atom.pred}'")
+                    for v in term_vars(arg):
+                        need(v, f"an expression in a negation of '{lit.atom.pred}'")
+                elif isinstance(arg, Var) and arg.name not in bound:
+                    first = existential.setdefault(arg.name, (i, lit.atom.pred))
+                    if first[0] != i:
+                        raise UnsafeVariableError(
+                            f"variable {arg.name} occurs only in negations (of '{first[1]}' "
+                            f"and '{lit.atom.pred}'); it is free in one negation only: bind "
+                            f"it with a positive atom or give each negation its own name",
+                            src, arg.line, arg.column)
         elif isinstance(lit, Comparison):
             for side in (lit.left, lit.right):
                 no_anon(side, "a comparison")

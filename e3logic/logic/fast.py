@@ -329,7 +329,11 @@ class _RuleEmitter:
 
     def negative(self, atom: IAtom):
         args = atom.args
-        pos = tuple(i for i, a in enumerate(args) if a is not None)
+        pos = tuple(i for i, a in enumerate(args) if a is not None and a[0] != "x")
+        groups = atom.repeated_existentials()
+        if groups:  # no tuple that matches the bound positions and repeats these values
+            self.negative_repeated(atom, pos, groups)
+            return
         if len(pos) == len(args):
             vals = [self.value(a) for a in args]
             rel = self.g.rel(atom.pred, len(args))
@@ -339,6 +343,18 @@ class _RuleEmitter:
         else:
             ks = self.g.index(atom.pred, pos, ())
             self.emit(f"if {_key([self.value(args[i]) for i in pos])} in {ks}: continue")
+
+    def negative_repeated(self, atom: IAtom, pos: tuple, groups: list):
+        out_pos = tuple(sorted(i for grp in groups for i in grp))
+        if pos:
+            at = {p: j for j, p in enumerate(out_pos)}  # index rows hold the out columns
+            src = (f"{self.g.index(atom.pred, pos, out_pos)}"
+                   f".get({_key([self.value(atom.args[i]) for i in pos])}, ())")
+        else:
+            at = {p: p for p in out_pos}
+            src = self.g.rel(atom.pred, len(atom.args))
+        same = " and ".join(f"o[{at[grp[0]]}] == o[{at[i]}]" for grp in groups for i in grp[1:])
+        self.emit(f"if any({same} for o in {src}): continue")
 
     def comparison(self, c: ICmp):
         a, ua = self.expr(c.left)

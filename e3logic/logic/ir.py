@@ -8,8 +8,10 @@ steps, each one product that no limit could interrupt.) Ordering comparisons (`<
 only between two ints or two strings; `=` and `!=` compare any two values.
 
 Lowering: a head or body expression becomes a fresh variable `#n` plus an `Eq` literal (bind the
-variable to the expression's value, or check it if already bound); `_` becomes `None`; ground
-expressions and comparisons are folded.
+variable to the expression's value, or check it if already bound); `_` becomes `None`; a
+variable of a negation that no positive atom binds is existential within that negation (the
+checks allow it in one negation only): `None` like `_`, or `("x", name)` where it occurs more
+than once (`!r(X, Y, Y)`: no Y with r(X, Y, Y)); ground expressions and comparisons are folded.
 """
 from __future__ import annotations
 
@@ -108,11 +110,20 @@ def eval_expr(e, env: dict):
 @dataclass(frozen=True)
 class IAtom:
     pred: str
-    args: tuple  # each ("v", name) | ("c", value) | None (anonymous)
+    args: tuple  # each ("v", name) | ("c", value) | None (anonymous) | ("x", name) (existential)
     negated: bool = False
 
     def vars(self) -> set[str]:
+        """The variables it needs bound (or binds): existential ones are its own."""
         return {a[1] for a in self.args if a is not None and a[0] == "v"}
+
+    def repeated_existentials(self) -> list[tuple[int, ...]]:
+        """Positions of each existential variable that occurs more than once."""
+        where: dict[str, list[int]] = {}
+        for i, a in enumerate(self.args):
+            if a is not None and a[0] == "x":
+                where.setdefault(a[1], []).append(i)
+        return [tuple(p) for p in where.values() if len(p) > 1]
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,14 @@ def lower_rule(rule: Rule) -> IRule | None:
             return ("v", v)
         return e
 
+    positive = {a.name for lit in rule.body if isinstance(lit, Atom)
+                for a in lit.args if isinstance(a, Var)}
+
+    def neg_arg(t, extra: list, counts: dict):
+        if isinstance(t, Var) and t.name not in positive:  # existential
+            return ("x", t.name) if counts[t.name] > 1 else None
+        return arg(t, extra, True)
+
     try:
         body: list = []
         extra: list = []
@@ -192,7 +211,12 @@ def lower_rule(rule: Rule) -> IRule | None:
                 body.append(IAtom(lit.pred, tuple(arg(a, extra, True) for a in lit.args)))
             elif isinstance(lit, Negation):
                 a = lit.atom
-                body.append(IAtom(a.pred, tuple(arg(x, extra, True) for x in a.args), True))
+                counts: dict = {}
+                for x in a.args:
+                    if isinstance(x, Var):
+                        counts[x.name] = counts.get(x.name, 0) + 1
+                body.append(IAtom(a.pred, tuple(neg_arg(x, extra, counts) for x in a.args),
+                                  True))
             elif isinstance(lit, Comparison):
                 left, right = _lower(lit.left, fresh, extra), _lower(lit.right, fresh, extra)
                 if left[0] == "c" and right[0] == "c":

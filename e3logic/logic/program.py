@@ -176,7 +176,13 @@ class Program:
             if not isinstance(name, str):
                 raise FactError(f"a relation name must be a string, not {name!r}")
             if trusted:
-                out[name] = rows if isinstance(rows, (set, frozenset)) else set(map(tuple, rows))
+                out[name] = rel = rows if isinstance(rows, (set, frozenset)) \
+                    else set(map(tuple, rows))
+                use = self.arities.get(name)
+                for t in rel:  # one row: the repository's relations have one arity each
+                    if use is not None and len(t) != use.arity:
+                        raise FactError(_fact_arity(name, use, [len(t)]))
+                    break
                 continue
             if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
                 raise FactError(f"facts for '{name}' must be an iterable of tuples")
@@ -196,10 +202,7 @@ class Program:
                 lengths = set(map(len, rel))
                 use = self.arities.get(name)
                 if len(lengths) > 1 or (use is not None and lengths != {use.arity}):
-                    want = use.arity if use is not None else min(lengths)
-                    raise FactError(f"facts for '{name}' must have {want} value"
-                                    f"{'s' * (want != 1)} per row (the rules use "
-                                    f"{name}/{want}); got rows of {sorted(lengths)}")
+                    raise FactError(_fact_arity(name, use, sorted(lengths)))
                 types = set(map(type, itertools.chain.from_iterable(rel)))
                 if not types <= {str, int}:
                     bad = sorted(t.__name__ for t in types - {str, int})
@@ -293,6 +296,15 @@ class Program:
         if plan is None:
             plan = self._fast_cache[keep] = FastPlan(self, keep)
         return plan
+
+
+def _fact_arity(name: str, use, lengths: list[int]) -> str:
+    got = " and ".join(f"{name}/{n}" for n in lengths)
+    if use is None:
+        return (f"arity mismatch: the facts for '{name}' mix rows of {got}; give every row "
+                f"the same number of values")
+    return (f"arity mismatch: the rules use {name}/{use.arity} ({use.source}:{use.line}) but "
+            f"the facts for '{name}' are {got}; use one arity per relation")
 
 
 def _given_arities(given: Mapping) -> dict[str, int]:

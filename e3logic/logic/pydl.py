@@ -110,12 +110,16 @@ class _Translator:
         return self.Term(f"F{next(self.fresh)}")
 
     def args(self, args, vars_: dict) -> list:
-        out = []
+        out, existential = [], {}
         for a in args:
             if a is None:
                 out.append(self.new_var())
             elif a[0] == "c":
                 out.append(self.const(a[1]))
+            elif a[0] == "x":  # a variable of this negation alone
+                if a[1] not in existential:
+                    existential[a[1]] = self.new_var()
+                out.append(existential[a[1]])
             else:
                 out.append(vars_.setdefault(a[1], self.Term(f"V{len(vars_)}")))
         return out or [self.const(_ZERO)]

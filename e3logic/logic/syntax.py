@@ -32,6 +32,7 @@ body: literal ("," literal)*
         | NEG atom -> negation
         | NOT atom -> negation
         | expr CMP expr -> comparison
+        | "(" expr CMP expr ")" -> comparison
 atom: NAME "(" [expr ("," expr)*] ")"
     | NAME
 ?expr: sum
@@ -180,11 +181,14 @@ class Query:
 
     @property
     def variables(self) -> list[str]:
-        """Named variables in order of first appearance: the result columns."""
+        """Named variables in order of first appearance: the result columns. A variable only
+        in a negation is existential (no value), not a column."""
+        positive = {v.name for lit in self.body if not isinstance(lit, Negation)
+                    for v in literal_vars(lit)}
         seen: list[str] = []
         for lit in self.body:
             for v in literal_vars(lit):
-                if v.name not in seen:
+                if v.name not in seen and v.name in positive:
                     seen.append(v.name)
         return seen
 
