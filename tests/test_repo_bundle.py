@@ -168,3 +168,57 @@ def test_a_file_that_is_not_a_zip_is_a_usage_error(tmp_path):
         BundleReader(p)
     with pytest.raises(UsageError, match="does not exist"):
         BundleReader(tmp_path / "missing.zip")
+
+
+# -- hostile bundles: bad input (exit 2), bounded JSON, bounded streaming -----------------------
+def test_every_refusal_is_a_bad_bundle_that_exits_2(tmp_path):
+    from e3logic.core.errors import BadBundle
+
+    h = hash_bytes(b"x")
+    z = forge(tmp_path / "b.zip", [(f"objects/{h}", b"x"), ("../evil", b"x")], _manifest(h))
+    with pytest.raises(BadBundle) as e:
+        BundleReader(z)
+    assert e.value.exit_code == 2
+    assert str(e.value).startswith("bundle b.zip: path-traversal entry name '../evil'; ")
+
+
+def test_a_deeply_nested_manifest_is_refused_without_a_recursion_error(tmp_path):
+    h = hash_bytes(b"x")
+    z = tmp_path / "b.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("e3package.json", json.dumps(_manifest(h))[:-1] + ', "x": '
+                    + "[" * 30_000 + "]" * 30_000 + "}")
+        zf.writestr(f"objects/{h}", b"x")
+    with pytest.raises(UsageError, match="e3package.json is nested too deeply"):
+        BundleReader(z)
+
+
+@pytest.mark.parametrize("depth,ok", [(32, True), (33, False), (50_000, False)])
+def test_loads_bounded_bounds_the_nesting_depth(depth, ok):
+    from e3logic.repo.bundle import loads_bounded
+
+    data = ("[" * depth + "]" * depth).encode()
+    if ok:
+        assert loads_bounded(data, "b.zip", "x") is not None
+    else:
+        with pytest.raises(UsageError, match="bundle b.zip: x is nested too deeply"):
+            loads_bounded(data, "b.zip", "x")
+
+
+def test_copy_object_stops_as_soon_as_an_object_expands_past_its_declared_size(tmp_path):
+    data = b"y" * (3 << 20)
+    h = hash_bytes(data)
+    z = forge(tmp_path / "b.zip", [(f"objects/{h}", data)], _manifest(h))
+    out = io.BytesIO()
+    with BundleReader(z, max_ratio=5000) as b, pytest.raises(UsageError, match="expands past the 1000 bytes "
+                                                               "declared for it"):
+        b.copy_object(h, out, expected=1000)
+    assert len(out.getvalue()) <= 1000  # nothing past the declared size was written
+
+
+def test_read_object_refuses_a_structured_object_over_its_limit(tmp_path):
+    data = b"z" * 5000
+    h = hash_bytes(data)
+    z = forge(tmp_path / "b.zip", [(f"objects/{h}", data)], _manifest(h))
+    with BundleReader(z) as b, pytest.raises(UsageError, match="too large for a tree"):
+        b.read_object(h, limit=1000, what="a tree")

@@ -434,3 +434,88 @@ def test_add_of_a_package_directory_says_to_build_it_first(repo, tmp_path):
     (tmp_path / "pkgdir").mkdir()
     with pytest.raises(UsageError, match="is a directory; build it first with 'e3 build"):
         P.add(repo, str(tmp_path / "pkgdir"))
+
+
+# -- hostile bundles: every name checked, nothing unreached staged ------------------------------
+from e3logic.core.errors import BadBundle  # noqa: E402
+from tests.bundle_forge import forge, unreferenced_objects_bundle  # noqa: E402
+
+
+def staging_dirs(repo) -> list:
+    return sorted(repo.objects.tmp.glob("import-*")) if repo.objects.tmp.exists() else []
+
+
+def test_a_dataset_entry_climbing_out_is_refused_whole_before_anything_is_staged(repo, tmp_path):
+    b = make_bundle(tmp_path)
+    bad = forge(b["path"], tmp_path / "x.zip",
+                lambda f: f.put_dataset(["inputs", "../../victim.txt"], b"pwned"))
+    before = snapshot(repo)
+    with pytest.raises(BadBundle, match="bundle x.zip: dataset tree entry '../../victim.txt' is "
+                                        "not a valid name \\(no '..' segments\\); rebuild"):
+        P.import_bundle(repo, bad)
+    assert snapshot(repo) == before and staging_dirs(repo) == []
+    with pytest.raises(BadBundle):
+        P.peek_bundle(repo, bad)  # add checks every bundle before importing any
+
+
+def test_unreached_objects_refuse_the_bundle_and_are_never_staged(repo, tmp_path):
+    b = make_bundle(tmp_path)
+    bad = unreferenced_objects_bundle(b["path"], tmp_path / "x.zip", 8)
+    before = snapshot(repo)
+    with pytest.raises(BadBundle, match="is not reached from the package \\(nor are 7 more\\)"):
+        P.import_bundle(repo, bad)
+    assert snapshot(repo) == before and staging_dirs(repo) == []
+
+
+def test_a_tree_path_longer_than_the_limit_is_refused_even_through_shared_trees(repo, tmp_path):
+    b = make_bundle(tmp_path)
+
+    def change(f):
+        # one deep chain of folders, reached twice: short first, then long
+        leaf = f.tree({"x": f.blob(b"1")})
+        chain = leaf
+        for _ in range(10):
+            chain = f.tree({"d" * 100: chain})
+        f.put_entry("datasets", ["inputs", "a"], chain)
+        f.put_entry("datasets", ["inputs", "b" * 200], chain)
+    bad = forge(b["path"], tmp_path / "x.zip", change)
+    with pytest.raises(BadBundle, match="dataset path 'inputs/b.*' is 1219 bytes, at most 1024"):
+        P.import_bundle(repo, bad)
+
+
+def test_package_problem_names_the_first_bad_name():
+    pkg = {"dependencies": {}, "tasks": {"t": {"runtime": "python", "entry": "m:f"}},
+           "dataflows": {"d": {"task": "t", "inputs": ["inputs/a"], "output": "o",
+                               "leases": [["db", "write"]], "resources": {"gpu": 1}}}}
+    assert P.package_problem(pkg) is None
+    cases = [
+        (("dependencies",), {"a b": "^1"}, "dependency name 'a b' is not a valid name"),
+        (("tasks",), {"../t": {"runtime": "python", "entry": "m:f"}}, "task name '../t'"),
+        (("dataflows", "d", "task"), "u", "dataflow 'd' uses task 'u', which the package lacks"),
+        (("dataflows", "d", "inputs"), ["inputs/a\x00"], "dataflow 'd' input 'inputs/a\\x00'"),
+        (("dataflows", "d", "output"), "/o", "dataflow 'd' output '/o'"),
+        (("dataflows", "d", "leases"), [["db", "grab"]], "malformed lease"),
+        (("dataflows", "d", "resources"), {"g pu": 1}, "dataflow 'd' resource name 'g pu'"),
+    ]
+    for keys, value, needle in cases:
+        bad = json.loads(json.dumps(pkg))
+        node = bad
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+        assert needle in P.package_problem(bad), keys
+
+
+def test_a_version_with_a_trailing_newline_or_spaces_is_not_a_package_version():
+    assert P.version_problem("1.0.0") is None
+    for v in ("1.0.0\n", " 1.0.0", "1.0.0 ", "1" * 200 + ".0.0", 1):
+        assert P.version_problem(v), v
+    with pytest.raises(UsageError, match="invalid package name"):
+        P.check_name("forecast\n")
+
+
+def test_commit_style_install_of_valid_names_still_works(repo):
+    from tests.repo_helpers import make_package
+
+    h = make_package(repo, datasets={"inputs/with space": 1, "inputs/müller": b"x"})
+    assert P.reachable(repo, h)
