@@ -30,10 +30,10 @@ def _holds_objects(method):
 def _say_gc_waits(holders: list[str]) -> None:
     import sys
 
-    n = len(holders) or 1
-    who = f" ({', '.join(holders[:3])}{', …' if len(holders) > 3 else ''})" if holders else ""
-    print(f"gc: waiting for {n} running command{'s' if n != 1 else ''} to finish{who}…",
-          file=sys.stderr, flush=True)
+    n = len(holders)
+    what = f"{n} running command{'s' if n != 1 else ''}" if n else "running commands"
+    who = f" ({'; '.join(holders[:3])}{'; …' if n > 3 else ''})" if holders else ""
+    print(f"gc: waiting for {what} to finish{who}…", file=sys.stderr, flush=True)
 
 
 class Repo:

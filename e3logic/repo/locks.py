@@ -190,8 +190,8 @@ class ProcessLock:
         return fd
 
     def _describe_others(self, fd: int) -> list[str]:
-        """Who holds the lock: the exclusive holder's recorded pid and operation, else the
-        holders the kernel lists (Linux /proc/locks), each as 'pid N (command)'."""
+        """Who holds the lock, each as 'pid N: command': the exclusive holder it recorded,
+        else the holders the kernel lists (Linux /proc/locks)."""
         if self.shared:  # we wait for an exclusive holder, which says who it is
             try:
                 h = json.loads(os.pread(fd, 4096, 0) or b"{}")
@@ -199,8 +199,8 @@ class ProcessLock:
                 h = {}
             pid = h.get("pid") if isinstance(h, dict) else None
             if isinstance(pid, int) and alive(pid, h.get("proc_start")):
-                return [f"pid {pid} ({h.get('op')})"]
-        return [f"pid {p} ({command_of(p)})" for p in flock_holders(fd) if p != os.getpid()]
+                return [f"pid {pid}: {command_of(pid, h.get('op'))}"]
+        return [f"pid {p}: {command_of(p)}" for p in flock_holders(fd) if p != os.getpid()]
 
     def __exit__(self, *exc):
         with _held_mutex:
@@ -249,15 +249,16 @@ def flock_holders(fd: int) -> list[int]:
     return sorted(set(out))
 
 
-def command_of(pid: int) -> str:
-    """A short description of a process's command line ('e3 go -j 2'), or 'another process'."""
+def command_of(pid: int, default: str | None = None) -> str:
+    """A short description of a process's command line ('e3 go -j 2'), else `default`, else
+    'another process'."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
     except OSError:
-        return "another process"
+        return default or "another process"
     for i, a in enumerate(argv):
         if a == "e3logic" or os.path.basename(a) == "e3":
             return " ".join(["e3", *argv[i + 1:i + 5]])
     return " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(argv[:5])) \
-        or "another process"
+        or default or "another process"

@@ -39,7 +39,7 @@ def _say_waiting_for_gc(holders: list[str]) -> None:
     import sys
 
     who = f" ({holders[0]})" if holders else ""
-    print(f"e3: waiting for a running gc{who} to finish…", file=sys.stderr, flush=True)
+    print(f"e3: waiting for gc to finish{who}…", file=sys.stderr, flush=True)
 
 
 def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
