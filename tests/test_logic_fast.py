@@ -1,5 +1,9 @@
 """The fast engine (e3logic/logic/fast.py): semi-naive evaluation over indexed sets."""
-from e3logic.logic import Program, fast
+import re
+
+import pytest
+
+from e3logic.logic import LimitError, Limits, Program, fast
 
 TC_LEFT = "path(X, Y) :- edge(X, Y).\npath(X, Y) :- path(X, Z), edge(Z, Y).\n"
 TC_RIGHT = "path(X, Y) :- edge(X, Y).\npath(X, Y) :- edge(X, Z), path(Z, Y).\n"
@@ -185,3 +189,76 @@ def test_a_recursive_rule_with_a_variable_free_negation_terminates_and_keeps_oth
     facts = {"seed": {("b",)}, "edge": {("a", "b"), ("b", "c")}, "stop": {("x",)}}
     assert ev(text, facts)["p"] == {("a",), ("b",)}
     assert ev(text, {**facts, "stop": set()})["p"] == {("a",), ("b",), ("c",)}
+
+
+# ----------------------------------------------------------------------------- existential negation
+
+def test_a_negation_with_a_repeated_existential_variable_looks_for_equal_columns():
+    facts = {"q": {("a",), ("b",), ("c",)}, "t": {("a", 1, 1), ("b", 1, 2), ("b", 5, 6)}}
+    assert ev("p(X) :- q(X), !t(X, Y, Y).", facts)["p"] == {("b",), ("c",)}
+    assert ev("p(X) :- q(X), !t(_, Y, Y).", facts)["p"] == set()
+    assert ev("p(X) :- q(X), !t(_, Y, Y).", {**facts, "t": {("a", 1, 2)}})["p"] == facts["q"]
+
+
+# ----------------------------------------------------------------------------- limits
+
+RUNAWAY = "n(0).\nn(Y + 1) :- n(Y).\n"
+
+
+def stopped(text, limits, facts=None, query=None):
+    program = Program.parse(text, "rules.dl")
+    with pytest.raises(LimitError) as e:
+        if query:
+            program.query(query, facts, engine="fast", limits=limits)
+        else:
+            program.evaluate(facts, engine="fast", limits=limits)
+    return str(e.value)
+
+
+def test_a_runaway_linear_rule_stops_past_the_fact_limit_naming_the_relation_and_rule():
+    assert stopped(RUNAWAY, Limits(max_facts=1000), query="n(X)") == (
+        "rule evaluation stopped: more than 1,000 derived facts (n/1 keeps growing; "
+        "rules.dl:2); raise --max-facts or [logic] max_facts in e3.toml, or fix the rule")
+
+
+def test_a_runaway_nonlinear_rule_stops_after_the_round_that_passes_the_limit():
+    msg = stopped("n(0).\nn(1).\nn(X + Y) :- n(X), n(Y).", Limits(max_facts=5000))
+    assert "more than 5,000 derived facts (n/1 keeps growing; rules.dl:3)" in msg
+
+
+def test_runaway_mutual_recursion_names_one_of_its_relations():
+    msg = stopped("a(0).\nb(X + 1) :- a(X).\na(X + 1) :- b(X).", Limits(max_facts=1000))
+    assert re.search(r"more than 1,000 derived facts \((a/1|b/1) keeps growing; rules.dl:[23]\)",
+                     msg)
+
+
+def test_a_cross_product_without_recursion_is_stopped_while_it_grows():
+    text = "m(0).\nm(Y + 1) :- m(Y), Y < 299.\nc(X, Y, Z) :- m(X), m(Y), m(Z).\n"
+    msg = stopped(text, Limits(max_facts=200_000), query="c(X, Y, Z)")
+    assert "more than 200,000 derived facts (c/3 keeps growing; rules.dl:3)" in msg
+
+
+def test_the_fact_limit_counts_every_stratum_of_one_evaluation():
+    text = "a(0).\na(Y + 1) :- a(Y), Y < 599.\nb(X) :- a(X), X >= 0.\n"
+    assert "(b/1 keeps growing" in stopped(text, Limits(max_facts=1000), query="b(X)")
+    program = Program.parse(text)
+    assert len(program.query("b(X)", engine="fast", limits=Limits(max_facts=1300)).rows) == 600
+
+
+def test_the_time_limit_stops_a_runaway_fast_evaluation():
+    msg = stopped(RUNAWAY, Limits(max_facts=None, timeout_s=0.3), query="n(X)")
+    assert msg.startswith("rule evaluation stopped: still running after 0.3 s (n/1 was "
+                          "growing; rules.dl:2); raise --timeout")
+
+
+def test_a_stopped_evaluation_leaves_the_prepared_base_usable():
+    program = Program.parse(RUNAWAY + "m(X) :- e(X, _).\n")
+    prepared = program.prepare({"e": {("a", "b")}}, engine="fast", limits=Limits(1000))
+    with pytest.raises(LimitError):
+        prepared.query("n(X)")
+    assert prepared.query("m(X)").rows == [("a",)]
+
+
+def test_an_integer_that_would_outgrow_64_bits_is_undefined_so_squaring_terminates():
+    rows = Program.parse("sq(2).\nsq(Y * Y) :- sq(Y).").query("sq(X)", engine="fast").rows
+    assert rows == [(2,), (4,), (16,), (256,), (65536,), (4294967296,)]

@@ -5,10 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from e3logic.logic import EngineError, Program, pydl
+from e3logic.logic import ArityError, EngineError, LimitError, Limits, Program, pydl
 from e3logic.logic.program import AUTO_THRESHOLD
 
 CYCLE3 = {("a", "b"), ("b", "c"), ("c", "a")}
+TC_TEXT = "t(X, Y) :- e(X, Y).\nt(X, Y) :- t(X, Z), e(Z, Y)."
 
 
 def finishes(fn, seconds=20.0):
@@ -149,7 +150,8 @@ EDB = [("e", 2), ("n", 1), ("w", 2)]
 @st.composite
 def programs(draw, linear=True):
     """Random stratified programs over e/2, n/1, w/2: recursion (left, right, mutual),
-    constants, `_`, negation of lower strata, comparisons, arithmetic in comparisons."""
+    constants, `_`, negation of lower strata with existential variables (E, maybe repeated),
+    comparisons with or without parentheses, arithmetic in comparisons."""
     pick = lambda n: draw(st.integers(0, n - 1))  # noqa: E731
     idb = [(f"p{i}", 1 + pick(2)) for i in range(1 + pick(3))]
     lines = []
@@ -178,14 +180,16 @@ def programs(draw, linear=True):
                 continue
             if pick(3) == 0:
                 name, ar = (EDB + idb[:hi])[pick(len(EDB) + hi)]
-                args = [bvars[pick(len(bvars))] if pick(4) else "_" for _ in range(ar)]
+                args = [bvars[pick(len(bvars))] if pick(4) else ["_", "E"][pick(2)]
+                        for _ in range(ar)]
                 body.append(("!" if pick(2) else "not ") + f"{name}({', '.join(args)})")
             if pick(3) == 0:
                 a, b = bvars[pick(len(bvars))], bvars[pick(len(bvars))]
                 b = [b, str(pick(4)), f'"n{pick(4)}"'][pick(3)]
                 op = ["=", "!=", "<", "<=", ">", ">="][pick(6)]
-                body.append((f"{b} {op} {a}" if pick(2) else f"{a} {op} {b}")
-                            + (f" + {pick(3)}" if pick(2) else ""))
+                c = (f"{b} {op} {a}" if pick(2) else f"{a} {op} {b}") \
+                    + (f" + {pick(3)}" if pick(2) else "")
+                body.append(f"({c})" if pick(2) else c)
             hargs = [bvars[pick(len(bvars))] if pick(6) else f'"n{pick(3)}"'
                      for _ in range(harity)]
             lines.append(f"{head}({', '.join(hargs)}) :- {', '.join(body)}.")
@@ -231,3 +235,61 @@ def test_nonlinear_programs_run_on_fast_and_are_refused_or_agree_on_pydatalog(te
     else:
         with pytest.raises(EngineError):
             program.evaluate(facts, engine="pydatalog")
+
+
+EXISTENTIAL = {"q": {("a",), ("b",), ("c",), ("d",)},
+               "r": {("a", 1), ("b", "b"), ("c", 2)},
+               "t": {("a", 1, 1), ("b", 1, 2), ("c", 3, 3)}}
+
+
+@pytest.mark.parametrize("text, rows", [
+    ("p(X) :- q(X), !r(X, Y).", [("d",)]),
+    ("p(X) :- q(X), !t(X, Y, Y).", [("b",), ("d",)]),
+    ("p(X) :- q(X), !t(Y, Z, Z), X = \"a\".", []),
+    ("p(X) :- q(X), !r(Y, Y).", []),
+    ("p(X) :- q(X), !t(Y, 3, Y).", [("a",), ("b",), ("c",), ("d",)]),
+    ("p(X) :- q(X), (X != \"a\").", [("b",), ("c",), ("d",)]),
+])
+def test_both_engines_read_a_variable_only_in_a_negation_as_no_such_value(text, rows):
+    program = Program.parse(text)
+    for engine in ("pydatalog", "fast"):
+        assert program.query("p(X)", EXISTENTIAL, engine=engine).rows == rows, engine
+
+
+def test_both_engines_leave_an_existential_variable_out_of_a_queries_columns():
+    program = Program.parse("")
+    for engine in ("pydatalog", "fast"):
+        res = program.query("?- q(X), !r(X, Y).", EXISTENTIAL, engine=engine)
+        assert (res.columns, res.rows) == (["X"], [("d",)])
+
+
+def test_both_engines_report_a_fact_rule_arity_mismatch_before_evaluating():
+    with pytest.raises(ArityError, match=r"arity mismatch: 'n' has 1 argument here but 2"):
+        Program.parse("n(1, 2).\nm(X) :- n(X).")
+
+
+# ----------------------------------------------------------------------------- limits
+
+def test_a_runaway_arithmetic_rule_stops_at_the_value_limit_and_the_next_evaluation_works():
+    program = Program.parse("n(0).\nn(Y + 1) :- n(Y).", "rules.dl")
+    with pytest.raises(LimitError) as e:
+        finishes(lambda: program.query("n(X)", engine="pydatalog",
+                                       limits=Limits(max_facts=500)))
+    assert str(e.value) == (
+        "rule evaluation stopped: more than 500 values computed by arithmetic (n/1 keeps "
+        "growing; rules.dl:2); raise --max-facts or [logic] max_facts in e3.toml, or fix the "
+        "rule")
+    assert e.value.exit_code == 2
+    bounded = Program.parse("n(0).\nn(Y + 1) :- n(Y), Y < 20.")
+    assert len(bounded.query("n(X)", engine="pydatalog").rows) == 21
+
+
+def test_a_pydatalog_evaluation_that_runs_too_long_is_interrupted_by_the_time_limit():
+    program = Program.parse("n(0).\nn(Y + 1) :- n(Y).", "rules.dl")
+    with pytest.raises(LimitError, match=r"^rule evaluation stopped: still running after "
+                                         r"0\.3 s \(in the pydatalog engine, last computing "
+                                         r"n/1; rules.dl:2\); raise --timeout"):
+        finishes(lambda: program.query("n(X)", engine="pydatalog",
+                                       limits=Limits(max_facts=None, timeout_s=0.3)))
+    assert Program.parse(TC_TEXT).query("?- t(X, Y).", {"e": CYCLE3},
+                                        engine="pydatalog").rows[:1] == [("a", "a")]

@@ -2,7 +2,7 @@
 import pytest
 
 import e3logic
-from e3logic.logic import FACT_RELATIONS, Logic, queries, shipped_program
+from e3logic.logic import FACT_RELATIONS, LimitError, Limits, Logic, Program, queries, shipped_program
 
 
 def project(spec: dict) -> dict:
@@ -219,3 +219,26 @@ def test_a_query_can_force_the_other_engine():
     lg = Logic(DIAMOND, engine="fast")
     assert lg.query("?- reachable(X, Y).", engine="pydatalog").engine == "pydatalog"
     assert lg.query("?- reachable(X, Y).").engine == "fast"
+
+
+RUNAWAY = "n(0).\nn(Y + 1) :- n(Y).\n"
+
+
+def test_logic_takes_limits_and_applies_a_changed_attribute_to_its_prepared_base():
+    program = Program.parse(RUNAWAY)
+    logic = Logic({}, program=program, engine="fast", limits=Limits(100))
+    with pytest.raises(LimitError, match="more than 100 derived"):
+        logic.query("n(X)")
+    logic.limits = Limits(200)
+    with pytest.raises(LimitError, match="more than 200 derived"):
+        logic.query("n(X)")
+
+
+def test_a_runaway_user_rule_file_stops_under_the_default_limits_shape(tmp_path):
+    rules = tmp_path / "grow.dl"
+    rules.write_text(RUNAWAY)
+    logic = Logic(DIAMOND, rule_files=[rules], engine="fast", limits=Limits(2000))
+    with pytest.raises(LimitError, match=r"more than 2,000 derived facts \(n/1 keeps growing; "
+                                         r".*grow.dl:2\)"):
+        logic.query("n(X)")
+    assert logic.dependents("clean") == ["left", "right"]

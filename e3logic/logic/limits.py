@@ -31,6 +31,9 @@ DEFAULT_MAX_FACTS = 5_000_000
 DEFAULT_TIMEOUT_S = 60.0
 #: how often the watchdog looks at a running evaluation
 POLL_S = 0.02
+#: after this long without the evaluation stopping, raise again (a `_Stop` delivered in a
+#: garbage-collector callback or a `__del__` is swallowed there)
+RETRY_S = 0.2
 
 
 def _positive_int(value, what: str) -> int | None:
@@ -115,7 +118,7 @@ class Guard:
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
         self.active = True
-        self.injected = False
+        self.injected = 0.0  # when the watchdog last raised `_Stop` in the thread
 
     def room(self) -> int:
         """How many facts the running stratum may hold."""
@@ -181,6 +184,19 @@ class _Stop(BaseException):
     Exception raised in a callback into a value)."""
 
 
+_PREVIOUS_HOOK = sys.unraisablehook
+
+
+def _unraisable(unraisable) -> None:
+    """A `_Stop` swallowed by a garbage-collector callback or a `__del__` is retried by the
+    watchdog: not worth a warning on stderr."""
+    if unraisable.exc_type is not _Stop:
+        _PREVIOUS_HOOK(unraisable)
+
+
+sys.unraisablehook = _unraisable
+
+
 def _async_raise(thread_id: int, exc) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
                                                ctypes.py_object(exc) if exc else None)
@@ -222,15 +238,16 @@ class _Watchdog:
                 self.cond.wait(POLL_S)
                 now = time.monotonic()  # determinism: ok (stops evaluation only)
                 for g in list(self.guards):
-                    if not g.active or g.injected:
+                    if not g.active or (g.injected and now - g.injected < RETRY_S):
                         continue
-                    if g.deadline is not None and now > g.deadline:
-                        g.reason = "time"
-                    elif g.max_facts is not None and g.size() > g.max_facts:
-                        g.reason = "facts"
-                    else:
-                        continue
-                    g.injected = True
+                    if g.reason is None:
+                        if g.deadline is not None and now > g.deadline:
+                            g.reason = "time"
+                        elif g.max_facts is not None and g.size() > g.max_facts:
+                            g.reason = "facts"
+                        else:
+                            continue
+                    g.injected = now
                     _async_raise(g.thread_id, _Stop)
 
 
@@ -267,8 +284,12 @@ def guarded(limits: Limits | None, engine: str, fn):
                 if watched:
                     watchdog.remove(guard)
         except _Stop:
-            if watched:
-                watchdog.remove(guard)
+            while watched:  # a second `_Stop` may land before the guard is removed
+                try:
+                    watchdog.remove(guard)
+                    break
+                except _Stop:
+                    pass
             raise guard.error() from None
     finally:
         _LOCAL.guard = None
