@@ -54,3 +54,14 @@ def test_concurrent_writers_never_expose_a_mixed_or_partial_file(tmp_path):
         q.join()
     assert all(length == 10000 and count == 10000 for length, _, count in seen)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.mark.parametrize("mask, want", [(0o077, 0o600), (0o002, 0o664), (0o022, 0o644)])
+def test_a_written_file_follows_the_umask(tmp_path, mask, want):
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.umask(int(sys.argv[2], 8)); "
+            "from e3logic.repo.atomic import write_atomic; write_atomic(sys.argv[1], b'x')")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "f"), oct(mask)[2:]], check=True)
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == want
