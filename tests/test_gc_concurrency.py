@@ -49,7 +49,7 @@ needs_go_guard = pytest.mark.xfail(not _go_holds_the_guard(), strict=False,
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def slow_template(tmp_path_factory):
     d = tmp_path_factory.mktemp("gc-slow")
     pkg = write_package(d / "pkg", SLOW_PKG,
                         {f"data/t{i}.txt": f"text number {i}\n" for i in range(N)})
@@ -57,8 +57,9 @@ def template(tmp_path_factory):
 
 
 @pytest.fixture
-def proj(template, tmp_path):
-    shutil.copytree(template, tmp_path / "p", symlinks=True)
+def slow_proj(slow_template, tmp_path):
+    """A project of package `slow` checked out, nothing run."""
+    shutil.copytree(slow_template, tmp_path / "p", symlinks=True)
     return Proj(tmp_path / "p")
 
 
@@ -125,18 +126,19 @@ def start_go(proj: Proj, *args) -> subprocess.Popen:
 
 
 def wait_running(proj: Proj, go: subprocess.Popen) -> None:
-    """Until the run has started executing tasks (its row says running and a task log exists)."""
-    for _ in range(3000):
+    """Until the run (the project's first) has started its episodes, asking `e3 episodes`."""
+    for _ in range(600):
         assert go.poll() is None, go.communicate()
-        running = proj.db("SELECT run FROM runs WHERE status='running'")
-        if running and proj.db("SELECT 1 FROM episodes WHERE run=?", (running[0][0],)):
+        r = proj.e3("--json", "episodes")
+        if r.code == 0 and r.json:
             return
-        time.sleep(0.01)
+        time.sleep(0.05)
     pytest.fail("the run never started")
 
 
 # -- no concurrency: what go compares against is a root ---------------------------------------
-def test_go_and_its_dry_run_work_after_a_set_and_a_gc_at_min_age_zero(proj):
+def test_go_and_its_dry_run_work_after_a_set_and_a_gc_at_min_age_zero(slow_proj):
+    proj = slow_proj
     assert sorted(proj.go()["executed"]) == FLOWS
     set_text(proj, 0, "a new horizon\n")
     gc = proj.e3("--json", "gc", "--min-age", "0")
@@ -150,7 +152,8 @@ def test_go_and_its_dry_run_work_after_a_set_and_a_gc_at_min_age_zero(proj):
     fsck_clean(proj)
 
 
-def test_go_works_after_a_reset_and_a_gc_at_min_age_zero(proj):
+def test_go_works_after_a_reset_and_a_gc_at_min_age_zero(slow_proj):
+    proj = slow_proj
     proj.go()
     set_text(proj, 1, "edited\n")
     assert proj.go()["executed"] == ["twice1", "up1"]
@@ -164,7 +167,8 @@ def test_go_works_after_a_reset_and_a_gc_at_min_age_zero(proj):
     fsck_clean(proj)
 
 
-def test_a_settled_run_survives_gc_in_every_workspace_and_after_a_checkout(proj):
+def test_a_settled_run_survives_gc_after_a_set_and_after_a_checkout(slow_proj):
+    proj = slow_proj
     proj.go()
     set_text(proj, 2, "two\n")
     assert proj.e3("gc", "--min-age", "0").code == 0
@@ -180,7 +184,8 @@ def test_a_settled_run_survives_gc_in_every_workspace_and_after_a_checkout(proj)
 
 # -- gc beside running commands ---------------------------------------------------------------
 @needs_go_guard
-def test_gc_looping_beside_a_run_with_slow_tasks_breaks_nothing(proj):
+def test_gc_looping_beside_a_run_with_slow_tasks_breaks_nothing(slow_proj):
+    proj = slow_proj
     with GcLoop(proj) as loop:
         go = start_go(proj)
         wait_running(proj, go)
@@ -203,7 +208,8 @@ def test_gc_looping_beside_a_run_with_slow_tasks_breaks_nothing(proj):
     check_outputs(proj)
 
 
-def test_gc_beside_a_loop_of_sets_loses_no_dataset(proj):
+def test_gc_beside_a_loop_of_sets_loses_no_dataset(slow_proj):
+    proj = slow_proj
     proj.go()
     with GcLoop(proj):
         for k in range(12):
@@ -220,7 +226,8 @@ def test_gc_beside_a_loop_of_sets_loses_no_dataset(proj):
 
 
 @needs_go_guard
-def test_gc_waits_for_a_running_go_and_names_it(proj):
+def test_gc_waits_for_a_running_go_and_names_it(slow_proj):
+    proj = slow_proj
     go = start_go(proj)
     wait_running(proj, go)
     gc = proj.e3("--json", "gc", "--min-age", "0")
@@ -233,7 +240,8 @@ def test_gc_waits_for_a_running_go_and_names_it(proj):
     check_outputs(proj)
 
 
-def test_a_killed_go_leaves_no_lock_behind_for_gc(proj):
+def test_a_killed_go_leaves_no_lock_behind_for_gc(slow_proj):
+    proj = slow_proj
     go = start_go(proj)
     wait_running(proj, go)
     os.kill(go.pid, signal.SIGKILL)
@@ -246,7 +254,8 @@ def test_a_killed_go_leaves_no_lock_behind_for_gc(proj):
     check_outputs(proj)
 
 
-def test_gc_beside_checkouts_and_resets_keeps_the_working_copy_whole(proj):
+def test_gc_beside_checkouts_and_resets_keeps_the_working_copy_whole(slow_proj):
+    proj = slow_proj
     proj.go()
     with GcLoop(proj):
         for k in range(4):
