@@ -491,7 +491,6 @@ def test_package_problem_names_the_first_bad_name():
     cases = [
         (("dependencies",), {"a b": "^1"}, "dependency name 'a b' is not a valid name"),
         (("tasks",), {"../t": {"runtime": "python", "entry": "m:f"}}, "task name '../t'"),
-        (("dataflows", "d", "task"), "u", "dataflow 'd' uses task 'u', which the package lacks"),
         (("dataflows", "d", "inputs"), ["inputs/a\x00"], "dataflow 'd' input 'inputs/a\\x00'"),
         (("dataflows", "d", "output"), "/o", "dataflow 'd' output '/o'"),
         (("dataflows", "d", "leases"), [["db", "grab"]], "malformed lease"),
