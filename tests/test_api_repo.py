@@ -290,7 +290,8 @@ def test_an_interrupted_checkout_is_completed_by_the_next_command(repo):
 
 
 def test_workspace_export_writes_a_bundle_of_the_current_datasets_and_installs_nothing(repo, tmp_path):
-    repo.checkout("forecast@0.1.0")
+    make_package(repo.r, "plain", "0.1.0", datasets=V1)  # no dataflows: `add` checks their tasks
+    repo.checkout("plain@0.1.0")
     repo.set("inputs/horizon", b"3")
     before = packages.list_packages(repo.r)
     res = repo.export_workspace("main", str(tmp_path / "ws.zip"))
@@ -298,7 +299,7 @@ def test_workspace_export_writes_a_bundle_of_the_current_datasets_and_installs_n
     assert "e3package.json" in zipfile.ZipFile(tmp_path / "ws.zip").namelist()
     other = Repo.init(tmp_path / "other")
     added = packages.add(other.r, str(tmp_path / "ws.zip"))
-    other.checkout(f"forecast@{added['version']}")
+    other.checkout(f"plain@{added['version']}")
     assert other.get("inputs/horizon")[1] == b"3"
     again = repo.export_workspace("main", str(tmp_path / "ws2.zip"))
     assert (tmp_path / "ws.zip").read_bytes() == (tmp_path / "ws2.zip").read_bytes()
@@ -398,3 +399,112 @@ def test_a_refused_checkout_leaves_no_pending_sync_behind(repo):
     assert repo.r.index.get_meta("wc_target") is None
     assert Repo.open(str(repo.root)).status()["version"] == "0.1.0"
     assert files(repo) == expected(V1) and out.exists()
+
+
+# -- the gc lock: the facade's object-holding methods and gc ----------------------------------
+def _hold_gc_lock(root, shared, ready, release):
+    from e3logic.repo.repository import Repository
+
+    r = Repository(root)
+    with (r.object_guard() if shared else r.gc_guard()):
+        ready.set()
+        release.wait(30)
+
+
+@pytest.fixture
+def gc_lock_holder(repo):
+    """Start a child process holding .e3/gc.lock (shared or exclusive) until released."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    started = []
+
+    def start(shared):
+        ready, release = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_hold_gc_lock, args=(repo.root, shared, ready, release))
+        p.start()
+        assert ready.wait(30)
+        p.release = release
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.release.set()
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+
+
+def _wait_for_line(capsys, text, worker):
+    seen = ""
+    for _ in range(3000):
+        seen += capsys.readouterr().err
+        if text in seen:
+            return seen
+        assert worker.is_alive(), seen
+        time.sleep(0.01)
+    pytest.fail(f"never said {text!r}: {seen!r}")
+
+
+def test_a_set_waits_for_a_running_gc_saying_so_and_changes_nothing_meanwhile(
+        repo, gc_lock_holder, capsys):
+    import threading
+
+    repo.checkout("forecast@0.1.0")
+    before = repo.workspaces.root("main")
+    gc_ = gc_lock_holder(shared=False)
+    done = []
+    t = threading.Thread(target=lambda: done.append(repo.set("inputs/horizon", b"24")))
+    t.start()
+    said = _wait_for_line(capsys, "e3: waiting for gc to finish", t)
+    assert f"pid {gc_.pid}: " in said
+    assert repo.workspaces.root("main") == before and not done
+    gc_.release.set()
+    t.join(30)
+    assert done and repo.get("inputs/horizon")[1] == b"24"
+
+
+def test_gc_waits_for_a_command_holding_objects_and_names_it_on_stderr(
+        repo, gc_lock_holder, capsys):
+    import threading
+
+    h = repo.r.objects.write(b"orphan")
+    holder = gc_lock_holder(shared=True)
+    res = []
+    t = threading.Thread(target=lambda: res.append(repo.gc(min_age=0)))
+    t.start()
+    said = _wait_for_line(capsys, "gc: waiting for 1 running command to finish", t)
+    assert f"(pid {holder.pid}: " in said
+    assert repo.r.objects.exists(h) and not res  # nothing swept while it waits
+    holder.release.set()
+    t.join(30)
+    assert res[0]["deleted"] == 1 and not repo.r.objects.exists(h)
+
+
+def test_gc_inside_a_command_holding_objects_is_refused_in_one_line(repo):
+    from e3logic.core.errors import ConflictError
+
+    with repo.r.object_guard():
+        with pytest.raises(ConflictError) as e:
+            repo.gc(min_age=0)
+    assert "\n" not in str(e.value)
+    assert repo.gc(min_age=0)["deleted"] >= 0  # and fine on its own
+
+
+def test_checkout_set_reset_and_deploy_hold_the_gc_lock_while_they_move_a_root(repo):
+    from e3logic.repo.locks import held
+
+    seen = []
+
+    class Recording(Repo):
+        def _on_root_changed(self, ws):  # the facade's hook, called after each root move
+            seen.append(held(self.r.dir / "gc.lock"))
+
+    r = Recording(repo.r)
+    r.checkout("forecast@0.1.0")
+    r.set("inputs/horizon", b"24")
+    r.reset()
+    r.deploy("dev", "forecast@0.2.0")
+    assert seen == ["shared"] * 4
+    assert held(repo.r.dir / "gc.lock") is None
