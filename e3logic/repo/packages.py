@@ -183,7 +183,9 @@ def package_problem(pkg: dict) -> str | None:
                                                            f"outputs/{d}/{out}")
         if why:
             return why
-        for lease in df.get("leases", []):
+        if not isinstance(df.get("leases", []), list):
+            return f"dataflow '{d}' leases must be a list of [path, mode] pairs"
+        for lease in df["leases"] if "leases" in df else []:
             if not (isinstance(lease, list) and len(lease) == 2 and lease[1] in LEASE_MODES):
                 return f"dataflow '{d}' has a malformed lease {show(str(lease))}"
             why = path(f"dataflow '{d}' lease path", lease[0])
