@@ -3,8 +3,8 @@
 A rule can derive without end (`n(0). n(Y + 1) :- n(Y).`). Every evaluation runs under a
 `Guard`:
 
-- the fast engine compares its relations' sizes with the guard's room after each batch of a
-  worklist and each semi-naive round, and after each stratum;
+- the fast engine compares its relations' sizes with the guard's room every
+  `fast.CHECK_EVERY` tuples a worklist pops, after each semi-naive round and each stratum;
 - a watchdog thread (one per process, awake only while an evaluation runs) polls the clock and
   the sets a running stratum fills (a blow-up within one round, e.g. a cross product), and
   stops the evaluation by raising `_Stop` in its thread (CPython's PyThreadState_SetAsyncExc:
