@@ -12,7 +12,7 @@ A rule can derive without end (`n(0). n(Y + 1) :- n(Y).`). Every evaluation runs
 - pyDatalog's fact count is the number of values its rules compute with arithmetic, the only
   way a rule makes a new constant; a blow-up without arithmetic is bounded by the time limit.
 
-Neither check touches the per-fact path of the fast engine.
+No check does Python-level bookkeeping per derived fact.
 """
 from __future__ import annotations
 
