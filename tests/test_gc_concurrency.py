@@ -34,20 +34,6 @@ for i in range({N}):
 FLOWS = sorted([f"up{i}" for i in range(N)] + [f"twice{i}" for i in range(N)])
 
 
-def _go_holds_the_guard() -> bool:
-    import inspect
-
-    from e3logic.dataflow.go import Go
-
-    return "object_guard" in inspect.getsource(Go)
-
-
-# until dataflow/go.py wraps `Go.__call__` in `Repository.object_guard()`, gc may sweep what a
-# run holds (the test below fails about one time in two then)
-needs_go_guard = pytest.mark.xfail(not _go_holds_the_guard(), strict=False,
-                                   reason="Go.__call__ does not hold Repository.object_guard()")
-
-
 @pytest.fixture(scope="module")
 def slow_template(tmp_path_factory):
     d = tmp_path_factory.mktemp("gc-slow")
@@ -183,7 +169,6 @@ def test_a_settled_run_survives_gc_after_a_set_and_after_a_checkout(slow_proj):
 
 
 # -- gc beside running commands ---------------------------------------------------------------
-@needs_go_guard
 def test_gc_looping_beside_a_run_with_slow_tasks_breaks_nothing(slow_proj):
     proj = slow_proj
     with GcLoop(proj) as loop:
@@ -225,7 +210,6 @@ def test_gc_beside_a_loop_of_sets_loses_no_dataset(slow_proj):
         assert proj.e3("get", f"inputs/t{i}").out == f"value {8 + i}\n"
 
 
-@needs_go_guard
 def test_gc_waits_for_a_running_go_and_names_it(slow_proj):
     proj = slow_proj
     go = start_go(proj)
