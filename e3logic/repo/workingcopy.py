@@ -352,7 +352,7 @@ class WorkingCopy:
             c = cache.get(p)
             try:
                 st = stat(base + p)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 st = None
             if st is not None and c and c[3] == h and \
                     (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
