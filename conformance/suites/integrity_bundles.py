@@ -58,7 +58,7 @@ def project(tmp_path):
     return Project(tmp_path)
 
 
-def test_integrity_a_dataset_entry_climbing_out_is_refused_and_the_victim_survives_checkout(
+def test_bundles_a_dataset_entry_climbing_out_is_refused_and_the_victim_survives_checkout(
         project):
     bad = forge(project.zip, project.base / "x.zip",
                 lambda f: f.put_dataset(["inputs", "../../victim.txt"], b"pwned\n"))
@@ -75,19 +75,19 @@ def test_integrity_a_dataset_entry_climbing_out_is_refused_and_the_victim_surviv
     assert project.victim.read_text() == "precious\n"
 
 
-def test_integrity_nested_dot_dot_entries_are_refused(project):
+def test_bundles_nested_dot_dot_entries_are_refused(project):
     bad = forge(project.zip, project.base / "x.zip",
                 lambda f: f.put_dataset(["inputs", "..", "..", "victim.txt"], b"pwned\n"))
     project.refuses(bad, "dataset tree entry '..' is not a valid name (no '..' segments)")
 
 
-def test_integrity_a_module_entry_climbing_out_is_refused(project):
+def test_bundles_a_module_entry_climbing_out_is_refused(project):
     bad = forge(project.zip, project.base / "x.zip",
                 lambda f: f.put_entry("modules", ["../../victim.txt"], f.blob(b"pwned\n")))
     project.refuses(bad, "module tree entry '../../victim.txt' is not a valid name")
 
 
-def test_integrity_a_dataflow_named_to_climb_out_is_refused_and_go_writes_nothing_outside(
+def test_bundles_a_dataflow_named_to_climb_out_is_refused_and_go_writes_nothing_outside(
         project):
     def change(f):
         f.pkg["dataflows"]["../../../X"] = dict(f.pkg["dataflows"]["clean"])
@@ -110,11 +110,11 @@ def test_integrity_a_dataflow_named_to_climb_out_is_refused_and_go_writes_nothin
     (lambda f: f.pkg["dataflows"]["clean"].__setitem__("inputs", ["../../etc/passwd"]),
      "input '../../etc/passwd' is not a valid dataset path"),
 ])
-def test_integrity_every_name_from_a_bundle_passes_the_authoring_rules(project, change, needle):
+def test_bundles_every_name_from_a_bundle_passes_the_authoring_rules(project, change, needle):
     project.refuses(forge(project.zip, project.base / "x.zip", change), needle)
 
 
-def test_integrity_unreferenced_objects_are_refused_before_anything_is_staged(project):
+def test_bundles_unreferenced_objects_are_refused_before_anything_is_staged(project):
     bad = unreferenced_objects_bundle(project.zip, project.base / "x.zip", 1024)  # 1 GiB inside
     assert bad.stat().st_size < 2 << 20
     project.refuses(bad, "is not reached from the package (nor are 1023 more)")
@@ -122,7 +122,7 @@ def test_integrity_unreferenced_objects_are_refused_before_anything_is_staged(pr
     assert not tmp.exists() or list(tmp.glob("import-*")) == []
 
 
-def test_integrity_an_object_larger_than_declared_is_refused(project):
+def test_bundles_an_object_larger_than_declared_is_refused(project):
     def change(f):
         f.put_dataset(["inputs", "small"], b"x")
         h = next(h for h, d in f.objects.items() if d == b"x")
@@ -132,7 +132,7 @@ def test_integrity_an_object_larger_than_declared_is_refused(project):
 
 
 @pytest.mark.parametrize("where", ["manifest", "package object", "tree"])
-def test_integrity_deeply_nested_json_is_refused_not_a_recursion_error(project, where):
+def test_bundles_deeply_nested_json_is_refused_not_a_recursion_error(project, where):
     z = project.base / "x.zip"
     deep = deep_json(30_000)
     if where == "manifest":
@@ -148,7 +148,7 @@ def test_integrity_deeply_nested_json_is_refused_not_a_recursion_error(project, 
     assert "RecursionError" not in r.err
 
 
-def test_integrity_malformed_bundles_exit_2_with_one_line(project):
+def test_bundles_malformed_bundles_exit_2_with_one_line(project):
     with zipfile.ZipFile(project.zip) as zf:
         man = json.loads(zf.read("e3package.json"))
     blob = next(n for n in zipfile.ZipFile(project.zip).namelist()
@@ -191,7 +191,7 @@ def checked_out(project):
     return project
 
 
-def test_integrity_an_undecodable_file_name_is_reported_and_skipped(checked_out):
+def test_bundles_an_undecodable_file_name_is_reported_and_skipped(checked_out):
     p = checked_out
     with open(os.path.join(os.fsencode(p.root), b"inputs", b"bad\xffname"), "wb") as f:
         f.write(b"x")
@@ -202,7 +202,7 @@ def test_integrity_an_undecodable_file_name_is_reported_and_skipped(checked_out)
         assert "UnicodeEncodeError" not in r.err
 
 
-def test_integrity_names_with_spaces_and_umlauts_work_everywhere(checked_out):
+def test_bundles_names_with_spaces_and_umlauts_work_everywhere(checked_out):
     p = checked_out
     (p.root / "inputs" / "a b").write_bytes(b"1")
     (p.root / "inputs" / "ü").write_bytes(b"2")
@@ -221,7 +221,7 @@ def test_integrity_names_with_spaces_and_umlauts_work_everywhere(checked_out):
     (("set", "inputs", "FILE"), "it is a folder of datasets"),
     (("get", "inputs/../../victim.txt"), "no '..' segments"),
 ])
-def test_integrity_long_names_and_dataset_folder_conflicts_are_one_line_errors(
+def test_bundles_long_names_and_dataset_folder_conflicts_are_one_line_errors(
         checked_out, args, needle):
     p = checked_out
     (p.base / "f").write_bytes(b"x")
