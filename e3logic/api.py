@@ -450,4 +450,7 @@ class Repo:
         """Verify objects, refs and index.db; `repair` mends what it can (repo/fsck.py)."""
         from .repo import fsck as fsck_mod
 
-        return fsck_mod.fsck(self.r, repair=repair)
+        if not repair:
+            return fsck_mod.fsck(self.r)
+        with self.r.gc_guard():  # a repair moves objects and rewrites refs: nobody else writes
+            return fsck_mod.fsck(self.r, repair=True)

@@ -58,7 +58,8 @@ def add(opts, spec, registry):
     from ..repo.packages import add as add_pkg
 
     repo = opts.repo()
-    res = add_pkg(repo, spec, registry=_registries(opts, registry))
+    with repo.object_guard():  # gc waits until the staged objects are reachable
+        res = add_pkg(repo, spec, registry=_registries(opts, registry))
 
     def human(r):
         for dep in r["added"]:
@@ -118,6 +119,8 @@ def export(opts, spec, zip_path):
     from ..repo.packages import export_bundle, parse_spec
 
     name, version = parse_spec(spec)
-    res = export_bundle(opts.repo(), name, version, zip_path)
+    repo = opts.repo()
+    with repo.object_guard():  # a concurrent remove + gc cannot take objects mid-export
+        res = export_bundle(repo, name, version, zip_path)
     emit(opts, res, lambda r: click.echo(
         f"exported {r['name']}@{r['version']} -> {r['path']} ({_short(r['hash'])})"))

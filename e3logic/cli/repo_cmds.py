@@ -167,7 +167,8 @@ def workspace():
 def ws_create(opts, name):
     """Create an empty workspace NAME."""
     api = opts.api()
-    api.workspaces.create(name)
+    with api.r.object_guard():
+        api.workspaces.create(name)
     emit(opts, {"workspace": name, "root": api.workspaces.root(name)},
          lambda d: click.echo(f"created workspace {name}"))
 

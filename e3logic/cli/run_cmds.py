@@ -140,7 +140,9 @@ def run(opts, spec, inputs, output, force):
     """Ad-hoc execution of a package's task on files."""
     from ..dataflow.adhoc import run_task
 
-    res = run_task(opts.api(), spec, list(inputs), output, force=force)
+    api = opts.api()
+    with api.r.object_guard():  # its input objects are reachable from no root
+        res = run_task(api, spec, list(inputs), output, force=force)
     emit(opts, res, lambda d: click.echo(
         f"{'cached' if d['cached'] else 'done'} ({d['seconds']:.2f}s): {output} = {d['output_hash'][:12]}"))
     return 0 if res.get("status", "ok") == "ok" else EXIT_FAILED
@@ -158,10 +160,11 @@ def plan(opts, targets, jobs, everything):
     api = opts.api()
     g = Go(api, targets, None, jobs)
     ws = api.ws()
-    root = api.intake(ws)
-    project, selected = g.prepare(ws)
-    pred = predict(api.r, project, root, selected, force=everything)
-    p = g.plan(project, pred)
+    with api.r.object_guard():  # the trees read after intake stay while they are read
+        root = api.intake(ws)
+        project, selected = g.prepare(ws)
+        pred = predict(api.r, project, root, selected, force=everything)
+        p = g.plan(project, pred)
     data = p.to_json()
 
     def human(d):
