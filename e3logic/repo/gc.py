@@ -19,7 +19,6 @@ remain as a second line for writers that do not take the guard.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 
@@ -159,20 +158,6 @@ def roots(repo, bad_refs: list[str] | None = None) -> tuple[set[str], set[str]]:
     return marked, missing
 
 
-def _newest_mtime(path) -> float:
-    """The newest mtime of a file, or of a directory and everything in it."""
-    import os
-
-    newest = os.stat(path).st_mtime
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in dirnames + filenames:
-            try:
-                newest = max(newest, os.stat(os.path.join(dirpath, n)).st_mtime)
-            except FileNotFoundError:
-                pass
-    return newest
-
-
 def gc(repo, min_age: float = 60.0, dry_run: bool = False, now: float | None = None,
        on_wait=None) -> dict:
     """Mark and sweep under the exclusive gc lock (see the module docstring). `on_wait(holders)`
@@ -201,38 +186,10 @@ def _mark_and_sweep(repo, min_age: float, dry_run: bool, now: float | None) -> d
         nbytes += st.st_size
         if not dry_run:
             p.unlink(missing_ok=True)
-    temp = 0
-    for t in repo.objects.temp_files():
-        # a temp file (or staging directory) still being written is flock'ed by its writer,
-        # and younger than min-age; only one that is neither was left behind by a dead writer
-        try:
-            fd = os.open(t, os.O_RDONLY)
-        except (FileNotFoundError, PermissionError):
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # being written
-            if now - _newest_mtime(t) < min_age:
-                continue
-            if t.is_dir():
-                size = sum(f.stat().st_size for f in t.rglob("*") if f.is_file())
-            else:
-                size = os.fstat(fd).st_size
-            temp += 1
-            nbytes += size
-            if not dry_run:
-                if t.is_dir():
-                    import shutil
-
-                    shutil.rmtree(t, ignore_errors=True)
-                else:
-                    t.unlink(missing_ok=True)
-        except FileNotFoundError:
-            continue
-        finally:
-            os.close(fd)
+    # a temp file or staging directory still being written is flock'ed by its writer; only
+    # one that is not, and older than min-age, was left behind by a dead writer
+    temp, tbytes = repo.objects.sweep_temp(min_age, now=now, dry_run=dry_run)
+    nbytes += tbytes
     if not dry_run:
         for d in repo.objects.root.iterdir():
             if len(d.name) == 2 and d.is_dir():
