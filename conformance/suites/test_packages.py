@@ -123,7 +123,7 @@ def test_a_bundle_with_a_wrong_hash_is_refused_with_nothing_written(tmp_path):
     with pytest.raises(IntegrityError, match="does not match its hash"):
         P.import_bundle(repo, bad)
     r = run_e3("--repo", str(repo.root), "add", str(bad), cwd=tmp_path)
-    assert r.code == 1 and "does not match its hash" in r.err
+    assert r.code == 2 and "does not match its hash" in r.err
     assert state(repo.root) == before and P.list_packages(repo) == []
 
 
