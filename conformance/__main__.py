@@ -18,7 +18,8 @@ class Scoreboard:
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            suite = Path(report.location[0]).stem.removeprefix("test_")
+            # the collecting suite file (a case may be defined in a module it imports)
+            suite = Path(report.nodeid.split("::")[0]).stem.removeprefix("test_")
             c = self.counts[suite]
             if report.skipped:
                 return
