@@ -21,6 +21,7 @@ from ..core import canon
 from ..core.errors import NotFound, UsageError
 from ..core.hashing import hash_parts
 from ..repo.locks import process_start
+from .execute import clear_staging, run_token
 from .model import Project
 
 COMMIT_TAG = "e3-commit-v1"
@@ -56,20 +57,6 @@ class gc_paused:
         if self.was:
             self.gc.enable()
         return False
-
-
-def _outcome_sink(reporter):
-    """The executor's `on_outcome` for a reporter: a call per report, and — when the reporter
-    has `many` — a flush's reports in one call."""
-    if reporter is None:
-        return None
-
-    def sink(name: str, outcome: str, seconds: float) -> None:
-        reporter.outcome(name, outcome, seconds)
-
-    if hasattr(reporter, "many"):
-        sink.many = reporter.many
-    return sink
 
 
 class Prediction:
@@ -185,23 +172,6 @@ def recover_dead_runs(repo, ws: str) -> list[str]:
             c.execute("DELETE FROM procs WHERE run=?", (run,))
         clear_staging(repo, run)
     return [r for r, _ in dead]
-
-
-def run_token(repo, run: str) -> str:
-    """Marks a run's task processes (repository + run id: run ids repeat across repos)."""
-    return hash_parts([str(repo.dir.resolve()), run])[:32]
-
-
-def clear_staging(repo, run: str) -> None:
-    """Remove the staged task outputs (their names end in the run id) and the spare log
-    files (`LogSpares`) a run left behind."""
-    from ..exec.logspares import spare_prefix
-
-    for d, pattern in ((repo.dir / "staging", f"out-*-{run}-*"),
-                       (repo.logs_dir, spare_prefix(run) + "*")):
-        if d.is_dir():
-            for f in d.glob(pattern):
-                f.unlink(missing_ok=True)
 
 
 def _policy(targets, pattern, force, fail_fast) -> dict:
@@ -593,141 +563,18 @@ class Go:
                 self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
             return ({n: "cached" for n in pred.order},
                     {n: (pred.keys[n], pred.outputs[n]) for n in pred.order}, root)
-        from ..exec.runtimes import Runtimes
+        from .execute import execute
 
-        cap = self.cap
-        runtimes = Runtimes(workers=cap, cache_dir=self.repo.dir / "cache",
-                            inline_in_pool=self.executor == "processes")
-        pooled = {"python", "inline"} if self.executor == "processes" else {"python"}
-        in_pool = sum(1 for n in pred.run if project.pkg["tasks"][
-            project.dataflows[n]["task"]]["runtime"] in pooled)
-        runtimes.prestart(min(cap or 1, in_pool))  # python workers start while we plan
-        try:
-            return self._execute_with(ws, run_id, project, pred, root, runtimes)
-        except BaseException:
-            runtimes.kill_all()
-            raise
-
-    def _execute_with(self, ws, run_id, project: Project, pred: Prediction, root: str, runtimes):
-        import anyio
-
-        from ..exec.dispatch import make_runner
-        from ..exec.executor import Executor, Job
-        from ..exec.logspares import LogSpares
-
-        cap = self.cap
-        priority = list(pred.cached)
-        batch_of = {n: 0 for n in pred.cached}
-        if pred.run:
-            plan = self.plan(project, pred)
-            priority += [n for b in plan.batches for n in b]
-            batch_of.update({n: i + 1 for i, b in enumerate(plan.batches) for n in b})
-        sel = set(pred.order)
-        # predicted hits skip the executor's slots: committed together at its first beat
-        hits = {} if self.force else {
-            n: (pred.keys[n], pred.outputs[n], pred.formats.get(n) or "raw", project.outputs[n])
-            for n in pred.cached}
-        caps = dict(self.repo.config.get("resources") or {})
-        jobs = []
-        for n in pred.order:
-            d = project.dataflows[n]
-            t = project.pkg["tasks"][d["task"]]
-            jobs.append(Job(
-                name=n, task_hash=project.task_hashes[d["task"]], runtime=t["runtime"],
-                entry=t.get("entry"), argv=tuple(t["argv"]) if t.get("argv") else None,
-                inputs=tuple(d["inputs"]), output_path=project.outputs[n],
-                deps=frozenset(x for x in project.deps[n] if x in sel),
-                leases=project.leases(n), budget=tuple(sorted((d.get("budget") or {}).items())),
-                profile=d.get("profile") or "ro", modules_hash=project.modules_hash,
-                resources=tuple(sorted((r, a) for r, a in (d.get("resources") or {}).items()
-                                       if r in caps))))
-        mref = project.pkg.get("modules")
-        runner = make_runner(self.repo, runtimes, mref["hash"] if mref else None)
-        db = self.repo.index
-
-        asked = [float("-inf")]
-
-        def should_cancel():
-            if self.interrupted:
-                return f"interrupted by {self.interrupted}"
-            now = time.monotonic()
-            if now - asked[0] < 0.05:  # `e3 cancel` is read at most every 50 ms, not per beat
-                return None
-            asked[0] = now
-            r = db.execute("SELECT cancel_requested FROM runs WHERE run=?", (run_id,)).fetchone()
-            return "cancelled by 'e3 cancel'" if r and r[0] else None
-
-        publish = self._publisher(ws)
-        if self.reporter:
-            self.reporter.start(len(pred.order))
-        ex = Executor(self.repo, ws, jobs, priority, run_id=run_id, runner=runner, cap=cap,
-                      cooperative=self.executor == "inline", force=self.force,
-                      fail_fast=self.fail_fast, publish=publish, should_cancel=should_cancel,
-                      on_outcome=_outcome_sink(self.reporter),
-                      batches=batch_of if self.strict_batches else None, capacities=caps,
-                      precached=hits, in_root=pred.in_root, snapshot=root,
-                      verified=self.verified)
-        runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
-        runner.executor = ex
-        runner.token = run_token(self.repo, run_id)
-        runner.spares = LogSpares(self.repo.logs_dir, run_id)
-
-        async def watch_flag():
-            # the signal flag cancels even a task the loop is awaiting (inline executor)
-            while not self.interrupted:
-                await anyio.sleep(0.05)
-            ex.cancel(f"interrupted by {self.interrupted}")
-
-        async def main():
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(watch_flag)
-                try:
-                    return await ex.run()
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await runtimes.aclose()
-                    outer.cancel_scope.cancel()
-
-        if self.may_freeze:  # the modules, plan and jobs made since the decision: likewise
-            gc.freeze()
-        try:
-            st = anyio.run(main)  # (a KeyboardInterrupt: `_execute` kills what runs)
-        finally:
-            runner.spares.close()
-            if publish is not None:
-                publish.close()
-        self.cancelled_reason = st.cancel_reason
-        self.stale = st.stale
-        self.keys = dict(st.keys)
-        return st.outcome, st.results, st.root
-
-    def _publisher(self, ws):
-        """Writes the run's outputs into the working copy. The executor calls it from its
-        flush (possibly a worker thread, one flush at a time), so it has an index.db
-        connection of its own (`publish.close()` at the end)."""
-        api = self.api
-        if ws != api.current:
-            return None
-        from ..repo.index import IndexDB
-        from ..repo.workingcopy import WorkingCopy
-
-        db = IndexDB(self.repo.index.path)
-        wc = WorkingCopy(self.repo, db=db)
-
-        def begin():
-            # marked pending before the root moves: a kill between the root update and the
-            # file writes is completed by the next command's recover()
-            db.set_meta("wc_target", "pending")
-
-        def publish(root, items):
-            wc.ensure(items)  # files already matching (stat cache) are not rewritten
-            db.set_meta("wc_root", root)
-            db.execute("DELETE FROM meta WHERE key='wc_target'")
-
-        publish.begin = begin
-        publish.close = db.close
-
-        return publish
+        plan = self.plan(project, pred) if pred.run else None
+        done = execute(self.api, ws, run_id, project, pred, root, cap=self.cap,
+                       executor=self.executor, force=self.force, fail_fast=self.fail_fast,
+                       strict_batches=self.strict_batches, reporter=self.reporter,
+                       interrupted=lambda: self.interrupted, freeze=self.may_freeze,
+                       verified=self.verified, plan=plan)
+        self.cancelled_reason = done.cancel_reason
+        self.stale = done.stale
+        self.keys = done.keys
+        return done.outcome, done.results, done.root
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _start_run(self, ws: str) -> str:

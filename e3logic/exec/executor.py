@@ -105,7 +105,7 @@ Runner = Callable[[Job, str, tuple, str, Episode], Awaitable[Finished]]
 class Executor:
     def __init__(self, repo, workspace: str, jobs: list[Job], priority: list[str], *,
                  run_id: str, runner, cap: int = 1, cooperative: bool = False,
-                 force: bool = False, fail_fast: bool = False, publish=None,
+                 force: bool | frozenset = False, fail_fast: bool = False, publish=None,
                  should_cancel: Callable[[], str | None] | None = None, clock=time.time,
                  tmp_dir: Path | None = None, on_outcome=None, tick: float = 0.2,
                  batches: dict | None = None,
@@ -121,6 +121,8 @@ class Executor:
         self.runner = runner
         self.cap = max(1, cap or 1)
         self.cooperative = cooperative
+        # True: no memo lookups (--force); a set: none for these dataflows (a rule made them
+        # dirty although their key has a memo entry)
         self.force = force
         self.fail_fast = fail_fast
         self.publish = publish
@@ -293,11 +295,11 @@ class Executor:
             out.append((p, e["hash"], e.get("format", "raw")))
         return tuple(out)
 
-    def _lookup(self, key: str) -> MemoHit | None:
+    def _lookup(self, key: str, name: str) -> MemoHit | None:
         fresh = self.fresh.get(key)
         if fresh is not None:
             return MemoHit(fresh[0], fresh[1], 0.0)
-        if self.force:
+        if self.force is True or (self.force and name in self.force):
             return None
         hit = self.memo.lookup(key)
         return hit if usable(self.repo.objects, hit, verify=True) else None
@@ -322,7 +324,7 @@ class Executor:
                 self._sharing.setdefault(key, []).append(name)
                 st.log.append((st.beat, "share", name))
                 continue
-            hit = self._lookup(key)
+            hit = self._lookup(key, name)
             if hit is not None:
                 st.staged.append(Finished(job, key, "hit", tuple((p, h) for p, h, _ in ins),
                                           output_hash=hit.output_hash,
