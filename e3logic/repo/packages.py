@@ -198,6 +198,13 @@ def package_problem(pkg: dict) -> str | None:
             why = ident(f"dataflow '{d}' resource", r)
             if why:
                 return why
+        tags = df.get("tags", [])
+        if not isinstance(tags, list):
+            return f"dataflow '{d}' tags must be a list of names"
+        for t in tags:
+            why = ident(f"dataflow '{d}' tag", t)
+            if why:
+                return why
     msg = pkg.get("message", "")
     if msg is not None and text("message", msg):
         return text("message", msg)

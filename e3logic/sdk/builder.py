@@ -226,11 +226,12 @@ class PackageBuilder:
     # -- dataflows -------------------------------------------------------------------------------
     def dataflow(self, name: str, task: str, inputs=(), output: str = "out", leases=(),
                  resources: dict | None = None, budget: dict | None = None,
-                 profile: str | None = None) -> "PackageBuilder":
+                 profile: str | None = None, tags=()) -> "PackageBuilder":
         """Declare a dataflow: `task` applied to `inputs` (dataset paths, in order), writing
         `outputs/<name>/<output>`. Leases are (path, "read"|"write") pairs; resources map names
         to amounts; budget keys are wall_s, cpu_s, io_bytes, mem_mb; profile is ro/rw/hybrid
-        (default rw with a write lease, else ro)."""
+        (default rw with a write lease, else ro); tags are names fed to the rules as
+        `tag(D, T)` facts (e.g. `tags=["volatile"]` for a project rule to rerun it)."""
         _ident("dataflow", name)
         if name in self.dataflows:
             raise BuildError(f"dataflow '{name}' is declared twice; give the second one another "
@@ -283,9 +284,18 @@ class PackageBuilder:
         elif profile == "ro" and writes:
             raise BuildError(f"dataflow '{name}' has profile 'ro' but a write lease on "
                              f"'{writes[0]}'; use profile='rw' or make the lease 'read'")
-        self.dataflows[name] = {"task": task, "inputs": ins, "output": out, "leases": ls,
-                                "resources": dict(sorted(res.items())),
-                                "budget": dict(sorted(bud.items())), "profile": profile}
+        if isinstance(tags, str):
+            tags = [tags]
+        for t in tags:
+            if not isinstance(t, str) or ident_problem(t):
+                raise BuildError(f"dataflow '{name}': bad tag {t!r}; use a name such as "
+                                 f"'volatile'")
+        df = {"task": task, "inputs": ins, "output": out, "leases": ls,
+              "resources": dict(sorted(res.items())), "budget": dict(sorted(bud.items())),
+              "profile": profile}
+        if tags:  # absent when empty: packages built before tags keep their hashes
+            df["tags"] = sorted(set(tags))
+        self.dataflows[name] = df
         return self
 
     def output_path(self, dataflow: str) -> str:
