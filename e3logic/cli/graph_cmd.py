@@ -22,9 +22,7 @@ def dot_source(api) -> str:
         raise UsageError(f"workspace '{ws}' has no package deployed; 'e3 checkout NAME' first")
     project = Project.load(api.r, pkg["hash"])
     stale = set(api.stale(ws, api.changes(ws)))
-    failed = {r[0] for r in api.r.index.execute(
-        "SELECT dataflow FROM receipts WHERE run=(SELECT run FROM runs WHERE workspace=? "
-        "AND commit_hash IS NOT NULL ORDER BY seq DESC LIMIT 1) AND outcome='failed'", (ws,))}
+    failed = set(api.r.journal.failed_in_latest_commit(ws))
     lines = [f'digraph "{project.pkg["name"]}" {{', "  rankdir=LR;",
              '  node [shape=box, style="rounded,filled", fontname="Helvetica"];']
     inputs = sorted({p for d in project.dataflows.values() for p in d["inputs"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..repo.journal import write_episode_rows
+
 STATES = ("plan", "run", "yield", "await", "ok", "fail", "cxl")
 FINAL = ("ok", "fail", "cxl")
 _NEXT = {
@@ -60,11 +62,8 @@ def take_rows(episodes: list[Episode]) -> tuple[list, list]:
 
 
 def write_rows(conn, rows: tuple[list, list]) -> None:
-    eps, hist = rows
-    conn.executemany("INSERT OR REPLACE INTO episodes(episode, run, dataflow, key, profile, "
-                     "state, pgid) VALUES (?,?,?,?,?,?,?)", eps)
-    conn.executemany("INSERT OR REPLACE INTO history(episode, seq, state, beat, note, ts) "
-                     "VALUES (?,?,?,?,?,?)", hist)
+    """Write `take_rows`' rows inside the caller's transaction (`conn`)."""
+    write_episode_rows(conn, rows)
 
 
 def flush(conn, episodes: list[Episode]) -> None:
@@ -73,17 +72,6 @@ def flush(conn, episodes: list[Episode]) -> None:
 
 
 def load(db, run: str | None = None) -> list[dict]:
-    """Episode histories (of one run, or all), for `e3 episodes`."""
-    q = "SELECT episode, run, dataflow, state FROM episodes"
-    args: tuple = ()
-    if run:
-        q += " WHERE run=?"
-        args = (run,)
-    eps = db.query(q + " ORDER BY run, episode", args)
-    out = []
-    for e in eps:
-        hist = db.query("SELECT state, beat, note FROM history WHERE episode=? ORDER BY seq",
-                        (e["episode"],))
-        out.append({"episode": e["episode"], "run": e["run"], "dataflow": e["dataflow"],
-                    "state": e["state"], "history": hist})
-    return out
+    """Episode histories (of one run, or all; `db`: an IndexDB), for `e3 episodes`:
+    [{episode, run, dataflow, state, history: [{state, beat, note}]}] by run and episode."""
+    return db.journal.episode_histories(run)

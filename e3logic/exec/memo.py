@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.hashing import hash_parts
+from ..repo.journal import write_executions
 
 
 def execution_key(task_hash: str, input_hashes: list[str] | tuple[str, ...]) -> str:
@@ -59,8 +60,11 @@ def usable(objects, hit: MemoHit | None, size: int | None = None, verify: bool =
 
 
 class Memo:
+    """The memo of one index.db (`db`: its `IndexDB`), read and written through its Journal."""
+
     def __init__(self, index):
         self.db = index
+        self.journal = index.journal
         self._host = None
 
     @property
@@ -72,48 +76,23 @@ class Memo:
         return self._host
 
     def lookup(self, key: str) -> MemoHit | None:
-        r = self.db.execute("SELECT output_hash, output_format, duration FROM memo WHERE key=?",
-                            (key,)).fetchone()
+        r = self.journal.memo_lookup(key)
         return MemoHit(r[0], r[1], r[2] or 0.0) if r else None
 
     def lookup_many(self, keys) -> dict[str, MemoHit]:
-        keys = list(keys)
-        out = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            q = ",".join("?" * len(chunk))
-            for k, h, f, d in self.db.execute(
-                    f"SELECT key, output_hash, output_format, duration FROM memo WHERE key IN ({q})",
-                    chunk):
-                out[k] = MemoHit(h, f, d or 0.0)
-        return out
+        """The memo hits among `keys`, in one query per 500 keys."""
+        return {k: MemoHit(h, f, d or 0.0)
+                for k, (h, f, d) in self.journal.memo_lookup_many(keys).items()}
 
     def by_tasks(self, task_hashes) -> dict[str, MemoHit]:
         """Every memo entry of these tasks, in one query per 500 tasks (a run's prefetch)."""
-        th = sorted(set(task_hashes))
-        out = {}
-        for i in range(0, len(th), 500):
-            chunk = th[i:i + 500]
-            q = ",".join("?" * len(chunk))
-            for k, h, f, d in self.db.execute(
-                    f"SELECT key, output_hash, output_format, duration FROM memo "
-                    f"WHERE task_hash IN ({q})", chunk):
-                out[k] = MemoHit(h, f, d or 0.0)
-        return out
+        return {k: MemoHit(h, f, d or 0.0)
+                for k, (h, f, d) in self.journal.memo_by_tasks(task_hashes).items()}
 
     def durations(self, task_hashes) -> dict[str, float]:
         """Median recorded duration of successful executions per task hash (cost estimates)."""
-        th = sorted(set(task_hashes))
-        out: dict[str, list[float]] = {}
-        for i in range(0, len(th), 500):
-            chunk = th[i:i + 500]
-            q = ",".join("?" * len(chunk))
-            for t, d in self.db.execute(
-                    f"SELECT task_hash, duration FROM executions WHERE status='ok' AND "
-                    f"task_hash IN ({q}) ORDER BY id DESC LIMIT 20000", chunk):
-                out.setdefault(t, []).append(d or 0.0)
         med = {}
-        for t, ds in out.items():
+        for t, ds in self.journal.ok_durations(task_hashes).items():
             ds.sort()
             med[t] = ds[len(ds) // 2]
         return med
@@ -124,35 +103,18 @@ class Memo:
 
     def record_many(self, conn, recs: list[ExecutionRecord]) -> None:
         """Write executions, in order, inside the caller's transaction (`conn`): one
-        statement per table for the lot."""
-        conn.executemany(
-            "INSERT INTO executions(key, task_hash, dataflow, run, workspace, started, ended, "
-            "duration, status, exit_code, host, output_hash, error) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(r.key, r.task_hash, r.dataflow, r.run, r.workspace, r.started, r.ended,
-              r.ended - r.started, r.status, r.exit_code, self.host, r.output_hash, r.error)
-             for r in recs])
-        ok = [r for r in recs if r.status == "ok"]  # failures are never memoized
-        conn.executemany(
-            "INSERT OR REPLACE INTO memo(key, output_hash, output_format, task_hash, dataflow, "
-            "duration) VALUES (?,?,?,?,?,?)",
-            [(r.key, r.output_hash, r.output_format, r.task_hash, r.dataflow,
-              r.ended - r.started) for r in ok])
-        conn.executemany(
-            "INSERT OR REPLACE INTO provenance(key, role, pos, path, hash) VALUES (?,?,?,?,?)",
-            [row for r in ok for row in
-             [(r.key, "in", i, p, h) for i, (p, h) in enumerate(r.inputs)]
-             + [(r.key, "out", 0, r.output_path, r.output_hash)]])
+        statement per table for the lot (`repo.journal.write_executions`)."""
+        write_executions(conn, recs, self.host)
+
+    def commit(self, recs: list[ExecutionRecord]) -> None:
+        """Write executions in a transaction of their own."""
+        self.journal.record_executions(recs, self.host)
 
     def provenance(self, key: str) -> dict:
-        rows = self.db.execute("SELECT role, pos, path, hash FROM provenance WHERE key=? "
-                               "ORDER BY role, pos", (key,)).fetchall()
+        rows = self.journal.provenance(key)
         return {"inputs": [(p, h) for r, _, p, h in rows if r == "in"],
                 "outputs": [(p, h) for r, _, p, h in rows if r == "out"]}
 
     def producer_of(self, path: str, h: str) -> str | None:
-        """The latest execution key that produced `h` at `path`."""
-        r = self.db.execute("SELECT p.key FROM provenance p JOIN memo m ON m.key = p.key "
-                            "WHERE p.role='out' AND p.path=? AND p.hash=? LIMIT 1",
-                            (path, h)).fetchone()
-        return r[0] if r else None
+        """The latest memoized execution key that produced `h` at `path`."""
+        return self.journal.producer_of(path, h)

@@ -99,7 +99,7 @@ def _repair(repo) -> dict:
     problem = index_mod.check(repo.dir / "index.db")
     if problem is None:
         try:
-            repo.index.execute("SELECT COUNT(*) FROM memo").fetchone()
+            repo.journal.memo_size()
         except E3Error as e:
             problem = str(e)
     if problem is not None:
@@ -120,11 +120,9 @@ def _repair(repo) -> dict:
     _repair_package_refs(repo, done)
     _repair_workspaces(repo, done)
     _repair_lost_datasets(repo, done)
-    db = repo.index
-    gone = [k for k, h in db.execute("SELECT key, output_hash FROM memo").fetchall()
+    gone = [k for k, h in repo.journal.memo_outputs()
             if not (isinstance(h, str) and repo.objects.exists(h))]
-    with db.transaction() as c:
-        c.executemany("DELETE FROM memo WHERE key=?", [(k,) for k in gone])
+    repo.journal.drop_memo(gone)
     done["memo_dropped"] = len(gone)
     return done
 
@@ -258,9 +256,7 @@ def _repair_workspaces(repo, done: dict) -> None:
         if pkg is not None and _package(repo, pkg["hash"]) is None:
             pkg = None
         root, source = None, None
-        for run, state_root, run_pkg in repo.index.execute(
-                "SELECT run, state_root, package FROM runs WHERE workspace=? AND "
-                "state_root IS NOT NULL ORDER BY seq DESC", (ws,)).fetchall():
+        for run, state_root, run_pkg in repo.journal.state_roots_of(ws):
             if not _readable(repo, state_root):
                 continue
             if pkg is not None and run_pkg not in (None, pkg["hash"]):
@@ -271,7 +267,7 @@ def _repair_workspaces(repo, done: dict) -> None:
             root, source = state_root, f"run {run}"
             break
         if root is None and ws == repo.head:
-            wc = repo.index.get_meta("wc_root")
+            wc = repo.journal.synced_root()
             if _readable(repo, wc):
                 root, source = wc, "the working copy's root"
         if root is None and pkg is not None:
@@ -344,22 +340,20 @@ def _repair_lost_datasets(repo, done: dict) -> None:
         new = mend(root, ws, restore=ws == repo.head)
         if new != root:
             wss.cas_root(ws, root, new)
-    db = repo.index
+    j = repo.journal
     for key in ("wc_root", "wc_target"):
-        h = db.get_meta(key)
+        h = j.get_meta(key)
         if h and repo.objects.exists(h):
             new = mend(h, None)
             if new != h:
-                db.set_meta(key, new)
+                j.set_meta(key, new)
     mended: dict[str, str | None] = {}
     changes = []
-    for run, h in db.execute("SELECT run, state_root FROM runs WHERE state_root IS NOT NULL "
-                             "ORDER BY seq").fetchall():
+    for run, h in j.state_roots():
         if h not in mended:
             mended[h] = mend(h, None) if _readable(repo, h) else None
         if mended[h] != h:
             changes.append((mended[h], run))
     if changes:
-        with db.transaction() as c:
-            c.executemany("UPDATE runs SET state_root=?, settled=0 WHERE run=?", changes)
+        j.replace_state_roots(changes)
     done["runs_mended"] = [run for _, run in changes]

@@ -102,18 +102,6 @@ def _package_refs(repo, bad: list[str]) -> list[str]:
     return out
 
 
-# per workspace: its newest run, its newest run with a state root and its newest settled run —
-# `go` compares the workspace root with the state root of such a run (go.py `_settled_rows`)
-_RUNS_GO_READS = """
-SELECT run, state_root FROM runs AS r
-WHERE state_root IS NOT NULL AND workspace IS NOT NULL AND (
-    seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace)
- OR seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace AND state_root IS NOT NULL)
- OR seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace AND status = 'ok'
-           AND settled = 1))
-"""
-
-
 def roots(repo, bad_refs: list[str] | None = None) -> tuple[set[str], set[str]]:
     """(every object reachable from a root, every referenced object that is absent).
 
@@ -138,21 +126,22 @@ def roots(repo, bad_refs: list[str] | None = None) -> tuple[set[str], set[str]]:
             _package_closure(repo, st["package"]["hash"], marked, missing)
     if bad and bad_refs is None:
         raise IntegrityError(f"unreadable ref {bad[0]}; run 'e3 fsck' and repair it before gc")
-    db = repo.index
-    for (h,) in db.execute("SELECT output_hash FROM memo WHERE output_hash IS NOT NULL"):
+    j = repo.journal
+    for h in j.memo_output_hashes():
         (marked if repo.objects.exists(h) else missing).add(h)
-    for (h,) in db.execute("SELECT state_root FROM runs WHERE pinned=1 AND state_root IS NOT NULL"):
+    for h in j.pinned_state_roots():
         _tree_closure(repo, h, marked, missing)
-    for run, h in db.execute(_RUNS_GO_READS).fetchall():
+    # per workspace its newest run, its newest run with a state root and its newest settled
+    # run: `go` compares the workspace root with the state root of such a run
+    for run, h in j.runs_go_reads():
         _tree_closure(repo, h, marked, missing)
-        for (o,) in db.execute("SELECT output_hash FROM receipts WHERE run=? AND "
-                               "output_hash IS NOT NULL", (run,)):
+        for o in j.receipt_outputs(run):
             if repo.objects.exists(o):
                 marked.add(o)  # an absent one makes `go` re-execute: not a missing object
     # the roots the working copy was synced to / is being synced to: a later sync reads them
     # to know which files to remove, even when no workspace points at them any more
     for key in ("wc_root", "wc_target"):
-        h = db.get_meta(key)
+        h = j.get_meta(key)
         if h and repo.objects.exists(h):
             _tree_closure(repo, h, marked, missing)
     return marked, missing

@@ -7,8 +7,10 @@ commands that write are refused before they start (the CLI). A damaged file is r
 `DamagedMetadata` naming `e3 fsck --repair`, which salvages what it can (`rebuild`).
 
 The schema is versioned with `PRAGMA user_version` and migrated on open: MIGRATIONS[i] takes a
-database from version i to i+1 inside one transaction. Hot-path reads use the raw sqlite3
-connection; schema work and bulk inserts go through sqlite-utils (`IndexDB.utils`).
+database from version i to i+1 inside one transaction. Rows are read and written only
+through the Journal (`repo.journal`, `IndexDB.journal`); this module holds the schema, the
+connection and the salvage of a damaged file. Schema work goes through sqlite-utils
+(`IndexDB.utils`).
 """
 from __future__ import annotations
 
@@ -132,23 +134,34 @@ class IndexDB:
             self.conn.execute("ROLLBACK")
             raise
 
+    @property
+    def journal(self):
+        """The rows of this database (`repo.journal.Journal`): every statement e3 runs on
+        them."""
+        from .journal import Journal
+
+        return Journal(self)
+
     def execute(self, sql: str, params=()):
+        """Raw SQL, for tests and for callers not yet moved to the Journal."""
         return self.conn.execute(sql, params)
 
-    def query(self, sql: str, params=()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params=()) -> list[dict]:
+        """Raw SQL returning dicts, for tests (see `execute`)."""
         cur = self.conn.execute(sql, params)
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
     def transaction(self):
+        """`BEGIN IMMEDIATE` … `COMMIT` (`ROLLBACK` on an exception), yielding the
+        connection."""
         return _Tx(self.conn)
 
     def get_meta(self, key: str) -> str | None:
-        r = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return r[0] if r else None
+        return self.journal.get_meta(key)
 
     def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        self.journal.set_meta(key, value)
 
     def close(self) -> None:
         self.conn.close()

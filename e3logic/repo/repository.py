@@ -5,7 +5,7 @@
     .e3/packages/<name>/<version>           package refs
     .e3/workspaces/<ws>/{root,package,lock,root.lock,run.lock}
     .e3/HEAD                                current workspace name
-    .e3/index.db                            IndexDB
+    .e3/index.db                            IndexDB, its rows through `journal`
     .e3/gc.lock                             held shared by commands holding objects, by gc
                                             exclusive (`object_guard`, `gc_guard`)
     .e3/logs/<execution>.log
@@ -130,6 +130,12 @@ class Repository:
         from .index import IndexDB
 
         return IndexDB(self.dir / "index.db")
+
+    @property
+    def journal(self):
+        """index.db's rows (`repo.journal.Journal` over `index`): the only code that reads or
+        writes them."""
+        return self.index.journal
 
     @cached_property
     def config(self) -> dict:

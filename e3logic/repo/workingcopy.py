@@ -109,32 +109,29 @@ class WorkingCopy:
     def db(self):
         return self._db or self.repo.index
 
+    @property
+    def journal(self):
+        """The rows of `db` (the stat cache and the synced roots live there)."""
+        return self.db.journal
+
     # -- stat cache -----------------------------------------------------------------------
     def _cache(self, top: str | None = None) -> dict[str, tuple]:
         """path -> (size, mtime_ns, ino, hash): every entry, or those under the folder `top`
         (a range of the primary key: a scan of inputs/ reads no row of outputs/)."""
-        if top is None:
-            return {r[0]: r[1:] for r in
-                    self.db.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat")}
-        return {r[0]: r[1:] for r in self.db.execute(
-            "SELECT path, size, mtime_ns, ino, hash FROM wc_stat WHERE path > ? AND path < ?",
-            (top + "/", top + "0"))}  # '0' follows '/': exactly the paths below top/
+        return self.journal.stat_cache(top)
 
     def _remember(self, rows: list[tuple], drop: list[str] = ()) -> None:
         """rows: (path, stat, hash); entries too fresh to trust are not cached."""
         now = time.time_ns()
-        with self.db.transaction() as c:
-            c.executemany("DELETE FROM wc_stat WHERE path=?", [(p,) for p in drop])
-            c.executemany(
-                "INSERT OR REPLACE INTO wc_stat(path,size,mtime_ns,ino,hash) VALUES (?,?,?,?,?)",
-                [(p, st.st_size, st.st_mtime_ns, st.st_ino, h) for p, st, h in rows
-                 if now - st.st_mtime_ns > RACY_NS])
-            c.executemany("DELETE FROM wc_stat WHERE path=?",
-                          [(p,) for p, st, h in rows if now - st.st_mtime_ns <= RACY_NS])
+        fresh = [(p, st, h) for p, st, h in rows if now - st.st_mtime_ns > RACY_NS]
+        racy = [p for p, st, h in rows if now - st.st_mtime_ns <= RACY_NS]
+        self.journal.remember_stats(
+            [(p, st.st_size, st.st_mtime_ns, st.st_ino, h) for p, st, h in fresh],
+            [*drop, *racy])
 
     @property
     def synced_root(self) -> str | None:
-        return self.db.get_meta("wc_root")
+        return self.journal.synced_root()
 
     # -- scanning -------------------------------------------------------------------------
     def files(self, top: str = "inputs") -> dict[str, os.stat_result]:
@@ -278,12 +275,12 @@ class WorkingCopy:
         finishes, a killed command is completed by the next one (`recover`) instead of its
         half-written files being mistaken for user edits. Call it before changing the
         workspace root the files follow."""
-        self.db.set_meta("wc_target", target)
+        self.journal.begin_sync(target)
 
     def cancel_sync(self) -> None:
         """Withdraw `begin_sync` when the root did not move after all (e.g. a refused deploy):
         otherwise the next command would 'finish' a sync that never started."""
-        self.db.execute("DELETE FROM meta WHERE key='wc_target'")
+        self.journal.cancel_sync()
 
     def sync(self, target: str, previous: str | list | None = None, force: bool = False,
              under: str | None = None) -> dict:
@@ -335,8 +332,7 @@ class WorkingCopy:
                 pass
             _prune_dirs(self.root_dir, p)
         self._remember(rows, removed)
-        self.db.set_meta("wc_root", target)
-        self.db.execute("DELETE FROM meta WHERE key='wc_target'")
+        self.journal.end_sync(target)
         return {"written": written, "removed": len(removed)}
 
     def ensure(self, items: list[tuple[str, str]]) -> int:
@@ -404,7 +400,7 @@ class WorkingCopy:
 
     def recover(self, current_root: str) -> bool:
         """Finish a sync interrupted by a kill. True if one was pending."""
-        target = self.db.get_meta("wc_target")
+        target = self.journal.sync_target()
         if target is None:
             return False
         self.sync(current_root, previous=self.synced_root, force=False)

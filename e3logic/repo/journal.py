@@ -1,0 +1,545 @@
+"""The Journal: the only code that reads and writes index.db's rows.
+
+Every SQL statement of e3logic is a method here, named for what it means; the schema, its
+migrations and the connection (pragmas, WAL, the damaged-file salvage) stay in `index.py`.
+A `Journal` wraps one `IndexDB` connection and keeps no state of its own, so making one is
+free: `repo.journal`, or `Journal(IndexDB(path))` over a connection of a thread's own (the
+executor's flush, the working-copy publisher).
+
+Transactions. A method that writes more than one row takes the write lock once (`BEGIN
+IMMEDIATE` … `COMMIT`) and either writes everything or nothing: `flush` (executions, memo,
+provenance, episodes, history, process groups of one beat), `start_run` (the next seq and the
+run row), `end_run` (the run row and its receipt), `abandon_run` (the run, its unfinished
+episodes and their history, its process groups). The `write_*` functions write inside the
+caller's transaction (`with index.transaction() as conn:`), for callers that compose one.
+
+Determinism. Every query whose rows can reach an identity, a plan, a receipt or a report is
+ordered (`ORDER BY`); listings read only into sets are ordered by rowid, which costs nothing.
+Batches stay batched: lookups by many keys are one statement per 500 keys, writes of many rows
+one `executemany` per table.
+
+Tables (see docs/internals.md, "index.db"): meta, wc_stat, executions, memo, provenance, runs,
+receipts, episodes, history, awaits, procs, facts, peers.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+#: the unfinished and the final states of an episode (`exec.episodes`)
+_UNFINISHED = "('plan','run','yield','await')"
+_FINAL = "('ok','fail','cxl')"
+#: keys per `IN (...)` statement: well under SQLite's host-parameter limit
+CHUNK = 500
+
+
+# -- writers inside the caller's transaction ------------------------------------------------
+def write_executions(conn, recs, host: str) -> None:
+    """Write finished executions (`exec.memo.ExecutionRecord`s), in order: one history row each
+    in `executions`; for the successful ones (failures are never memoized) the memo row and
+    the consumed (`in`, by position) and produced (`out`) provenance rows. One statement per
+    table for the lot."""
+    conn.executemany(
+        "INSERT INTO executions(key, task_hash, dataflow, run, workspace, started, ended, "
+        "duration, status, exit_code, host, output_hash, error) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [(r.key, r.task_hash, r.dataflow, r.run, r.workspace, r.started, r.ended,
+          r.ended - r.started, r.status, r.exit_code, host, r.output_hash, r.error)
+         for r in recs])
+    ok = [r for r in recs if r.status == "ok"]
+    conn.executemany(
+        "INSERT OR REPLACE INTO memo(key, output_hash, output_format, task_hash, dataflow, "
+        "duration) VALUES (?,?,?,?,?,?)",
+        [(r.key, r.output_hash, r.output_format, r.task_hash, r.dataflow,
+          r.ended - r.started) for r in ok])
+    conn.executemany(
+        "INSERT OR REPLACE INTO provenance(key, role, pos, path, hash) VALUES (?,?,?,?,?)",
+        [row for r in ok for row in
+         [(r.key, "in", i, p, h) for i, (p, h) in enumerate(r.inputs)]
+         + [(r.key, "out", 0, r.output_path, r.output_hash)]])
+
+
+def write_episode_rows(conn, rows: tuple[list, list]) -> None:
+    """Write (episode rows, history rows) as `exec.episodes.take_rows` makes them: episode rows
+    `(episode, run, dataflow, key, profile, state, pgid)` replace the episode's row; history
+    rows `(episode, seq, state, beat, note, ts)` are appended (a seq written twice keeps the
+    last)."""
+    eps, hist = rows
+    conn.executemany("INSERT OR REPLACE INTO episodes(episode, run, dataflow, key, profile, "
+                     "state, pgid) VALUES (?,?,?,?,?,?,?)", eps)
+    conn.executemany("INSERT OR REPLACE INTO history(episode, seq, state, beat, note, ts) "
+                     "VALUES (?,?,?,?,?,?)", hist)
+
+
+def write_process_groups(conn, rows) -> None:
+    """Record task process groups `(run, episode, pgid, start)`: a later run stops what a
+    killed engine left behind (`Journal.process_groups`)."""
+    conn.executemany("INSERT OR REPLACE INTO procs(run, episode, pgid, start) "
+                     "VALUES (?,?,?,?)", rows)
+
+
+def _chunks(items):
+    for i in range(0, len(items), CHUNK):
+        chunk = items[i:i + CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
+
+
+class Journal:
+    """index.db's rows, through one `IndexDB` (see the module docstring)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+    @property
+    def _c(self):
+        return self.index.conn
+
+    def transaction(self):
+        """`BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on an exception), yielding the
+        connection for the `write_*` functions."""
+        return self.index.transaction()
+
+    # -- meta: small named values ------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        r = self._c.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return r[0] if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        self._c.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    # -- the working copy: which root its files follow, and the stat cache --------------------
+    def synced_root(self) -> str | None:
+        """The root the working copy's files were last synced to (`wc_root`)."""
+        return self.get_meta("wc_root")
+
+    def sync_target(self) -> str | None:
+        """The root a sync in progress is writing (`wc_target`): set means a command was
+        killed mid-sync and the next one completes it."""
+        return self.get_meta("wc_target")
+
+    def begin_sync(self, target: str) -> None:
+        self.set_meta("wc_target", target)
+
+    def cancel_sync(self) -> None:
+        self.delete_meta("wc_target")
+
+    def end_sync(self, root: str) -> None:
+        """The files now follow `root`: `wc_root` moves and the pending target is dropped, in
+        one transaction."""
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('wc_root', ?)", (root,))
+            c.execute("DELETE FROM meta WHERE key='wc_target'")
+
+    def stat_cache(self, top: str | None = None) -> dict[str, tuple]:
+        """path → (size, mtime_ns, ino, hash): every entry, or those under the folder `top` (a
+        range of the primary key: a scan of inputs/ reads no row of outputs/)."""
+        if top is None:
+            cur = self._c.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat "
+                                  "ORDER BY path")
+        else:  # '0' follows '/': exactly the paths below top/
+            cur = self._c.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat "
+                                  "WHERE path > ? AND path < ? ORDER BY path",
+                                  (top + "/", top + "0"))
+        return {r[0]: r[1:] for r in cur}
+
+    def remember_stats(self, keep, drop=()) -> None:
+        """One transaction: forget the paths `drop`, then cache `keep` rows
+        `(path, size, mtime_ns, ino, hash)`."""
+        with self.transaction() as c:
+            c.executemany("DELETE FROM wc_stat WHERE path=?", [(p,) for p in drop])
+            c.executemany("INSERT OR REPLACE INTO wc_stat(path,size,mtime_ns,ino,hash) "
+                          "VALUES (?,?,?,?,?)", keep)
+
+    # -- memo, executions, provenance ---------------------------------------------------------
+    def memo_lookup(self, key: str) -> tuple | None:
+        """(output hash, output format, duration) memoized for an execution key, or None."""
+        return self._c.execute("SELECT output_hash, output_format, duration FROM memo "
+                               "WHERE key=?", (key,)).fetchone()
+
+    def memo_lookup_many(self, keys) -> dict[str, tuple]:
+        """key → (output hash, format, duration) for those of `keys` memoized."""
+        out = {}
+        for chunk, q in _chunks(sorted(set(keys))):
+            for k, h, f, d in self._c.execute(
+                    f"SELECT key, output_hash, output_format, duration FROM memo "
+                    f"WHERE key IN ({q}) ORDER BY key", chunk):
+                out[k] = (h, f, d)
+        return out
+
+    def memo_by_tasks(self, task_hashes) -> dict[str, tuple]:
+        """key → (output hash, format, duration) of every memo entry of these tasks: one query
+        per 500 tasks (a run's prefetch)."""
+        out = {}
+        for chunk, q in _chunks(sorted(set(task_hashes))):
+            for k, h, f, d in self._c.execute(
+                    f"SELECT key, output_hash, output_format, duration FROM memo "
+                    f"WHERE task_hash IN ({q}) ORDER BY key", chunk):
+                out[k] = (h, f, d)
+        return out
+
+    def ok_durations(self, task_hashes) -> dict[str, list[float]]:
+        """task hash → the durations of its successful executions, newest first (at most
+        20,000 rows per 500 tasks)."""
+        out: dict[str, list[float]] = {}
+        for chunk, q in _chunks(sorted(set(task_hashes))):
+            for t, d in self._c.execute(
+                    f"SELECT task_hash, duration FROM executions WHERE status='ok' AND "
+                    f"task_hash IN ({q}) ORDER BY id DESC LIMIT 20000", chunk):
+                out.setdefault(t, []).append(d or 0.0)
+        return out
+
+    def record_executions(self, recs, host: str) -> None:
+        """`write_executions` in a transaction of its own."""
+        with self.transaction() as c:
+            write_executions(c, recs, host)
+
+    def provenance(self, key: str) -> list[tuple]:
+        """(role, pos, path, hash) rows of an execution: `in` rows by position, then `out`."""
+        return self._c.execute("SELECT role, pos, path, hash FROM provenance WHERE key=? "
+                               "ORDER BY role, pos", (key,)).fetchall()
+
+    def producer_of(self, path: str, h: str) -> str | None:
+        """The memoized execution key that last wrote `h` at `path` (its produced row)."""
+        r = self._c.execute("SELECT p.key FROM provenance p JOIN memo m ON m.key = p.key "
+                            "WHERE p.role='out' AND p.path=? AND p.hash=? "
+                            "ORDER BY p.rowid DESC LIMIT 1", (path, h)).fetchone()
+        return r[0] if r else None
+
+    def memo_outputs(self) -> list[tuple[str, str | None]]:
+        """(key, output hash) of every memo entry, by key."""
+        return self._c.execute("SELECT key, output_hash FROM memo ORDER BY key").fetchall()
+
+    def memo_output_hashes(self) -> list[str]:
+        """Every output hash the memo names (gc's roots)."""
+        return [h for h, in self._c.execute("SELECT output_hash FROM memo "
+                                            "WHERE output_hash IS NOT NULL ORDER BY rowid")]
+
+    def memo_size(self) -> int:
+        """How many memo entries (also fsck's probe that the file reads)."""
+        return self._c.execute("SELECT COUNT(*) FROM memo").fetchone()[0]
+
+    def drop_memo(self, keys) -> None:
+        """Forget these memo entries (their outputs are gone), in one transaction."""
+        with self.transaction() as c:
+            c.executemany("DELETE FROM memo WHERE key=?", [(k,) for k in keys])
+
+    def memo_executions(self) -> list[tuple[str, str, str]]:
+        """(key, dataflow, task hash) of every memo entry, by key (the `execution` facts)."""
+        return self._c.execute("SELECT key, dataflow, task_hash FROM memo "
+                               "ORDER BY key").fetchall()
+
+    def provenance_rows(self) -> list[tuple]:
+        """(key, role, path, hash) of every provenance row (`consumed`/`produced` facts)."""
+        return self._c.execute("SELECT key, role, path, hash FROM provenance "
+                               "ORDER BY key, role, pos").fetchall()
+
+    def latest_execution_key(self, dataflow: str | None = None) -> str | None:
+        """The key of the newest execution (of `dataflow`)."""
+        if dataflow is None:
+            r = self._c.execute("SELECT key FROM executions ORDER BY id DESC LIMIT 1").fetchone()
+        else:
+            r = self._c.execute("SELECT key FROM executions WHERE dataflow=? "
+                                "ORDER BY id DESC LIMIT 1", (dataflow,)).fetchone()
+        return r[0] if r else None
+
+    def execution_key_by_prefix(self, prefix: str) -> str | None:
+        """The newest execution whose key starts with `prefix`."""
+        r = self._c.execute("SELECT key FROM executions WHERE key LIKE ? "
+                            "ORDER BY id DESC LIMIT 1", (prefix + "%",)).fetchone()
+        return r[0] if r else None
+
+    def executed_dataflows(self) -> list[str]:
+        """Every dataflow with an execution row, by name."""
+        return [x for x, in self._c.execute("SELECT DISTINCT dataflow FROM executions "
+                                            "ORDER BY dataflow")]
+
+    def stats(self) -> dict:
+        """Receipt outcomes over all runs and the work they represent, in one read:
+        {executed, cached, done (seconds of successful executions), saved (memoized seconds of
+        cached receipt rows), runs}."""
+        r = self._c.execute(
+            "SELECT (SELECT COUNT(*) FROM receipts WHERE outcome='executed'), "
+            "(SELECT COUNT(*) FROM receipts WHERE outcome='cached'), "
+            "(SELECT COALESCE(SUM(duration), 0) FROM executions WHERE status='ok'), "
+            "(SELECT COALESCE(SUM(m.duration), 0) FROM receipts r JOIN memo m "
+            " ON m.key = r.key WHERE r.outcome='cached'), "
+            "(SELECT COUNT(*) FROM runs)").fetchone()
+        return dict(zip(("executed", "cached", "done", "saved", "runs"), r))
+
+    # -- runs and receipts --------------------------------------------------------------------
+    def start_run(self, ws: str, command: str = "", package: str | None = None, *,
+                  now: float | None = None, pid: int | None = None) -> str:
+        """Register a running run of `ws` (`r<seq>`, seq = the highest so far + 1, taken in the
+        same transaction as the row) by this process (`pid`, with its start time so a reused
+        pid is told apart). Returns the run id."""
+        from .locks import process_start
+
+        pid = os.getpid() if pid is None else pid
+        now = time.time() if now is None else now
+        with self.transaction() as c:
+            seq = (c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0] or 0) + 1
+            run_id = f"r{seq}"
+            c.execute("INSERT INTO runs(run, workspace, seq, started, status, pid, proc_start, "
+                      "command, cancel_requested, pinned, package) VALUES (?,?,?,?,?,?,?,?,0,0,?)",
+                      (run_id, ws, seq, now, "running", pid, process_start(pid),
+                       command[:500], package))
+        return run_id
+
+    def end_run(self, run_id: str, status: str, *, commit: str | None = None,
+                state_root: str | None = None, receipt_digest: str | None = None,
+                parent: str | None = None, policy: str | None = None, receipt=None,
+                sizes: dict | None = None, now: float | None = None) -> bool:
+        """Close the run row and write its receipt rows (`receipt`: [{dataflow, key, output,
+        outcome}] in receipt order), in one transaction. `sizes` {dataflow: output size}: the
+        run is settled. A cancelled run is never overwritten by another status: False then."""
+        sizes = sizes or {}
+        now = time.time() if now is None else now
+        with self.transaction() as c:
+            cur = c.execute("SELECT status FROM runs WHERE run=?", (run_id,)).fetchone()
+            if cur and cur[0] == "cancelled" and status != "cancelled":
+                return False
+            c.execute("UPDATE runs SET status=?, ended=?, commit_hash=?, state_root=?, "
+                      "receipt_digest=?, parent_commit=?, policy=?, settled=? WHERE run=?",
+                      (status, now, commit, state_root, receipt_digest, parent, policy,
+                       1 if sizes else 0, run_id))
+            if receipt is not None:
+                c.executemany("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, "
+                              "output_hash, outcome, size) VALUES (?,?,?,?,?,?,?)",
+                              [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"],
+                                sizes.get(r["dataflow"])) for i, r in enumerate(receipt)])
+        return True
+
+    def running_runs(self, ws: str | None = None) -> list[tuple[str, int, str | None]]:
+        """(run, pid, process start time) of the runs marked running (of `ws`), by seq."""
+        if ws is None:
+            cur = self._c.execute("SELECT run, pid, proc_start FROM runs "
+                                  "WHERE status='running' ORDER BY seq")
+        else:
+            cur = self._c.execute("SELECT run, pid, proc_start FROM runs WHERE workspace=? "
+                                  "AND status='running' ORDER BY seq", (ws,))
+        return cur.fetchall()
+
+    def abandon_run(self, run_id: str, note: str, now: float | None = None) -> list[str]:
+        """A run whose engine died: in one transaction the run becomes `abandoned` (if still
+        running), each unfinished episode gets a `cxl` history row (next seq, its last beat,
+        `note`) and state `cxl` — written as the executor writes episode rows
+        (`write_episode_rows`) — and its process-group rows go. Returns the episodes
+        cancelled, by name."""
+        now = time.time() if now is None else now
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET status='abandoned', ended=? WHERE run=? AND "
+                      "status='running'", (now, run_id))
+            eps = c.execute("SELECT episode, run, dataflow, key, profile, pgid FROM episodes "
+                            f"WHERE run=? AND state NOT IN {_FINAL} ORDER BY episode",
+                            (run_id,)).fetchall()
+            marks = {ep: (seq, beat) for ep, seq, beat in c.execute(
+                "SELECT episode, MAX(seq)+1, COALESCE(MAX(beat),0) FROM history "
+                "WHERE episode IN (SELECT episode FROM episodes "
+                f"WHERE run=? AND state NOT IN {_FINAL}) GROUP BY episode", (run_id,))}
+            write_episode_rows(c, (
+                [(ep, run, d, key, prof, "cxl", pg) for ep, run, d, key, prof, pg in eps],
+                [(ep, *marks.get(ep, (0, 0)), "cxl", note, now) for ep, *_ in eps]))
+            c.execute("DELETE FROM procs WHERE run=?", (run_id,))
+        return [e[0] for e in eps]
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Has `e3 cancel` asked this run to stop?"""
+        r = self._c.execute("SELECT cancel_requested FROM runs WHERE run=?",
+                            (run_id,)).fetchone()
+        return bool(r and r[0])
+
+    def request_cancel(self, runs) -> None:
+        """Ask these runs to stop at their next beat (`runs.cancel_requested`), together."""
+        with self.transaction() as c:
+            c.executemany("UPDATE runs SET cancel_requested=1 WHERE run=?", [(r,) for r in runs])
+
+    def run_status(self, run_id: str) -> str | None:
+        """A run's status (running, ok, failed, cancelled, abandoned), None if no such run."""
+        r = self._c.execute("SELECT status FROM runs WHERE run=?", (run_id,)).fetchone()
+        return r[0] if r else None
+
+    def recent_runs(self, limit: int = 50) -> list[str]:
+        """The newest run ids, newest first."""
+        return [x for x, in self._c.execute("SELECT run FROM runs ORDER BY seq DESC LIMIT ?",
+                                            (limit,))]
+
+    def latest_run_id(self) -> str | None:
+        r = self.recent_runs(1)
+        return r[0] if r else None
+
+    def max_run_seq(self) -> int:
+        """The highest run seq so far (0 before the first run)."""
+        return int(self._c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0] or 0)
+
+    def newest_running_run(self, pid: int, after_seq: int = 0) -> str | None:
+        """The newest run marked running by process `pid` with a seq above `after_seq`."""
+        r = self._c.execute("SELECT run FROM runs WHERE status='running' AND pid=? AND seq>? "
+                            "ORDER BY seq DESC LIMIT 1", (pid, after_seq)).fetchone()
+        return r[0] if r else None
+
+    def latest_run(self, ws: str) -> tuple | None:
+        """(run, status, settled, package, state root, policy) of `ws`'s newest run."""
+        return self._c.execute(
+            "SELECT run, status, settled, package, state_root, policy FROM runs "
+            "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+
+    def settled_receipt(self, run_id: str) -> list[tuple]:
+        """A run's receipt rows in order, each with what the memo says of its key now:
+        (dataflow, key, output hash, size, memo output hash, memo output format)."""
+        return self._c.execute(
+            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash, m.output_format "
+            "FROM receipts r LEFT JOIN memo m ON m.key = r.key WHERE r.run=? ORDER BY r.seq",
+            (run_id,)).fetchall()
+
+    def parent_commit(self, ws: str) -> str:
+        """The commit hash of `ws`'s newest committed run ("" before the first)."""
+        r = self._c.execute(
+            "SELECT commit_hash FROM runs WHERE workspace=? AND commit_hash IS NOT NULL "
+            "ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        return r[0] if r else ""
+
+    def failed_in_latest_commit(self, ws: str) -> list[str]:
+        """The dataflows that failed in `ws`'s newest committed run, in receipt order."""
+        return [d for d, in self._c.execute(
+            "SELECT dataflow FROM receipts WHERE run=(SELECT run FROM runs WHERE workspace=? "
+            "AND commit_hash IS NOT NULL ORDER BY seq DESC LIMIT 1) AND outcome='failed' "
+            "ORDER BY seq", (ws,))]
+
+    def pinned_state_roots(self) -> list[str]:
+        """The state roots of pinned runs, by seq."""
+        return [h for h, in self._c.execute("SELECT state_root FROM runs WHERE pinned=1 AND "
+                                            "state_root IS NOT NULL ORDER BY seq")]
+
+    def runs_go_reads(self) -> list[tuple[str, str]]:
+        """(run, state root), by seq, of the runs `go` may compare a workspace with: per
+        workspace its newest run, its newest run with a state root and its newest settled run
+        (gc keeps their trees and receipt outputs)."""
+        return self._c.execute("""
+SELECT run, state_root FROM runs AS r
+WHERE state_root IS NOT NULL AND workspace IS NOT NULL AND (
+    seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace)
+ OR seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace AND state_root IS NOT NULL)
+ OR seq = (SELECT MAX(seq) FROM runs WHERE workspace = r.workspace AND status = 'ok'
+           AND settled = 1))
+ORDER BY seq""").fetchall()
+
+    def receipt_outputs(self, run_id: str) -> list[str]:
+        """The output hashes a run's receipt names, in receipt order."""
+        return [o for o, in self._c.execute("SELECT output_hash FROM receipts WHERE run=? AND "
+                                            "output_hash IS NOT NULL ORDER BY seq", (run_id,))]
+
+    def state_roots_of(self, ws: str) -> list[tuple[str, str, str | None]]:
+        """(run, state root, package) of `ws`'s runs with a state root, newest first."""
+        return self._c.execute("SELECT run, state_root, package FROM runs WHERE workspace=? "
+                               "AND state_root IS NOT NULL ORDER BY seq DESC", (ws,)).fetchall()
+
+    def state_roots(self) -> list[tuple[str, str]]:
+        """(run, state root) of every run with one, by seq."""
+        return self._c.execute("SELECT run, state_root FROM runs WHERE state_root IS NOT NULL "
+                               "ORDER BY seq").fetchall()
+
+    def replace_state_roots(self, changes) -> None:
+        """(new state root, run) pairs: each run's state root is replaced and the run no longer
+        counts as settled (fsck's mend), in one transaction."""
+        with self.transaction() as c:
+            c.executemany("UPDATE runs SET state_root=?, settled=0 WHERE run=?", changes)
+
+    # -- episodes, history, awaits, process groups --------------------------------------------
+    def record_episode_rows(self, rows: tuple[list, list]) -> None:
+        """`write_episode_rows` in a transaction of its own."""
+        with self.transaction() as c:
+            write_episode_rows(c, rows)
+
+    def episode_histories(self, run: str | None = None) -> list[dict]:
+        """Episodes (of one run, or all) by run and name, each with its history
+        [{state, beat, note}] by seq: two queries whatever the number of episodes."""
+        if run:
+            eps = self._c.execute("SELECT episode, run, dataflow, state FROM episodes "
+                                  "WHERE run=? ORDER BY run, episode", (run,)).fetchall()
+            hist = self._c.execute(
+                "SELECT h.episode, h.state, h.beat, h.note FROM history h JOIN episodes e "
+                "ON e.episode = h.episode WHERE e.run=? ORDER BY h.episode, h.seq", (run,))
+        else:
+            eps = self._c.execute("SELECT episode, run, dataflow, state FROM episodes "
+                                  "ORDER BY run, episode").fetchall()
+            hist = self._c.execute("SELECT episode, state, beat, note FROM history "
+                                   "ORDER BY episode, seq")
+        by_ep: dict[str, list] = {}
+        for e, s, b, n in hist:
+            by_ep.setdefault(e, []).append({"state": s, "beat": b, "note": n})
+        return [{"episode": e, "run": r, "dataflow": d, "state": s, "history": by_ep.get(e, [])}
+                for e, r, d, s in eps]
+
+    def episode_running(self, key: str) -> bool:
+        """Is an episode of this execution key still unfinished?"""
+        r = self._c.execute(f"SELECT 1 FROM episodes WHERE key=? AND state IN {_UNFINISHED} "
+                            "LIMIT 1", (key,)).fetchone()
+        return r is not None
+
+    def latest_episode_key(self, dataflow: str) -> str | None:
+        """The execution key of `dataflow`'s most recently written episode (a running one has
+        no execution row yet)."""
+        r = self._c.execute("SELECT key FROM episodes WHERE dataflow=? AND key IS NOT NULL "
+                            "ORDER BY rowid DESC LIMIT 1", (dataflow,)).fetchone()
+        return r[0] if r else None
+
+    def episode_states(self) -> list[tuple[str, str, str]]:
+        """(episode, dataflow, state) of every episode, by name (`episode`/`state` facts)."""
+        return self._c.execute("SELECT episode, dataflow, state FROM episodes "
+                               "ORDER BY episode").fetchall()
+
+    def record_await(self, episode: str, awaited: str) -> None:
+        """Episode `episode` waits for `awaited` (`run:dataflow`); recorded once."""
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO awaits(episode, awaited) VALUES (?,?)",
+                      (episode, awaited))
+
+    def await_edges(self) -> list[tuple[str, str]]:
+        """(episode, awaited) of every await, in order (`awaits` facts)."""
+        return self._c.execute("SELECT episode, awaited FROM awaits "
+                               "ORDER BY episode, awaited").fetchall()
+
+    def record_process_groups(self, rows) -> None:
+        """`write_process_groups` in a transaction of its own."""
+        with self.transaction() as c:
+            write_process_groups(c, rows)
+
+    def process_groups(self, run_id: str) -> dict[int, int]:
+        """pgid → leader start time of the task process groups a run recorded, by pgid."""
+        return dict(self._c.execute("SELECT pgid, start FROM procs WHERE run=? ORDER BY pgid",
+                                    (run_id,)))
+
+    def clear_process_groups(self, run_id: str) -> None:
+        """A run's process groups are gone (it ended)."""
+        self._c.execute("DELETE FROM procs WHERE run=?", (run_id,))
+
+    # -- the executor's flush -----------------------------------------------------------------
+    def flush(self, records, episode_rows: tuple[list, list], procs, host: str) -> bool:
+        """One beat's rows in one transaction: executions (with memo and provenance for the
+        successful ones), episode and history rows, process groups. Nothing is written (and
+        False returned) when there is nothing to write."""
+        if not (records or episode_rows[0] or episode_rows[1] or procs):
+            return False
+        with self.transaction() as c:
+            write_executions(c, records, host)
+            write_episode_rows(c, episode_rows)
+            write_process_groups(c, procs)
+        return True
+
+    # -- facts --------------------------------------------------------------------------------
+    def facts(self, scope: str) -> list[tuple[str, str]]:
+        """(relation, canonical-JSON args) stored under `scope`, in order."""
+        return self._c.execute("SELECT relation, args FROM facts WHERE scope=? "
+                               "ORDER BY relation, args", (scope,)).fetchall()
+
+    def store_facts(self, scope: str, rows) -> None:
+        """Keep (relation, args JSON) rows under `scope` (rows already there stay), in one
+        transaction."""
+        with self.transaction() as c:
+            c.executemany("INSERT OR IGNORE INTO facts(scope, relation, args) VALUES (?,?,?)",
+                          [(scope, rel, args) for rel, args in rows])
