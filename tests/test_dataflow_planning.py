@@ -1,13 +1,15 @@
 """`dataflow.planning`: the planner's input filled from a deployed package — dependencies among
 the dataflows to run, declared and implicit leases, resource demands against e3.toml
-capacities, costs from recorded durations — and the plan of what would run."""
+capacities, costs from recorded durations — and the plan of what would run, identical
+executions planned once."""
 from __future__ import annotations
 
 import pytest
 
 from e3logic.api import Repo
 from e3logic.dataflow.model import Project
-from e3logic.dataflow.planning import plan_dataflows, plan_input
+from e3logic.dataflow.planning import input_identities, plan_dataflows, plan_input
+from e3logic.plan import verify
 from e3logic.exec.memo import ExecutionRecord, Memo
 
 
@@ -76,7 +78,6 @@ def test_costs_are_recorded_median_durations_else_one(repo, project):
     got = nodes(plan_input(repo, project, ["fit", "load"], cap=None))
     assert got["fit"].cost == 0.4
     assert got["load"].cost == 1.0
-    assert (got["fit"].runtime, got["load"].runtime) == ("python", "shell")
     assert got["fit"].task_key == th
 
 
@@ -92,3 +93,54 @@ def test_the_plan_keeps_write_lease_conflicts_and_the_gpu_apart_and_is_determini
     held = {(g["dataflow"], g["path"], g["mode"]) for g in plan.to_json()["leases"]}
     assert ("load", "db/sales", "write") in held and ("audit", "db", "read") in held
     assert plan.to_json() == plan_dataflows(repo, project, list(reversed(names)), cap=4).to_json()
+
+
+TWINS = {
+    "e3": "package", "name": "t", "version": "0.1.0",
+    "tasks": {"up": {"runtime": "shell", "argv": ["sh", "-c", "x"]},
+              "cat": {"runtime": "python", "entry": "m:cat"}},
+    "dataflows": {
+        "a": flow("up", ["inputs/x"]), "b": flow("up", ["inputs/x"]),
+        "other": flow("up", ["inputs/y"]),                      # same task, another input
+        "ca": flow("cat", ["outputs/a/o", "inputs/y"]),
+        "cb": flow("cat", ["outputs/b/o", "inputs/y"]),
+        "swap": flow("cat", ["inputs/y", "outputs/b/o"]),        # same inputs, another order
+        "both": flow("cat", ["outputs/a/o", "outputs/b/o"]),
+    },
+}
+
+
+@pytest.fixture
+def twins():
+    return Project(TWINS, "t" * 64, {"m.py": "1" * 64})
+
+
+def test_dependencies_follow_the_input_order(repo, twins):
+    got = nodes(plan_input(repo, twins, list(TWINS["dataflows"]), cap=None))
+    assert got["swap"].deps == ("b",) and got["both"].deps == ("a", "b")
+
+
+def test_the_same_task_reading_the_same_paths_is_planned_as_one_execution(repo, twins):
+    names = sorted(TWINS["dataflows"])
+    plan = plan_dataflows(repo, twins, names, cap=1)
+    assert plan.shared == {"a": ("b",), "ca": ("cb",)}
+    assert plan.to_json()["shared"] == {"a": ["b"], "ca": ["cb"]}
+    batch = plan.batch_of
+    assert batch["b"] == batch["a"] and plan.priority.index("b") == plan.priority.index("a") + 1
+    assert plan.width == 1 and len(plan.batches) == len(names) - 2   # b and cb take no slot
+    assert verify(plan, plan_input(repo, twins, names, cap=1)) == []
+
+
+def test_a_known_execution_key_shares_equal_content_read_from_different_paths(repo, twins):
+    names = ["a", "other"]
+    assert plan_dataflows(repo, twins, names, cap=2).shared == {}
+    keys = {"a": "k1", "other": "k1"}   # inputs/x and inputs/y hold the same bytes
+    assert input_identities(twins, names, keys) == {"a": ("key", "k1"), "other": ("key", "k1")}
+    assert plan_dataflows(repo, twins, names, cap=2, keys=keys).shared == {"a": ("other",)}
+    assert plan_dataflows(repo, twins, names, cap=2, keys={"a": "k1", "other": "k2"}).shared == {}
+
+
+def test_without_keys_an_input_is_its_path_or_its_running_producer(twins):
+    got = input_identities(twins, ["a", "ca", "swap"])
+    assert got == {"a": ("paths", ("inputs/x",)), "ca": ("paths", (None, "inputs/y")),
+                   "swap": ("paths", ("inputs/y", "outputs/b/o"))}   # b does not run: a path

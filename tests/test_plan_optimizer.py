@@ -6,10 +6,11 @@ import hashlib
 import pytest
 from hypothesis import given, strategies as st
 
+from e3logic.core.errors import NotFound
 from e3logic.plan.checker import verify
 from e3logic.plan.model import Node, PlanError, PlanInput
-from e3logic.plan.optimizer import (apply_fusion, apply_sharing, eliminate_dead, fuse_inline,
-                                   optimize, share_common)
+from e3logic.plan.optimizer import (apply_sharing, eliminate_dead, needed, optimize,
+                                   schedule_optimized, share_common)
 from e3logic.plan.scheduler import schedule
 
 
@@ -20,37 +21,29 @@ def task(node: Node, args: list, external) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def interpret(nodes, inputs=None, program=None, fused=()) -> dict[str, str]:
-    """Run `nodes` in dependency order. A node heading a fused group runs the group's members
-    (taken from `program`, the original nodes) one after another in one step."""
+def interpret(nodes, inputs=None) -> dict[str, str]:
+    """Run `nodes` in dependency order."""
     inputs = inputs or {}
-    groups = {g[-1]: g for g in fused}
     values: dict[str, str] = {}
     pi = PlanInput(tuple(nodes))
     for name in pi.order:
         node = pi[name]
-        if name in groups:
-            for member in groups[name]:  # each member reads its own inputs, in its order
-                m = program[member]
-                values[member] = task(m, [values[d] for d in m.deps], inputs.get(member))
-        else:
-            values[name] = task(node, [values[d] for d in node.deps], inputs.get(name))
+        values[name] = task(node, [values[d] for d in node.deps], inputs.get(name))
     return values
 
 
 def outputs_after(opt, nodes, inputs) -> dict[str, str]:
     """Every original node's output as the optimized program produces it (shared duplicates
     read their representative's output; dead nodes are absent)."""
-    program = {m.name: m for members in opt.episodes.values() for m in members}
-    values = interpret(opt.nodes, inputs, program, opt.fused)
-    return {n.name: values[opt.shared.get(n.name, n.name)]
+    values = interpret(opt.nodes, inputs)
+    return {n.name: values[opt.runs_as(n.name)]
             for n in nodes if opt.runs_as(n.name) is not None}
 
 
 @st.composite
 def programs(draw, max_nodes: int = 12):
-    """Random DAGs with repeated task keys (so sharing happens), inline runtimes (so fusion
-    happens), external input identities and leases that sometimes block fusion."""
+    """Random DAGs with repeated task keys (so sharing happens), external input identities,
+    leases and gpu demands."""
     n = draw(st.integers(1, max_nodes))
     nodes, inputs = [], {}
     for i in range(n):
@@ -59,8 +52,8 @@ def programs(draw, max_nodes: int = 12):
                                        (("db/x", "read"),)]))
         nodes.append(Node(f"n{i:02d}", tuple(f"n{d:02d}" for d in deps), leases,
                           cost=float(draw(st.integers(0, 3))),
-                          task_key=draw(st.sampled_from([None, "t0", "t1"])),
-                          runtime=draw(st.sampled_from([None, "inline", "inline", "python"]))))
+                          resources={"gpu": draw(st.integers(0, 1))},
+                          task_key=draw(st.sampled_from([None, "t0", "t1"]))))
         inputs[f"n{i:02d}"] = draw(st.sampled_from([None, "h1", "h2"]))
     targets = draw(st.lists(st.sampled_from([x.name for x in nodes]), max_size=3, unique=True))
     return nodes, inputs, targets or None
@@ -85,9 +78,6 @@ def test_each_pass_alone_keeps_outputs_identical(program):
     merged = apply_sharing(nodes, shared)
     after = interpret(merged, inputs)
     assert {n.name: after[shared.get(n.name, n.name)] for n in nodes} == before
-    groups = fuse_inline(nodes)
-    fused = interpret(apply_fusion(nodes, groups), inputs, {n.name: n for n in nodes}, groups)
-    assert fused == before
 
 
 @given(programs())
@@ -137,53 +127,91 @@ def test_representative_is_the_smallest_name_whatever_the_topological_order():
     assert share_common(nodes) == {"zz": "a"}
 
 
-def test_inline_chains_fuse_into_one_episode():
-    nodes = [Node("src"), Node("a", ("src",), runtime="inline"),
-             Node("b", ("a",), runtime="inline", leases=(("db", "read"),), resources={"gpu": 1}),
-             Node("c", ("b",), runtime="inline", cost=2, resources={"gpu": 2}),
-             Node("d", ("c",)), Node("e", ("c",))]
-    assert fuse_inline(nodes) == [("a", "b", "c")]
-    fused = {n.name: n for n in apply_fusion(nodes, [("a", "b", "c")])}
-    assert sorted(fused) == ["c", "d", "e", "src"]
-    assert fused["c"] == Node("c", ("src",), (("db", "read"),), {"gpu": 2}, 4.0, None, "inline")
-
-
-def test_fan_out_fan_in_and_other_runtimes_break_chains():
-    nodes = [Node("a", runtime="inline"), Node("b", ("a",), runtime="inline"),
-             Node("c", ("a",), runtime="inline"),            # a has two consumers
-             Node("d", ("b", "c"), runtime="inline"),        # d has two producers
-             Node("e", ("d",), runtime="python"),            # not inline
-             Node("f", ("e",), runtime="inline"), Node("g", ("f",), runtime="inline")]
-    assert fuse_inline(nodes) == [("f", "g")]
-
-
-def test_a_link_whose_leases_would_conflict_is_not_fused():
-    nodes = [Node("a", leases=(("db", "write"),), runtime="inline"),
-             Node("b", ("a",), leases=(("db/x", "read"),), runtime="inline"),
-             Node("c", ("b",), leases=(("db/x", "read"),), runtime="inline")]
-    assert fuse_inline(nodes) == [("b", "c")]
-
-
-def test_runs_as_maps_original_nodes_to_the_episode_producing_them():
-    nodes = [Node("raw"), Node("a", ("raw",), task_key="t", runtime="inline"),
-             Node("b", ("raw",), task_key="t"), Node("c", ("a",), runtime="inline"),
-             Node("dead")]
-    opt = optimize(nodes, ["b", "c"])
-    assert opt.shared == {"b": "a"} and opt.fused == (("a", "c"),)
-    assert [opt.runs_as(x) for x in ("raw", "a", "b", "c", "dead")] == \
-        ["raw", "c", "c", "c", None]
-
-
-def test_a_fused_episode_reads_the_representative_of_a_shared_input():
-    nodes = [Node("raw"), Node("a", ("raw",), task_key="t"), Node("b", ("raw",), task_key="t"),
-             Node("c", ("b",), runtime="inline"), Node("d", ("c",), runtime="inline")]
-    opt = optimize(nodes)
-    assert opt.shared == {"b": "a"} and opt.fused == (("c", "d"),)
-    assert [m.deps for m in opt.episodes["d"]] == [("a",), ("c",)]
-    before = interpret(nodes)
-    assert outputs_after(opt, nodes, {}) == before
-
-
 def test_optimizer_rejects_an_invalid_graph():
     with pytest.raises(PlanError, match="unknown dataflow 'x'"):
         optimize([Node("a", ("x",))])
+
+
+# -- dead nodes over a plain map (what target selection calls) -------------------------------
+
+def test_needed_is_the_targets_and_their_ancestors_over_a_plain_map():
+    deps = {"raw": [], "clean": ["raw"], "report": ["clean", "outside"], "scratch": ["raw"]}
+    assert needed(deps, ["report"]) == {"raw", "clean", "report"}
+    assert needed(deps, []) == set()
+    with pytest.raises(NotFound, match="reprot.*did you mean 'report'"):
+        needed(deps, ["reprot"])
+
+
+# -- planning on the optimized graph ---------------------------------------------------------
+
+TWINS = [Node("raw", cost=2), Node("a", ("raw",), task_key="up", cost=3),
+         Node("b", ("raw",), task_key="up", cost=3, leases=(("outputs/b", "write"),)),
+         Node("ua", ("a",), task_key="sum"), Node("ub", ("b",), task_key="sum"),
+         Node("c", ("a", "b"), task_key="cat"), Node("lone", task_key="other")]
+
+
+def test_a_shared_execution_takes_one_slot_and_its_duplicates_ride_right_after_it():
+    pi = PlanInput(tuple(TWINS), {}, 1)
+    plan = schedule_optimized(pi)
+    assert plan.shared == {"a": ("b",), "ua": ("ub",)}
+    assert plan.runs_as == {"b": "a", "ub": "ua"}
+    assert plan.batches == (("raw",), ("a", "b"), ("c",), ("lone",), ("ua", "ub"))
+    assert plan.width == 1 and plan.priority == tuple(n for b in plan.batches for n in b)
+    assert verify(plan, pi) == []
+    # a duplicate holds no lease and costs nothing: it takes its representative's result
+    assert [g.dataflow for g in plan.leases] == []
+    assert plan.costs["b"] == 0.0 and plan.costs["a"] == 3.0
+    assert plan.total_work == 2 + 3 + 1 + 1 + 1
+    doc = plan.to_json()
+    assert doc["shared"] == {"a": ["b"], "ua": ["ub"]}
+    assert {"batches", "leases", "critical_path", "makespan"} <= set(doc)
+
+
+def test_without_anything_to_share_the_plan_is_the_plain_schedule():
+    nodes = [Node("x", task_key="t"), Node("y", ("x",), task_key="t"), Node("z")]
+    pi = PlanInput(tuple(nodes), {}, 2)
+    assert schedule_optimized(pi) == schedule(pi)
+    assert schedule(pi).to_json()["shared"] == {}
+
+
+def test_input_identities_decide_what_is_shared():
+    pi = PlanInput(tuple(TWINS), {}, None)
+    plan = schedule_optimized(pi, {"a": ("paths", ("x",)), "b": ("paths", ("y",))})
+    assert plan.shared == {}   # same task, different inputs: two executions (and ua, ub too)
+    assert len(plan.priority) == len(TWINS)
+
+
+def test_dead_nodes_are_not_planned():
+    pi = PlanInput(tuple(TWINS), {}, None)
+    plan = schedule_optimized(pi, targets=["ub", "a"])
+    assert sorted(plan.priority) == ["a", "b", "raw", "ub"]
+    assert plan.shared == {"a": ("b",)}   # ua is dead: ub is its own execution
+
+
+def test_the_checker_names_a_duplicate_outside_its_representatives_batch():
+    from dataclasses import replace
+
+    pi = PlanInput(tuple(TWINS), {}, None)
+    plan = schedule_optimized(pi)
+    moved = tuple(tuple(n for n in b if n != "ub") for b in plan.batches) + (("ub",),)
+    bad = replace(plan, batches=moved, priority=tuple(n for b in moved for n in b))
+    assert [(v.constraint, v.dataflows) for v in verify(bad, pi)] == [("sharing", ("ub", "ua"))]
+    other = PlanInput(tuple(replace(n, task_key="x") if n.name == "ub" else n for n in TWINS))
+    assert [v.constraint for v in verify(plan, other)] == ["sharing"]
+
+
+@given(programs(), st.sampled_from([None, 1, 2, 3]))
+def test_a_plan_on_the_optimized_graph_is_valid_for_the_original_input(program, cap):
+    nodes, inputs, targets = program
+    pi = PlanInput(tuple(nodes), {"gpu": 1}, cap)
+    plan = schedule_optimized(pi, inputs, targets)
+    opt = optimize(nodes, targets, inputs)
+    live = PlanInput(tuple(n for n in pi.nodes if n.name not in opt.dead), {"gpu": 1}, cap)
+    assert verify(plan, live) == []
+    assert plan.runs_as == dict(opt.shared)
+    assert plan.width <= (cap or len(nodes))
+    # the executions are planned as the optimized graph alone would be
+    alone = schedule(PlanInput(opt.nodes, {"gpu": 1}, cap))
+    assert plan.makespan == alone.makespan and plan.critical_path == alone.critical_path
+    assert [tuple(n for n in b if n not in opt.shared) for b in plan.batches] == \
+        [tuple(b) for b in alone.batches]

@@ -1,42 +1,44 @@
-"""Conformance suite `optimize`: dead-node elimination, common-subexpression sharing and inline
-fusion each keep outputs identical, checked by running the original and the optimized program
-with a small interpreter (issue 4, item 6)."""
+"""Conformance suite `optimize`: dead-node elimination and common-subexpression sharing each
+keep outputs identical, checked by running the original and the optimized program with a small
+interpreter (issue 4, item 6), and both are on the planning path: a plan on the optimized graph
+plans each shared execution once and stays valid for the original input (issue 17, item 4).
+There is no fusion pass: python tasks already run in persistent workers, so fusing a chain
+saves no process start (bench/RESULTS.md, `## Optimizer (issue 17)`)."""
 from __future__ import annotations
 
 import hashlib
 
-from e3logic.plan import (Node, PlanInput, eliminate_dead, fuse_inline, optimize, schedule,
+from e3logic.plan import (Node, PlanInput, eliminate_dead, optimize, schedule_optimized,
                           share_common, verify)
 
 
-def run(nodes, episodes=None, inputs=None):
-    """Execute each node as a pure function of its task and inputs; a fused node runs its
-    episode's members in order. Returns every produced output by name."""
-    inputs, episodes = inputs or {}, episodes or {}
+def run(nodes, inputs=None):
+    """Execute each node as a pure function of its task and inputs. Returns every produced
+    output by name."""
+    inputs = inputs or {}
     pi = PlanInput(tuple(nodes))
     out: dict[str, str] = {}
     for name in pi.order:
-        for m in episodes.get(name, (pi[name],)):
-            text = repr((m.task_key or m.name, [out[d] for d in m.deps], inputs.get(m.name)))
-            out[m.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        m = pi[name]
+        text = repr((m.task_key or m.name, [out[d] for d in m.deps], inputs.get(m.name)))
+        out[m.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
 
 
 PROGRAM = [
     Node("raw"),
-    Node("norm_a", ("raw",), task_key="normalize", runtime="inline"),
-    Node("norm_b", ("raw",), task_key="normalize", runtime="inline"),   # same task, same input
-    Node("scale", ("norm_a",), runtime="inline"),
-    Node("clip", ("scale",), runtime="inline"),
+    Node("norm_a", ("raw",), task_key="normalize"),
+    Node("norm_b", ("raw",), task_key="normalize"),                     # same task, same input
+    Node("scale", ("norm_a",)),
+    Node("clip", ("scale",)),
     Node("report", ("clip", "norm_b"), task_key="report"),
     Node("scratch", ("raw",), task_key="debug"),                        # nothing needs it
 ]
 
 
 def produced(opt, nodes):
-    got = run(opt.nodes, opt.episodes)
-    return {n.name: got[opt.shared.get(n.name, n.name)] for n in nodes
-            if opt.runs_as(n.name) is not None}
+    got = run(opt.nodes)
+    return {n.name: got[opt.runs_as(n.name)] for n in nodes if opt.runs_as(n.name) is not None}
 
 
 def test_dead_node_elimination_keeps_only_what_targets_need():
@@ -57,26 +59,23 @@ def test_different_inputs_are_not_shared():
     assert share_common(PROGRAM, {"norm_a": "h1", "norm_b": "h2"}) == {}
 
 
-def test_inline_chains_fuse_into_one_episode():
-    assert fuse_inline(PROGRAM) == [("norm_a", "scale", "clip")]
-    # after sharing, report reads norm_a too: norm_a fans out and leaves the chain
-    opt = optimize(PROGRAM, ["report"])
-    assert opt.fused == (("scale", "clip"),)
-    assert [m.name for m in opt.episodes["clip"]] == ["scale", "clip"]
-
-
-def test_all_passes_together_keep_outputs_identical_and_plan_fewer_episodes():
+def test_all_passes_together_keep_outputs_identical_and_plan_fewer_executions():
     opt = optimize(PROGRAM, ["report"])
     assert opt.dead == ("scratch",)
     before = run(PROGRAM)
     after = produced(opt, PROGRAM)
     assert after == {k: before[k] for k in after} and after["report"] == before["report"]
-    assert sorted(n.name for n in opt.nodes) == ["clip", "norm_a", "raw", "report"]
+    assert sorted(n.name for n in opt.nodes) == ["clip", "norm_a", "raw", "report", "scale"]
     pi = PlanInput(opt.nodes, {}, 2)
-    assert verify(schedule(pi), pi) == []
+    assert verify(schedule_optimized(pi), pi) == []
 
 
-def test_fusion_is_skipped_across_fan_out_and_non_inline_runtimes():
-    nodes = [Node("a", runtime="inline"), Node("b", ("a",), runtime="inline"),
-             Node("c", ("a",), runtime="inline"), Node("d", ("b",), runtime="python")]
-    assert fuse_inline(nodes) == []
+def test_the_plan_shares_an_execution_and_drops_dead_nodes():
+    pi = PlanInput(tuple(PROGRAM), {}, 1)
+    plan = schedule_optimized(pi, targets=["report"])
+    assert plan.shared == {"norm_a": ("norm_b",)}
+    assert "scratch" not in plan.priority
+    assert ("norm_a", "norm_b") in plan.batches      # one slot, the duplicate rides along
+    assert plan.to_json()["shared"] == {"norm_a": ["norm_b"]}
+    live = PlanInput(tuple(n for n in PROGRAM if n.name != "scratch"), {}, 1)
+    assert verify(plan, live) == []

@@ -3,6 +3,7 @@ checker and optimizer, over a plain input model (see docs/plan.md).
 
     from e3logic.plan import Node, PlanInput, schedule, verify
     plan = schedule(PlanInput(nodes, capacities={"gpu": 1}, cap=8))
+    plan = schedule_optimized(pi, inputs)   # the same, identical executions planned once
 
 Names are loaded on first use, so importing the package does not import kanren.
 """
@@ -20,8 +21,8 @@ _EXPORTS = {
     "bottom_levels": "cost", "critical_path": "cost", "simulate": "cost",
     "barrier_makespan": "cost", "total_work": "cost",
     "optimize": "optimizer", "Optimized": "optimizer", "eliminate_dead": "optimizer",
-    "share_common": "optimizer", "apply_sharing": "optimizer", "fuse_inline": "optimizer",
-    "apply_fusion": "optimizer",
+    "needed": "optimizer", "share_common": "optimizer", "apply_sharing": "optimizer",
+    "schedule_optimized": "optimizer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,6 +11,11 @@ raises a PlanError naming the first one. Constraints named:
   resources         per-batch resource sums within capacity         (relation resources_freeo)
   lease-assignment  Plan.leases lists exactly each dataflow's leases in its batch
   priority          Plan.priority is the batches read in order
+  sharing           each dataflow of Plan.shared rides in its representative's batch, and
+                    both have the same task_key (not None)
+
+A dataflow sharing another's execution (a value of `Plan.shared`) takes no slot, holds no
+lease and demands no resource: only its dependencies are checked.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ def verify(plan: Union[Plan, Sequence[Sequence[str]]], pi: PlanInput) -> list[Vi
     """All violated constraints of `plan` (a Plan, or bare batches) against `pi`, in batch
     order; an empty list means the plan is valid."""
     batches = plan.batches if isinstance(plan, Plan) else tuple(tuple(b) for b in plan)
+    rides = plan.runs_as if isinstance(plan, Plan) else {}
     ctx = Ctx(pi)
     out: list[Violation] = []
     first: dict[str, int] = {}
@@ -67,6 +73,8 @@ def verify(plan: Union[Plan, Sequence[Sequence[str]]], pi: PlanInput) -> list[Vi
                                      f"dataflow '{name}' in batch {k} depends on "
                                      f"{', '.join(repr(d) for d in late)}, not in an earlier "
                                      f"batch"))
+            if name in rides:
+                continue  # takes its representative's result: no slot, lease or resource
             if not over_cap and not holds(slot_freeo(st, ctx)):
                 over_cap = True
                 out.append(Violation("cap", k, tuple(batch),
@@ -93,7 +101,7 @@ def verify(plan: Union[Plan, Sequence[Sequence[str]]], pi: PlanInput) -> list[Vi
             members.append(name)
     if isinstance(plan, Plan):
         want = [LeaseGrant(k, name, path, mode) for k, batch in enumerate(batches)
-                for name in batch if name in ctx.raw_leases
+                for name in batch if name in ctx.raw_leases and name not in rides
                 for path, mode in ctx.raw_leases[name]]
         if sorted(plan.leases) != sorted(want):
             missing = sorted(set(want) - set(plan.leases))
@@ -105,6 +113,17 @@ def verify(plan: Union[Plan, Sequence[Sequence[str]]], pi: PlanInput) -> list[Vi
                                  f"{g.batch} {what}"))
         if tuple(plan.priority) != tuple(n for b in batches for n in b):
             out.append(Violation("priority", None, (), "priority is not the batches in order"))
+        for dup, rep in sorted(rides.items()):
+            if dup not in ctx.deps or rep not in ctx.deps:
+                continue  # coverage names it
+            if first.get(dup) != first.get(rep):
+                out.append(Violation("sharing", first.get(dup), (dup, rep),
+                                     f"dataflow '{dup}' shares the execution of '{rep}' but is "
+                                     f"not in its batch"))
+            elif pi[dup].task_key is None or pi[dup].task_key != pi[rep].task_key:
+                out.append(Violation("sharing", first.get(dup), (dup, rep),
+                                     f"dataflow '{dup}' shares the execution of '{rep}' but "
+                                     f"runs another task"))
     return out
 
 

@@ -39,8 +39,8 @@ class Node:
     leases    (path, mode) requests, normalised to sorted unique tuples
     resources demands against `PlanInput.capacities`, e.g. {"gpu": 1}
     cost      estimated duration (median recorded duration, else 1)
-    task_key  task identity for common-subexpression sharing (None: never shared)
-    runtime   "inline" marks a node fusable by the optimizer
+    task_key  task identity for common-subexpression sharing (None: never shared); see
+              `optimizer.share_common`
     """
 
     name: str
@@ -49,7 +49,6 @@ class Node:
     resources: Mapping[str, float] = field(default_factory=dict, hash=False)
     cost: float = 1.0
     task_key: Optional[str] = None
-    runtime: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -216,21 +215,21 @@ def select(nodes: Iterable[Node], dirty: Optional[Iterable[str]] = None,
                 raise NotFound("dataflow", x, by_name)
         return names
 
-    def closure(start, step):
+    chosen = set(by_name)
+    if dirty is not None:
+        start = known(dirty)
         seen, stack = set(start), list(start)
         while stack:
-            for y in step(stack.pop()):
+            for y in children[stack.pop()]:
                 if y not in seen:
                     seen.add(y)
                     stack.append(y)
-        return seen
-
-    chosen = set(by_name)
-    if dirty is not None:
-        chosen &= closure(known(dirty), lambda x: children[x])
+        chosen &= seen
     targets = known(targets) if targets is not None else []
     if targets:
-        chosen &= closure(targets, lambda x: [d for d in by_name[x].deps if d in by_name])
+        from .optimizer import needed  # the optimizer's dead-node pass, not a copy of it
+
+        chosen &= needed({n.name: n.deps for n in nodes}, targets)
     out = []
     for name in sorted(chosen):
         n = by_name[name]
@@ -269,6 +268,7 @@ class Plan:
                (sum over batches of the batch's largest cost)
     critical_path     the longest cost path, source to sink; critical_path_length its cost
     speedup    total_work / makespan (1.0 when makespan is 0)
+    shared     representative -> dataflows taking its execution's result (see the field)
     """
 
     batches: tuple[tuple[str, ...], ...]
@@ -282,6 +282,9 @@ class Plan:
     speedup: float
     cap: Optional[int]
     costs: Mapping[str, float] = field(default_factory=dict, hash=False, repr=False)
+    shared: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    """representative -> the dataflows sharing its execution (sorted); each of them sits in
+    its representative's batch right after it and takes no slot (`optimizer.schedule_optimized`)"""
 
     @property
     def batch_of(self) -> dict[str, int]:
@@ -294,7 +297,14 @@ class Plan:
 
     @property
     def width(self) -> int:
-        return max((len(b) for b in self.batches), default=0)
+        """The widest batch, in executions (dataflows sharing an execution not counted)."""
+        rides = {d for dups in self.shared.values() for d in dups}
+        return max((sum(n not in rides for n in b) for b in self.batches), default=0)
+
+    @property
+    def runs_as(self) -> dict[str, str]:
+        """duplicate -> the representative whose execution it takes (empty: nothing shared)."""
+        return {d: rep for rep, dups in self.shared.items() for d in dups}
 
     def to_json(self) -> dict:
         """The `e3 plan --json` document (CLI.md); plain JSON types, deterministic."""
@@ -309,6 +319,7 @@ class Plan:
             "speedup": self.speedup,
             "priority": list(self.priority),
             "cap": self.cap,
+            "shared": {rep: list(dups) for rep, dups in sorted(self.shared.items())},
         }
 
     def table(self) -> list[tuple[int, str, str, float]]:

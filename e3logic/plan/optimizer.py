@@ -1,50 +1,60 @@
 """Optimizer passes: pure functions on the model, each keeping every output identical.
 
-  eliminate_dead   keep only the targets and their ancestors
-  share_common     common-subexpression sharing: nodes with the same task_key and the same
-                   input identity execute once (duplicate -> representative)
-  fuse_inline      chains of `runtime == "inline"` nodes joined by single-consumer /
-                   single-producer links run as one episode (groups, head to tail)
-  optimize         the three in that order
+  needed / eliminate_dead   keep only the targets and their ancestors (dead-node removal)
+  share_common              common-subexpression sharing: nodes with the same task_key and the
+                            same input identity are one execution (duplicate -> representative)
+  optimize                  both, in that order
+  schedule_optimized        plan a PlanInput on its optimized graph: each shared execution
+                            takes one slot; its duplicates ride along in its batch
 
 Sharing follows the memo's own rule (execution key = task + input content): a duplicate's
 output equals its representative's. A node's input identity is its dependencies'
 representatives in input order plus `inputs[name]`, an opaque identity of the inputs no node
-here produces (e.g. a digest of their content hashes and positions).
+here produces (e.g. their content hashes, or their paths when every node reads one snapshot).
+A node with a task_key and no `inputs` entry has the identity None there: the caller must give
+one to every node that reads anything besides its deps, or such nodes are shared wrongly.
+
+There is no fusion pass: the python runtime already runs tasks in persistent worker
+processes, so running a chain of tasks as one episode would save no process start (measured
+in bench/RESULTS.md, `## Optimizer (issue 17)`), and the plan layer never looks at runtimes.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
-from typing import Hashable, Iterable, Mapping, Optional
+from dataclasses import replace
+from typing import Hashable, Iterable, Mapping, NamedTuple, Optional
 
-from e3logic.core.paths import lease_conflict
+from e3logic.core.errors import NotFound
 
-from .model import Node, PlanInput, select
+from .model import Node, Plan, PlanInput
 
 
-def _graph(nodes: Iterable[Node]) -> tuple[dict[str, Node], tuple[str, ...], dict[str, list]]:
-    """Validated (PlanError on unknown deps or cycles): by-name map, topological order,
-    consumers of each node (sorted, distinct)."""
-    pi = PlanInput(tuple(nodes))
-    by_name = {n.name: n for n in pi.nodes}
-    kids: dict[str, list[str]] = {n.name: [] for n in pi.nodes}
-    for n in pi.nodes:
-        for d in sorted(set(n.deps)):
-            kids[d].append(n.name)
-    return by_name, pi.order, kids
+def needed(deps: Mapping[str, Iterable[str]], targets: Iterable[str]) -> set[str]:
+    """The targets and everything they transitively depend on, over a plain map name ->
+    dependency names (names absent from the map are ignored as dependencies). An unknown
+    target raises NotFound with a suggestion. The dead-node pass itself: `eliminate_dead`,
+    `model.select` and the repository's target selection all call it."""
+    seen: set[str] = set()
+    stack = []
+    for t in sorted(set(targets)):
+        if t not in deps:
+            raise NotFound("dataflow", t, list(deps))
+        seen.add(t)
+        stack.append(t)
+    while stack:
+        for d in deps[stack.pop()]:
+            if d not in seen and d in deps:
+                seen.add(d)
+                stack.append(d)
+    return seen
 
 
 def eliminate_dead(nodes: Iterable[Node], targets: Optional[Iterable[str]]) -> list[Node]:
     """The targets and everything they depend on, sorted by name (None: keep every node)."""
-    nodes = list(nodes)
-    _graph(nodes)
+    pi = PlanInput(tuple(nodes))  # validated: unknown deps and cycles are PlanErrors
     if targets is None:
-        return sorted(nodes, key=lambda n: n.name)
-    targets = list(targets)
-    if not targets:
-        return []
-    return select(nodes, None, targets)
+        return list(pi.nodes)
+    live = needed({n.name: n.deps for n in pi.nodes}, targets)
+    return [n for n in pi.nodes if n.name in live]
 
 
 def share_common(nodes: Iterable[Node], inputs: Optional[Mapping[str, Hashable]] = None
@@ -52,12 +62,12 @@ def share_common(nodes: Iterable[Node], inputs: Optional[Mapping[str, Hashable]]
     """duplicate -> representative (the smallest name of its class), for nodes with the same
     task_key (not None) and the same input identity. Classes are computed in topological
     order, so sharing propagates: consumers of duplicates can be duplicates themselves."""
-    by_name, order, _ = _graph(nodes)
+    pi = PlanInput(tuple(nodes))
     inputs = inputs or {}
     klass: dict[str, int] = {}
     intern: dict[tuple, int] = {}
-    for name in order:
-        n = by_name[name]
+    for name in pi.order:
+        n = pi[name]
         key = ("node", name) if n.task_key is None else \
             ("task", n.task_key, tuple(klass[d] for d in n.deps), inputs.get(name))
         klass[name] = intern.setdefault(key, len(intern))
@@ -78,93 +88,62 @@ def apply_sharing(nodes: Iterable[Node], shared: Mapping[str, str]) -> list[Node
     return out
 
 
-def fuse_inline(nodes: Iterable[Node]) -> list[tuple[str, ...]]:
-    """Maximal chains (head to tail, length >= 2) of inline nodes where each link u -> v has v
-    as u's only consumer and u as v's only dependency. A link whose leases would conflict
-    with the chain's is not fused (the episode could never hold them together)."""
-    by_name, order, kids = _graph(nodes)
-    chain_of: dict[str, list[str]] = {}
-    leases_of: dict[int, set] = {}
-    chains: list[list[str]] = []
-    for name in order:
-        n = by_name[name]
-        deps = set(n.deps)
-        joined = False
-        if n.runtime == "inline" and len(deps) == 1:
-            (u,) = deps
-            if by_name[u].runtime == "inline" and kids[u] == [name]:
-                chain = chain_of[u]
-                held = leases_of[id(chain)]
-                new = set(n.leases) - held
-                if not any(lease_conflict(a, b) for a in new for b in held) and \
-                        not any(lease_conflict(a, b) for a in new for b in new if a < b):
-                    chain.append(name)
-                    held |= new
-                    chain_of[name] = chain
-                    joined = True
-        if not joined:
-            chain = [name]
-            chains.append(chain)
-            chain_of[name] = chain
-            leases_of[id(chain)] = set(n.leases)
-    return sorted(tuple(c) for c in chains if len(c) > 1)
+class Optimized(NamedTuple):
+    """The result of `optimize`: the nodes to plan and how they relate to the originals.
 
-
-def apply_fusion(nodes: Iterable[Node], groups: Iterable[tuple[str, ...]]) -> list[Node]:
-    """Replace each group by one inline node named after its tail (whose consumers thus keep
-    their deps): the head's deps, the union of leases, per-resource maximum demand (members
-    run one after another), summed cost, no task_key."""
-    by_name = {n.name: n for n in nodes}
-    absorbed = set()
-    fused = []
-    for group in groups:
-        members = [by_name[m] for m in group]
-        resources: dict[str, float] = {}
-        for m in members:
-            for r, a in m.resources.items():
-                resources[r] = max(resources.get(r, 0), a)
-        fused.append(Node(group[-1], members[0].deps,
-                          tuple(sorted({x for m in members for x in m.leases})), resources,
-                          math.fsum(m.cost for m in members), None, "inline"))
-        absorbed.update(group)
-    return sorted([n for n in by_name.values() if n.name not in absorbed] + fused,
-                  key=lambda n: n.name)
-
-
-@dataclass(frozen=True)
-class Optimized:
-    """The result of `optimize`: the nodes to plan and how they relate to the originals."""
+    nodes   the live representatives, deps pointing at representatives, sorted by name
+    dead    original nodes no target needs, sorted
+    shared  duplicate -> representative"""
 
     nodes: tuple[Node, ...]
     dead: tuple[str, ...]
-    shared: Mapping[str, str] = field(hash=False)
-    fused: tuple[tuple[str, ...], ...] = ()
-    episodes: Mapping[str, tuple[Node, ...]] = field(default_factory=dict, hash=False)
-    """fused node name (a group's tail) -> its members, in run order, deps already pointing
-    at representatives: what the one episode executes"""
+    shared: Mapping[str, str]
 
     def runs_as(self, name: str) -> Optional[str]:
-        """The node of `nodes` whose episode produces original node `name`'s output (None if
-        it was eliminated as dead)."""
+        """The node of `nodes` whose execution produces original node `name`'s output (None
+        if it was eliminated as dead)."""
         if name in self.dead:
             return None
-        name = self.shared.get(name, name)
-        for group in self.fused:
-            if name in group:
-                return group[-1]
-        return name
+        return self.shared.get(name, name)
 
 
 def optimize(nodes: Iterable[Node], targets: Optional[Iterable[str]] = None,
              inputs: Optional[Mapping[str, Hashable]] = None) -> Optimized:
-    """Dead-node elimination for `targets` (None: all), then sharing, then inline fusion."""
+    """Dead-node elimination for `targets` (None: all), then sharing."""
     nodes = list(nodes)
     live = eliminate_dead(nodes, targets)
     kept = {n.name for n in live}
     dead = tuple(sorted(n.name for n in nodes if n.name not in kept))
     shared = share_common(live, inputs)
-    merged = apply_sharing(live, shared)
-    groups = fuse_inline(merged)
-    by_name = {n.name: n for n in merged}
-    episodes = {g[-1]: tuple(by_name[m] for m in g) for g in groups}
-    return Optimized(tuple(apply_fusion(merged, groups)), dead, shared, tuple(groups), episodes)
+    return Optimized(tuple(apply_sharing(live, shared)), dead, shared)
+
+
+def schedule_optimized(pi: PlanInput, inputs: Optional[Mapping[str, Hashable]] = None,
+                       targets: Optional[Iterable[str]] = None, *,
+                       stats: Optional[dict] = None) -> Plan:
+    """Plan `pi` on its optimized graph (`optimize(pi.nodes, targets, inputs)`).
+
+    The representatives are scheduled as usual (slots, leases, resources, costs, critical
+    path, makespans: all of the optimized graph). Each duplicate is then placed in its
+    representative's batch, right after it (and after other duplicates with smaller names):
+    it takes no slot, holds no lease and costs nothing, since it takes the representative's
+    result. Its own dependencies are duplicates or representatives of the representative's,
+    so they sit in earlier batches. `Plan.shared` = {representative: (duplicates...)}; the
+    plan covers every live node of `pi` and `checker.verify(plan, pi)` checks it against `pi`.
+    Dead nodes (not needed by `targets`) are not planned."""
+    from .scheduler import schedule
+
+    opt = optimize(pi.nodes, targets, inputs)
+    plan = schedule(PlanInput(opt.nodes, pi.capacities, pi.cap), stats=stats)
+    if not opt.shared:
+        return plan
+    riders: dict[str, list[str]] = {}
+    for dup, rep in sorted(opt.shared.items()):
+        riders.setdefault(rep, []).append(dup)
+    batches = tuple(tuple(x for name in batch for x in (name, *riders.get(name, ())))
+                    for batch in plan.batches)
+    costs = dict(plan.costs)
+    costs.update({dup: 0.0 for dup in opt.shared})
+    return replace(plan, batches=batches,
+                   priority=tuple(name for batch in batches for name in batch),
+                   costs=costs, shared={r: tuple(d) for r, d in sorted(riders.items())})
