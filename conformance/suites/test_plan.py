@@ -155,3 +155,27 @@ def test_the_checker_names_the_violated_constraint():
     with pytest.raises(PlanError, match="invalid plan: dependencies: dataflow 'clean' in batch 0 "
                                         "depends on 'raw'.*\\(and 1 more\\)"):
         check(bad, pi)
+
+
+# -- acceptance: the real `e3 plan` on a built package (issue 17, item 4) ---------------------
+
+def test_e3_plan_shows_two_dataflows_sharing_one_execution(tmp_path_factory, tmp_path):
+    """`twins` (tests/flows.py): `a` and `b` apply one shell task to one input, `c` reads
+    both. The plan runs that execution once: `b` rides in `a`'s batch, taking no slot."""
+    from tests.flows import copy_project
+
+    p = copy_project(tmp_path_factory, "twins", tmp_path / "twins")
+    r = p.e3("--json", "plan", "-j", "1")
+    assert r.code == 0, r
+    doc = r.json
+    assert doc["shared"] == {"a": ["b"]}
+    assert doc["batches"] == [["a", "b"], ["c"]]        # cap 1: b takes no slot of its own
+    assert {"batches", "leases", "critical_path", "makespan"} <= set(doc)
+    r = p.e3("--json", "plan", "c", "-j", "1")           # a target: the same, nothing dead here
+    assert r.json["shared"] == {"a": ["b"]}
+    r = p.e3("--json", "plan", "a", "-j", "1")           # b is not needed by the target a
+    assert r.json["batches"] == [["a"]] and r.json["shared"] == {}
+    # `go` orders its work by the same plan
+    r = p.e3("--json", "go", "-j", "1", "--dry-run")
+    assert r.code == 0, r
+    assert r.json["plan"]["shared"] == {"a": ["b"]} and r.json["would_run"] == ["a", "b", "c"]
