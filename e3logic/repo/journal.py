@@ -341,9 +341,12 @@ class Journal:
                 "SELECT episode, MAX(seq)+1, COALESCE(MAX(beat),0) FROM history "
                 "WHERE episode IN (SELECT episode FROM episodes "
                 f"WHERE run=? AND state NOT IN {_FINAL}) GROUP BY episode", (run_id,))}
+            hist = []
+            for ep, *_ in eps:
+                seq, beat = marks.get(ep, (0, 0))
+                hist.append((ep, seq, "cxl", beat, note, now))
             write_episode_rows(c, (
-                [(ep, run, d, key, prof, "cxl", pg) for ep, run, d, key, prof, pg in eps],
-                [(ep, *marks.get(ep, (0, 0)), "cxl", note, now) for ep, *_ in eps]))
+                [(ep, run, d, key, prof, "cxl", pg) for ep, run, d, key, prof, pg in eps], hist))
             c.execute("DELETE FROM procs WHERE run=?", (run_id,))
         return [e[0] for e in eps]
 
