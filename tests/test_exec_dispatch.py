@@ -1,4 +1,4 @@
-"""`exec.dispatch.make_runner`: an executor Job becomes a runtime TaskSpec (inputs as read-only
+"""`exec.dispatch.TaskRunner`: an executor Task becomes a runtime TaskSpec (inputs as read-only
 object-store files, the log at `.e3/logs/<execution>.log`, leases and names in the
 environment) and the runtime's result becomes a `Finished`."""
 from __future__ import annotations
@@ -9,9 +9,10 @@ import anyio
 import pytest
 
 from e3logic.api import Repo
-from e3logic.exec.dispatch import make_runner
+from e3logic.exec.dispatch import TaskRunner
 from e3logic.exec.episodes import Episode
-from e3logic.exec.executor import Job
+from e3logic.exec.jobs import Job, Task
+from e3logic.exec.procs import start_time
 from e3logic.exec.runtimes import Runtimes
 from e3logic.repo.trees import blob_entry
 
@@ -32,15 +33,24 @@ def job(runtime="shell", argv=ENV_ARGV, entry=None, modules_hash="", **kw):
     return Job(**base)
 
 
+class Host:
+    """The executor's side of the attempt: records the process group it is told of."""
+
+    def __init__(self, ep, groups):
+        self.ep, self.groups, self.leases, self.profile = ep, groups, (), "ro"
+
+    def started(self, pgid):
+        self.groups.append((self.ep.episode, pgid, start_time(pgid)))
+
+
 def run(repo, j, ins, modules_tree=None, key="k" * 64):
     groups = []
 
     async def main():
         async with Runtimes(workers=1, cache_dir=repo.dir / "cache") as rt:
-            runner = make_runner(repo, rt, modules_tree)
-            runner.on_group = lambda ep, pgid, start: groups.append((ep.episode, pgid, start))
+            runner = TaskRunner(repo, rt, modules_tree)
             ep = Episode("r1:d", "r1", j.name, key)
-            res = await runner(j, key, ins, str(repo.dir / "out-test"), ep)
+            res = await runner(Task(j, key, ins, str(repo.dir / "out-test"), ep, Host(ep, groups)))
             return res, ep
 
     res, ep = anyio.run(main)

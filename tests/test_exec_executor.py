@@ -1,9 +1,11 @@
-"""The heartbeat executor, driven by an in-process fake runner."""
+"""The heartbeat executor, driven by an in-process fake runner on the `Local` and
+`Cooperative` backends; assertions read the executor's state and event log."""
 import anyio
 import pytest
 
 from e3logic.api import Repo
-from e3logic.exec.executor import Executor, Finished, Job
+from e3logic.exec.backends import Cooperative, Local
+from e3logic.exec.executor import Executor, Finished, Job, Outcomes
 from e3logic.repo.trees import blob_entry
 
 
@@ -28,7 +30,10 @@ class FakeRunner:
         self.repo, self.fail, self.ran = repo, set(fail), []
         self.hold = hold
 
-    async def __call__(self, j, key, ins, out_file, ep):
+    async def __call__(self, task):
+        return await self.run(task.job, task.key, task.inputs, task.out_file, task.episode)
+
+    async def run(self, j, key, ins, out_file, ep):
         self.ran.append(j.name)
         if self.hold and j.name in self.hold:
             await anyio.sleep(30)
@@ -47,8 +52,10 @@ def chain_jobs():
             job("c", ["outputs/b/out"], ["b"])]
 
 
-def run(api, jobs, runner, run_id="r1", **kw):
-    ex = Executor(api.r, "main", jobs, [j.name for j in jobs], run_id=run_id, runner=runner, **kw)
+def run(api, jobs, runner, run_id="r1", cooperative=False, **kw):
+    backend = Cooperative(runner) if cooperative else Local(runner)
+    ex = Executor(api.r, "main", jobs, [j.name for j in jobs], run_id=run_id, backend=backend,
+                  **kw)
     return anyio.run(ex.run)
 
 
@@ -146,7 +153,8 @@ def test_a_note_on_an_episode_already_finished_and_written_is_written_too(tmp_pa
     fr = FakeRunner(api.r)
     ex = None
 
-    async def runner(j, key, ins, out_file, ep):
+    async def runner(task):
+        j = task.job
         if j.name == "b":
             first = next(e for e in ex.state.episodes if e.dataflow == "a")
             for _ in range(500):  # until a's rows have gone to a flush
@@ -154,10 +162,10 @@ def test_a_note_on_an_episode_already_finished_and_written_is_written_too(tmp_pa
                     break
                 await anyio.sleep(0.01)
             ex.note(first, "a late note")
-        return await fr(j, key, ins, out_file, ep)
+        return await fr(task)
 
     jobs = chain_jobs()[:2]
-    ex = Executor(api.r, "main", jobs, ["a", "b"], run_id="r1", runner=runner, cap=1,
+    ex = Executor(api.r, "main", jobs, ["a", "b"], run_id="r1", backend=Local(runner), cap=1,
                   flush_every=0.0)
     anyio.run(ex.run)
     rows = api.r.index.query("SELECT state, note FROM history WHERE episode='r1:a' ORDER BY seq")
@@ -236,7 +244,8 @@ def test_an_outcome_is_reported_only_once_its_output_is_durable_in_the_root(tmp_
         memo = api.r.index.query("SELECT count(*) AS n FROM memo WHERE dataflow=?", (name,))
         seen.append((name, outcome, e is not None, memo[0]["n"]))
 
-    run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=on_outcome, timer=lambda: 0.0)
+    run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=Outcomes(on_outcome),
+        timer=lambda: 0.0)
     assert seen == [("a", "executed", True, 1), ("b", "executed", True, 1),
                     ("c", "executed", True, 1)]
 
@@ -245,11 +254,14 @@ def test_a_sink_with_many_gets_each_flushs_reports_in_one_call(tmp_path):
     api = make_repo(tmp_path, {"inputs/x": b"x"})
     calls = []
 
-    def on_outcome(name, outcome, seconds):  # pragma: no cover - `many` takes them all
-        raise AssertionError(f"{name} reported alone")
+    class Sink:
+        def outcome(self, name, outcome, seconds):  # pragma: no cover - `many` takes them all
+            raise AssertionError(f"{name} reported alone")
 
-    on_outcome.many = lambda rows: calls.append([name for name, _, _ in rows])
-    run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=on_outcome, timer=lambda: 0.0)
+        def many(self, rows):
+            calls.append([name for name, _, _ in rows])
+
+    run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=Sink(), timer=lambda: 0.0)
     assert [n for c in calls for n in c] == ["a", "b", "c"] and all(calls)
 
 
@@ -257,22 +269,22 @@ def test_a_flush_is_due_when_idle_or_past_its_interval_and_a_slow_one_stretches_
     api = make_repo(tmp_path, {"inputs/x": b"x"})
     now = [100.0]
     ex = Executor(api.r, "main", chain_jobs(), ["a", "b", "c"], run_id="r1",
-                  runner=FakeRunner(api.r), flush_every=0.5, timer=lambda: now[0])
+                  backend=Local(FakeRunner(api.r)), flush_every=0.5, timer=lambda: now[0])
     assert not ex._flush_due()                      # nothing committed yet
     ex.state.view["outputs/a/out"] = blob_entry(api.r.objects.write(b"xa"), 2)
-    assert ex._ready and not ex._flush_due()        # work is ready: wait for the interval
+    assert ex.state.ready and not ex._flush_due()        # work is ready: wait for the interval
     now[0] += 0.5
     assert ex._flush_due()
-    ex._flushing = True
+    ex.state.flushing = True
     assert not ex._flush_due()                      # one flush at a time
-    ex._flushing = False
+    ex.state.flushing = False
     now[0] -= 0.4
-    ex._ready.clear()
+    ex.state.ready.clear()
     assert ex._flush_due()                          # nothing else to do: flushing delays nothing
     snap = ex._flush_begin()
     now[0] += 2.0                                   # a slow flush...
     ex._flush_end(snap, ex._flush_durable(snap))
-    assert ex._flush_interval == 2.0                # ...waits its own duration before the next
+    assert ex.state.flush_interval == 2.0                # ...waits its own duration before the next
 
 
 def test_how_results_are_grouped_into_flushes_never_reaches_the_root(tmp_path):
@@ -298,12 +310,12 @@ def test_an_input_changed_by_another_process_during_the_run_is_not_read_by_it(tm
     snapshot = api.workspaces.root("main")
 
     class Meddler(FakeRunner):
-        async def __call__(self, j, key, ins, out_file, ep):
+        async def run(self, j, key, ins, out_file, ep):
             if j.name == "b":  # `e3 set inputs/x` from elsewhere, after a read it
                 h = r.objects.write(b"new x")
                 api.workspaces.update_root("main", lambda old: r.trees.set_many(
                     old, {"inputs/x": blob_entry(h, 5)}))
-            return await super().__call__(j, key, ins, out_file, ep)
+            return await super().run(j, key, ins, out_file, ep)
 
     jobs = [job("a", ["inputs/x"]), job("b", ["inputs/y"], ["a"]),
             job("c", ["inputs/x", "outputs/b/out"], ["b"])]
@@ -329,14 +341,14 @@ def test_a_task_process_group_is_recorded_with_the_next_flush(tmp_path):
     seen = []
 
     class Grouped(FakeRunner):
-        async def __call__(self, j, key, ins, out_file, ep):
+        async def run(self, j, key, ins, out_file, ep):
             ex.record_group(("r1", ep.episode, 4242, 99))
             await anyio.sleep(0.3)  # meanwhile nothing else is ready: the flush goes ahead
             seen.append(api.r.index.query("SELECT run, episode, pgid, start FROM procs"))
-            return await super().__call__(j, key, ins, out_file, ep)
+            return await super().run(j, key, ins, out_file, ep)
 
     ex = Executor(api.r, "main", [job("a", ["inputs/x"])], ["a"], run_id="r1",
-                  runner=Grouped(api.r), cap=1)
+                  backend=Local(Grouped(api.r)), cap=1)
     anyio.run(ex.run)
     assert seen == [[{"run": "r1", "episode": "r1:a", "pgid": 4242, "start": 99}]]
 
@@ -349,7 +361,7 @@ def test_flushes_never_overlap_even_when_hits_commit_back_to_back(tmp_path):
     import time as _time
 
     class Constant(FakeRunner):  # output = the job's name: an early cutoff after `a`
-        async def __call__(self, j, key, ins, out_file, ep):
+        async def run(self, j, key, ins, out_file, ep):
             self.ran.append(j.name)
             await anyio.sleep(0)
             with open(out_file, "wb") as f:
@@ -375,7 +387,7 @@ def test_flushes_never_overlap_even_when_hits_commit_back_to_back(tmp_path):
     jobs = [job("a", ["inputs/x"]), job("b", ["outputs/a/out"], ["a"]),
             job("c", ["outputs/b/out"], ["b"]), job("d", ["outputs/c/out", "inputs/x"], ["c"])]
     clock = iter(range(10 ** 6))
-    kw = dict(run_id="r1", runner=Constant(api.r), cooperative=True, cap=1, flush_every=0.0,
+    kw = dict(run_id="r1", backend=Cooperative(Constant(api.r)), cap=1, flush_every=0.0,
               timer=lambda: float(next(clock)))
     anyio.run(Spied(api.r, "main", jobs, [j.name for j in jobs], **kw).run)
     r = api.r
@@ -383,7 +395,8 @@ def test_flushes_never_overlap_even_when_hits_commit_back_to_back(tmp_path):
     api.workspaces.update_root("main", lambda old: r.trees.set_many(
         old, {"inputs/x": blob_entry(h, 1)}))
     fr = Constant(api.r)
-    ex = Spied(api.r, "main", jobs, [j.name for j in jobs], **{**kw, "run_id": "r2", "runner": fr})
+    ex = Spied(api.r, "main", jobs, [j.name for j in jobs], **{**kw, "run_id": "r2",
+                                                                  "backend": Cooperative(fr)})
     st = anyio.run(ex.run)
     assert fr.ran == ["a", "d"] and st.outcome["b"] == st.outcome["c"] == "cached"
     assert Spied.most == 1

@@ -547,8 +547,8 @@ def test_a_failing_module_source_is_a_failure_not_an_engine_crash(rt, tmp_path):
     assert res.reason == "cannot load modules broken: OSError: object store unreadable"
 
 
-def test_inline_tasks_run_in_the_pool_when_asked(tmp_path):
-    rt = Runtimes(1, tmp_path / "cache", inline_in_pool=True)
+def test_inline_tasks_run_in_the_pool_when_the_runtimes_isolate_the_engine(tmp_path):
+    rt = Runtimes(1, tmp_path / "cache", isolate=True)
     spec = inline(tmp_path, "steps:double", [write(tmp_path / "x", {"v": 1}),
                                              write(tmp_path / "r", b"r")])
     try:
@@ -585,15 +585,18 @@ def test_an_inline_task_over_its_wall_budget_is_abandoned_with_the_reason(tmp_pa
     assert not Path(spec.output).exists()
 
 
-def test_load_inline_hands_the_executor_a_generator_function_and_decoded_inputs(rt, tmp_path):
+def test_write_output_stores_canonical_json_and_refuses_what_it_cannot_store(tmp_path):
     from e3logic.exec.runtimes import write_output
-    x = write(tmp_path / "x.json", {"v": 2})
-    spec = inline(tmp_path, "steps:gen", [x])
-    fn, args = anyio.run(rt.load_inline, spec)
-    assert args == [{"v": 2}] and list(fn(*args)) == [1]
     assert write_output(tmp_path / "w", {"b": 1, "a": [2]}) == ("json", 15)
     assert (tmp_path / "w").read_bytes() == b'{"a":[2],"b":1}'
     with pytest.raises(TaskError, match="not JSON-serializable"):
         write_output(tmp_path / "w2", {1j})
-    with pytest.raises(TaskError, match="no such module"):
-        anyio.run(rt.load_inline, inline(tmp_path, "nope:f"))
+
+
+def test_each_runtime_of_the_table_is_placed_and_implemented(rt, tmp_path):
+    from e3logic.core.runtimes import RUNTIMES
+    for name, spec in RUNTIMES.items():
+        assert rt.placed(name) is spec
+        assert rt._impl(spec) is rt._impl(spec)  # made once per Runtimes
+    iso = Runtimes(1, tmp_path / "iso", isolate=True)
+    assert iso.placed("inline") is RUNTIMES["python"]

@@ -45,18 +45,18 @@ def clear_staging(repo, run: str) -> None:
                 f.unlink(missing_ok=True)
 
 
-def _outcome_sink(reporter):
-    """The executor's `on_outcome` for a reporter: a call per report, and — when the reporter
-    has `many` — a flush's reports in one call."""
-    if reporter is None:
-        return None
+class ReporterSink:
+    """The executor's `OutcomeSink` for a go reporter (an object with `outcome(name, outcome,
+    seconds)` and `many(rows)`, the CLI's `run_cmds` reporter)."""
 
-    def sink(name: str, outcome: str, seconds: float) -> None:
-        reporter.outcome(name, outcome, seconds)
+    def __init__(self, reporter):
+        self.reporter = reporter
 
-    if hasattr(reporter, "many"):
-        sink.many = reporter.many
-    return sink
+    def outcome(self, name: str, outcome: str, seconds: float) -> None:
+        self.reporter.outcome(name, outcome, seconds)
+
+    def many(self, reports: list) -> None:
+        self.reporter.many(reports)
 
 
 def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *, cap: int,
@@ -67,34 +67,36 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
     snapshot `root`. `force`: True, or the set of dataflows whose memo entries are ignored.
     `interrupted()` names a signal that arrived, or None. `plan`: the planner's answer for
     `decision.run` (its batches order the work)."""
-    from ..exec.runtimes import Runtimes
+    from ..exec.backends import backend_for
+    from ..exec.logspares import LogSpares
 
     repo = api.r
-    runtimes = Runtimes(workers=cap, cache_dir=repo.dir / "cache",
-                        inline_in_pool=executor == "processes")
-    pooled = {"python", "inline"} if executor == "processes" else {"python"}
-    in_pool = sum(1 for n in decision.run if project.pkg["tasks"][
-        project.dataflows[n]["task"]]["runtime"] in pooled)
-    runtimes.prestart(min(cap or 1, in_pool))  # python workers start while we plan
+    mref = project.pkg.get("modules")
+    spares = LogSpares(repo.logs_dir, run_id)
+    backend = backend_for(executor, repo, workers=cap, modules_tree=mref["hash"] if mref else None,
+                          token=run_token(repo, run_id), spares=spares)
+    # python workers start while we plan
+    backend.warm(project.pkg["tasks"][project.dataflows[n]["task"]]["runtime"]
+                 for n in decision.run)
     try:
-        return _execute_with(api, ws, run_id, project, decision, root, runtimes, cap=cap,
-                             executor=executor, force=force, fail_fast=fail_fast,
+        return _execute_with(api, ws, run_id, project, decision, root, backend, cap=cap,
+                             force=force, fail_fast=fail_fast,
                              strict_batches=strict_batches, reporter=reporter,
                              interrupted=interrupted, freeze=freeze, verified=verified,
                              plan=plan)
     except BaseException:
-        runtimes.kill_all()
+        backend.kill()
         raise
+    finally:
+        spares.close()
 
 
-def _execute_with(api, ws, run_id, project: Project, pred, root: str, runtimes, *, cap,
-                  executor, force, fail_fast, strict_batches, reporter, interrupted, freeze,
+def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *, cap,
+                  force, fail_fast, strict_batches, reporter, interrupted, freeze,
                   verified, plan) -> Executed:
     import anyio
 
-    from ..exec.dispatch import make_runner
     from ..exec.executor import Executor, Job
-    from ..exec.logspares import LogSpares
 
     repo = api.r
     priority = list(pred.cached)
@@ -121,8 +123,6 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, runtimes, 
             profile=d.get("profile") or "ro", modules_hash=project.modules_hash,
             resources=tuple(sorted((r, a) for r, a in (d.get("resources") or {}).items()
                                    if r in caps))))
-    mref = project.pkg.get("modules")
-    runner = make_runner(repo, runtimes, mref["hash"] if mref else None)
     db = repo.index
 
     asked = [float("-inf")]
@@ -141,17 +141,13 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, runtimes, 
     publish = _publisher(api, ws)
     if reporter:
         reporter.start(len(pred.order))
-    ex = Executor(repo, ws, jobs, priority, run_id=run_id, runner=runner, cap=cap,
-                  cooperative=executor == "inline", force=force,
-                  fail_fast=fail_fast, publish=publish, should_cancel=should_cancel,
-                  on_outcome=_outcome_sink(reporter),
+    ex = Executor(repo, ws, jobs, priority, run_id=run_id, backend=backend, cap=cap,
+                  force=force, fail_fast=fail_fast, publish=publish,
+                  should_cancel=should_cancel,
+                  on_outcome=ReporterSink(reporter) if reporter else None,
                   batches=batch_of if strict_batches else None, capacities=caps,
                   precached=hits, in_root=pred.in_root, snapshot=root,
                   verified=verified)
-    runner.on_group = lambda ep, pgid, start: ex.record_group((run_id, ep.episode, pgid, start))
-    runner.executor = ex
-    runner.token = run_token(repo, run_id)
-    runner.spares = LogSpares(repo.logs_dir, run_id)
 
     async def watch_flag():
         # the signal flag cancels even a task the loop is awaiting (inline executor)
@@ -166,7 +162,7 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, runtimes, 
                 return await ex.run()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await runtimes.aclose()
+                    await backend.close()
                 outer.cancel_scope.cancel()
 
     if freeze:  # the modules, plan and jobs made since the decision: out of collections
@@ -174,36 +170,38 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, runtimes, 
     try:
         st = anyio.run(main)  # (a KeyboardInterrupt: `execute` kills what runs)
     finally:
-        runner.spares.close()
         if publish is not None:
             publish.close()
     return Executed(st.outcome, st.results, st.root, st.cancel_reason, list(st.stale),
                     dict(st.keys))
 
 
-def _publisher(api, ws):
-    """Writes the run's outputs into the working copy. The executor calls it from its
-    flush (possibly a worker thread, one flush at a time), so it has an index.db
-    connection of its own (`publish.close()` at the end)."""
-    if ws != api.current:
-        return None
-    from ..repo.index import IndexDB
-    from ..repo.workingcopy import WorkingCopy
+class WorkingCopyPublisher:
+    """The executor's `Publisher` for the current workspace: writes the run's outputs into
+    the working copy. The executor calls it from its flush (possibly a worker thread, one
+    flush at a time), so it has an index.db connection of its own (`close()` at the end)."""
 
-    db = IndexDB(api.r.index.path)
-    wc = WorkingCopy(api.r, db=db)
+    def __init__(self, api):
+        from ..repo.index import IndexDB
+        from ..repo.workingcopy import WorkingCopy
 
-    def begin():
+        self.db = IndexDB(api.r.index.path)
+        self.wc = WorkingCopy(api.r, db=self.db)
+
+    def begin(self) -> None:
         # marked pending before the root moves: a kill between the root update and the
         # file writes is completed by the next command's recover()
-        db.set_meta("wc_target", "pending")
+        self.db.set_meta("wc_target", "pending")
 
-    def publish(root, items):
-        wc.ensure(items)  # files already matching (stat cache) are not rewritten
-        db.set_meta("wc_root", root)
-        db.execute("DELETE FROM meta WHERE key='wc_target'")
+    def publish(self, root: str, items: list) -> None:
+        self.wc.ensure(items)  # files already matching (stat cache) are not rewritten
+        self.db.set_meta("wc_root", root)
+        self.db.execute("DELETE FROM meta WHERE key='wc_target'")
 
-    publish.begin = begin
-    publish.close = db.close
+    def close(self) -> None:
+        self.db.close()
 
-    return publish
+
+def _publisher(api, ws) -> WorkingCopyPublisher | None:
+    """A publisher when `ws` is the checked-out workspace (its files are the working copy)."""
+    return WorkingCopyPublisher(api) if ws == api.current else None

@@ -1,90 +1,93 @@
-"""Turn an executor Job into a runtime TaskSpec and the runtime's result into a Finished."""
+"""Turn an executor `Task` into a runtime `TaskSpec` and the runtime's result into a
+`Finished` (`TaskRunner`, the local backends' runner)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
-from .executor import Finished, Job
-from .logspares import truncate
+from .jobs import Finished, Task
+from .logspares import LogSpares, truncate
 
 
-def make_runner(repo, runtimes, modules_tree: str | None, clock=time.time):
-    """A runner for `Executor`: inputs are read straight from the object store (read-only
-    files); the output is written to a temp file the commit adopts into the store."""
-    from .runtimes import InputRef, TaskSpec
+class TaskRunner:
+    """Runs one task on `runtimes` (an `exec.runtimes.Runtimes`): inputs are read straight
+    from the object store (read-only files); the output is written to the task's staged file,
+    which the executor's commit adopts into the store; the log is `.e3/logs/<key>.log`.
 
-    def modules() -> dict[str, bytes]:
-        if not modules_tree:
+    `modules_tree`: the tree of the package's module files (None: none). `token`: put in the
+    task's environment as `E3_RUN_TOKEN`, so a killed run's processes can be found. `spares`:
+    a `LogSpares` lending a task process an existing empty log file (None: a file per log).
+    `clock`: start and end times of the `Finished`."""
+
+    def __init__(self, repo, runtimes, modules_tree: str | None = None, *,
+                 token: str | None = None, spares: LogSpares | None = None, clock=time.time):
+        self.repo = repo
+        self.runtimes = runtimes
+        self.modules_tree = modules_tree
+        self.token = token
+        self.spares = spares
+        self.clock = clock
+        repo.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._logs, self._cwd = str(repo.logs_dir), str(repo.root)
+        self._leases_json: dict[tuple, str] = {}
+
+    def modules(self) -> dict[str, bytes]:
+        """The package's module files (called by the runtimes once per module set)."""
+        if not self.modules_tree:
             return {}
-        return {p: repo.objects.read(e["hash"]) for p, e in repo.trees.walk(modules_tree)}
+        repo = self.repo
+        return {p: repo.objects.read(e["hash"]) for p, e in repo.trees.walk(self.modules_tree)}
 
-    repo.logs_dir.mkdir(parents=True, exist_ok=True)
-    logs, cwd, path_of = str(repo.logs_dir), str(repo.root), repo.objects.path_str
-    leases_json: dict[tuple, str] = {}
+    def spec(self, task: Task):
+        from .runtimes import InputRef, TaskSpec
 
-    async def run(job: Job, key: str, ins: tuple, out_file: str, ep) -> Finished:
-        leases = leases_json.get(job.leases)
+        job, key = task.job, task.key
+        leases = self._leases_json.get(job.leases)
         if leases is None:
-            leases = leases_json[job.leases] = json.dumps([list(l) for l in job.leases])
-        spec = TaskSpec(
+            leases = self._leases_json[job.leases] = json.dumps([list(l) for l in job.leases])
+        path_of = self.repo.objects.path_str
+        return TaskSpec(
             runtime=job.runtime, entry=job.entry, argv=tuple(job.argv) if job.argv else None,
-            modules_hash=job.modules_hash, modules=modules,
-            inputs=tuple(InputRef(path_of(h), fmt, p) for p, h, fmt in ins),
-            output=out_file, log_path=f"{logs}/{key}.log", budget=dict(job.budget),
-            env={**({"E3_RUN_TOKEN": run.token} if run.token else {}), "E3_LEASES": leases,
+            modules_hash=job.modules_hash, modules=self.modules,
+            inputs=tuple(InputRef(path_of(h), fmt, p) for p, h, fmt in task.inputs),
+            output=task.out_file, log_path=f"{self._logs}/{key}.log", budget=dict(job.budget),
+            env={**({"E3_RUN_TOKEN": self.token} if self.token else {}), "E3_LEASES": leases,
                  "E3_DATAFLOW": job.name, "E3_EXECUTION": key, "E3_PROFILE": job.profile},
-            cwd=cwd)
-        started = clock()
+            cwd=self._cwd)
+
+    async def __call__(self, task: Task) -> Finished:
+        spec = self.spec(task)
+        started = self.clock()
         # a log holds one execution: the latest (the runtime opens it, appending). A task
         # process (killed with its group when the episode ends) starts on a spare empty file
-        # linked in; an inline thread may outlive its episode, so it never shares one
-        spares = run.spares if job.runtime != "inline" else None
+        # linked in; a task in the engine's threads may outlive its episode, so it never
+        # shares one
+        spares = self.spares
+        if spares is not None and self.runtimes.placed(task.job.runtime).in_engine:
+            spares = None
         if spares is None:
             truncate(spec.log_path)
-            return await _run(job, key, ins, out_file, ep, spec, started)
+            return await self._run(task, spec, started)
         spare = spares.link(spec.log_path)
         done = False
         try:
-            res = await _run(job, key, ins, out_file, ep, spec, started)
+            res = await self._run(task, spec, started)
             done = True
             return res
         finally:
             spares.settle(spare, spec.log_path, reuse=done)
 
-    async def _run(job: Job, key: str, ins: tuple, out_file: str, ep, spec, started) -> Finished:
-        if job.runtime == "inline" and not runtimes.inline_in_pool and run.executor is not None:
-            from .inline import drive
-            from .taskcode import TaskError
+    async def _run(self, task: Task, spec, started: float) -> Finished:
+        ep, host = task.episode, task.host
 
-            try:
-                fn, args = await runtimes.load_inline(spec)
-            except TaskError as e:
-                return Finished(job, key, "fail", tuple((p, h) for p, h, _ in ins),
-                                reason=e.reason, started=started, ended=clock())
-            status, fmt, reason = await drive(run.executor, job, ep, fn, args, out_file,
-                                              spec.log_path)
-            return Finished(job, key, status, tuple((p, h) for p, h, _ in ins),
-                            output_file=out_file if status == "ok" else None, output_format=fmt,
-                            reason=reason, started=started, ended=clock())
-
-        def on_start(pgid):
+        def on_start(pgid: int) -> None:
             ep.pgid = pgid
-            if run.on_group:
-                from .procs import start_time
+            if host is not None:
+                host.started(pgid)
 
-                run.on_group(ep, pgid, start_time(pgid))
-
-        res = await runtimes.run(spec, on_start=on_start)
-        ended = clock()
-        return Finished(job, key, res.status, tuple((p, h) for p, h, _ in ins),
-                        output_file=out_file if res.status == "ok" else None,
-                        output_hash=res.output_hash, output_size=res.output_size,
-                        output_format=res.output_format, reason=res.reason or "",
-                        exit_code=res.exit_code, started=started, ended=ended)
-
-    run.on_group = None  # set by the caller: record (episode, pgid, start) for orphan killing
-    run.executor = None  # set by the caller: inline tasks are driven across beats by it
-    run.token = None     # set by the caller: marks task processes so orphans can be found
-    run.spares = None    # set by the caller: a LogSpares for the run (None: a file per log)
-    return run
+        res = await self.runtimes.run(spec, on_start=on_start, host=host)
+        return task.finished(res.status, res.reason or "",
+                             output_file=task.out_file if res.status == "ok" else None,
+                             output_hash=res.output_hash, output_size=res.output_size,
+                             output_format=res.output_format, exit_code=res.exit_code,
+                             started=started, ended=self.clock())

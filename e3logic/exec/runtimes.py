@@ -9,8 +9,11 @@ executor stages and commits the output file. Bad task code is a `fail`, never an
   package's modules, imported once per content hash (`taskcode.ModuleSpaces`).
 - `shell`: the argv template, expanded without a shell, in its own session/process group, with
   stdout and stderr written straight to the log file while it runs.
-- `inline`: in the engine's own process, in a thread (`inline_in_pool=True` sends it to the
-  pool instead, for the `processes` backend).
+- `inline`: in the engine's own process, in a thread (`exec/inline.py`); `isolate=True` runs
+  it the python way instead (the `processes` backend).
+
+Which runtimes exist, and their traits, is `core.runtimes.RUNTIMES`; each names its
+implementation, a `Runtime` (below), made once per `Runtimes`.
 
 Cancellation: cancelling the anyio task that awaits `run()` SIGTERMs the task's process group,
 SIGKILLs it after `grace` seconds (shielded cleanup, then the cancellation propagates);
@@ -31,17 +34,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import anyio
 
+from ..core.errors import UsageError
+from ..core.runtimes import RUNTIMES, RuntimeSpec
+from ..core.runtimes import runtime as runtime_spec
 from . import procs
 from .budgets import Budget, child_limits, exceeded, parse_budget
-from .taskcode import (ModuleSpaces, TaskError, encode_output, exc_reason, load_inputs,
-                       materialize, modules_dir, one_line, print_user_traceback, write_atomic)
+from .taskcode import (ModuleSpaces, TaskError, encode_output, exc_reason, materialize,
+                       modules_dir, one_line, write_atomic)
 from .workers import Worker, WorkerPool, wait_exit, wait_fd
 
-RUNTIMES = ("python", "shell", "inline")
 OK, FAIL, CXL = "ok", "fail", "cxl"
 
 
@@ -54,7 +59,7 @@ class InputRef:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    runtime: str                                    # "python" | "shell" | "inline"
+    runtime: str                                    # a name in core.runtimes.RUNTIMES
     entry: str | None = None                        # "module:function" (python, inline)
     argv: tuple[str, ...] | None = None             # shell template
     modules_hash: str = ""                          # "" → import `entry` from sys.path
@@ -195,11 +200,6 @@ class _Running:
         self.term_at: float | None = None
 
 
-class _Abandon:
-    """Shared between an inline task's thread and the loop: set once the loop gave up on it."""
-    abandoned = False
-
-
 def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
@@ -257,15 +257,16 @@ class Runtimes:
 
     `workers`: the pool's size (and the inline thread limit). `cache_dir`: where module sets are
     materialized (`cache_dir/modules/<hash>/`). `clock`: drives wall budgets and durations
-    (tests may inject one; it is polled every `poll_s` seconds). `grace`: seconds between
-    SIGTERM and SIGKILL on cancellation."""
+    (tests may inject one; it is polled every `poll_s` seconds). `isolate`: no task runs in the
+    engine's process (a runtime that would, `RuntimeSpec.in_engine`, runs its `isolated` way).
+    `grace`: seconds between SIGTERM and SIGKILL on cancellation."""
 
     def __init__(self, workers: int, cache_dir: Path, clock: Callable[[], float] = time.monotonic,
-                 inline_in_pool: bool = False, *, grace: float = 0.5, poll_s: float = 0.05):
+                 isolate: bool = False, *, grace: float = 0.5, poll_s: float = 0.05):
         self.workers = max(1, int(workers))
         self.cache_dir = Path(cache_dir)
         self.clock = clock
-        self.inline_in_pool = inline_in_pool
+        self.isolate = isolate
         self.grace = min(max(0.0, grace), 1.0)
         self.poll_s = poll_s
         self.idle_poll_s = 0.25
@@ -276,7 +277,7 @@ class Runtimes:
         self._materialized: dict[str, Path] = {}
         self._dirs: set[str] = set()
         self._mod_lock: anyio.Lock | None = None
-        self._inline_limiter: anyio.CapacityLimiter | None = None
+        self._impls: dict[str, Runtime] = {}
         self.closed = False
 
     # -- public API ------------------------------------------------------------------------
@@ -330,27 +331,33 @@ class Runtimes:
             self.registry.kill_all(signal.SIGKILL)
             self._spawner.close()
 
-    async def load_inline(self, spec: TaskSpec) -> tuple[Callable, list]:
-        """The function and decoded inputs of an inline task, for the executor to drive
-        itself (generator tasks that `yield` across beats): modules are materialized and
-        imported as for `run()`. Raises `TaskError` (with a one-line `.reason`)."""
-        directory = await self._ensure_modules(spec)
-
-        def load():
-            fn = shared_spaces().resolve(spec.entry or "", spec.modules_hash or None, directory)
-            return fn, load_inputs(spec.inputs)
-
-        return await anyio.to_thread.run_sync(load)
-
     async def __aenter__(self) -> "Runtimes":
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
 
-    async def run(self, spec: TaskSpec, on_start: Callable[[int], None] | None = None) -> TaskResult:
+    def placed(self, name: str) -> RuntimeSpec:
+        """How a task of runtime `name` runs here (`UsageError` for an unknown name)."""
+        spec = runtime_spec(name)
+        if self.isolate and spec.isolated:
+            return runtime_spec(spec.isolated)
+        return spec
+
+    def _impl(self, spec: RuntimeSpec) -> "Runtime":
+        impl = self._impls.get(spec.name)
+        if impl is None:
+            import importlib
+
+            module, _, cls = spec.impl.partition(":")
+            impl = self._impls[spec.name] = getattr(importlib.import_module(module), cls)(self)
+        return impl
+
+    async def run(self, spec: TaskSpec, on_start: Callable[[int], None] | None = None,
+                  host=None) -> TaskResult:
         """Run one task; see the module docstring. `on_start(pgid)` is called as soon as the
-        task's process group exists (not for inline tasks run in-process)."""
+        task's process group exists (not for inline tasks run in-process). `host`: the
+        executor's `jobs.EpisodeHost` for the attempt (an inline generator task needs one)."""
         t0 = self.clock()
         try:
             budget = parse_budget(spec.budget)
@@ -358,7 +365,9 @@ class Runtimes:
             return self._fail(t0, str(e))
         if self.closed:
             return self._fail(t0, "runtimes are closed")
-        if spec.runtime not in RUNTIMES:
+        try:
+            impl = self._impl(self.placed(spec.runtime))
+        except UsageError:
             return self._fail(t0, f"unknown runtime {spec.runtime!r}; expected one of "
                                   f"{', '.join(RUNTIMES)}")
         if not spec.output:
@@ -373,12 +382,7 @@ class Runtimes:
             return self._fail(t0, f"cannot prepare output {spec.output}: {e.strerror or e}")
         result: TaskResult | None = None
         try:
-            if spec.runtime == "shell":
-                result = await self._run_shell(spec, budget, on_start, t0)
-            elif spec.runtime == "python" or self.inline_in_pool:
-                result = await self._run_pool(spec, budget, on_start, t0)
-            else:
-                result = await self._run_inline(spec, budget, t0)
+            result = await impl.run(spec, budget, on_start, t0, host)
             return result
         finally:
             if result is None or result.status != OK:
@@ -721,132 +725,37 @@ class Runtimes:
                 return f"python worker failed to start ({what}): {err}"
         return f"python worker died ({what})"
 
-    # -- inline, in the engine's process ----------------------------------------------------
-    async def _run_inline(self, spec: TaskSpec, budget: Budget, t0: float) -> TaskResult:
-        if not spec.entry:
-            return self._fail(t0, "an inline task needs an entry 'module:function'")
-        try:
-            directory = await self._ensure_modules(spec)
-        except TaskError as e:
-            return self._fail(t0, e.reason)
-        if self._inline_limiter is None:
-            self._inline_limiter = anyio.CapacityLimiter(self.workers)
-        _install_routers()
-        state = _Abandon()
-        log_start = _size(spec.log_path) if spec.log_path else 0
-        deadline = self._deadline(budget, t0)
 
-        def call() -> dict:
-            return _inline_call(spec, budget, directory, state)
+# -- the runtimes registered in core.runtimes.RUNTIMES --------------------------------------------
 
-        if deadline is None and budget.io_bytes is None:
-            try:
-                out = await anyio.to_thread.run_sync(call, abandon_on_cancel=True,
-                                                     limiter=self._inline_limiter)
-            except BaseException:
-                state.abandoned = True
-                raise
-        else:
-            out, over = await self._inline_supervised(call, state, budget, deadline,
-                                                      lambda: _size(spec.log_path) - log_start
-                                                      if spec.log_path else 0)
-            if over is not None:
-                return self._fail(t0, exceeded(over, budget) + " (an inline task's thread cannot "
-                                  "be stopped; it was abandoned)" if over == "wall_s" else
-                                  exceeded(over, budget), budget=over)
-        kw = dict(cpu_s=out["cpu_s"], io_bytes=out["io_bytes"])
-        if out["status"] != OK:
-            return self._fail(t0, out["reason"], budget=out.get("budget"), **kw)
-        try:
-            if len(out["data"]) > (1 << 20):
-                await anyio.to_thread.run_sync(write_atomic, spec.output, out["data"])
-            else:
-                write_atomic(spec.output, out["data"])
-        except OSError as e:
-            return self._fail(t0, f"cannot write output {spec.output}: {e.strerror or e}", **kw)
-        return self._result(t0, OK, fmt=out["format"], **kw)
+class Runtime(Protocol):
+    """One way of running a task, named by `core.runtimes.RUNTIMES[name].impl` and made once
+    per `Runtimes` as `Impl(runtimes)`. `run` gets the parsed budget, `on_start(pgid)` to call
+    once the task's process group exists, the start time `t0` on the runtimes' clock and the
+    executor's `EpisodeHost` (or None); it answers a `TaskResult` (`runtimes._result` /
+    `_fail`), never raising for the task's own errors."""
 
-    async def _inline_supervised(self, call, state: _Abandon, budget: Budget,
-                                 deadline: float | None, io_now: Callable[[], int]):
-        box: dict[str, Any] = {}
-        done = anyio.Event()
-
-        async def runner() -> None:
-            box["out"] = await anyio.to_thread.run_sync(call, abandon_on_cancel=True,
-                                                        limiter=self._inline_limiter)
-            done.set()
-
-        over = None
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(runner)
-                while not done.is_set():
-                    timeout = self.poll_s
-                    if deadline is not None:
-                        timeout = min(timeout, max(0.0, deadline - self.clock()))
-                    with anyio.move_on_after(timeout):
-                        await done.wait()
-                    if done.is_set():
-                        break
-                    if deadline is not None and self.clock() >= deadline:
-                        over = "wall_s"
-                    elif budget.io_bytes is not None and io_now() > budget.io_bytes:
-                        over = "io_bytes"
-                    if over is not None:
-                        state.abandoned = True
-                        tg.cancel_scope.cancel()
-                        break
-        except BaseException:
-            state.abandoned = True
-            raise
-        return box.get("out"), over
+    async def run(self, spec: TaskSpec, budget: Budget, on_start, t0: float,
+                  host=None) -> TaskResult: ...
 
 
-def _inline_call(spec: TaskSpec, budget: Budget, directory: Path | None, state: _Abandon) -> dict:
-    """Body of an inline task's thread: resolve, decode, call, encode. Never raises."""
-    out: dict[str, Any] = {"status": FAIL, "reason": "", "budget": None, "cpu_s": 0.0,
-                           "io_bytes": 0, "data": b"", "format": None}
-    log_path = spec.log_path or os.devnull
-    log_start = _size(spec.log_path) if spec.log_path else 0
-    try:
-        log = open(log_path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
-    except OSError as e:
-        out["reason"] = f"cannot open log {log_path}: {e.strerror or e}"
-        return out
-    c0 = time.thread_time()
-    _Router._local.stream = log
-    try:
-        fn = shared_spaces().resolve(spec.entry, spec.modules_hash or None, directory)
-        args = load_inputs(spec.inputs)
-        try:
-            value = fn(*args)
-        except BaseException as e:
-            print_user_traceback(e, skip=1, file=log)
-            if isinstance(e, MemoryError) and budget.mem_mb is not None:
-                raise TaskError(exceeded("mem_mb", budget), budget="mem_mb") from None
-            raise TaskError(exc_reason(e)) from None
-        if hasattr(value, "__next__") and hasattr(value, "send"):
-            value.close()
-            raise TaskError("task returned a generator; generator tasks are driven by the "
-                            "executor, not by Runtimes.run()")
-        data, fmt = encode_output(value)
-        out["cpu_s"] = time.thread_time() - c0
-        log.flush()
-        out["io_bytes"] = len(data) + (_size(spec.log_path) - log_start if spec.log_path else 0)
-        if budget.cpu_s is not None and out["cpu_s"] > budget.cpu_s:
-            raise TaskError(exceeded("cpu_s", budget), budget="cpu_s")
-        if budget.io_bytes is not None and out["io_bytes"] > budget.io_bytes:
-            raise TaskError(exceeded("io_bytes", budget), budget="io_bytes")
-        out.update(status=OK, data=data, format=fmt)
-    except TaskError as e:
-        out.update(reason=e.reason, budget=e.budget)
-    except BaseException as e:  # resolving or decoding blew up in an unexpected way
-        out["reason"] = exc_reason(e)
-    finally:
-        _Router._local.stream = None
-        out["cpu_s"] = out["cpu_s"] or time.thread_time() - c0
-        try:
-            log.close()
-        except OSError:
-            pass
-    return out
+class PythonRuntime:
+    """`python`: a worker process of the pool (`Runtimes._run_pool`)."""
+
+    def __init__(self, rt: Runtimes):
+        self.rt = rt
+
+    async def run(self, spec: TaskSpec, budget: Budget, on_start, t0: float,
+                  host=None) -> TaskResult:
+        return await self.rt._run_pool(spec, budget, on_start, t0)
+
+
+class ShellRuntime:
+    """`shell`: the argv template in its own session and process group (`Runtimes._run_shell`)."""
+
+    def __init__(self, rt: Runtimes):
+        self.rt = rt
+
+    async def run(self, spec: TaskSpec, budget: Budget, on_start, t0: float,
+                  host=None) -> TaskResult:
+        return await self.rt._run_shell(spec, budget, on_start, t0)

@@ -15,9 +15,11 @@ from typing import Any
 from ..core import canon
 from ..core.errors import BuildError, UsageError
 from ..core.paths import LEASE_MODES, check_path, ident_problem, path_problem, show
+from ..core.runtimes import DEFAULT as DEFAULT_RUNTIME
+from ..core.runtimes import RUNTIMES as _RUNTIMES
 from ..core.semver import Constraint, Version
 
-RUNTIMES = ("python", "shell", "inline")
+RUNTIMES = tuple(_RUNTIMES)  # the names, from the one table (core/runtimes.py)
 PROFILES = ("ro", "rw", "hybrid")
 BUDGET_KEYS = ("wall_s", "cpu_s", "io_bytes", "mem_mb")
 FORMATS = ("raw", "json")
@@ -157,25 +159,28 @@ class PackageBuilder:
         return sorted(files.items())
 
     # -- tasks ------------------------------------------------------------------------------
-    def task(self, name: str, entry_or_argv, runtime: str = "python") -> "PackageBuilder":
+    def task(self, name: str, entry_or_argv, runtime: str = DEFAULT_RUNTIME) -> "PackageBuilder":
         """Declare a task: `module:function` for runtime `python`/`inline`, an argv list of
-        strings (with `{inputs}`, `{input0}`…, `{output}`) for runtime `shell`."""
+        strings (with `{inputs}`, `{input0}`…, `{output}`) for runtime `shell` (a runtime
+        whose `RuntimeSpec.argv` is set)."""
         _ident("task", name)
         if name in self.tasks:
             raise BuildError(f"task '{name}' is declared twice; give the second one another name")
-        if runtime not in RUNTIMES:
+        spec = _RUNTIMES.get(runtime) if isinstance(runtime, str) else None
+        if spec is None:
             raise BuildError(f"task '{name}': unknown runtime {runtime!r}; use one of "
                              f"{', '.join(RUNTIMES)}")
-        if runtime == "shell":
+        if spec.argv:
             if (not isinstance(entry_or_argv, (list, tuple)) or not entry_or_argv
                     or not all(isinstance(a, str) for a in entry_or_argv)):
-                raise BuildError(f"task '{name}': a shell task needs an argv list of strings, "
-                                 f"e.g. ['sh', '-c', 'cat {{inputs}} > {{output}}'], not "
-                                 f"{entry_or_argv!r}")
+                raise BuildError(f"task '{name}': a {runtime} task needs an argv list of "
+                                 f"strings, e.g. ['sh', '-c', 'cat {{inputs}} > {{output}}'], "
+                                 f"not {entry_or_argv!r}")
             self.tasks[name] = {"runtime": runtime, "argv": list(entry_or_argv)}
         else:
             if isinstance(entry_or_argv, (list, tuple)):
-                raise BuildError(f"task '{name}': an argv list needs runtime='shell'; a "
+                takes = " or ".join(f"runtime='{n}'" for n, s in _RUNTIMES.items() if s.argv)
+                raise BuildError(f"task '{name}': an argv list needs {takes}; a "
                                  f"{runtime} task takes 'module:function'")
             if not isinstance(entry_or_argv, str) or not ENTRY_RE.match(entry_or_argv):
                 raise BuildError(f"task '{name}': entry {entry_or_argv!r} is not "
