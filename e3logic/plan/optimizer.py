@@ -62,8 +62,13 @@ def share_common(nodes: Iterable[Node], inputs: Optional[Mapping[str, Hashable]]
     """duplicate -> representative (the smallest name of its class), for nodes with the same
     task_key (not None) and the same input identity. Classes are computed in topological
     order, so sharing propagates: consumers of duplicates can be duplicates themselves."""
-    pi = PlanInput(tuple(nodes))
+    return _share(nodes if isinstance(nodes, PlanInput) else PlanInput(tuple(nodes)), inputs)
+
+
+def _share(pi: PlanInput, inputs: Optional[Mapping[str, Hashable]]) -> dict[str, str]:
     inputs = inputs or {}
+    if not any(n.task_key is not None for n in pi.nodes):
+        return {}
     klass: dict[str, int] = {}
     intern: dict[tuple, int] = {}
     for name in pi.order:
@@ -71,6 +76,8 @@ def share_common(nodes: Iterable[Node], inputs: Optional[Mapping[str, Hashable]]
         key = ("node", name) if n.task_key is None else \
             ("task", n.task_key, tuple(klass[d] for d in n.deps), inputs.get(name))
         klass[name] = intern.setdefault(key, len(intern))
+    if len(intern) == len(klass):
+        return {}
     rep: dict[int, str] = {}
     for name in sorted(klass):
         rep.setdefault(klass[name], name)
@@ -133,17 +140,22 @@ def schedule_optimized(pi: PlanInput, inputs: Optional[Mapping[str, Hashable]] =
     Dead nodes (not needed by `targets`) are not planned."""
     from .scheduler import schedule
 
-    opt = optimize(pi.nodes, targets, inputs)
-    plan = schedule(PlanInput(opt.nodes, pi.capacities, pi.cap), stats=stats)
-    if not opt.shared:
-        return plan
+    live = pi
+    if targets is not None:
+        keep = needed({n.name: n.deps for n in pi.nodes}, targets)
+        live = PlanInput(tuple(n for n in pi.nodes if n.name in keep), pi.capacities, pi.cap)
+    shared = _share(live, inputs)
+    if not shared:
+        return schedule(live, stats=stats)
+    plan = schedule(PlanInput(tuple(apply_sharing(live.nodes, shared)), pi.capacities, pi.cap),
+                    stats=stats)
     riders: dict[str, list[str]] = {}
-    for dup, rep in sorted(opt.shared.items()):
+    for dup, rep in sorted(shared.items()):
         riders.setdefault(rep, []).append(dup)
     batches = tuple(tuple(x for name in batch for x in (name, *riders.get(name, ())))
                     for batch in plan.batches)
     costs = dict(plan.costs)
-    costs.update({dup: 0.0 for dup in opt.shared})
+    costs.update({dup: 0.0 for dup in shared})
     return replace(plan, batches=batches,
                    priority=tuple(name for batch in batches for name in batch),
                    costs=costs, shared={r: tuple(d) for r, d in sorted(riders.items())})
