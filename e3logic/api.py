@@ -179,33 +179,35 @@ class Repo:
         st = self.workspaces.state(ws)
         pkg = st.get("package") or {}
         ch = self.wc.scan(st["hash"])
+        reasons = self.stale_reasons(ws, ch)
         return {"workspace": ws, "package": pkg.get("name"), "version": pkg.get("version"),
                 "root": st["hash"], **ch.to_json(),
-                "stale": self.stale(ws, ch)}
+                "stale": sorted(reasons), "reasons": reasons}
+
+    def stale(self, ws: str, ch: Changes | None = None) -> list[str]:
+        return sorted(self.stale_reasons(ws, ch))
 
     @_holds_objects
-    def stale(self, ws: str, ch: Changes | None = None) -> list[str]:
-        """Dataflows a `go` would execute, or whose output in the workspace is not the memo's
-        (unsaved working-copy edits included) — decided by content, as `go` decides."""
-        from .dataflow.go import predict
-        from .dataflow.model import Project
+    def stale_reasons(self, ws: str, ch: Changes | None = None) -> dict[str, str]:
+        """{dataflow: why} for the dataflows a `go` would execute (decided by the rerun
+        policy, as `go` decides, unsaved working-copy edits included) or whose output in the
+        workspace is not the memo's."""
+        from .dataflow.go import Go
 
-        pkg = self.workspaces.package(ws)
-        if not pkg:
-            return []
-        project = Project.load(self.r, pkg["hash"])
-        root = self.workspaces.root(ws)
+        if not self.workspaces.package(ws):
+            return {}
         over = {}
         if ch:
             over = {p: ch.hashes.get(p) for p in ch.modified + ch.added}
             over.update({p: None for p in ch.deleted})
-        pred = predict(self.r, project, root, project.topo, force=False, overrides=over)
-        stale = set(pred.run)
+        root = self.workspaces.root(ws)
+        project, _, _, pred = Go(self, workspace=ws).decide_now(ws, root, over)
+        reasons = dict(pred.reasons)
         for n in pred.cached:
             e = self.r.trees.find(root, project.outputs[n])
             if e is None or e["hash"] != pred.outputs[n]:
-                stale.add(n)
-        return sorted(stale)
+                reasons[n] = "output differs from the memo's ('e3 go' puts it back)"
+        return dict(sorted(reasons.items()))
 
     # -- datasets -------------------------------------------------------------------------------
     @_holds_objects

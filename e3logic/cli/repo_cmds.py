@@ -34,7 +34,9 @@ def status(opts):
             for p in d[key]:
                 click.echo(f"  {mark} {p}")
         if d["stale"]:
-            click.echo("stale: " + ", ".join(d["stale"]))
+            click.echo("stale:")
+            for n in d["stale"]:
+                click.echo(f"  {n}: {d['reasons'].get(n, '')}")
         if not (d["modified"] or d["added"] or d["deleted"] or d["stale"]):
             click.echo("clean: nothing modified, nothing stale")
 

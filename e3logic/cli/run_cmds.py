@@ -23,9 +23,14 @@ class Reporter:
         self.i = 0
         self.n = 0
         self.progress = None
+        self.reasons: dict = {}
 
     def start(self, n: int) -> None:
         self.n = n
+
+    def explain(self, reasons: dict) -> None:
+        """Why each dataflow about to run runs: shown on its line when it is done."""
+        self.reasons = dict(reasons)
 
     def _bar(self):
         if self.progress is None:
@@ -44,6 +49,8 @@ class Reporter:
         line = f"[{self.i}/{self.n}] {name}... {self.WORDS.get(outcome, outcome)}"
         if outcome in ("executed", "failed"):
             line += f" ({seconds:.1f}s)"
+        if outcome == "executed" and self.reasons.get(name):
+            line += f": {self.reasons[name]}"
         return line
 
     def outcome(self, name: str, outcome: str, seconds: float) -> None:
@@ -117,12 +124,16 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
             click.echo(f"would run {len(d['would_run'])}, cached {len(d['cached'])}")
             for b, names in enumerate(d["plan"]["batches"]):
                 click.echo(f"  batch {b}: {', '.join(names)}")
+            for n in d["would_run"]:
+                click.echo(f"  {n}: {d['reasons'].get(n, '')}")
             return
         parts = [f"{len(d[k])} {k}" for k in ("executed", "cached", "failed", "skipped", "cancelled") if d[k]]
         click.echo(f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}; "
                    f"commit {d['commit'][:12]}")
         for n in d["failed"]:
-            click.echo(f"  FAILED {n}: see 'e3 logs {n}'")
+            click.echo(f"  FAILED {n}: {d['reasons'].get(n) or 'failed'} (see 'e3 logs {n}')")
+        for n in d["skipped"]:
+            click.echo(f"  skipped {n}: {d['reasons'].get(n, '')}")
 
     emit(opts, res, human)
     if res["status"] == "cancelled":
@@ -155,15 +166,13 @@ def run(opts, spec, inputs, output, force):
 @pass_opts
 def plan(opts, targets, jobs, everything):
     """Batches and lease assignment for what would run."""
-    from ..dataflow.go import Go, predict
+    from ..dataflow.go import Go
 
     api = opts.api()
-    g = Go(api, targets, None, jobs)
+    g = Go(api, targets, None, jobs, force=everything)
     ws = api.ws()
     with api.r.object_guard():  # the trees read after intake stay while they are read
-        root = api.intake(ws)
-        project, selected = g.prepare(ws)
-        pred = predict(api.r, project, root, selected, force=everything)
+        project, _, _, pred = g.decide_now(ws, api.intake(ws))
         p = g.plan(project, pred)
     data = p.to_json()
 

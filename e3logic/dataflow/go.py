@@ -21,6 +21,8 @@ from ..core import canon
 from ..core.errors import NotFound, UsageError
 from ..core.hashing import hash_parts
 from ..repo.locks import process_start
+from .decide import Policy, Prediction, decide, explaining_facts, predict
+from .events import EventLog
 from .execute import clear_staging, run_token
 from .model import Project
 
@@ -57,84 +59,6 @@ class gc_paused:
         if self.was:
             self.gc.enable()
         return False
-
-
-class Prediction:
-    """What `predict` decided: `order` the selected dataflows in dependency order, `run` those
-    predicted to execute, `cached` the predicted memo hits; `keys` the known execution keys,
-    `outputs` and `formats` the predicted output hash and format of the cached ones."""
-
-    __slots__ = ("order", "run", "cached", "keys", "outputs", "formats", "in_root")
-
-    def __init__(self, order: list, run: list, cached: list, keys: dict | None = None,
-                 outputs: dict | None = None, formats: dict | None = None,
-                 in_root: set | None = None):
-        self.order, self.run, self.cached = order, run, cached
-        self.keys = {} if keys is None else keys
-        self.outputs = {} if outputs is None else outputs
-        self.formats = {} if formats is None else formats
-        # cached dataflows whose predicted output the root already holds at its path
-        self.in_root = set() if in_root is None else in_root
-
-    def __repr__(self) -> str:
-        return (f"Prediction(order={self.order!r}, run={self.run!r}, cached={self.cached!r}, "
-                f"keys={self.keys!r}, outputs={self.outputs!r}, formats={self.formats!r})")
-
-
-def predict(repo, project: Project, root: str, selected: list[str], force: bool,
-            overrides: dict | None = None) -> Prediction:
-    """`overrides` {path: hash or None}: dataset values to assume instead of the root's (e.g.
-    unsaved working-copy edits, for `e3 status`)."""
-    from ..exec.memo import Memo, execution_key, usable
-
-    memo = Memo(repo.index)
-    trees = repo.trees
-    # many dataflows: one query for every memo entry of their tasks instead of one per key
-    prefetched = None
-    if len(selected) > 64 and not force:
-        prefetched = memo.by_tasks(
-            project.task_hashes[project.dataflows[n]["task"]] for n in selected
-            if project.dataflows[n]["task"] in project.task_hashes)
-    known: dict[str, str | None] = dict(overrides or {})  # path -> hash (None = will change)
-    keys: dict[str, str] = {}
-    formats: dict[str, str] = {}
-    pending_keys = {}
-    in_root: set[str] = set()
-    for n in selected:
-        d = project.dataflows[n]
-        hs = []
-        for p in d["inputs"]:
-            if p in known:
-                hs.append(known[p])
-            else:
-                e = trees.find(root, p)
-                hs.append(e["hash"] if e and e["kind"] == "blob" else None)
-        th = project.task_hashes.get(d["task"])  # an undeclared task never hits the memo
-        if th and all(hs):
-            pending_keys[n] = execution_key(th, hs)
-        # resolve lazily: a batch lookup per dependency level would be faster, one per node is fine
-        key = pending_keys.get(n)
-        hit = None if (force or key is None) else (
-            prefetched.get(key) if prefetched is not None else memo.lookup(key))
-        if hit is not None:
-            e = trees.find(root, project.outputs[n])
-            size = e.get("size") if e and e.get("hash") == hit.output_hash else None
-            if not usable(repo.objects, hit, size):
-                hit = None
-            elif size is not None:
-                in_root.add(n)
-        if key:
-            keys[n] = key
-        if hit:
-            formats[n] = hit.output_format
-        known[project.outputs[n]] = hit.output_hash if hit else None
-    run = [n for n in selected if known[project.outputs[n]] is None]
-    cached = [n for n in selected if known[project.outputs[n]] is not None]
-    if overrides:
-        for p in overrides:
-            known.pop(p, None)
-    return Prediction(selected, run, cached, keys,
-                      {n: known[project.outputs[n]] for n in cached}, formats, in_root)
 
 
 def recover_dead_runs(repo, ws: str) -> list[str]:
@@ -188,7 +112,7 @@ class Go:
 
     def __init__(self, api, targets=(), pattern=None, cap=None, executor="threads",
                  force=False, dry_run=False, fail_fast=False, strict_batches=False,
-                 reporter=None, workspace=None):
+                 reporter=None, workspace=None, events: EventLog | None = None):
         if executor not in EXECUTORS:
             raise UsageError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
         self.api = api
@@ -213,6 +137,14 @@ class Go:
         self._settled_memo = self.settled_base = self.settled_sizes = None
         self.verified: set[str] = set()  # objects hashed before the run (`_handed_intact`)
         self.snapshot = None  # the workspace root the run reads (set per call)
+        #: what this Go decided and did, in order (see `events.EventLog`)
+        self.events = events if events is not None else EventLog()
+        self._policy = None  # the rerun policy (`policy()`), loaded once
+        # per call: the signal that arrived, why the executor cancelled, the dataflows that
+        # went stale, every key the executor computed, the sizes a no-op run knows
+        self.interrupted = self.cancelled_reason = self.noop_sizes = None
+        self.stale: list = []
+        self.keys: dict = {}
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -230,6 +162,30 @@ class Go:
         from .planning import plan_dataflows
 
         return plan_dataflows(self.repo, project, pred.run, cap=self.cap)
+
+    def policy(self) -> Policy:
+        """The rerun policy: the shipped rules and the project's own rules/*.dl."""
+        if self._policy is None:
+            self._policy = Policy.for_project(self.api.root, self.repo.dir / "cache")
+        return self._policy
+
+    def decide(self, ws: str, project: Project, selected: list[str], pred: Prediction,
+               overrides: dict | None = None) -> Prediction:
+        """Let the policy decide over what `pred` observed (see `decide.py`)."""
+        from ..logic.limits import Limits
+
+        why = explaining_facts(self.repo, project, self.snapshot, pred, self._base(ws)
+                               if pred.miss else None, overrides)
+        return decide(self.policy(), project, selected, pred, self.force, why,
+                      Limits.from_settings(self.repo.config))
+
+    def decide_now(self, ws: str, root: str | None = None, overrides: dict | None = None):
+        """(project, selected, root, decision) for the workspace root (or `root`, plus
+        `overrides`), running nothing: what `plan` and `status` answer from."""
+        root = self.snapshot = root or self.api.workspaces.root(ws)
+        project, selected = self.prepare(ws)
+        pred = predict(self.repo, project, root, selected, self.force, overrides)
+        return project, selected, root, self.decide(ws, project, selected, pred, overrides)
 
     # -- running ---------------------------------------------------------------------------
     def __call__(self) -> dict:
@@ -275,6 +231,7 @@ class Go:
 
     def _go(self, ws: str) -> dict:
         api = self.api
+        ev = self.events
         with gc_paused(freeze=self.may_freeze):
             root = api.intake(ws)
             self.snapshot = root  # the one snapshot of the workspace this run reads
@@ -282,26 +239,52 @@ class Go:
             policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
             if not self.dry_run:
                 warm = self._warm_receipt(ws, project, selected, root)
+                if warm is not None and not self._rules_add_nothing(project, selected):
+                    warm = None
                 if warm is not None:
+                    ev.emit("decided", path="warm", run=[], cached=sorted(selected),
+                            reasons={})
                     return self._go_warm(ws, project, selected, root, policy, warm)
+            path = "incremental"
             pred = None if self.force else self._incremental(ws, project, selected, root)
             if pred is None:
+                path = "full"
                 pred = predict(self.repo, project, root, selected, self.force)
+            pred = self.decide(ws, project, selected, pred)
             while not self._handed_intact(project, pred):  # a corrupt one was quarantined
-                pred = predict(self.repo, project, root, selected, self.force)
+                path = "full"
+                pred = self.decide(ws, project, selected,
+                                   predict(self.repo, project, root, selected, self.force))
+        ev.emit("decided", path=path, run=list(pred.run), cached=sorted(pred.cached),
+                reasons=dict(pred.reasons))
         if self.dry_run:
             plan = self.plan(project, pred)
+            ev.emit("planned", batches=[list(b) for b in plan.batches])
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
                     "failed": [], "skipped": [], "cancelled": [], "would_run": sorted(pred.run),
                     "state_root": root, "snapshot": root, "commit": None, "receipt": None,
-                    "plan": plan.to_json()}
+                    "plan": plan.to_json(), "reasons": dict(sorted(pred.reasons.items()))}
         run_id = self._start_run(ws)
+        ev.emit("started", run=run_id)
         try:
             outcome, results, root = self._execute(ws, run_id, project, pred, root)
         except BaseException:
             self._end_run(run_id, "cancelled", None, None, None)
             raise
-        return self._finish(ws, run_id, project, selected, outcome, results, root, policy)
+        return self._finish(ws, run_id, project, selected, outcome, results, root, policy,
+                            pred.reasons)
+
+    def _rules_add_nothing(self, project: Project, selected: list[str]) -> bool:
+        """Would the policy run nothing when nothing was observed to miss? True at once for
+        the shipped rules (nothing is forced, nothing misses: no `dirty(D)`); project rules
+        that add `dirty(D)` are asked."""
+        if self._policy is None and not Policy.project_files(self.api.root):
+            return True  # (the rule parser is not even imported)
+        policy = self.policy()
+        if not policy.extended:
+            return True
+        pred = Prediction(selected, [], list(selected), miss=set())
+        return not decide(policy, project, selected, pred, False).run
 
     # -- the warm path ---------------------------------------------------------------------
     def _warm_receipt(self, ws: str, project: Project, selected: list[str], root: str):
@@ -424,7 +407,8 @@ class Go:
         # no output path changed since the settled run: its outputs are in the root
         return Prediction(selected, [n for n in selected if n in run],
                           [n for n in selected if n not in run], keys, outs, fmts,
-                          set(prior) | part.in_root)
+                          set(prior) | part.in_root, part.miss, part.input_missing,
+                          part.output_lost)
 
     def _handed_intact(self, project: Project, pred: Prediction) -> bool:
         """Verified reads, decided up front: the cached outputs that dataflows predicted to
@@ -566,8 +550,13 @@ class Go:
         from .execute import execute
 
         plan = self.plan(project, pred) if pred.run else None
+        if plan is not None:
+            self.events.emit("planned", batches=[list(b) for b in plan.batches])
+        if self.reporter is not None:
+            self.reporter.explain(pred.reasons)
         done = execute(self.api, ws, run_id, project, pred, root, cap=self.cap,
-                       executor=self.executor, force=self.force, fail_fast=self.fail_fast,
+                       executor=self.executor, force=self.force or pred.rule_forced,
+                       fail_fast=self.fail_fast,
                        strict_batches=self.strict_batches, reporter=self.reporter,
                        interrupted=lambda: self.interrupted, freeze=self.may_freeze,
                        verified=self.verified, plan=plan)
@@ -609,18 +598,19 @@ class Go:
                               [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"],
                                 sizes.get(r["dataflow"])) for i, r in enumerate(receipt)])
 
-    def _finish(self, ws, run_id, project, selected, outcome, results, root, policy) -> dict:
+    def _finish(self, ws, run_id, project, selected, outcome, results, root, policy,
+                decided=None) -> dict:
         receipt = []
         lists = {o: [] for o in ("executed", "cached", "failed", "skipped", "cancelled")}
-        keys = getattr(self, "keys", {})
+        keys = self.keys
         for n in sorted(selected):
             key, out = results.get(n) or (keys.get(n), None)
             o = outcome.get(n, "skipped")
             receipt.append({"dataflow": n, "key": key, "output": out, "outcome": o})
             if o in lists:
                 lists[o].append(n)
-        why = getattr(self, "cancelled_reason", None)
-        if not why and getattr(self, "interrupted", None):  # a signal after the last beat
+        why = self.cancelled_reason
+        if not why and self.interrupted:  # a signal after the last beat
             why = f"interrupted by {self.interrupted}"
         if why and not why.startswith("fail-fast"):
             status = "cancelled"
@@ -636,11 +626,63 @@ class Go:
                       canon.dumps(policy).decode(), receipt, sizes)
         self.repo.index.execute("DELETE FROM procs WHERE run=?", (run_id,))
         clear_staging(self.repo, run_id)
+        reasons = self._outcome_reasons(run_id, project, lists, decided or {}, why)
+        self.events.emit("finished", status=status,
+                         **{k: list(v) for k, v in lists.items() if k != "cached"})
+        self.events.emit("committed", commit=commit, state_root=root)
         return {"run": run_id, "status": status, **lists, "state_root": root,
                 "snapshot": self.snapshot, "commit": commit,
                 "receipt": receipt_digest, "parent": parent, "policy": policy_id,
-                "workspace": ws, "stale": sorted(getattr(self, "stale", []) or []),
-                "reason": why}
+                "workspace": ws, "stale": sorted(self.stale or []),
+                "reason": why, "reasons": reasons}
+
+    def _outcome_reasons(self, run_id, project, lists, decided, cancel_why) -> dict:
+        """{dataflow: why} for every one that executed (the decision's reason), failed (its
+        episode's last note), was skipped (the failed dataflow upstream) or cancelled."""
+        out = {n: decided.get(n, "") for n in lists["executed"]}
+        if lists["failed"]:
+            notes = dict(self.repo.index.execute(
+                "SELECT e.dataflow, h.note FROM episodes e JOIN history h ON "
+                "h.episode = e.episode WHERE e.run=? AND h.state='fail' "
+                "ORDER BY e.episode, h.seq", (run_id,)).fetchall())
+            for n in lists["failed"]:
+                out[n] = notes.get(n) or "failed"
+        failed = set(lists["failed"])
+        for n in lists["skipped"]:
+            seen, todo, culprit = set(), list(project.deps[n]), None
+            while todo and culprit is None:  # nearest failed dataflow upstream, by name
+                nxt = []
+                for u in sorted(todo):
+                    if u in failed:
+                        culprit = u
+                        break
+                    if u not in seen:
+                        seen.add(u)
+                        nxt += project.deps[u]
+                todo = nxt
+            out[n] = f"{culprit} failed upstream" if culprit else "not run"
+        for n in lists["cancelled"]:
+            out[n] = cancel_why or "cancelled"
+        return dict(sorted(out.items()))
+
+    def _base(self, ws: str) -> dict | None:
+        """The workspace's last settled run, for explaining misses: {"root", "package",
+        "keys": {dataflow: key}, "failed": dataflows failed in its last finished run}; None
+        when it never settled (and no memo row names a dataflow: see `never_run`)."""
+        db = self.repo.index
+        out = {"root": None, "package": None, "keys": {}, "failed": []}
+        row = db.execute("SELECT run, state_root, package FROM runs WHERE workspace=? AND "
+                         "settled=1 ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        if row is not None:
+            out["root"], out["package"] = row[1], row[2]
+            out["keys"] = dict(db.execute("SELECT dataflow, key FROM receipts WHERE run=?",
+                                          (row[0],)).fetchall())
+        last = db.execute("SELECT run FROM runs WHERE workspace=? AND status IN "
+                          "('ok','failed') ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        if last is not None:
+            out["failed"] = [n for n, in db.execute(
+                "SELECT dataflow FROM receipts WHERE run=? AND outcome='failed'", (last[0],))]
+        return out
 
     def _parent(self, ws) -> str:
         r = self.repo.index.execute(

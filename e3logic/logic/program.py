@@ -107,6 +107,13 @@ class Program:
         except EngineError as e:
             self._pydl_error = e
 
+    def __getstate__(self):
+        # a checked program pickles with the fast engine's plans, without their compiled
+        # strata (compiled again on first use)
+        state = dict(self.__dict__)
+        state["_fast_cache"] = {k: p.without_compiled() for k, p in self._fast_cache.items()}
+        return state
+
     # ------------------------------------------------------------------ construction
 
     @classmethod
@@ -399,6 +406,12 @@ class FastPlan:
                           if len(self.strata[self.stratum_of[p]]) == 1
                           and p not in keep and p not in program.facts
                           and any(a.pred == p for r in rules for a in r.positives())}
+
+    def without_compiled(self) -> "FastPlan":
+        plan = object.__new__(FastPlan)
+        plan.__dict__.update(self.__dict__)
+        plan._compiled = {}
+        return plan
 
     def compiled(self, i: int):
         c = self._compiled.get(i)

@@ -40,7 +40,17 @@ FACT_RELATIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "state": (("E", "State"), "the latest state of episode E: plan, run, yield, await, ok, "
                               "fail or cxl"),
     "awaits": (("E", "E2"), "episode E waits on episode E2"),
-    "changed": (("Path",), "dataset Path changed (given at query time for the dirty closure)"),
+    "changed": (("Path",), "what-if for the dirty closure (`e3 impact`): dataset Path gets "
+                           "bytes no run has read"),
+    "tag": (("D", "Tag"), "dataflow D carries Tag (package.dataflow(..., tags=[...]))"),
+    # observed when a run is decided (rules/dirty.dl): the rerun policy's facts
+    "forced": (("D",), "a run is told to execute D whatever the memo holds (--force)"),
+    "input_changed": (("Path",), "input dataset Path differs from the last settled run's"),
+    "input_missing": (("D", "Path"), "dataflow D reads Path and nothing holds or writes it"),
+    "code_changed": (("D",), "D's task hash differs from the last settled run's"),
+    "output_lost": (("D",), "D's memo entry names an output that is gone or corrupt"),
+    "failed_last": (("D",), "D failed in the workspace's last run"),
+    "never_run": (("D",), "no settled run of the workspace covered D"),
 }
 
 SHIPPED_FILES = ("graph.dl", "dirty.dl", "provenance.dl", "leases.dl", "episodes.dl",

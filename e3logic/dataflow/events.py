@@ -1,0 +1,31 @@
+"""The event log of a `Go`: what it decided and did, in order, for tests and tools to read
+instead of watching which function ran.
+
+Kinds: `decided` (path: warm, incremental or full; run, cached, reasons), `planned`
+(batches), `started` (run), `finished` (status, executed, failed, skipped, cancelled),
+`committed` (commit, state_root).
+"""
+from __future__ import annotations
+
+
+class EventLog:
+    """An append-only list of `(kind, fields)`."""
+
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def emit(self, kind: str, **fields) -> None:
+        self.events.append((kind, fields))
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.events]
+
+    def last(self, kind: str) -> dict | None:
+        """The fields of the latest event of `kind`, or None."""
+        for k, f in reversed(self.events):
+            if k == kind:
+                return f
+        return None
+
+    def clear(self) -> None:
+        self.events.clear()
