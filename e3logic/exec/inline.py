@@ -141,10 +141,8 @@ class InlineRuntime:
                 log.close()
             except OSError:
                 pass
-        if over is not None:
-            return rt._fail(t0, exceeded(over, budget) + " (an inline task's thread cannot be "
-                            "stopped; it was abandoned)" if over == "wall_s" else
-                            exceeded(over, budget), budget=over, cpu_s=threads.cpu_s)
+        if over is not None:  # its thread, which cannot be stopped, was abandoned
+            return rt._fail(t0, exceeded(over, budget), budget=over, cpu_s=threads.cpu_s)
         kw: dict[str, Any] = dict(cpu_s=threads.cpu_s)
         try:
             data, fmt = encode_output(value)
