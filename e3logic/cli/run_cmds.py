@@ -177,8 +177,15 @@ def plan(opts, targets, jobs, everything):
     data = p.to_json()
 
     def human(d):
-        rows = [(b, name, leases or "-", f"{cost:.2f}") for b, name, leases, cost in p.table()]
+        runs_as = p.runs_as
+        rows = [(b, name, leases or (f"shares {runs_as[name]}" if name in runs_as else "-"),
+                 f"{cost:.2f}") for b, name, leases, cost in p.table()]
         table(("batch", "dataflow", "leases", "est. cost"), rows)
+        if d["shared"]:
+            n = len(d["priority"])
+            click.echo(f"shared: {n} dataflows, {n - len(runs_as)} executions; " + "; ".join(
+                f"{', '.join(dups)} take{'s' if len(dups) == 1 else ''} {rep}'s result"
+                for rep, dups in d["shared"].items()))
         click.echo(f"critical path: {' -> '.join(d['critical_path']) or '-'}; "
                    f"makespan {d['makespan']:.2f}")
 

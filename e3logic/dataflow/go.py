@@ -161,7 +161,7 @@ class Go:
         """The planner's answer for the dataflows predicted to run."""
         from .planning import plan_dataflows
 
-        return plan_dataflows(self.repo, project, pred.run, cap=self.cap)
+        return plan_dataflows(self.repo, project, pred.run, cap=self.cap, keys=pred.keys)
 
     def policy(self) -> Policy:
         """The rerun policy: the shipped rules and the project's own rules/*.dl."""

@@ -13,7 +13,7 @@ Public API:
     PackageBuilder.module(path) / .task(name, entry_or_argv, runtime="python")
         / .dataset(path, file=None, value=None, format=None)
         / .dataflow(name, task, inputs, output, leases=(), resources=None, budget=None,
-                    profile=None) / .validate()
+                    profile=None, tags=()) / .validate()
     output_path(dataflow, output) -> "outputs/<dataflow>/<output>"
     load(dir) -> PackageBuilder               execute dir/e3pkg.py
     build_objects(builder, store=None) -> (hash, package object, store)
