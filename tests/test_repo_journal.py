@@ -269,6 +269,26 @@ def test_failed_dataflows_are_those_of_the_newest_committed_run_of_the_workspace
     assert j.failed_in_latest_commit("main") == ["b", "a"]
 
 
+def test_the_base_of_a_workspace_is_its_newest_settled_and_its_newest_finished_run(j):
+    r1 = j.start_run("main", package="p")
+    j.end_run(r1, "ok", state_root="s1", receipt=receipt(("b", "executed"), ("a", "cached")),
+              sizes={"a": 1, "b": 1})
+    r2 = j.start_run("main")
+    j.end_run(r2, "failed", state_root="s2", receipt=receipt(("b", "failed"), ("a", "failed")))
+    j.end_run(j.start_run("main"), "cancelled", receipt=receipt(("c", "failed")))
+    assert j.latest_settled_run("main") == (r1, "s1", "p")
+    assert list(j.receipt_keys(r1).items()) == [("b", "k-b"), ("a", "k-a")]
+    assert j.latest_finished_run("main") == r2 and j.failed_in_run(r2) == ["b", "a"]
+    assert j.latest_settled_run("other") is None and j.latest_finished_run("other") is None
+
+
+def test_the_failure_notes_of_a_run_are_its_episodes_fail_rows_by_episode(j):
+    e = walked("r1:a", "r1", "a", "plan", "run", "fail")
+    f = walked("r1:b", "r1", "b", "plan", "fail")
+    j.record_episode_rows(take_rows([f, e, walked("r2:a", "r2", "a", "plan", "fail")]))
+    assert j.failure_notes("r1") == [("a", "n2"), ("b", "n1")]
+
+
 def test_cancel_is_requested_only_of_the_runs_named(j):
     r1, r2 = j.start_run("main"), j.start_run("main")
     j.request_cancel([r2])

@@ -413,6 +413,27 @@ class Journal:
             "AND commit_hash IS NOT NULL ORDER BY seq DESC LIMIT 1) AND outcome='failed' "
             "ORDER BY seq", (ws,))]
 
+    def latest_settled_run(self, ws: str) -> tuple[str, str, str | None] | None:
+        """(run, state root, package) of `ws`'s newest settled run."""
+        return self._c.execute("SELECT run, state_root, package FROM runs WHERE workspace=? "
+                               "AND settled=1 ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+
+    def latest_finished_run(self, ws: str) -> str | None:
+        """`ws`'s newest run that finished (ok or failed; not cancelled nor abandoned)."""
+        r = self._c.execute("SELECT run FROM runs WHERE workspace=? AND status IN "
+                            "('ok','failed') ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        return r[0] if r else None
+
+    def receipt_keys(self, run_id: str) -> dict[str, str | None]:
+        """dataflow → execution key of a run's receipt, in receipt order."""
+        return dict(self._c.execute("SELECT dataflow, key FROM receipts WHERE run=? "
+                                    "ORDER BY seq", (run_id,)))
+
+    def failed_in_run(self, run_id: str) -> list[str]:
+        """The dataflows a run's receipt says failed, in receipt order."""
+        return [d for d, in self._c.execute("SELECT dataflow FROM receipts WHERE run=? AND "
+                                            "outcome='failed' ORDER BY seq", (run_id,))]
+
     def pinned_state_roots(self) -> list[str]:
         """The state roots of pinned runs, by seq."""
         return [h for h, in self._c.execute("SELECT state_root FROM runs WHERE pinned=1 AND "
@@ -477,6 +498,13 @@ ORDER BY seq""").fetchall()
             by_ep.setdefault(e, []).append({"state": s, "beat": b, "note": n})
         return [{"episode": e, "run": r, "dataflow": d, "state": s, "history": by_ep.get(e, [])}
                 for e, r, d, s in eps]
+
+    def failure_notes(self, run_id: str) -> list[tuple[str, str]]:
+        """(dataflow, note) of each `fail` history row of a run's episodes, by episode and
+        seq (as a dict: each dataflow's last failure note)."""
+        return self._c.execute("SELECT e.dataflow, h.note FROM episodes e JOIN history h ON "
+                               "h.episode = e.episode WHERE e.run=? AND h.state='fail' "
+                               "ORDER BY e.episode, h.seq", (run_id,)).fetchall()
 
     def episode_running(self, key: str) -> bool:
         """Is an episode of this execution key still unfinished?"""
