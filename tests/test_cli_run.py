@@ -43,7 +43,8 @@ def test_go_prints_a_line_per_dataflow_and_a_summary_without_json(tmp_path_facto
     lines = cold.out.strip().splitlines()
     assert len(lines) == 13
     for i, line in enumerate(lines[:12], 1):
-        assert re.fullmatch(rf"\[{i}/12\] [a-z]+\.\.\. done \(\d+\.\ds\)", line), line
+        # each executed line says why it ran
+        assert re.fullmatch(rf"\[{i}/12\] [a-z]+\.\.\. done \(\d+\.\ds\): never run", line), line
     assert sorted(line.split()[1].rstrip(".") for line in lines[:12]) == FLOWS
     assert re.fullmatch(r"run r1 ok: 12 executed; commit [0-9a-f]{12}", lines[12])
     warm = p.e3("go", "-j", "2")
@@ -55,7 +56,8 @@ def test_go_prints_a_line_per_dataflow_and_a_summary_without_json(tmp_path_facto
     assert re.search(r"\] check\.\.\. FAILED \(\d+\.\ds\)", failed.out)
     assert "run r3 failed: 2 executed, 10 cached" not in failed.out  # after is skipped, not run
     assert "1 failed, 1 skipped" in failed.out
-    assert "  FAILED check: see 'e3 logs check'" in failed.out
+    assert "  FAILED check: ValueError: flag says fail (see 'e3 logs check')" in failed.out
+    assert "  skipped after: check failed upstream" in failed.out
 
 
 def test_go_json_sends_progress_to_stderr_and_one_document_to_stdout(warm):

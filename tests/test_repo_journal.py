@@ -70,8 +70,8 @@ SQL = re.compile(r"""["'](?:[^"'\n]*|\s*)\b(SELECT\s+\S|INSERT\s+(OR\s+\w+\s+)?I
                  r"""DELETE\s+FROM)""")
 #: files that still hold SQL, owned by other work in progress (issue 17): each has a one-for-one
 #: Journal replacement; remove a file from here once it calls the Journal
-PENDING = {"dataflow/go.py", "dataflow/execute.py", "dataflow/watch.py", "dataflow/facts.py",
-           "exec/executor.py", "cli/run_cmds.py"}
+PENDING = {"dataflow/execute.py",
+           "exec/executor.py"}
 
 
 def test_sql_text_appears_only_in_the_journal_and_the_schema():

@@ -220,9 +220,7 @@ def logs(opts, name, follow):
 
 
 def _running(api, key) -> bool:
-    r = api.r.index.execute("SELECT COUNT(*) FROM episodes WHERE key=? AND state IN "
-                            "('plan','run','yield','await')", (key,)).fetchone()
-    return bool(r and r[0])
+    return api.r.journal.episode_running(key)
 
 
 @click.command()
@@ -233,14 +231,14 @@ def episodes(opts, run_id):
     from ..exec.episodes import load
 
     db = opts.api().r.index
+    j = db.journal
     if not run_id:
-        r = db.execute("SELECT run FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
-        run_id = r[0] if r else None
-    elif db.execute("SELECT 1 FROM runs WHERE run=?", (run_id,)).fetchone() is None:
+        run_id = j.latest_run_id()
+    elif j.run_status(run_id) is None:
         from ..core.errors import NotFound
 
-        recent = [r[0] for r in db.execute("SELECT run FROM runs ORDER BY seq DESC LIMIT 20")]
-        raise NotFound("run", run_id, recent, hint="see 'e3 episodes' for the latest run")
+        raise NotFound("run", run_id, j.recent_runs(20),
+                       hint="see 'e3 episodes' for the latest run")
     data = load(db, run_id) if run_id else []
     out = [{"episode": e["episode"], "dataflow": e["dataflow"], "history": e["history"]} for e in data]
 

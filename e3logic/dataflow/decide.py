@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # The order in which a dataflow's own reasons are preferred (a user rule after `forced`).
-KINDS = ("forced", "rule", "code", "input", "input_missing", "output_lost", "failed",
+KINDS = ("forced", "rule", "code", "failed", "input", "input_missing", "output_lost",
          "never_run", "changed", "no_memo")
 RULE_PREFIX = "e3_rule_"
 
@@ -274,16 +274,19 @@ def explaining_facts(repo, project, root: str, pred: Prediction, base, overrides
     dataflows that failed in its last run)."""
     out = {"input_changed": set(), "code_changed": set(), "failed_last": set(),
            "never_run": set()}
-    if not pred.miss:
+    # about every dataflow without a memo hit (those that miss, and those whose key waits
+    # for an upstream one): a reason of its own reads better than a chain
+    unsure = [n for n in pred.order if n not in pred.outputs]
+    if not unsure:
         return out
     failed = set((base or {}).get("failed", ()))
-    out["failed_last"] = {(n,) for n in pred.miss if n in failed}
+    out["failed_last"] = {(n,) for n in unsure if n in failed}
+    executed = set(repo.journal.executed_dataflows())  # ever attempted, in any run
+    out["never_run"] = {(n,) for n in unsure if n not in executed}
     if base is None or base.get("root") is None:
-        out["never_run"] = {(n,) for n in pred.miss}
         return out
     ran = base["keys"]
-    out["never_run"] = {(n,) for n in pred.miss if n not in ran}
-    wanted = {p for n in pred.miss for p in project.dataflows[n]["inputs"]
+    wanted = {p for n in unsure for p in project.dataflows[n]["inputs"]
               if p not in project.producer}
     if wanted:
         from ..core.errors import NotFound
@@ -304,7 +307,7 @@ def explaining_facts(repo, project, root: str, pred: Prediction, base, overrides
             old = Project.load(repo, base["package"])
         except Exception:  # the old package is gone: every miss counts as a code change
             old = None
-        for n in pred.miss:
+        for n in unsure:
             if n not in ran:
                 continue
             d = project.dataflows[n]

@@ -16,7 +16,7 @@ from .model import Project
 def project_package(project: Project) -> dict[str, set[tuple]]:
     f: dict[str, set[tuple]] = {k: set() for k in (
         "dataflow", "task", "reads", "writes", "edge", "input_dataset", "lease", "resource",
-        "under")}
+        "under", "tag")}
     produced = project.producer
     for t, obj in project.pkg.get("tasks", {}).items():
         f["task"].add((t, obj["runtime"]))
@@ -35,6 +35,8 @@ def project_package(project: Project) -> dict[str, set[tuple]]:
             lease_paths.add(path)
         for r, amount in (d.get("resources") or {}).items():
             f["resource"].add((n, r, int(amount)))
+        for t in d.get("tags") or ():
+            f["tag"].add((n, t))
     paths = sorted(lease_paths)
     for a in paths:
         for b in paths:
@@ -45,8 +47,7 @@ def project_package(project: Project) -> dict[str, set[tuple]]:
 
 def package_facts(repo, project: Project) -> dict[str, set[tuple]]:
     scope = f"pkg:{project.pkg_hash}"
-    db = repo.index
-    rows = db.execute("SELECT relation, args FROM facts WHERE scope=?", (scope,)).fetchall()
+    rows = repo.journal.facts(scope)
     if rows:
         out: dict[str, set[tuple]] = {}
         for rel, args in rows:
@@ -54,10 +55,9 @@ def package_facts(repo, project: Project) -> dict[str, set[tuple]]:
                 out.setdefault(rel, set()).add(tuple(json.loads(args)))
         return out
     facts = project_package(project)
-    with db.transaction() as c:
-        c.executemany("INSERT OR IGNORE INTO facts(scope, relation, args) VALUES (?,?,?)",
-                      [(scope, rel, json.dumps(list(t))) for rel, ts in sorted(facts.items())
-                       for t in sorted(ts)] + [(scope, "_projected", "[]")])
+    repo.journal.store_facts(scope, [(rel, json.dumps(list(t)))
+                                     for rel, ts in sorted(facts.items()) for t in sorted(ts)]
+                             + [("_projected", "[]")])
     return facts
 
 
@@ -87,18 +87,18 @@ def repository_facts(repo, ws: str | None = None) -> dict[str, set[tuple]]:
                 facts.setdefault(rel, set()).update(ts)
         for path, e in repo.trees.walk(st["hash"]):
             add("current", path, e["hash"])
-    db = repo.index
-    for key, d, th in db.execute("SELECT key, dataflow, task_hash FROM memo"):
+    j = repo.journal
+    for key, d, th in j.memo_executions():
         add("execution", key, d, th)
-    for key, role, path, h in db.execute("SELECT key, role, path, hash FROM provenance"):
+    for key, role, path, h in j.provenance_rows():
         add("consumed" if role == "in" else "produced", key, path, h)
-    for e, d, s in db.execute("SELECT episode, dataflow, state FROM episodes"):
+    for e, d, s in j.episode_states():
         add("episode", e, d)
         add("state", e, s)
-    for e, e2 in db.execute("SELECT episode, awaited FROM awaits"):
+    for e, e2 in j.await_edges():
         add("awaits", e, e2)
     for rel in ("dataflow", "task", "reads", "writes", "edge", "input_dataset", "lease",
-                "resource", "under", "package", "package_dep", "requires", "execution",
+                "resource", "under", "tag", "package", "package_dep", "requires", "execution",
                 "consumed", "produced", "current", "episode", "state", "awaits"):
         facts.setdefault(rel, set())
     return facts

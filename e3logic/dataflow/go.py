@@ -20,7 +20,6 @@ import time
 from ..core import canon
 from ..core.errors import NotFound, UsageError
 from ..core.hashing import hash_parts
-from ..repo.locks import process_start
 from .decide import Policy, Prediction, decide, explaining_facts, predict
 from .events import EventLog
 from .execute import clear_staging, run_token
@@ -65,35 +64,18 @@ def recover_dead_runs(repo, ws: str) -> list[str]:
     """Runs of `ws` still marked running belong to a dead engine (we hold the run lock): stop
     the task process groups they left (only where the leader's start time still matches), mark
     the runs `abandoned` and their unfinished episodes `cxl`."""
-    db = repo.index
-    dead = []
-    for run, pid, start in db.execute(
-            "SELECT run, pid, proc_start FROM runs WHERE workspace=? AND status='running'",
-            (ws,)).fetchall():
-        if pid != os.getpid():  # flock says its holder is gone, whatever the pid table says
-            dead.append((run, pid))
+    j = repo.journal
+    # flock says its holder is gone, whatever the pid table says
+    dead = [(run, pid) for run, pid, _ in j.running_runs(ws) if pid != os.getpid()]
     if not dead:
         return []
     from ..exec.procs import kill_marked, kill_orphans
 
     now = time.time()
     for run, pid in dead:
-        groups = {pg: st for pg, st in db.execute("SELECT pgid, start FROM procs WHERE run=?",
-                                                  (run,))}
-        kill_orphans(groups)
+        kill_orphans(j.process_groups(run))
         kill_marked(f"E3_RUN_TOKEN={run_token(repo, run)}")  # spawned but not yet recorded
-        with db.transaction() as c:
-            c.execute("UPDATE runs SET status='abandoned', ended=? WHERE run=? AND "
-                      "status='running'", (now, run))
-            for ep, in c.execute("SELECT episode FROM episodes WHERE run=? AND state NOT IN "
-                                 "('ok','fail','cxl')", (run,)).fetchall():
-                seq, beat = c.execute("SELECT COALESCE(MAX(seq)+1,0), COALESCE(MAX(beat),0) "
-                                      "FROM history WHERE episode=?", (ep,)).fetchone()
-                c.execute("INSERT INTO history(episode, seq, state, beat, note, ts) "
-                          "VALUES (?,?,?,?,?,?)",
-                          (ep, seq, "cxl", beat, f"abandoned: engine pid {pid} died", now))
-                c.execute("UPDATE episodes SET state='cxl' WHERE episode=?", (ep,))
-            c.execute("DELETE FROM procs WHERE run=?", (run,))
+        j.abandon_run(run, f"abandoned: engine pid {pid} died", now=now)
         clear_staging(repo, run)
     return [r for r, _ in dead]
 
@@ -175,7 +157,7 @@ class Go:
         from ..logic.limits import Limits
 
         why = explaining_facts(self.repo, project, self.snapshot, pred, self._base(ws)
-                               if pred.miss else None, overrides)
+                               if len(pred.outputs) < len(selected) else None, overrides)
         return decide(self.policy(), project, selected, pred, self.force, why,
                       Limits.from_settings(self.repo.config))
 
@@ -329,10 +311,8 @@ class Go:
         return found
 
     def _read_settled_rows(self, ws: str, project: Project, selected: list[str]):
-        db = self.repo.index
-        last = db.execute(
-            "SELECT run, status, settled, package, state_root, policy FROM runs "
-            "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        j = self.repo.journal
+        last = j.latest_run(ws)
         if last is None:
             return None
         run, status, settled, package, state_root, policy = last
@@ -344,10 +324,7 @@ class Go:
             return None
         if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
             return None
-        rows = db.execute(
-            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash, m.output_format "
-            "FROM receipts r LEFT JOIN memo m ON m.key = r.key WHERE r.run=? ORDER BY r.seq",
-            (run,)).fetchall()
+        rows = j.settled_receipt(run)
         if len(rows) != len(selected) or [r[0] for r in rows] != sorted(selected):
             return None
         out = []
@@ -567,36 +544,16 @@ class Go:
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _start_run(self, ws: str) -> str:
-        db = self.repo.index
-        with db.transaction() as c:
-            seq = (c.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0] or 0) + 1
-            run_id = f"r{seq}"
-            c.execute("INSERT INTO runs(run, workspace, seq, started, status, pid, proc_start, "
-                      "command, cancel_requested, pinned, package) VALUES (?,?,?,?,?,?,?,?,0,0,?)",
-                      (run_id, ws, seq, time.time(), "running", os.getpid(),
-                       process_start(os.getpid()), " ".join(["e3", *sys.argv[1:]])[:500],
-                       self.package_hash))
-        return run_id
+        return self.repo.journal.start_run(ws, " ".join(["e3", *sys.argv[1:]]),
+                                           self.package_hash)
 
     def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
                  policy=None, receipt=None, sizes=None):
         """Close the run row and write its receipt rows, in one transaction. `sizes`
         {dataflow: output size}: the run is settled (see `_settle`)."""
-        db = self.repo.index
-        sizes = sizes or {}
-        with db.transaction() as c:
-            cur = c.execute("SELECT status FROM runs WHERE run=?", (run_id,)).fetchone()
-            if cur and cur[0] == "cancelled" and status != "cancelled":
-                return  # a cancelled run is never overwritten
-            c.execute("UPDATE runs SET status=?, ended=?, commit_hash=?, state_root=?, "
-                      "receipt_digest=?, parent_commit=?, policy=?, settled=? WHERE run=?",
-                      (status, time.time(), commit, state_root, receipt_digest, parent, policy,
-                       1 if sizes else 0, run_id))
-            if receipt is not None:
-                c.executemany("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, "
-                              "output_hash, outcome, size) VALUES (?,?,?,?,?,?,?)",
-                              [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"],
-                                sizes.get(r["dataflow"])) for i, r in enumerate(receipt)])
+        self.repo.journal.end_run(run_id, status, commit=commit, state_root=state_root,
+                                  receipt_digest=receipt_digest, parent=parent, policy=policy,
+                                  receipt=receipt, sizes=sizes)
 
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy,
                 decided=None) -> dict:
@@ -624,7 +581,7 @@ class Go:
             else None
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
                       canon.dumps(policy).decode(), receipt, sizes)
-        self.repo.index.execute("DELETE FROM procs WHERE run=?", (run_id,))
+        self.repo.journal.clear_process_groups(run_id)
         clear_staging(self.repo, run_id)
         reasons = self._outcome_reasons(run_id, project, lists, decided or {}, why)
         self.events.emit("finished", status=status,
@@ -641,10 +598,7 @@ class Go:
         episode's last note), was skipped (the failed dataflow upstream) or cancelled."""
         out = {n: decided.get(n, "") for n in lists["executed"]}
         if lists["failed"]:
-            notes = dict(self.repo.index.execute(
-                "SELECT e.dataflow, h.note FROM episodes e JOIN history h ON "
-                "h.episode = e.episode WHERE e.run=? AND h.state='fail' "
-                "ORDER BY e.episode, h.seq", (run_id,)).fetchall())
+            notes = dict(self.repo.journal.failure_notes(run_id))
             for n in lists["failed"]:
                 out[n] = notes.get(n) or "failed"
         failed = set(lists["failed"])
@@ -665,27 +619,20 @@ class Go:
             out[n] = cancel_why or "cancelled"
         return dict(sorted(out.items()))
 
-    def _base(self, ws: str) -> dict | None:
+    def _base(self, ws: str) -> dict:
         """The workspace's last settled run, for explaining misses: {"root", "package",
-        "keys": {dataflow: key}, "failed": dataflows failed in its last finished run}; None
-        when it never settled (and no memo row names a dataflow: see `never_run`)."""
-        db = self.repo.index
+        "keys": {dataflow: key}} (None values when it never settled), and "failed": the
+        dataflows that failed in its last finished run."""
+        j = self.repo.journal
         out = {"root": None, "package": None, "keys": {}, "failed": []}
-        row = db.execute("SELECT run, state_root, package FROM runs WHERE workspace=? AND "
-                         "settled=1 ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+        row = j.latest_settled_run(ws)
         if row is not None:
             out["root"], out["package"] = row[1], row[2]
-            out["keys"] = dict(db.execute("SELECT dataflow, key FROM receipts WHERE run=?",
-                                          (row[0],)).fetchall())
-        last = db.execute("SELECT run FROM runs WHERE workspace=? AND status IN "
-                          "('ok','failed') ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
+            out["keys"] = j.receipt_keys(row[0])
+        last = j.latest_finished_run(ws)
         if last is not None:
-            out["failed"] = [n for n, in db.execute(
-                "SELECT dataflow FROM receipts WHERE run=? AND outcome='failed'", (last[0],))]
+            out["failed"] = j.failed_in_run(last)
         return out
 
     def _parent(self, ws) -> str:
-        r = self.repo.index.execute(
-            "SELECT commit_hash FROM runs WHERE workspace=? AND commit_hash IS NOT NULL "
-            "ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
-        return r[0] if r else ""
+        return self.repo.journal.parent_commit(ws)

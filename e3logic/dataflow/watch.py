@@ -351,13 +351,11 @@ class Watcher:
 
         if self._cancel_repo is None:
             self._cancel_repo = Repository.open(str(self.root))
-        r = self._cancel_repo.index.execute(
-            "SELECT run FROM runs WHERE status='running' AND pid=? AND seq>? "
-            "ORDER BY seq DESC LIMIT 1", (os.getpid(), after_seq)).fetchone()
-        if not r:
+        run = self._cancel_repo.journal.newest_running_run(os.getpid(), after_seq)
+        if not run:
             return None
         shim = type("Api", (), {"r": self._cancel_repo})()
-        return r[0] if request_cancel(shim, r[0]) else None
+        return run if request_cancel(shim, run) else None
 
     # -- the loop ------------------------------------------------------------------------------
     def _wait_batch(self, deadline: float | None = None) -> list[str] | None:
@@ -381,8 +379,7 @@ class Watcher:
         return None
 
     def _max_seq(self) -> int:
-        r = self.repo.index.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
-        return int(r[0] or 0)
+        return self.repo.journal.max_run_seq()
 
     def run_once(self, changed: list[str] | None) -> WatchRun | None:
         """One `go`: everything selected when `changed` is None, else the dataflows affected

@@ -50,7 +50,7 @@ FACT_RELATIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "code_changed": (("D",), "D's task hash differs from the last settled run's"),
     "output_lost": (("D",), "D's memo entry names an output that is gone or corrupt"),
     "failed_last": (("D",), "D failed in the workspace's last run"),
-    "never_run": (("D",), "no settled run of the workspace covered D"),
+    "never_run": (("D",), "D was never executed in this repository"),
 }
 
 SHIPPED_FILES = ("graph.dl", "dirty.dl", "provenance.dl", "leases.dl", "episodes.dl",
