@@ -65,7 +65,8 @@ def _fake_project():
              "side": ["inputs/seed", "inputs/t/side"],
              "big": ["outputs/first/o", "inputs/t/big", "inputs/size"]}
     deps = {"first": [], "second": ["first"], "third": ["second"], "side": [], "big": ["first"]}
-    return SimpleNamespace(dataflows={n: {"inputs": i} for n, i in flows.items()}, deps=deps)
+    return SimpleNamespace(dataflows={n: {"inputs": i, "task": n} for n, i in flows.items()},
+                           deps=deps, outputs={n: f"outputs/{n}/o" for n in flows})
 
 
 ORDER = ["first", "side", "big", "second", "third"]

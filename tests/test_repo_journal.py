@@ -5,8 +5,6 @@ atomic as one transaction and, where rows feed identities, ordered."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -64,21 +62,6 @@ def test_a_repository_and_an_index_hand_out_a_journal_over_the_same_connection(t
     assert isinstance(repo.journal, Journal)
     assert repo.journal.index is repo.index
     assert repo.index.journal.index is repo.index
-
-
-SQL = re.compile(r"""["'](?:[^"'\n]*|\s*)\b(SELECT\s+\S|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|"""
-                 r"""DELETE\s+FROM)""")
-#: files that still hold SQL, owned by other work in progress (issue 17): each has a one-for-one
-#: Journal replacement; remove a file from here once it calls the Journal
-PENDING = {"dataflow/execute.py",
-           "exec/executor.py"}
-
-
-def test_sql_text_appears_only_in_the_journal_and_the_schema():
-    pkg = Path(__file__).resolve().parent.parent / "e3logic"
-    found = {str(p.relative_to(pkg)) for p in pkg.rglob("*.py") if SQL.search(p.read_text())}
-    assert "repo/journal.py" in found
-    assert found - {"repo/journal.py", "repo/index.py"} - PENDING == set()
 
 
 # -- meta and the working copy ----------------------------------------------------------------

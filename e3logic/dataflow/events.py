@@ -7,6 +7,8 @@ Kinds: `decided` (path: warm, incremental or full; run, cached, reasons), `plann
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class EventLog:
     """An append-only list of `(kind, fields)`."""
@@ -29,3 +31,20 @@ class EventLog:
 
     def clear(self) -> None:
         self.events.clear()
+
+
+class Reporter(Protocol):
+    """What `Go` tells a progress display (the CLI's `Reporter`): how many dataflows the run
+    covers, why those about to run run, and each outcome as it lands."""
+
+    def start(self, n: int) -> None: ...
+
+    def explain(self, reasons: dict[str, str]) -> None: ...
+
+    def outcome(self, name: str, outcome: str, seconds: float) -> None: ...
+
+    def many(self, rows) -> None:
+        """`(name, outcome, seconds)` rows that arrived together."""
+
+    def outcomes(self, names, outcome: str, seconds: float = 0.0) -> None:
+        """The same outcome for many dataflows at once."""

@@ -123,7 +123,7 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
             profile=d.get("profile") or "ro", modules_hash=project.modules_hash,
             resources=tuple(sorted((r, a) for r, a in (d.get("resources") or {}).items()
                                    if r in caps))))
-    db = repo.index
+    journal = repo.journal
 
     asked = [float("-inf")]
 
@@ -135,8 +135,7 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
         if now - asked[0] < 0.05:  # `e3 cancel` is read at most every 50 ms, not per beat
             return None
         asked[0] = now
-        r = db.execute("SELECT cancel_requested FROM runs WHERE run=?", (run_id,)).fetchone()
-        return "cancelled by 'e3 cancel'" if r and r[0] else None
+        return "cancelled by 'e3 cancel'" if journal.cancel_requested(run_id) else None
 
     publish = _publisher(api, ws)
     if reporter:
@@ -191,12 +190,11 @@ class WorkingCopyPublisher:
     def begin(self) -> None:
         # marked pending before the root moves: a kill between the root update and the
         # file writes is completed by the next command's recover()
-        self.db.set_meta("wc_target", "pending")
+        self.db.journal.begin_sync("pending")
 
     def publish(self, root: str, items: list) -> None:
         self.wc.ensure(items)  # files already matching (stat cache) are not rewritten
-        self.db.set_meta("wc_root", root)
-        self.db.execute("DELETE FROM meta WHERE key='wc_target'")
+        self.db.journal.end_sync(root)
 
     def close(self) -> None:
         self.db.close()

@@ -21,12 +21,11 @@ from ..core import canon
 from ..core.errors import NotFound, UsageError
 from ..core.hashing import hash_parts
 from .decide import Policy, Prediction, decide, explaining_facts, predict
-from .events import EventLog
+from .events import EventLog, Reporter
 from .execute import clear_staging, run_token
 from .model import Project
 
 COMMIT_TAG = "e3-commit-v1"
-EXECUTORS = ("inline", "threads", "processes")
 
 # The warm path imports neither the memo module nor dataclasses: what only a full decision or
 # an execution needs is imported when it happens.
@@ -94,9 +93,11 @@ class Go:
 
     def __init__(self, api, targets=(), pattern=None, cap=None, executor="threads",
                  force=False, dry_run=False, fail_fast=False, strict_batches=False,
-                 reporter=None, workspace=None, events: EventLog | None = None):
-        if executor not in EXECUTORS:
-            raise UsageError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
+                 reporter: Reporter | None = None, workspace=None,
+                 events: EventLog | None = None):
+        from ..exec.backends import backend_kind
+
+        backend_kind(executor)  # an unknown name: a UsageError naming the known ones
         self.api = api
         self.repo = api.r
         self.targets = list(targets)
@@ -430,11 +431,7 @@ class Go:
         if not rep:
             return
         rep.start(len(order))
-        if hasattr(rep, "outcomes"):  # one buffered write for the lot
-            rep.outcomes(order, "cached")
-        else:
-            for n in order:
-                rep.outcome(n, "cached", 0.0)
+        rep.outcomes(order, "cached")  # one buffered write for the lot
 
     def _settle(self, project: Project, selected, status, outcome, results, root):
         """{dataflow: output size} when this run's receipt can stand for a later no-op run

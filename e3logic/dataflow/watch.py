@@ -103,26 +103,24 @@ def dataset_paths(root: Path, paths: Iterable[str], top: str = WATCHED) -> list[
     return sorted(out)
 
 
-def affected(project, selected: Iterable[str], changed: Iterable[str]) -> list[str]:
-    """The selected dataflows reading a changed dataset path (a path, an ancestor folder or a
-    descendant of it), and every selected dataflow downstream of those; dependency order."""
+def affected(project, selected: Iterable[str], changed: Iterable[str], policy=None
+             ) -> list[str]:
+    """The selected dataflows the rerun policy makes dirty when `changed` get new bytes: the
+    what-if `changed(P)` for every path they read that a changed path overlaps (the path, an
+    ancestor folder or a descendant of it), evaluated by the rules (`decide.Policy`, the
+    shipped one by default): readers and everything downstream of them, plus whatever the
+    project's rules add. Dependency order."""
+    from .decide import Policy, graph_facts
+
     selected = list(selected)
-    sel = set(selected)
     changed = list(changed)
-    hit = {n for n in selected
-           if any(overlaps(i, c) for i in project.dataflows[n]["inputs"] for c in changed)}
-    down: dict[str, list[str]] = {n: [] for n in sel}
-    for n in selected:
-        for d in project.deps[n]:
-            if d in sel:
-                down[d].append(n)
-    stack = list(hit)
-    while stack:
-        for m in down[stack.pop()]:
-            if m not in hit:
-                hit.add(m)
-                stack.append(m)
-    return [n for n in selected if n in hit]
+    reads = {i for n in selected for i in project.dataflows[n]["inputs"]}
+    facts = graph_facts(project, selected)
+    facts["changed"] = {(p,) for p in reads if any(overlaps(p, c) for c in changed)}
+    if not facts["changed"]:
+        return []
+    dirty, _, _ = (policy or Policy()).decide(facts)
+    return [n for n in selected if n in dirty]
 
 
 def read_paths(project, selected: Iterable[str]) -> set[str]:
@@ -280,6 +278,12 @@ class Watcher:
         return Go(self.api, targets=targets, pattern=pattern, cap=self.cap,
                   executor=self.executor, force=self.force)
 
+    def _policy(self):
+        """The rerun policy (the project's rules/*.dl read again each time: they may change)."""
+        from .decide import Policy
+
+        return Policy.for_project(self.api.root, self.repo.dir / "cache")
+
     def _project(self):
         from .go import Go
 
@@ -401,7 +405,7 @@ class Watcher:
             reads = read_paths(project, selected)
             trigger = [c for c in sorted(self.stale) if any(overlaps(c, r) for r in reads)]
             self.stale = dict.fromkeys(trigger)  # editor temp files and the like drop out
-            targets = affected(project, selected, trigger)
+            targets = affected(project, selected, trigger, self._policy())
             if not targets:
                 self.note(f"changed {', '.join(changed[:5])}"
                           f"{' …' if len(changed) > 5 else ''}: no dataflow reads it")

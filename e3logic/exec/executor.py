@@ -33,7 +33,7 @@ from typing import Any, Callable, Protocol
 from ..core.paths import lease_conflict
 from ..repo.trees import blob_entry
 from .backends import Backend, Done
-from .episodes import Episode, take_rows, write_rows
+from .episodes import Episode, take_rows
 from .jobs import Finished, Job, Task
 from .memo import ExecutionRecord, Memo, MemoHit, execution_key, usable
 
@@ -686,12 +686,8 @@ class Executor:
             else:
                 new = ours
         batch.commit()
-        if snap["records"] or snap["episodes"][0] or snap["episodes"][1] or snap["procs"]:
-            with self._flush_db().transaction() as conn:
-                self.memo.record_many(conn, snap["records"])
-                write_rows(conn, snap["episodes"])
-                conn.executemany("INSERT OR REPLACE INTO procs(run, episode, pgid, start) "
-                                 "VALUES (?,?,?,?)", snap["procs"])
+        self._flush_db().journal.flush(snap["records"], snap["episodes"], snap["procs"],
+                                       self.memo.host)
         if changes:
             from ..core.errors import ConflictError
 
@@ -864,9 +860,7 @@ class Executor:
                 ep.move("await", self.state.beat, other)
                 return "deadlock: " + " -> ".join(chain)
         self.state.await_edges[ep.dataflow] = other
-        with self.repo.index.transaction() as c:
-            c.execute("INSERT OR IGNORE INTO awaits(episode, awaited) VALUES (?,?)",
-                      (ep.episode, f"{self.run_id}:{other}"))
+        self.repo.journal.record_await(ep.episode, f"{self.run_id}:{other}")
         start = self.state.beat
         try:
             ep.move("await", self.state.beat, other)
