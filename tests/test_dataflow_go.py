@@ -346,29 +346,25 @@ def test_a_bad_target_filter_or_executor_is_a_one_line_usage_error(cold, args, w
 
 # -- the warm path: a provable no-op answered from the last settled run ------------------------------
 @pytest.fixture
-def predictions(monkeypatch):
-    """Counts the calls of `predict` (the full decision) made by in-process runs."""
-    from e3logic.dataflow import go as go_mod
-
-    calls = []
-    real = go_mod.predict
-
-    def counting(*args, **kw):
-        calls.append(args[3])
-        return real(*args, **kw)
-
-    monkeypatch.setattr(go_mod, "predict", counting)
-    return calls
+def decisions():
+    """How each in-process run (`go_here`) decided, from its event log: warm (answered from
+    the last settled run, no tree read), incremental or full."""
+    return []
 
 
-def go_here(p: Proj, *targets, pattern=None, warm_path=True, force=False) -> dict:
-    """`e3 go` through the Python API in this process (so `predict` can be watched)."""
+def go_here(p: Proj, *targets, pattern=None, warm_path=True, force=False,
+            decisions: list | None = None) -> dict:
+    """`e3 go` through the Python API in this process (its event log says how it decided)."""
     from e3logic.api import Repo
     from e3logic.dataflow.go import Go
 
     g = Go(Repo.open(str(p.path)), targets, pattern, cap=2, executor="threads", force=force)
     g.warm_path = warm_path
-    return g()
+    res = g()
+    if decisions is not None:
+        decisions.append(g.events.last("decided")["path"])
+    res["events"] = g.events
+    return res
 
 
 RECEIPT_ROWS = "SELECT dataflow, key, output_hash, outcome, size FROM receipts WHERE run=? ORDER BY seq"
@@ -378,21 +374,22 @@ SAME = ("status", *LISTS, "state_root", "receipt", "commit", "parent", "policy",
 @pytest.mark.parametrize("targets, pattern", [((), None), (("final",), None),
                                               (("outputs/upper/o", "side"), None), ((), "s*")])
 def test_a_warm_no_op_gives_the_receipt_root_and_commit_the_full_prediction_gives(
-        warm, tmp_path, predictions, targets, pattern):
+        warm, tmp_path, decisions, targets, pattern):
     if targets or pattern:  # a first run with this selection (the cold run selected everything)
         warm.go(*targets, *(("--filter", pattern) if pattern else ()))
     twin = Proj(shutil.copytree(warm.path, tmp_path / "twin", symlinks=True))
-    fast = go_here(warm, *targets, pattern=pattern)
-    assert predictions == []  # answered from the last run: no tree was read to decide
-    full = go_here(twin, *targets, pattern=pattern, warm_path=False)
-    assert len(predictions) == 1
+    fast = go_here(warm, *targets, pattern=pattern, decisions=decisions)
+    assert decisions == ["warm"]  # answered from the last run: no tree was read to decide
+    full = go_here(twin, *targets, pattern=pattern, warm_path=False, decisions=decisions)
+    assert decisions == ["warm", "full"]
     assert {k: fast[k] for k in SAME} == {k: full[k] for k in SAME}
     assert fast["executed"] == [] and fast["cached"] and fast["cached"] == full["cached"]
     assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
     assert warm.db("SELECT settled FROM runs WHERE run=?", (fast["run"],)) == [(1,)]
     assert twin.db("SELECT settled FROM runs WHERE run=?", (full["run"],)) == [(1,)]
-    again = go_here(warm, *targets, pattern=pattern)  # a warm answer is settled in its turn
-    assert len(predictions) == 1 and again["parent"] == fast["commit"]
+    # a warm answer is settled in its turn
+    again = go_here(warm, *targets, pattern=pattern, decisions=decisions)
+    assert decisions[-1] == "warm" and again["parent"] == fast["commit"]
     assert again["receipt"] == fast["receipt"]
 
 
@@ -404,33 +401,33 @@ def test_a_settled_run_records_its_package_and_every_output_size(cold):
     assert sizes == {n: len(FLOWS_OUTPUTS[n]) for n in FLOWS}
 
 
-def test_a_failed_run_is_not_settled_and_the_next_run_decides_in_full(warm, predictions):
+def test_a_failed_run_is_not_settled_and_the_next_run_decides_in_full(warm, decisions):
     original = warm.read("inputs/flag")
     warm.set_json("inputs/flag", "fail")
     failed = warm.go(code=1)
     assert warm.db("SELECT settled FROM runs WHERE run=?", (failed["run"],)) == [(0,)]
     warm.write("inputs/flag", original)  # back to the root of the last settled run
-    res = go_here(warm)
-    assert len(predictions) == 1
+    res = go_here(warm, decisions=decisions)
+    assert decisions == ["full"]
     assert lists(res) == {"cached": FLOWS}
 
 
 @pytest.mark.parametrize("change", ["selection", "filter", "package", "force"])
-def test_another_selection_package_or_force_decides_in_full(warm, predictions, change):
+def test_another_selection_package_or_force_decides_in_full(warm, decisions, change):
     if change == "selection":
-        res = go_here(warm, "upper")
+        res = go_here(warm, "upper", decisions=decisions)
         assert lists(res) == {"cached": ["norm", "upper"]}
     elif change == "filter":
-        res = go_here(warm, pattern="c*")
+        res = go_here(warm, pattern="c*", decisions=decisions)
         assert lists(res) == {"cached": ["check", "combine", "count"]}
     elif change == "package":  # same datasets root, another package version
         assert warm.e3("commit", "--patch", "-m", "same data").code == 0
-        res = go_here(warm)
+        res = go_here(warm, decisions=decisions)
         assert lists(res) == {"cached": FLOWS}
     else:
-        res = go_here(warm, force=True)
+        res = go_here(warm, force=True, decisions=decisions)
         assert lists(res) == {"executed": FLOWS}
-    assert len(predictions) == 1
+    assert decisions == ["full"]
 
 
 def test_a_memo_entry_changed_since_the_last_run_is_followed_not_the_old_receipt(warm):
@@ -471,45 +468,30 @@ def test_a_warm_no_op_imports_no_heavy_library(warm):
     assert r.stderr.strip().splitlines()[-1] == "LOADED []"
 
 
-def test_an_incremental_run_is_settled_so_the_next_go_answers_warm(warm, predictions):
+def test_an_incremental_run_is_settled_so_the_next_go_answers_warm(warm, decisions):
     warm.set_json("inputs/k", 3)
     res = warm.go()
     assert res["executed"] and warm.db("SELECT settled FROM runs WHERE run=?",
                                        (res["run"],)) == [(1,)]
-    again = go_here(warm)
-    assert predictions == []
+    again = go_here(warm, decisions=decisions)
+    assert decisions == ["warm"]
     assert lists(again) == {"cached": FLOWS} and again["state_root"] == res["state_root"]
     assert warm.read("outputs/scaled/o") == b"27"
 
 
 def test_an_incremental_run_settles_from_what_changed_and_records_what_a_full_check_does(
-        warm, tmp_path, monkeypatch):
-    from e3logic.dataflow.go import Go
-    from e3logic.repo.trees import Trees
-
+        warm, tmp_path):
     warm.set_json("inputs/k", 3)
     twin = Proj(shutil.copytree(warm.path, tmp_path / "twin", symlinks=True))
-    walks, settling = [], []
-    real_walk, real_settle = Trees.walk, Go._settle
-
-    def walk(self, root, prefix=""):
-        if settling:
-            walks.append(root)
-        return real_walk(self, root, prefix)
-
-    def settle(self, *args):
-        settling.append(1)
-        try:
-            return real_settle(self, *args)
-        finally:
-            settling.pop()
-
-    monkeypatch.setattr(Trees, "walk", walk)
-    monkeypatch.setattr(Go, "_settle", settle)
     fast = go_here(warm)
-    assert walks == []  # only the paths that changed since the settled run were looked at
     full = go_here(twin, warm_path=False)
-    assert walks == [full["state_root"]]  # a full check reads every dataset of the root
+    assert fast["events"].last("decided")["path"] == "incremental"
+    assert full["events"].last("decided")["path"] == "full"
+    # only the dataflows whose paths changed since the settled run were checked
+    assert fast["events"].last("settled") == {"walked": False, "checked": sorted(
+        ["combine", "final", "report", "scaled", "side"])}
+    # a full check reads every dataset of the root
+    assert full["events"].last("settled") == {"walked": True, "checked": FLOWS}
     assert fast["executed"] == full["executed"] != []
     assert {k: fast[k] for k in SAME} == {k: full[k] for k in SAME}
     assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
@@ -592,12 +574,12 @@ def test_a_run_leaves_an_embedding_programs_frozen_objects_frozen(warm):
         gc.unfreeze()
 
 
-def test_gc_between_warm_runs_keeps_what_the_warm_answer_relies_on(warm, predictions):
+def test_gc_between_warm_runs_keeps_what_the_warm_answer_relies_on(warm, decisions):
     warm.go()
     r = warm.e3("--json", "gc", "--min-age", "0")
     assert r.code == 0, r
-    res = go_here(warm)
-    assert predictions == [] and lists(res) == {"cached": FLOWS}
+    res = go_here(warm, decisions=decisions)
+    assert decisions == ["warm"] and lists(res) == {"cached": FLOWS}
     assert warm.e3("--json", "fsck").json["ok"]
     for name, want in FLOWS_OUTPUTS.items():
         assert warm.read(f"outputs/{name}/o") == want, name
@@ -605,19 +587,19 @@ def test_gc_between_warm_runs_keeps_what_the_warm_answer_relies_on(warm, predict
 
 @pytest.mark.parametrize("edit", [("inputs/k", 3), ("inputs/nums", [3, 9, 5])])
 def test_after_an_edit_only_the_dirty_closure_is_predicted_and_the_answer_is_the_full_ones(
-        warm, tmp_path, predictions, edit):
+        warm, tmp_path, edit):
     warm.set_json(*edit)
     twin = Proj(shutil.copytree(warm.path, tmp_path / "twin", symlinks=True))
     fast = go_here(warm)
     full = go_here(twin, warm_path=False)
-    assert len(predictions) == 2
-    assert len(predictions[0]) < len(FLOWS) == len(predictions[1])  # the edit's closure only
+    looked = [r["events"].last("decided")["observed"] for r in (fast, full)]
+    assert looked[0] < len(FLOWS) == looked[1]  # the edit's closure only
     assert {k: fast[k] for k in SAME if k != "parent"} == \
         {k: full[k] for k in SAME if k != "parent"}
     assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
 
 
-def test_an_output_changed_in_the_root_is_decided_in_full_and_put_back(warm, predictions):
+def test_an_output_changed_in_the_root_is_decided_in_full_and_put_back(warm):
     from e3logic.api import Repo
     from e3logic.repo.trees import blob_entry
 
@@ -626,6 +608,7 @@ def test_an_output_changed_in_the_root_is_decided_in_full_and_put_back(warm, pre
     Repo.open(str(warm.path)).workspaces.update_root(
         "main", lambda old: r.trees.set_many(old, {"outputs/peak/o": blob_entry(h, 8)}))
     res = go_here(warm)
-    assert len(predictions) == 1 and len(predictions[0]) == len(FLOWS)
+    decided = res["events"].last("decided")
+    assert decided["path"] == "full" and decided["observed"] == len(FLOWS)
     assert lists(res) == {"cached": FLOWS}
     assert warm.read("outputs/peak/o") == FLOWS_OUTPUTS["peak"]

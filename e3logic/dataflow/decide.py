@@ -30,7 +30,7 @@ class Prediction:
     `run`, `rule_forced` those a project rule made dirty although the memo has them."""
 
     __slots__ = ("order", "run", "cached", "keys", "outputs", "formats", "in_root", "miss",
-                 "input_missing", "output_lost", "reasons", "rule_forced")
+                 "input_missing", "output_lost", "reasons", "rule_forced", "observed")
 
     def __init__(self, order: list, run: list, cached: list, keys: dict | None = None,
                  outputs: dict | None = None, formats: dict | None = None,
@@ -46,6 +46,7 @@ class Prediction:
         self.output_lost = set() if output_lost is None else output_lost
         self.reasons: dict[str, str] = {}
         self.rule_forced: frozenset = frozenset()
+        self.observed = len(order)  # how many dataflows were looked up to decide
 
     def __repr__(self) -> str:
         return (f"Prediction(order={self.order!r}, run={self.run!r}, cached={self.cached!r}, "

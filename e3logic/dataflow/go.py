@@ -226,7 +226,7 @@ class Go:
                     warm = None
                 if warm is not None:
                     ev.emit("decided", path="warm", run=[], cached=sorted(selected),
-                            reasons={})
+                            reasons={}, observed=0)
                     return self._go_warm(ws, project, selected, root, policy, warm)
             path = "incremental"
             pred = None if self.force else self._incremental(ws, project, selected, root)
@@ -239,7 +239,7 @@ class Go:
                 pred = self.decide(ws, project, selected,
                                    predict(self.repo, project, root, selected, self.force))
         ev.emit("decided", path=path, run=list(pred.run), cached=sorted(pred.cached),
-                reasons=dict(pred.reasons))
+                reasons=dict(pred.reasons), observed=pred.observed)
         if self.dry_run:
             plan = self.plan(project, pred)
             ev.emit("planned", batches=[list(b) for b in plan.batches])
@@ -383,10 +383,12 @@ class Go:
         fmts.update(part.formats)
         run = set(part.run)
         # no output path changed since the settled run: its outputs are in the root
-        return Prediction(selected, [n for n in selected if n in run],
+        pred = Prediction(selected, [n for n in selected if n in run],
                           [n for n in selected if n not in run], keys, outs, fmts,
                           set(prior) | part.in_root, part.miss, part.input_missing,
                           part.output_lost)
+        pred.observed = part.observed
+        return pred
 
     def _handed_intact(self, project: Project, pred: Prediction) -> bool:
         """Verified reads, decided up front: the cached outputs that dataflows predicted to
@@ -468,6 +470,7 @@ class Go:
                     check.append(n)
                 else:
                     sizes[n] = b[2]
+        self.events.emit("settled", walked=base is None, checked=sorted(check))
         if base is None:
             entries = dict(self.repo.trees.walk(root))  # every dataset: one pass, no lookups
         else:  # a few: lookups (the trees on their paths were just read)
