@@ -11,19 +11,19 @@ count reaches it.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import signal
 import sys
 import time
 
 from ..core import canon
-from ..core.errors import NotFound, UsageError
+from ..core.errors import UsageError
 from ..core.hashing import hash_parts
 from .decide import Policy, Prediction, decide, explaining_facts, predict
 from .events import EventLog, Reporter
 from .execute import clear_staging, run_token
 from .model import Project
+from .settled import Settled
 
 COMMIT_TAG = "e3-commit-v1"
 
@@ -111,21 +111,19 @@ class Go:
         self.reporter = reporter
         self.workspace = workspace
         self.package_hash = None
-        #: answer a provable no-op from the last settled run (`_warm_receipt`); tests turn it
-        #: off to compare both paths
+        #: take the shortcuts the last settled run proves (`settled.Settled`); tests turn
+        #: them off to compare with the full lookup
         self.warm_path = True
         self.may_freeze = False  # set per call (see __call__)
-        # what one call learns about the settled run (reset per call): its rows, the part an
-        # incremental run kept, the output sizes a no-op run already knows
-        self._settled_memo = self.settled_base = self.settled_sizes = None
+        self.settled: Settled | None = None  # per call: what the last settled run proves
         self.verified: set[str] = set()  # objects hashed before the run (`_handed_intact`)
         self.snapshot = None  # the workspace root the run reads (set per call)
         #: what this Go decided and did, in order (see `events.EventLog`)
         self.events = events if events is not None else EventLog()
         self._policy = None  # the rerun policy (`policy()`), loaded once
         # per call: the signal that arrived, why the executor cancelled, the dataflows that
-        # went stale, every key the executor computed, the sizes a no-op run knows
-        self.interrupted = self.cancelled_reason = self.noop_sizes = None
+        # went stale, every key the executor computed
+        self.interrupted = self.cancelled_reason = None
         self.stale: list = []
         self.keys: dict = {}
 
@@ -203,7 +201,6 @@ class Go:
         # freeze long-lived objects out of collections only when nobody else froze any
         # (an embedding program's own gc.freeze is left alone)
         self.may_freeze = gc.get_freeze_count() == 0
-        self._settled_memo = self.settled_sizes = self.settled_base = None  # see __init__
         try:
             recover_dead_runs(self.repo, ws)
             return self._go(ws)
@@ -220,16 +217,17 @@ class Go:
             self.snapshot = root  # the one snapshot of the workspace this run reads
             project, selected = self.prepare(ws)
             policy = _policy(self.targets, self.pattern, self.force, self.fail_fast)
-            if not self.dry_run:
-                warm = self._warm_receipt(ws, project, selected, root)
-                if warm is not None and not self._rules_add_nothing(project, selected):
-                    warm = None
-                if warm is not None:
+            st = self.settled = Settled(self.repo, ws, project, selected, self.targets,
+                                        self.pattern)
+            shortcuts = self.warm_path and not self.force
+            if shortcuts and not self.dry_run:
+                warm = st.warm_receipt(root)
+                if warm is not None and self._rules_add_nothing(project, selected):
                     ev.emit("decided", path="warm", run=[], cached=sorted(selected),
                             reasons={}, observed=0)
                     return self._go_warm(ws, project, selected, root, policy, warm)
             path = "incremental"
-            pred = None if self.force else self._incremental(ws, project, selected, root)
+            pred = st.incremental(root) if shortcuts else None
             if pred is None:
                 path = "full"
                 pred = predict(self.repo, project, root, selected, self.force)
@@ -269,127 +267,6 @@ class Go:
         pred = Prediction(selected, [], list(selected), miss=set())
         return not decide(policy, project, selected, pred, False).run
 
-    # -- the warm path ---------------------------------------------------------------------
-    def _warm_receipt(self, ws: str, project: Project, selected: list[str], root: str):
-        """The receipt rows `[(dataflow, key, output hash, size)]` (sorted by name) of a run
-        that provably has nothing to do, or None (then `predict` decides, as always).
-
-        Provably: the workspace's latest run is *settled* (it ended ok and, when it finished,
-        every receipt row was checked against its state root: the output at the dataflow's
-        path, the key computed from the inputs there), it ran this package with these targets
-        and this filter, intake found its state root unchanged, the memo still maps every key
-        to the recorded output, and every output object is in the store at its recorded size.
-        Then `predict` would find every dataflow cached with exactly these keys and outputs,
-        and the run would change nothing: this answers the same without reading a tree."""
-        if self.force or not self.warm_path:
-            return None
-        settled = self._settled_rows(ws, project, selected)
-        if settled is None or settled[0] != root:
-            return None
-        if not self._objects_intact(settled[1]):
-            return None
-        return [(name, key, h, size) for name, key, h, size, _ in settled[1]]
-
-    def _objects_intact(self, rows) -> bool:
-        """Is every row's output object in the store at its recorded size? (If not, `predict`
-        removes the bad object and the dataflow re-executes.)"""
-        size_of = self.repo.objects.size
-        try:
-            return all(size_of(h) == size for _, _, h, size, _ in rows)
-        except OSError:
-            return False
-
-    def _settled_rows(self, ws: str, project: Project, selected: list[str]):
-        """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the workspace's
-        latest run when it is settled (see `_warm_receipt`) for this package and selection and
-        the memo still maps each key to its output; None otherwise. Read once per run: the
-        warm path and the incremental one both ask, before anything is written."""
-        cached = self._settled_memo
-        if cached is not None and cached[0] == (ws, project.pkg_hash, tuple(selected)):
-            return cached[1]
-        found = self._read_settled_rows(ws, project, selected)
-        self._settled_memo = ((ws, project.pkg_hash, tuple(selected)), found)
-        return found
-
-    def _read_settled_rows(self, ws: str, project: Project, selected: list[str]):
-        j = self.repo.journal
-        last = j.latest_run(ws)
-        if last is None:
-            return None
-        run, status, settled, package, state_root, policy = last
-        if status != "ok" or settled != 1 or package != project.pkg_hash or not policy:
-            return None
-        try:
-            pol = json.loads(policy)
-        except ValueError:
-            return None
-        if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
-            return None
-        rows = j.settled_receipt(run)
-        if len(rows) != len(selected) or [r[0] for r in rows] != sorted(selected):
-            return None
-        out = []
-        for name, key, h, size, memo_h, fmt in rows:
-            if not key or not h or memo_h != h or size is None:
-                return None
-            out.append((name, key, h, size, fmt or "raw"))
-        return state_root, out
-
-    def _incremental(self, ws: str, project: Project, selected: list[str], root: str):
-        """The prediction after an edit, from the last settled run instead of every tree: the
-        datasets that differ between its state root and `root` (`Trees.changed`, which reads
-        only differing subtrees) dirty the dataflows reading them and everything downstream;
-        those are predicted as `predict` does, the rest keep the settled run's key and output
-        (its memo entry and output object checked, as the warm path does). None — and the full
-        `predict` — when there is no such run, or a changed path is not an input of the
-        selection (e.g. an edited output)."""
-        if not self.warm_path:
-            return None
-        settled = self._settled_rows(ws, project, selected)
-        if settled is None:
-            return None
-        state_root, rows = settled
-        try:
-            changed = self.repo.trees.changed(state_root, root)
-        except NotFound:  # the settled run's trees are gone (deleted by hand): settle in full
-            return None
-        readers: dict[str, list[str]] = {}
-        for n in selected:
-            for p in project.dataflows[n]["inputs"]:
-                readers.setdefault(p, []).append(n)
-        outputs = {project.outputs[n] for n in selected}
-        if any(p in outputs or p not in readers for p in changed):
-            return None
-        dirty = {n for p in changed for n in readers[p]}
-        stack = list(dirty)
-        while stack:
-            for m in readers.get(project.outputs[stack.pop()], ()):
-                if m not in dirty:
-                    dirty.add(m)
-                    stack.append(m)
-        kept = [r for r in rows if r[0] not in dirty]
-        if not self._objects_intact(kept):
-            return None
-        prior = {name: (key, h, fmt) for name, key, h, _, fmt in kept}
-        # what `_settle` may take from the settled run instead of checking it again
-        self.settled_base = (state_root, {name: (key, h, size) for name, key, h, size, _ in kept})
-        part = predict(self.repo, project, root, [n for n in selected if n in dirty], False,
-                       overrides={project.outputs[n]: prior[n][1] for n in prior})
-        keys = {n: k for n, (k, _, _) in prior.items()}
-        keys.update(part.keys)
-        outs = {n: h for n, (_, h, _) in prior.items()}
-        outs.update(part.outputs)
-        fmts = {n: f for n, (_, _, f) in prior.items()}
-        fmts.update(part.formats)
-        run = set(part.run)
-        # no output path changed since the settled run: its outputs are in the root
-        pred = Prediction(selected, [n for n in selected if n in run],
-                          [n for n in selected if n not in run], keys, outs, fmts,
-                          set(prior) | part.in_root, part.miss, part.input_missing,
-                          part.output_lost)
-        pred.observed = part.observed
-        return pred
-
     def _handed_intact(self, project: Project, pred: Prediction) -> bool:
         """Verified reads, decided up front: the cached outputs that dataflows predicted to
         run will read are hashed; a corrupt one is quarantined (False: predict again, and it
@@ -424,7 +301,7 @@ class Go:
         except BaseException:
             self._end_run(run_id, "cancelled", None, None, None)
             raise
-        self.settled_sizes = {n: size for n, _, _, size in rows}
+        self.settled.sizes = {n: size for n, _, _, size in rows}
         return self._finish(ws, run_id, project, selected, {n: "cached" for n in selected},
                             results, root, policy)
 
@@ -435,90 +312,8 @@ class Go:
         rep.start(len(order))
         rep.outcomes(order, "cached")  # one buffered write for the lot
 
-    def _settle(self, project: Project, selected, status, outcome, results, root):
-        """{dataflow: output size} when this run's receipt can stand for a later no-op run
-        (see `_warm_receipt`): it ended ok with nothing stale, and every selected dataflow's
-        output in `root` is the receipt's and its key is the one its inputs in `root` give.
-        None otherwise. A run that executed something is checked against the root itself,
-        whatever the executor did; the two no-op paths know it already (`settled_sizes`: the
-        warm path's receipt is the last settled run's, `_fast_noop` found every output of
-        keys computed from the root in place)."""
-        if status != "ok":
-            return None
-        known = self.settled_sizes
-        if known is not None:  # the warm path: the root and the receipt are the last run's
-            return known
-        from ..exec.memo import execution_key
-
-        if any(outcome.get(n) not in ("executed", "cached") for n in selected):
-            return None
-        sizes = {}
-        check = selected
-        base = self.settled_base
-        if base is not None:
-            # an incremental run: a dataflow none of whose paths changed since the settled
-            # run, with that run's key and output, is settled as it was there
-            try:
-                changed = self.repo.trees.changed(base[0], root)
-            except NotFound:
-                return None
-            check = []
-            for n in selected:
-                b = base[1].get(n)
-                if (b is None or results.get(n) != b[:2] or project.outputs[n] in changed
-                        or any(p in changed for p in project.dataflows[n]["inputs"])):
-                    check.append(n)
-                else:
-                    sizes[n] = b[2]
-        self.events.emit("settled", walked=base is None, checked=sorted(check))
-        if base is None:
-            entries = dict(self.repo.trees.walk(root))  # every dataset: one pass, no lookups
-        else:  # a few: lookups (the trees on their paths were just read)
-            find = self.repo.trees.find
-            entries = {}
-            for n in check:
-                for p in (project.outputs[n], *project.dataflows[n]["inputs"]):
-                    if p not in entries:
-                        e = find(root, p)
-                        if e is not None:
-                            entries[p] = e
-        for n in check:
-            key, h = results.get(n, (None, None))
-            e = entries.get(project.outputs[n])
-            if not key or not h or e is None or e.get("hash") != h or e.get("size") is None:
-                return None
-            d = project.dataflows[n]
-            th = project.task_hashes.get(d["task"])
-            hs = []
-            for p in d["inputs"]:
-                i = entries.get(p)
-                if i is None:
-                    return None
-                hs.append(i["hash"])
-            if th is None or execution_key(th, hs) != key:
-                return None
-            sizes[n] = e["size"]
-        return sizes
-
-    def _fast_noop(self, project, pred, root) -> bool:
-        """Nothing to run and every predicted output already in `root`. The keys were then
-        computed from `root`'s inputs: the run is settled as it stands (`noop_sizes`)."""
-        if pred.run:
-            return False
-        trees = self.repo.trees
-        sizes = {}
-        for n in pred.cached:
-            e = trees.find(root, project.outputs[n])
-            if e is None or e.get("hash") != pred.outputs[n]:
-                return False
-            sizes[n] = e.get("size")
-        self.noop_sizes = sizes if None not in sizes.values() else None
-        return True
-
     def _execute(self, ws, run_id, project: Project, pred: Prediction, root: str):
-        if self._fast_noop(project, pred, root):
-            if self.noop_sizes is not None and not self.force:
-                self.settled_sizes = self.noop_sizes
+        if self.settled.noop_sizes(pred, root):
             self._report_cached(pred.order)
             if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
                 self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
@@ -550,7 +345,7 @@ class Go:
     def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
                  policy=None, receipt=None, sizes=None):
         """Close the run row and write its receipt rows, in one transaction. `sizes`
-        {dataflow: output size}: the run is settled (see `_settle`)."""
+        {dataflow: output size}: the run is settled (`Settled.settle`)."""
         self.repo.journal.end_run(run_id, status, commit=commit, state_root=state_root,
                                   receipt_digest=receipt_digest, parent=parent, policy=policy,
                                   receipt=receipt, sizes=sizes)
@@ -577,8 +372,8 @@ class Go:
         policy_id = canon.digest(policy)
         parent = self._parent(ws)
         commit = commit_hash(parent, root, receipt_digest, policy_id)
-        sizes = self._settle(project, selected, status, outcome, results, root) if not why \
-            else None
+        sizes = None if why else self.settled.settle(status, outcome, results, root,
+                                                     self.events)
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
                       canon.dumps(policy).decode(), receipt, sizes)
         self.repo.journal.clear_process_groups(run_id)
