@@ -474,3 +474,11 @@ def test_inspect_and_graph_read_through_the_journal(j, tmp_path):
     assert inspect.log_of(api, "abcdef") == ("abcdef123", tmp_path / "abcdef123.log")
     run = j.start_run("main")
     assert inspect.request_cancel(api, None) == [run] and j.cancel_requested(run)
+
+
+def test_ever_executed_names_those_with_an_execution_row_failed_or_not(j):
+    assert j.ever_executed(["a", "b"]) == set()
+    j.record_executions([rec("k1", dataflow="a"), rec("k2", status="fail", dataflow="b")],
+                        "host")
+    names = [f"n{i}" for i in range(1200)] + ["a", "b", "c"]  # more than one statement's worth
+    assert j.ever_executed(names) == {"a", "b"}

@@ -282,7 +282,7 @@ def explaining_facts(repo, project, root: str, pred: Prediction, base, overrides
         return out
     failed = set((base or {}).get("failed", ()))
     out["failed_last"] = {(n,) for n in unsure if n in failed}
-    executed = set(repo.journal.executed_dataflows())  # ever attempted, in any run
+    executed = repo.journal.ever_executed(unsure)  # ever attempted, in any run
     out["never_run"] = {(n,) for n in unsure if n not in executed}
     if base is None or base.get("root") is None:
         return out

@@ -253,6 +253,18 @@ class Journal:
                             "ORDER BY id DESC LIMIT 1", (prefix + "%",)).fetchone()
         return r[0] if r else None
 
+    def ever_executed(self, names) -> set[str]:
+        """Those of `names` with an execution row (any run, any outcome); one indexed
+        statement per 500 names."""
+        names = sorted(set(names))
+        out: set[str] = set()
+        for i in range(0, len(names), 500):
+            part = names[i:i + 500]
+            out.update(x for x, in self._c.execute(
+                "SELECT DISTINCT dataflow FROM executions WHERE dataflow IN "
+                f"({','.join('?' * len(part))})", part))
+        return out
+
     def executed_dataflows(self) -> list[str]:
         """Every dataflow with an execution row, by name."""
         return [x for x, in self._c.execute("SELECT DISTINCT dataflow FROM executions "
