@@ -238,20 +238,16 @@ def _store(files: list[str], cache_dir: Path | None, got) -> None:
 
 def graph_facts(project, selected) -> dict[str, set]:
     """The package graph restricted to `selected`: dataflow, reads, writes, edge, tag."""
-    sel = set(selected)
-    f: dict[str, set] = {k: set() for k in ("dataflow", "reads", "writes", "edge", "tag")}
-    for n in selected:
-        d = project.dataflows[n]
-        f["dataflow"].add((n, d["task"]))
-        f["writes"].add((n, project.outputs[n]))
-        for p in d["inputs"]:
-            f["reads"].add((n, p))
-        for u in project.deps[n]:
-            if u in sel:
-                f["edge"].add((u, n))
-        for t in d.get("tags") or ():
-            f["tag"].add((n, t))
-    return f
+    dfs, outs, deps = project.dataflows, project.outputs, project.deps
+    edge = {(u, n) for n in selected for u in deps[n]}
+    if len(selected) != len(dfs):
+        sel = set(selected)
+        edge = {e for e in edge if e[0] in sel}
+    return {"dataflow": {(n, dfs[n]["task"]) for n in selected},
+            "writes": {(n, outs[n]) for n in selected},
+            "reads": {(n, p) for n in selected for p in dfs[n]["inputs"]},
+            "edge": edge,
+            "tag": {(n, t) for n in selected for t in dfs[n].get("tags") or ()}}
 
 
 def decision_facts(project, selected, pred: Prediction, force: bool, why: dict | None = None
@@ -337,17 +333,23 @@ def _origin_text(kind: str, about: str, name: str) -> str:
             "no_memo": f"no cached result for {name}"}.get(kind, f"{about} on {name}")
 
 
+#: a chain longer than this shows its two first and two last dataflows around `…`
+CHAIN_SHOWN = 5
+
+
 def explain(dirty: set, reasons: dict, by_rule: dict, miss: set) -> dict[str, str]:
     """One reason text per dirty dataflow: its own reason (by `KINDS` order, then `about`),
-    else the shortest chain of dirty dataflows back to one with an own reason (ties by name):
-    `inputs/sales changed → clean → train`."""
+    else the shortest chain of dirty dataflows back to one with an own reason:
+    `inputs/sales changed → clean → train`. One breadth-first pass from every dataflow with an
+    own reason (each level in name order, so a tie goes to the smaller name); a long chain is
+    shown as `origin → next → … → parent → D`."""
     own: dict[str, tuple] = {}
-    ups: dict[str, list] = {}
+    down: dict[str, list] = {}
     for d in dirty:
         mine = []
         for kind, about in reasons.get(d, ()):
             if kind == "upstream":
-                ups.setdefault(d, []).append(about)
+                down.setdefault(about, []).append(d)
             else:
                 mine.append((KINDS.index(kind) if kind in KINDS else len(KINDS), kind, about))
         if d in by_rule:
@@ -356,40 +358,42 @@ def explain(dirty: set, reasons: dict, by_rule: dict, miss: set) -> dict[str, st
             mine.append((KINDS.index("no_memo"), "no_memo", d))
         if mine:
             own[d] = min(mine)
+    # origin[d], depth[d] (dataflows after the origin), prev[d], second[d] (the origin's
+    # successor on d's chain)
+    origin = {d: d for d in own}
+    depth = {d: 0 for d in own}
+    prev: dict[str, str] = {}
+    second: dict[str, str] = {}
+    level = sorted(own)
+    while level:
+        nxt = []
+        for u in level:
+            for d in sorted(down.get(u, ())):
+                if d in origin:
+                    continue
+                origin[d], depth[d], prev[d] = origin[u], depth[u] + 1, u
+                second[d] = d if depth[u] == 0 else second[u]
+                nxt.append(d)
+        level = sorted(nxt)
     out = {}
     for d in sorted(dirty):
-        if d in own:
-            _, kind, about = own[d]
-            out[d] = about if kind == "rule" else _own_text(kind, about, d)
-            continue
-        # breadth-first up the dirty dataflows, names in order: the shortest chain
-        prev = {d: None}
-        frontier = [d]
-        found = None
-        while frontier and found is None:
-            nxt = []
-            for x in frontier:
-                for u in sorted(ups.get(x, ())):
-                    if u in prev:
-                        continue
-                    prev[u] = x
-                    if u in own:
-                        found = u
-                        break
-                    nxt.append(u)
-                if found is not None:
-                    break
-            frontier = nxt
-        if found is None:
+        o = origin.get(d)
+        if o is None:
             out[d] = "upstream of it something runs"
             continue
-        chain = [found]
-        while chain[-1] != d:
-            chain.append(prev[chain[-1]])
-        _, kind, about = own[found]
-        head = about if kind == "rule" else _origin_text(kind, about, found)
-        if kind == "rule":
-            head = f"{about} on {found}"
+        _, kind, about = own[o]
+        if o == d:
+            out[d] = about if kind == "rule" else _own_text(kind, about, d)
+            continue
+        head = f"{about} on {o}" if kind == "rule" else _origin_text(kind, about, o)
+        n = depth[d] + 1  # dataflows on the chain, origin and d included
+        if n <= CHAIN_SHOWN:
+            chain = [d]
+            while chain[-1] != o:
+                chain.append(prev[chain[-1]])
+            chain.reverse()
+        else:
+            chain = [o, second[d], f"… ({n - 4} more)", prev[d], d]
         out[d] = " → ".join([head, *chain])
     return out
 
