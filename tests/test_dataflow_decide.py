@@ -172,3 +172,12 @@ def test_impact_s_what_if_makes_readers_and_their_dependents_dirty(engine):
              "changed": {("inputs/x",)}}
     got = Policy().program.evaluate(facts, engine=engine, only=["dirty"], trusted=True)
     assert got["dirty"] == {("a",), ("b",)}
+
+
+def test_a_long_chain_shows_its_ends_and_how_many_it_leaves_out():
+    names = [f"d{i}" for i in range(8)]
+    reasons = {"d0": [("input", "inputs/x")]}
+    reasons.update({b: [("upstream", a)] for a, b in zip(names, names[1:])})
+    got = explain(set(names), reasons, {}, {"d0"})
+    assert got["d3"] == "inputs/x changed → d0 → d1 → d2 → d3"
+    assert got["d7"] == "inputs/x changed → d0 → d1 → … (4 more) → d6 → d7"
