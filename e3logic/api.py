@@ -423,18 +423,35 @@ class Repo:
 
     # -- logic ----------------------------------------------------------------------------------
     @_holds_objects
-    def facts(self, ws: str | None = None) -> dict:
+    def facts(self, ws: str | None = None, decision: bool = True) -> dict:
+        """Every fact relation of workspace `ws` (default: current): those projected from the
+        repository and, unless `decision` is False, the rerun policy's facts observed now
+        (`decision_facts`)."""
         from .dataflow.facts import repository_facts
 
-        return repository_facts(self.r, ws)
+        facts = repository_facts(self.r, ws)
+        if decision:
+            facts.update(self.decision_facts(ws))
+        return facts
+
+    @_holds_objects
+    def decision_facts(self, ws: str | None = None) -> dict:
+        """The facts `go` would decide on now (miss, forced, input_changed, input_missing,
+        code_changed, output_lost, failed_last, never_run), observed as `status` observes
+        them: over them `dirty(D)` is what a `go` would execute."""
+        from .dataflow.facts import decision_facts
+
+        return decision_facts(self, ws)
 
     def logic(self, rule_files=(), engine: str = "auto"):
         """A `Logic` over this repository's facts, the shipped rules, the project's own
-        `rules/*.dl` and `rule_files`."""
-        from .logic.queries import Logic
+        `rules/*.dl` and `rule_files`. The decision facts are observed on the first query
+        that needs them (`dirty(D)`, `reason(D, K, A)`, ...; `dataflow.facts.RepositoryLogic`)."""
+        from .dataflow.facts import repository_logic
 
         own = sorted((self.root / "rules").glob("*.dl")) if (self.root / "rules").is_dir() else []
-        return Logic(self.facts(), rule_files=[*own, *rule_files], engine=engine, trusted=True)
+        return repository_logic(self.facts(decision=False), self.decision_facts,
+                                rule_files=[*own, *rule_files], engine=engine, trusted=True)
 
     def dataflow_names(self) -> list[str]:
         pkg = self.workspaces.package(self.ws())

@@ -11,6 +11,8 @@ import os
 import queue
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -25,11 +27,19 @@ from tests.naps import (NAMES, clear_marks, expected_outputs, kill_token_procs, 
 class Watch:
     """A running `e3 watch`: its stdout lines and stderr lines, read by threads."""
 
-    def __init__(self, project, *args, json_out=True):
+    def __init__(self, project, *args, json_out=True, background=False):
         self.project = project
         self.token = new_token()
         argv = (["--json"] if json_out else []) + ["watch", "-j", "4", *args]
-        self.proc = start_e3(*argv, cwd=project, env=token_env(self.token))
+        self.background = background
+        if background:  # `e3 watch &` in a script: dash starts it with SIGINT ignored
+            script = '"$0" -m e3logic "$@" & echo "watch pid $!" >&2; wait $!'
+            self.proc = subprocess.Popen(["sh", "-c", script, sys.executable, *argv],
+                                         cwd=project, env=token_env(self.token),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+        else:
+            self.proc = start_e3(*argv, cwd=project, env=token_env(self.token))
         self.out: "queue.Queue[str]" = queue.Queue()
         self.err_lines: list[str] = []
         self.lines: list[str] = []
@@ -60,9 +70,16 @@ class Watch:
     def armed(self):
         wait_until(lambda: any("watching inputs/" in l for l in self.err_lines), 30)
 
+    def pid(self) -> int:
+        """The e3 process (under `sh` when started in the background)."""
+        if not self.background:
+            return self.proc.pid
+        wait_until(lambda: any(l.startswith("watch pid ") for l in self.err_lines), 30)
+        return int(next(l for l in self.err_lines if l.startswith("watch pid ")).split()[-1])
+
     def stop(self, sig=signal.SIGINT, timeout=30) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        os.kill(self.pid(), sig)
+        return self.proc.wait(timeout)  # `sh` exits with the status of the e3 it waits for
 
     def close(self):
         if self.proc.poll() is None:
@@ -197,6 +214,47 @@ def test_sigterm_stops_an_idle_watch_with_exit_130(project, watch):
     w.armed()
     assert w.stop(signal.SIGTERM) == 130
     assert wait_gone(w.token) == []
+
+
+def sigint_disposition(pid: int) -> str:
+    """'ignored' or 'caught' or 'default', from /proc/PID/status."""
+    fields = dict(line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines()
+                  if ":\t" in line)
+    bit = 1 << (signal.SIGINT - 1)
+    if int(fields["SigIgn"], 16) & bit:
+        return "ignored"
+    return "caught" if int(fields["SigCgt"], 16) & bit else "default"
+
+
+def test_sigterm_stops_a_watch_a_script_started_in_the_background_within_2_s(project, watch):
+    w = watch(background=True)
+    assert sigint_disposition(w.pid()) == "ignored"  # what the shell gave it: Ctrl-C is off
+    w.run()
+    w.armed()
+    time.sleep(0.3)  # idle, waiting for edits (the initial run is over)
+    t0 = time.monotonic()
+    code = w.stop(signal.SIGTERM, timeout=10)
+    took = time.monotonic() - t0
+    assert code == 130, w.err_lines
+    assert took < 2.0, took
+    assert "e3: cancelled" in w.err_lines
+    assert not any("Traceback" in l for l in w.err_lines), w.err_lines
+    assert wait_gone(w.token) == []
+    assert run_e3("--json", "fsck", cwd=project).json["ok"]
+
+
+def test_sigterm_stops_a_background_watch_in_the_middle_of_a_run_within_2_s(project, watch):
+    clear_marks(project)
+    set_inputs(project, second=30)
+    w = watch(background=True)
+    wait_until(lambda: started(project, "second"))
+    t0 = time.monotonic()
+    assert w.stop(signal.SIGTERM, timeout=10) == 130, w.err_lines
+    assert time.monotonic() - t0 < 2.0
+    assert wait_gone(w.token) == []
+    r = w.run(timeout=5)                      # the interrupted run is still reported
+    assert r["status"] == "cancelled" and "second" in r["cancelled"]
+    assert run_e3("--json", "fsck", cwd=project).json["ok"]
 
 
 def test_a_change_during_a_run_is_picked_up_by_the_next_run(project, watch):

@@ -63,3 +63,62 @@ def test_repository_facts_hold_executions_provenance_current_values_and_episodes
     assert {s for _, s in f["state"]} == {"ok"}
     assert f["awaits"] == set()
     assert ("flows", "0.1.0") in f["package"]
+
+
+# -- the rerun policy's facts, observed now (issue 16, item 5) -------------------------------
+
+@pytest.fixture
+def edited(tmp_path):
+    """A flows project run once, then inputs/k edited in the working copy only."""
+    api = api_project(tmp_path / "p", write_flows(tmp_path / "src"), "flows")
+    in_process_go(api)
+    (tmp_path / "p" / "inputs" / "k").write_text("9")
+    return api
+
+
+def test_repository_facts_include_what_status_decides_on(edited):
+    f = edited.facts()
+    assert f["miss"] == {("scaled",), ("side",)}
+    assert f["input_changed"] == {("inputs/k",)}
+    for rel in ("forced", "input_missing", "code_changed", "output_lost", "failed_last",
+                "never_run"):
+        assert f[rel] == set(), rel
+    assert "miss" not in edited.facts(decision=False)
+
+
+def test_logic_dirty_equals_status_stale_and_is_observed_only_when_asked(edited, monkeypatch):
+    import e3logic.dataflow.facts as facts_mod
+
+    calls = []
+    real = facts_mod.decision_facts
+    monkeypatch.setattr(facts_mod, "decision_facts",
+                        lambda api, ws=None: calls.append(ws) or real(api, ws))
+    logic = edited.logic()
+    # graph and provenance questions do not decide
+    assert logic.deps("final") == ["combine", "count"]
+    assert logic.dependents("norm", transitive=True) == ["combine", "count", "final", "upper"]
+    assert logic.lineage("outputs/side/o")["executions"]
+    assert logic.query("edge(U, D)").rows and logic.query("task(T, R)").rows
+    assert logic.evaluate(only=["reachable"])["reachable"]
+    assert not logic.decided and calls == []
+    # the what-if of `e3 impact` neither
+    assert logic.dirty_closure(["inputs/text"]) == ["combine", "count", "final", "norm", "upper"]
+    assert not logic.decided and calls == []
+    stale = edited.status()["stale"]
+    assert stale == ["combine", "final", "report", "scaled", "side"]
+    assert [d for d, in logic.query("dirty(D)").rows] == stale
+    assert logic.decided and len(calls) == 1
+    assert [d for d, in logic.query("?- dataflow(D, _), !dirty(D).").rows] == sorted(
+        set(FLOWS) - set(stale))
+    assert len(calls) == 1  # observed once per Logic
+    # decided or not, the what-if stays one over the graph
+    assert logic.dirty_closure(["inputs/text"]) == ["combine", "count", "final", "norm", "upper"]
+
+
+def test_a_workspace_without_a_package_has_empty_decision_facts(tmp_path):
+    from e3logic.api import Repo
+
+    api = Repo.init(tmp_path / "bare")
+    f = api.facts()
+    assert f["miss"] == set() and f["never_run"] == set()
+    assert api.logic().query("dirty(D)").rows == []

@@ -87,3 +87,142 @@ def test_an_arity_mismatch_in_a_user_rule_file_is_one_line_and_exit_2(project):
     r = run_e3("query", "m(X)", cwd=project)
     assert r.code == 2 and len(r.err.splitlines()) == 1
     assert "arity mismatch: 'n' has 1 argument here but 2" in r.err
+
+
+# -- questions over the workspace's current state (issue 16, item 5) -------------------------
+
+ALL = ["after", "check", "combine", "count", "final", "norm", "peak", "report", "scaled",
+       "side", "total", "upper"]
+
+
+@pytest.fixture
+def flows(tmp_path_factory, tmp_path):
+    from tests.flows import copy_project
+
+    return copy_project(tmp_path_factory, "flows", tmp_path / "p")
+
+
+def _dirty(p, *args) -> list[str]:
+    r = p.e3("--json", "query", "dirty(D)", *args)
+    assert r.code == 0, r
+    assert r.json["columns"] == ["D"]
+    return [d for d, in r.json["rows"]]
+
+
+def _stale(p) -> list[str]:
+    r = p.e3("--json", "status")
+    assert r.code == 0, r
+    return r.json["stale"]
+
+
+def test_query_dirty_before_any_run_is_every_dataflow_as_status_says(flows):
+    assert _dirty(flows) == _stale(flows) == ALL
+    rows = flows.e3("--json", "query", 'reason(D, "never_run", D)').json["rows"]
+    assert [d for d, in rows] == ALL
+
+
+def test_query_dirty_after_a_run_is_empty_as_status_says(flows):
+    flows.go()
+    assert _dirty(flows) == _stale(flows) == []
+    assert [d for d, in flows.e3("--json", "query", "clean(D)").json["rows"]] == ALL
+
+
+def test_query_dirty_sees_an_unsaved_input_edit_as_status_does(flows):
+    flows.go()
+    (flows.path / "inputs/k").write_text("9")  # not taken in: only the working copy has it
+    want = ["combine", "final", "report", "scaled", "side"]
+    assert _stale(flows) == want
+    for engine in ("fast", "pydatalog"):
+        assert _dirty(flows, "--engine", engine) == want, engine
+    q = flows.e3("--json", "query", "input_changed(P)").json
+    assert q["rows"] == [["inputs/k"]]
+    q = flows.e3("--json", "query", "?- reason(D, K, A), K != \"upstream\".").json
+    assert q["rows"] == [["scaled", "input", "inputs/k"], ["side", "input", "inputs/k"]]
+    assert flows.go("--dry-run")["would_run"] == want
+
+
+def test_query_dirty_sees_a_failed_dataflow_and_a_lost_output_as_status_does(flows):
+    flows.go()
+    flows.set_json("inputs/flag", "fail")
+    flows.go(code=1)  # check fails (failures are never memoized), after is skipped
+    h = flows.e3("--json", "ls", "outputs/norm").json[0]["hash"]
+    flows.object_path(h).unlink()
+    assert _dirty(flows) == _stale(flows) == ["after", "check", "combine", "count", "final",
+                                              "norm", "upper"]
+    facts = flows.e3("--json", "facts").json
+    assert facts["miss"] == [["check"], ["norm"]] and facts["output_lost"] == [["norm"]]
+    assert facts["failed_last"] == [["check"]]
+    assert facts["input_changed"] == [["inputs/flag"]]  # since the last settled run
+    assert facts["forced"] == [] and facts["input_missing"] == []
+    reasons = flows.e3("--json", "query", '?- reason(D, K, A), K != "upstream".').json["rows"]
+    assert reasons == [["check", "failed", "check"], ["check", "input", "inputs/flag"],
+                       ["norm", "output_lost", "norm"]]
+
+
+def test_an_output_that_differs_from_the_memo_is_stale_in_status_but_not_dirty(flows):
+    # `go` does not run norm for it: it puts the memo's bytes back. dirty(D) is what `go`
+    # would run (its --dry-run's would_run); status lists the output too.
+    flows.go()
+    assert flows.e3("set", "outputs/norm/o", "-", input="edited\n").code == 0
+    st = flows.e3("--json", "status").json
+    assert st["stale"] == ["norm"] and "output differs" in st["reasons"]["norm"]
+    assert _dirty(flows) == [] == flows.go("--dry-run")["would_run"]
+
+
+def test_impact_still_answers_the_readers_and_their_dependents_whatever_is_stale(flows):
+    flows.go()
+    (flows.path / "inputs/k").write_text("9")  # scaled, side, report, … are stale now
+    r = flows.e3("--json", "impact", "inputs/text")
+    assert r.code == 0, r
+    assert r.json == ["combine", "count", "final", "norm", "upper"]
+
+
+def test_graph_questions_answer_as_before(flows):
+    (flows.path / "inputs/k").write_text("9")
+    assert flows.e3("deps", "final").out.splitlines() == ["combine", "count"]
+    assert flows.e3("dependents", "norm").out.splitlines() == ["count", "upper"]
+    q = flows.e3("--json", "query", 'edge("norm", X)').json
+    assert q["rows"] == [["count"], ["upper"]]
+
+
+def test_query_human_output_starts_with_a_header_row_naming_the_columns(flows):
+    r = flows.e3("query", 'edge(Up, Down), Up = "norm"')
+    assert r.code == 0, r
+    assert r.out.splitlines() == ["Up\tDown", "norm\tcount", "norm\tupper"]
+    assert r.err.startswith("2 row(s), engine")
+    r = flows.e3("query", "dirty(D)")  # nothing ran: every dataflow
+    assert r.out.splitlines() == ["D", *ALL]
+    assert flows.e3("query", 'edge("norm", "count")').out.splitlines() == ["true", "yes"]
+    assert flows.e3("query", 'edge("norm", "x")').out.splitlines() == ["true"]
+
+
+def test_facts_prints_datalog_that_the_parser_reads_back_equal(flows, tmp_path):
+    from e3logic.logic.program import Program
+
+    flows.go()
+    (flows.path / "inputs/k").write_text("9")
+    text = flows.e3("facts").out
+    assert 'dataflow("total", "total").' in text.splitlines()
+    assert "'" not in text
+    want = {rel: {tuple(row) for row in rows}
+            for rel, rows in flows.e3("--json", "facts").json.items() if rows}
+    assert Program.parse(text, source="facts.dl").facts == want
+    assert want["miss"] == {("scaled",), ("side",)}
+    (tmp_path / "facts.dl").write_text(text)
+    # and `e3 query -r` takes it back (the same facts, given twice)
+    r = flows.e3("--json", "query", "-r", str(tmp_path / "facts.dl"), "input_changed(P)")
+    assert r.code == 0, r
+    assert r.json["rows"] == [["inputs/k"]]
+    one = flows.e3("facts", "input_changed")
+    assert one.out == 'input_changed("inputs/k").\n'
+
+
+def test_fact_lines_quote_strings_with_json_escapes_and_keep_ints_bare():
+    from e3logic.cli.logic_cmds import fact_line
+    from e3logic.logic.program import Program
+
+    rows = [("a\"b\\c", -3), ("new\nline\ttab", 0), ("é ünïcode ✓", 2 ** 62),
+            ("'single'", 7), ("\x01", -(2 ** 63))]
+    text = "".join(fact_line("r", row) for row in rows) + fact_line("yes", ())
+    assert text.splitlines()[0] == 'r("a\\"b\\\\c", -3).'
+    assert Program.parse(text).facts == {"r": set(rows), "yes": {()}}

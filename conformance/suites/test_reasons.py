@@ -158,3 +158,19 @@ def test_impact_asks_the_same_rules_a_what_if(tmp_path_factory, tmp_path):
     p = _flows(tmp_path_factory, tmp_path)
     got = p.e3("--json", "impact", "inputs/text").json
     assert got == ["combine", "count", "final", "norm", "upper"]
+
+
+def test_query_dirty_is_status_stale_list_after_an_input_edit(tmp_path_factory, tmp_path):
+    # issue 16, item 5: `e3 query 'dirty(D)'` (the example of `--help`) answers from the
+    # workspace's current state, unsaved working-copy edits included, as `e3 status` does
+    p = _flows(tmp_path_factory, tmp_path)
+    p.go()
+    assert p.e3("--json", "query", "dirty(D)").json["rows"] == []
+    (p.path / "inputs/text").write_text("Some  NEW   text\n")  # an unsaved edit
+    st = p.e3("--json", "status").json
+    assert st["stale"] == ["combine", "count", "final", "norm", "upper"]
+    q = p.e3("--json", "query", "dirty(D)")
+    assert q.code == 0, q
+    assert [d for d, in q.json["rows"]] == st["stale"]
+    human = p.e3("query", "dirty(D)").out.splitlines()
+    assert human == ["D", *st["stale"]]

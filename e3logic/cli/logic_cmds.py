@@ -1,6 +1,9 @@
 """Questions answered with Datalog: query, deps, dependents, impact, why, facts, rules."""
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 
 from ..core.errors import NotFound
@@ -37,11 +40,23 @@ def _logic(api, max_facts, timeout_s, rule_files=(), engine="auto"):
 @limit_options
 @pass_opts
 def query(opts, text, rule_files, engine, max_facts, timeout_s):
-    """Datalog query over the repository's facts and rules, e.g. 'dirty(D)' or '?- deps(D, "fit").'"""
+    """Datalog query over the repository's facts and rules, e.g. 'dirty(D)' or '?- deps(D, "fit").'
+
+    The rerun policy's facts (miss, input_changed, never_run, ...) are the workspace's
+    current ones, unsaved edits included: 'dirty(D)' is what 'e3 go' would run now."""
     res = _logic(opts.api(), max_facts, timeout_s, rule_files, engine).query(text)
-    emit(opts, res.to_json(), lambda d: (table(d["columns"] or ["true"], d["rows"] or
-                                               ([["yes"]] if not d["columns"] and d["rows"] else [])),
-                                         click.echo(f"{len(d['rows'])} row(s), engine {d['engine']}", err=True)))
+    emit(opts, res.to_json(), _human_rows)
+
+
+def _human_rows(d) -> None:
+    """A header row naming the columns (`true` for a query without variables), then the rows
+    (`yes` when such a query holds); the count on stderr."""
+    columns = d["columns"] or ["true"]
+    rows = d["rows"] if d["columns"] else [["yes"]] if d["rows"] else []
+    if not sys.stdout.isatty():  # (a terminal's table has its own header)
+        click.echo("\t".join(columns))
+    table(columns, rows)
+    click.echo(f"{len(d['rows'])} row(s), engine {d['engine']}", err=True)
 
 
 def _dataflow(api, name):
@@ -82,8 +97,9 @@ def dependents(opts, name, transitive, max_facts, timeout_s):
 def impact(opts, paths, max_facts, timeout_s):
     """Dataflows that would rerun if these datasets changed (the dirty closure)."""
     api = opts.api()
-    known = {p for p, in api.facts().get("input_dataset", set())} | {
-        p for _, p in api.facts().get("writes", set())}
+    facts = api.facts(decision=False)
+    known = {p for p, in facts.get("input_dataset", set())} | {
+        p for _, p in facts.get("writes", set())}
     for p in paths:
         if p.strip("/") not in known:
             raise NotFound("dataset", p, known, hint="see 'e3 ls'")
@@ -98,7 +114,7 @@ def why(opts, path):
     """Provenance of a dataset: the execution, task and inputs with hashes, recursively."""
     api = opts.api()
     path = path.strip("/")
-    facts = api.facts()
+    facts = api.facts(decision=False)
     if path not in {p for p, _ in facts["current"]}:
         raise NotFound("dataset", path, [p for p, _ in facts["current"]],
                        hint="it has no value yet; run 'e3 go'")
@@ -120,13 +136,27 @@ def why(opts, path):
 @click.argument("relation", required=False)
 @pass_opts
 def facts(opts, relation):
-    """Facts projected from the repository (all relations, or one)."""
-    f = opts.api().facts()
+    """Facts of the repository (all relations, or one), as Datalog facts that 'e3 query -r'
+    reads back.
+
+    The rerun policy's facts (miss, input_changed, never_run, ...) are observed now, as
+    'e3 status' observes them."""
+    from ..dataflow.facts import DECISION_RELATIONS
+
+    f = opts.api().facts(decision=relation is None or relation in DECISION_RELATIONS)
     if relation and relation not in f:
         raise NotFound("relation", relation, f)
     data = {r: sorted([list(t) for t in f[r]]) for r in sorted(f) if not relation or r == relation}
-    emit(opts, data, lambda d: [click.echo(f"{r}({', '.join(map(repr, t))}).")
-                                for r, ts in d.items() for t in ts])
+    emit(opts, data, lambda d: click.echo("".join(fact_line(r, t) for r, ts in d.items()
+                                                  for t in ts), nl=False))
+
+
+def fact_line(relation: str, row) -> str:
+    """`relation("a", 1).` and a newline, in the rule language: strings double-quoted with
+    JSON escapes, ints bare (what `Const` prints)."""
+    args = ", ".join(str(v) if type(v) is int else json.dumps(v, ensure_ascii=False)
+                     for v in row)
+    return f"{relation}({args}).\n" if row else f"{relation}.\n"
 
 
 @click.command()

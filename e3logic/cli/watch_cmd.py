@@ -45,7 +45,8 @@ def watch(opts, pattern, debounce_ms, abort_on_change, jobs, executor):
 
     Runs everything once, then, after each burst of edits (debounced), only the dataflows
     reading a changed input and what depends on them. Prints one line per run (one JSON
-    line with the `e3 go` keys with --json). Ctrl-C stops it (exit 130).
+    line with the `e3 go` keys with --json). Ctrl-C or SIGTERM stops it (exit 130), also when
+    started in the background by a script (where the shell ignores Ctrl-C).
     """
     from ..dataflow.watch import Watcher, install_sigterm_as_sigint
 

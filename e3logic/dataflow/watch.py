@@ -502,13 +502,16 @@ class Watcher:
 
 
 def install_sigterm_as_sigint():
-    """Make SIGTERM behave as Ctrl-C in this process (main thread only); returns a function
-    restoring the previous handler."""
+    """Make SIGTERM behave as Ctrl-C in this process (main thread only): it raises
+    KeyboardInterrupt where the main thread is — itself, not by raising SIGINT, which a shell
+    sets to ignored for a command it starts in the background (`e3 watch &` in a script): such
+    a watch must stop on SIGTERM too. A `go` in flight has its own handler for both (it stops
+    at its next beat). Returns a function restoring the previous handler."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def on_term(signum, frame):
-        signal.raise_signal(signal.SIGINT)
+        raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
     return lambda: signal.signal(signal.SIGTERM, old)
