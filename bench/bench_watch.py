@@ -11,7 +11,7 @@ then waits for the watch's JSON line and waits 0.3 s of quiet before the next ed
 "Task started" is read from what the task itself leaves:
   - shell (`naps`, tests/naps.py): the task's first act is writing `marks/<dataflow>.pid`;
     its mtime (the file system's clock granularity, ~4 ms here) is the start;
-  - python (`examples/forecast`, the `forecast` dataflow in the worker pool): its episode's
+  - python (the `forecast` example, the `forecast` dataflow in the worker pool): its episode's
     `run` row in index.db history (written when the executor hands the task to the pool;
     the pool's workers start with each run, so add their start to reach the function itself).
 Reported: median, p90 and max over the edits, per case. Latency is wall time on a shared

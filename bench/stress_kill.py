@@ -1,7 +1,7 @@
 """Stress: kill `e3 go` with SIGKILL at random moments; after each kill the repository must be
 fsck-clean and the next `e3 go` must finish with exactly the right outputs (issue 6).
 
-    python bench/stress_kill.py                 # 100 kills on examples/forecast + 100 on naps
+    python bench/stress_kill.py                 # 100 kills on the forecast example + 100 on naps
     python bench/stress_kill.py --quick         # 5 + 5, seconds
     python bench/stress_kill.py --trials 300 --seed 7 --projects forecast
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from e3logic.core.hashing import hash_bytes
 from tests.helpers import ROOT, run_e3
 
-ROOT_DIR = ROOT  # the repository checkout (examples/ lives there)
+ROOT_DIR = ROOT  # the repository checkout
 
 FLOWS_STEPS = '''
 import os
@@ -129,8 +129,9 @@ FLOWS_COLD = {
     "commit": "acf7a55b4c586c2b2f19b8550f508a72057fed964b0e006978cb1c155cc85fb3",
 }
 
-# The cold run of examples/forecast (e3 init, build, add, checkout, go). These change only when
-# the example's sources or the identity rules (canonical encoding, keys, commit tag) change.
+# The cold run of the bundled example, e3logic/examples/forecast (e3 init, build, add, checkout,
+# go). These change only when the example's sources or the identity rules (canonical encoding,
+# keys, commit tag) change.
 FORECAST_COLD = {
     "state_root": "3d46d3bee8e9d0e9f1e7c202075ac505f7fda024c53d3c240ab588be3f10575f",
     "receipt": "8ec585352c065691ed63e14b800f174a021f4a561b23573c63944757359551f5",

@@ -105,9 +105,9 @@ def test_running_out_of_file_descriptors_for_real_is_one_line_not_an_internal_er
     import resource
     import shutil
 
-    from .helpers import ROOT
+    from e3logic import EXAMPLES_DIR
 
-    shutil.copytree(ROOT / "examples" / "forecast", tmp_path / "pkg")
+    shutil.copytree(EXAMPLES_DIR / "forecast", tmp_path / "pkg")
     for args in (("init", "."), ("build", "pkg", "-o", "dist"),
                  ("add", "dist/forecast-0.1.0.zip"), ("checkout", "forecast")):
         assert run_e3(*args, cwd=tmp_path).code == 0, args

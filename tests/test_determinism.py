@@ -1,5 +1,5 @@
 """Determinism (DESIGN.md §5): the same run with `-j 1, 2, 4, 8` on every executor gives the
-identical state root, receipt and commit; golden digests of `examples/forecast` are pinned.
+identical state root, receipt and commit; golden digests of the bundled `forecast` are pinned.
 
 Each combination runs in a fresh project (a copy of a checked-out template with nothing run):
 the `flows` package's 12 dataflows mix python workers, inline threads and shell processes.
@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from tests.flows import (FLOWS, FLOWS_COLD, FORECAST_COLD, ROOT_DIR, Proj, copy_project,
-                         make_project)
+from e3logic import EXAMPLES_DIR
+from tests.flows import (FLOWS, FLOWS_COLD, FORECAST_COLD, Proj, copy_project, make_project)
 
 DIGESTS = ("state_root", "receipt", "commit")
 
@@ -78,7 +78,7 @@ def test_a_warm_run_keeps_the_root_and_chains_its_commit_to_the_cold_one(cold, t
 
 
 def test_the_forecast_example_cold_run_matches_the_pinned_golden_digests(tmp_path):
-    p = Proj(make_project(tmp_path / "forecast", ROOT_DIR / "examples" / "forecast", "forecast"))
+    p = Proj(make_project(tmp_path / "forecast", EXAMPLES_DIR / "forecast", "forecast"))
     res = p.go()
     assert res["executed"] == ["clean", "features", "fit", "forecast", "report", "summary"]
     assert res["parent"] == ""

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, e3_env, run_e3
+from e3logic import EXAMPLES_DIR
+from tests.helpers import e3_env, run_e3
 
 _READ_COMMANDS = [("status",), ("log",), ("diff",), ("ls",), ("get", "inputs/sales"),
                  ("why", "outputs/fit/model"), ("deps", "fit"), ("impact", "inputs/sales"),
@@ -28,7 +29,7 @@ def meta_ran(tmp_path_factory):
     """The forecast example built, added, checked out and run once."""
     d = tmp_path_factory.mktemp("meta") / "proj"
     d.mkdir()
-    shutil.copytree(ROOT / "examples" / "forecast", d / "pkg")
+    shutil.copytree(EXAMPLES_DIR / "forecast", d / "pkg")
     for args in (("init", "."), ("build", "pkg", "-o", "dist"), ("add", "dist/forecast-0.1.0.zip"),
                  ("checkout", "forecast"), ("go",)):
         r = run_e3(*args, cwd=d)

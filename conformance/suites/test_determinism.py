@@ -2,7 +2,7 @@
 invariance of the state root, receipt and commit; pinned golden digests; early cutoff.
 
 Scenarios run the `flows` package (tests/flows.py) in fresh projects; the golden digests of
-its cold run and of `examples/forecast` are pinned in tests/flows.py.
+its cold run and of the bundled `forecast` example are pinned in tests/flows.py.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from tests.flows import (FLOWS, FLOWS_COLD, FORECAST_COLD, ROOT_DIR, Proj, copy_project,
-                         make_project)
+from e3logic import EXAMPLES_DIR
+from tests.flows import (FLOWS, FLOWS_COLD, FORECAST_COLD, Proj, copy_project, make_project)
 
 DIGESTS = ("state_root", "receipt", "commit")
 
@@ -30,7 +30,7 @@ def test_cold_run_digests_are_the_pinned_ones(executor, jobs, tmp_path_factory, 
 
 
 def test_forecast_example_golden_digests(tmp_path):
-    p = Proj(make_project(tmp_path / "f", ROOT_DIR / "examples" / "forecast", "forecast"))
+    p = Proj(make_project(tmp_path / "f", EXAMPLES_DIR / "forecast", "forecast"))
     assert digests(p.go()) == FORECAST_COLD
 
 

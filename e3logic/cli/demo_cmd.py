@@ -43,6 +43,11 @@ def demo(opts, keep):
     horizon = tmp / "horizon.json"
     horizon.write_text("9\n")
     env = {k: v for k, v in os.environ.items() if k != "E3_REPO"}
+    from ..exec.workers import _worker_pythonpath
+
+    pp = _worker_pythonpath(env.get("PYTHONPATH", ""))
+    if pp is not None:  # a source checkout: the steps (run in the temp project) use this e3logic
+        env["PYTHONPATH"] = pp
     from ..cli.main import COMMANDS
 
     rc = 0

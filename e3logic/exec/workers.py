@@ -12,6 +12,7 @@ loop and a dead worker shows up as EOF.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 import signal
@@ -35,10 +36,13 @@ def _running_asyncio_loop():
         return None
 
 
+#: the directory that holds this e3logic package: a source checkout, or site-packages for an
+#: installed wheel
 _SOURCE_ROOT = os.path.realpath(Path(__file__).resolve().parent.parent.parent)
 
 
-def _site_dirs() -> set[str]:
+@functools.cache
+def _site_dirs() -> frozenset[str]:
     import site
 
     dirs = set(getattr(site, "getsitepackages", lambda: [])())
@@ -46,7 +50,20 @@ def _site_dirs() -> set[str]:
         dirs.add(site.getusersitepackages())
     except AttributeError:
         pass
-    return {os.path.realpath(d) for d in dirs}
+    return frozenset(os.path.realpath(d) for d in dirs)
+
+
+def _worker_pythonpath(pp: str) -> str | None:
+    """The PYTHONPATH a worker needs to import this very e3logic, or None if it will anyway.
+
+    A worker is this interpreter started with -P in the cache directory: it sees the site
+    directories (an installed wheel: nothing to add) and the absolute entries of PYTHONPATH,
+    but not the current directory or the script's directory, which may be what found e3logic
+    here (a source checkout run as `python -m e3logic`)."""
+    on_path = {os.path.realpath(e) for e in pp.split(os.pathsep) if os.path.isabs(e)}
+    if _SOURCE_ROOT in on_path or _SOURCE_ROOT in _site_dirs():
+        return None
+    return _SOURCE_ROOT + (os.pathsep + pp if pp else "")
 
 
 def _ready(fut, value: bool) -> None:
@@ -111,10 +128,9 @@ class Worker:
         r_rep, w_rep = os.pipe()
         self._err = tempfile.TemporaryFile(prefix="e3-worker-")
         env = dict(os.environ)
-        pp = env.get("PYTHONPATH", "")
-        if _SOURCE_ROOT not in pp.split(os.pathsep) and _SOURCE_ROOT not in _site_dirs():
-            # a source checkout: the worker must import this very e3logic
-            env["PYTHONPATH"] = _SOURCE_ROOT + (os.pathsep + pp if pp else "")
+        pp = _worker_pythonpath(env.get("PYTHONPATH", ""))
+        if pp is not None:  # a source checkout: the worker must import this very e3logic
+            env["PYTHONPATH"] = pp
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-P", "-u", "-m", "e3logic.exec.worker_main",

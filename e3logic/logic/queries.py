@@ -1,4 +1,4 @@
-"""Named queries over the shipped rules (rules/*.dl), as functions of a fact dict and as
+"""Named queries over the shipped rules (e3logic/rules/*.dl), as functions of a fact dict and as
 methods of `Logic`, which keeps the program and an indexed fact base between calls.
 
 Facts are `{relation: iterable of tuples}` using the relations of `FACT_RELATIONS`. Every
