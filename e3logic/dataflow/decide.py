@@ -6,7 +6,7 @@ outputs as the memo holds them) and looked up in the memo (`predict`). What it f
 facts — `miss(D)`, `input_missing(D, P)`, `output_lost(D)` — beside the package graph restricted
 to the selection and, for the dataflows that miss, the facts that explain it, read from the
 workspace's last settled run (`input_changed(P)`, `code_changed(D)`, `failed_last(D)`,
-`never_run(D)`). Deciding is the rerun policy, rules/dirty.dl plus the project's own
+`never_run(D)`). Deciding is the rerun policy, e3logic/rules/dirty.dl plus the project's own
 rules/*.dl, evaluated by the fast engine: `dirty(D)` is what runs, `reason(D, Kind, About)`
 says why (`Policy.decide`). `Go`'s warm and incremental paths are this decision compiled for
 speed; a property test checks that they, and both engines, agree.
@@ -125,7 +125,7 @@ def predict(repo, project, root: str, selected: list[str], force: bool,
 
 
 class Policy:
-    """The rerun policy: the shipped rules (rules/dirty.dl among them) and the project's own
+    """The rerun policy: the shipped rules (e3logic/rules/dirty.dl among them) and the project's own
     `rules/*.dl`. A project rule with head `dirty(D)` is copied under a name of its own
     (`e3_rule_<i>`) so a decision can say which rule made a dataflow dirty."""
 

@@ -1,4 +1,4 @@
-"""The logic layer: Datalog rules (rules/*.dl and users' .dl files), two engines that agree
+"""The logic layer: Datalog rules (e3logic/rules/*.dl and users' .dl files), two engines that agree
 (`fast`, `pydatalog`), and named queries over facts projected from the repository.
 
     from e3logic.logic import Program
