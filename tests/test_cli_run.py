@@ -7,9 +7,13 @@ import shutil
 
 import pytest
 
-from tests.flows import FLOWS, FLOWS_DEPS, GO_KEYS, LISTS, Proj, copy_project
+from tests.flows import (FLOWS, FLOWS_DEPS, FLOWS_STEPS, GO_KEYS, LISTS, Proj, copy_project,
+                         make_project, write_package)
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# the line of steps.py (as authored) where `check` raises
+CHECK_RAISES = next(i for i, line in enumerate(FLOWS_STEPS.splitlines(), 1)
+                    if 'raise ValueError("flag says fail")' in line)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +57,13 @@ def test_go_prints_a_line_per_dataflow_and_a_summary_without_json(tmp_path_facto
     p.set_json("inputs/flag", "fail")
     failed = p.e3("go", "-j", "2")
     assert failed.code == 1
-    assert re.search(r"\] check\.\.\. FAILED \(\d+\.\ds\)", failed.out)
+    assert re.search(r"\] check\.\.\. FAILED \(\d+\.\ds\): ValueError: flag says fail "
+                     rf"\(steps\.py:{CHECK_RAISES}\)\n", failed.out)
+    assert re.search(r"\] after\.\.\. skipped: check failed upstream\n", failed.out)
     assert "run r3 failed: 2 executed, 10 cached" not in failed.out  # after is skipped, not run
     assert "1 failed, 1 skipped" in failed.out
-    assert "  FAILED check: ValueError: flag says fail (see 'e3 logs check')" in failed.out
+    assert (f"  FAILED check: ValueError: flag says fail (steps.py:{CHECK_RAISES}) "
+            "(see 'e3 logs check')") in failed.out
     assert "  skipped after: check failed upstream" in failed.out
 
 
@@ -105,6 +112,24 @@ def test_a_reporter_writes_reports_that_arrive_together_in_one_write(monkeypatch
     rep.start(3)
     rep.many([("b", "cached", 0.0), ("a", "executed", 1.25), ("c", "failed", 0.5)])
     assert err.writes == ["[1/3] b... cached\n[2/3] a... done (1.2s)\n[3/3] c... FAILED (0.5s)\n"]
+
+
+def test_a_reporter_says_why_on_a_failed_skipped_or_cancelled_line_in_the_same_one_write(
+        monkeypatch):
+    from e3logic.cli.run_cmds import Reporter
+
+    err = _Stream()
+    monkeypatch.setattr("sys.stderr", err)
+    rep = Reporter(to_stderr=True)
+    rep.start(4)
+    rep.explain({"a": "never run"})
+    rep.many([("a", "executed", 1.25, ""), ("c", "failed", 0.5, "exit 3"),
+              ("d", "skipped", 0.0, "c failed upstream"),
+              ("e", "cancelled", 0.0, "fail-fast: c failed")])
+    assert err.writes == ["[1/4] a... done (1.2s): never run\n"
+                          "[2/4] c... FAILED (0.5s): exit 3\n"
+                          "[3/4] d... skipped: c failed upstream\n"
+                          "[4/4] e... cancelled: fail-fast: c failed\n"]
 
 
 def test_a_warm_no_op_on_a_terminal_draws_no_progress_bar(monkeypatch):
@@ -221,6 +246,163 @@ def test_logs_of_something_that_never_ran_is_a_usage_error(cold):
     p, _ = cold
     r = p.e3("logs", "nosuch")
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1
+
+
+def test_logs_of_a_dataflow_that_never_ran_say_so_and_how_to_run_it(tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "flows", tmp_path / "fresh")
+    r = p.e3("logs", "after")
+    assert r.code == 2, r
+    assert r.err == "e3: error: dataflow 'after' has not run yet; 'e3 go after' runs it\n"
+    unknown = p.e3("logs", "aftr")
+    assert unknown.code == 2 and "unknown dataflow or execution 'aftr'" in unknown.err
+    assert "did you mean 'after'" in unknown.err
+
+
+# -- why a dataflow failed, end to end ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def failed(tmp_path_factory):
+    """The flows package after a cold run, then a run with `check` failing."""
+    p = copy_project(tmp_path_factory, "flows", tmp_path_factory.mktemp("cli-failed") / "p")
+    p.go()
+    p.set_json("inputs/flag", "fail")
+    return p, p.go(code=1)
+
+
+def test_go_json_reasons_carry_the_users_file_and_line(failed):
+    _, res = failed
+    assert res["reasons"] == {"check": f"ValueError: flag says fail (steps.py:{CHECK_RAISES})",
+                              "after": "check failed upstream"}
+
+
+def test_logs_of_a_failed_dataflow_name_the_file_as_authored_and_end_with_why(failed):
+    p, _ = failed
+    r = p.e3("logs", "check")
+    assert r.code == 0, r
+    assert r.out == ("Traceback (most recent call last):\n"
+                     f'  File "steps.py", line {CHECK_RAISES}, in check\n'
+                     '    raise ValueError("flag says fail")\n'
+                     "ValueError: flag says fail\n"
+                     f"e3: check failed: ValueError: flag says fail (steps.py:{CHECK_RAISES})\n")
+    j = p.e3("--json", "logs", "check").json
+    assert j["reason"] == f"ValueError: flag says fail (steps.py:{CHECK_RAISES})"
+    assert j["log"] == r.out[: r.out.index("e3: check failed")]
+    ok = p.e3("--json", "logs", "total").json
+    assert ok["reason"] is None and ok["log"] == "total of 3 numbers\ntotal-stderr\n"
+    assert not p.e3("logs", "total").out.rstrip().splitlines()[-1].startswith("e3:")
+
+
+def test_once_fixed_the_logs_no_longer_say_it_failed(tmp_path, failed):
+    shutil.copytree(failed[0].path, tmp_path / "fixed", symlinks=True)
+    p = Proj(tmp_path / "fixed")
+    p.set_json("inputs/flag", "ok")
+    p.go()
+    r = p.e3("--json", "logs", "check")
+    assert r.json["reason"] is None and r.json["log"] == ""
+
+
+def test_a_missing_input_is_the_reason_on_the_line_and_in_the_logs_which_have_no_log(
+        tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "flows", tmp_path / "m")
+    (p.path / "inputs" / "flag").unlink()
+    r = p.e3("go", "check", "after")
+    assert r.code == 1, r
+    assert re.search(r"\] check\.\.\. FAILED \(\d\.\ds\): input inputs/flag is missing\n",
+                     r.out)
+    assert p.e3("logs", "check").out == "e3: check failed: input inputs/flag is missing\n"
+    j = p.e3("--json", "logs", "check").json
+    assert j == {"execution": None, "log": "", "reason": "input inputs/flag is missing"}
+
+
+def test_a_shell_failure_says_its_exit_code_and_fail_fast_says_why_the_rest_stopped(
+        tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "pair", tmp_path / "pair")
+    r = p.e3("go", "-j", "2", "--fail-fast")
+    assert r.code == 1, r
+    assert re.search(r"\] bad\.\.\. FAILED \(\d+\.\ds\): exit 3\n", r.out)
+    assert re.search(r"\] later\.\.\. skipped: bad failed upstream\n", r.out)
+    assert re.search(r"\] slow\.\.\. cancelled: fail-fast: bad failed\n", r.out)
+    assert "  cancelled slow: fail-fast: bad failed\n" in r.out
+    logs = p.e3("logs", "bad")
+    assert logs.out == "oops-on-stderr\ne3: bad failed: exit 3\n"
+    assert p.e3("--json", "logs", "bad").json["reason"] == "exit 3"
+
+
+def test_a_budget_kill_says_which_budget(tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "limits", tmp_path / "lim")
+    r = p.e3("go", "nap")
+    assert r.code == 1, r
+    assert re.search(r"\[1/1\] nap\.\.\. FAILED \(\d+\.\ds\): budget wall_s=1 exceeded\n",
+                     r.out)
+    assert p.e3("logs", "nap").out.endswith("e3: nap failed: budget wall_s=1 exceeded\n")
+
+
+LOADS_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("loads", "0.1.0")
+package.module("steps.py")
+package.module("broken.py")
+package.module("lib/helpers.py")
+for runtime in ("python", "inline"):
+    package.task(f"deep_{runtime}", "steps:deep", runtime=runtime)
+    package.task(f"missing_{runtime}", "steps:nosuchfunc", runtime=runtime)
+    package.task(f"broken_{runtime}", "broken:f", runtime=runtime)
+    for t in ("deep", "missing", "broken"):
+        package.dataflow(f"{t}_{runtime}", task=f"{t}_{runtime}", inputs=["inputs/x"],
+                         output="o")
+package.dataset("inputs/x", value=1)
+'''
+LOADS_FILES = {
+    "steps.py": "from lib.helpers import inverse\n\n\ndef deep(x):\n    return inverse(x - 1)\n",
+    "lib/__init__.py": "",
+    "lib/helpers.py": "def inverse(v):\n    return 1 / v\n",
+    "broken.py": "print('importing broken')\ny = undefined_name + 1\n\n\ndef f(x):\n    return x\n",
+}
+
+
+@pytest.fixture(scope="module")
+def loads(tmp_path_factory):
+    d = tmp_path_factory.mktemp("loads")
+    p = Proj(make_project(d / "p", write_package(d / "src", LOADS_PKG, LOADS_FILES), "loads"))
+    return p, p.e3("go", "-j", "2")
+
+
+@pytest.mark.parametrize("runtime", ["python", "inline"])
+def test_an_exception_deep_in_the_users_modules_names_the_innermost_file_and_line(
+        loads, runtime):
+    p, r = loads
+    reason = "ZeroDivisionError: division by zero (lib/helpers.py:2)"
+    assert re.search(rf"\] deep_{runtime}\.\.\. FAILED \(\d+\.\ds\): {re.escape(reason)}\n",
+                     r.out), r
+    log = p.e3("logs", f"deep_{runtime}").out
+    assert log.startswith('Traceback (most recent call last):\n  File "steps.py", line 5, in deep\n')
+    assert '  File "lib/helpers.py", line 2, in inverse\n' in log and ".e3" not in log
+    assert log.endswith(f"e3: deep_{runtime} failed: {reason}\n")
+
+
+@pytest.mark.parametrize("runtime", ["python", "inline"])
+def test_a_task_entry_that_is_not_there_reads_naturally_and_logs_say_so(loads, runtime):
+    p, r = loads
+    reason = "task entry 'steps:nosuchfunc': steps has no attribute 'nosuchfunc'"
+    assert f"missing_{runtime}... FAILED" in r.out and f": {reason}\n" in r.out
+    assert p.e3("logs", f"missing_{runtime}").out == f"e3: missing_{runtime} failed: {reason}\n"
+
+
+@pytest.mark.parametrize("runtime", ["python", "inline"])
+def test_a_module_that_fails_to_import_names_its_line_and_its_traceback_starts_there(
+        loads, runtime):
+    p, r = loads
+    reason = ("cannot import broken: NameError: name 'undefined_name' is not defined "
+              "(broken.py:2)")
+    assert f": {reason}\n" in r.out
+    assert p.e3("logs", f"broken_{runtime}").out == (
+        "importing broken\n"
+        "Traceback (most recent call last):\n"
+        '  File "broken.py", line 2, in <module>\n'
+        "    y = undefined_name + 1\n"
+        "        ^^^^^^^^^^^^^^\n"
+        "NameError: name 'undefined_name' is not defined\n"
+        f"e3: broken_{runtime} failed: {reason}\n")
 
 
 # -- episodes -----------------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ class Reporter:
     def explain(self, reasons):
         pass
 
-    def outcome(self, name, outcome, seconds):  # pragma: no cover - flushes report in bulk
+    def outcome(self, name, outcome, seconds, note=""):  # pragma: no cover - flushes report in bulk
         self.calls.append([(name, outcome)])
 
     def many(self, rows):
-        self.calls.append([(name, outcome) for name, outcome, _ in rows])
+        self.calls.append([(name, outcome) for name, outcome, _, _ in rows])
 
     def outcomes(self, names, outcome, seconds=0.0):
         self.calls.append([(n, outcome) for n in names])

@@ -77,3 +77,38 @@ def test_cancel_marks_only_running_runs_and_names_an_unknown_one(ran, empty):
                   "VALUES ('r1','main',1,'running',0), ('r2','main',2,'ok',0)")
     assert request_cancel(empty, None) == ["r1"]
     assert db.execute("SELECT run FROM runs WHERE cancel_requested=1").fetchall() == [("r1",)]
+
+
+@pytest.fixture(scope="module")
+def broke(tmp_path_factory):
+    """flows run cold, then with `check` failing, then with its input missing."""
+    d = tmp_path_factory.mktemp("inspect-fail")
+    api = api_project(d / "p", write_flows(d / "src"), "flows")
+    in_process_go(api)
+    (api.root / "inputs" / "flag").write_text('"fail"')
+    failed = in_process_go(api, "check")
+    return api, failed
+
+
+def test_a_failed_dataflows_view_has_its_failing_execution_and_the_reason(broke):
+    from e3logic.dataflow.inspect import latest_outcome, log_view
+
+    api, failed = broke
+    outcome, key, reason = latest_outcome(api, "check")
+    assert outcome == "failed" and reason.startswith("ValueError: flag says fail (steps.py:")
+    assert reason == failed["reasons"]["check"]
+    view = log_view(api, "check")
+    assert view == {"execution": key, "path": api.r.logs_dir / f"{key}.log", "reason": reason}
+    assert view["path"].read_text().endswith("ValueError: flag says fail\n")
+    assert log_view(api, "total")["reason"] is None
+    assert latest_outcome(api, "nosuch") == (None, None, None)
+
+
+def test_a_dataflow_of_the_package_that_never_ran_is_a_usage_error_saying_so(tmp_path):
+    from e3logic.dataflow.inspect import log_view
+
+    api = api_project(tmp_path / "p", write_flows(tmp_path / "src"), "flows")
+    with pytest.raises(UsageError, match="dataflow 'after' has not run yet; 'e3 go after'"):
+        log_view(api, "after")
+    with pytest.raises(NotFound, match="did you mean 'after'"):
+        log_view(api, "aftr")

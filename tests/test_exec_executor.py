@@ -238,7 +238,7 @@ def test_an_outcome_is_reported_only_once_its_output_is_durable_in_the_root(tmp_
     api = make_repo(tmp_path, {"inputs/x": b"x"})
     seen = []
 
-    def on_outcome(name, outcome, seconds):
+    def on_outcome(name, outcome, seconds, note):
         root = api.workspaces.root("main")  # read back from disk, as another process would
         e = api.r.trees.find(root, f"outputs/{name}/out")
         memo = api.r.index.query("SELECT count(*) AS n FROM memo WHERE dataflow=?", (name,))
@@ -255,11 +255,11 @@ def test_a_sink_with_many_gets_each_flushs_reports_in_one_call(tmp_path):
     calls = []
 
     class Sink:
-        def outcome(self, name, outcome, seconds):  # pragma: no cover - `many` takes them all
+        def outcome(self, name, outcome, seconds, note=""):  # pragma: no cover - `many` takes them all
             raise AssertionError(f"{name} reported alone")
 
         def many(self, rows):
-            calls.append([name for name, _, _ in rows])
+            calls.append([name for name, _, _, _ in rows])
 
     run(api, chain_jobs(), FakeRunner(api.r), cap=2, on_outcome=Sink(), timer=lambda: 0.0)
     assert [n for c in calls for n in c] == ["a", "b", "c"] and all(calls)
@@ -402,3 +402,53 @@ def test_flushes_never_overlap_even_when_hits_commit_back_to_back(tmp_path):
     assert Spied.most == 1
     assert st.root == api.workspaces.root("main")
     assert r.trees.find(st.root, "outputs/d/out")["hash"] == st.results["d"][1]
+
+
+def _notes(api, jobs, runner, **kw):
+    """name -> (outcome, note) as the run's `OutcomeSink` heard them."""
+    heard = {}
+    run(api, jobs, runner, on_outcome=Outcomes(
+        lambda name, outcome, seconds, note: heard.__setitem__(name, (outcome, note))), **kw)
+    return heard
+
+
+def test_every_outcome_is_reported_with_why_it_failed_or_was_skipped(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
+    jobs = chain_jobs() + [job("z", ["inputs/y"]), job("m", ["inputs/nope"])]
+    heard = _notes(api, jobs, FakeRunner(api.r, fail={"a"}), cooperative=True)
+    assert heard == {"a": ("failed", "exit 1"), "b": ("skipped", "a failed upstream"),
+                     "c": ("skipped", "a failed upstream"), "z": ("executed", ""),
+                     "m": ("failed", "input inputs/nope is missing")}
+
+
+def test_a_skipped_dataflow_blames_the_failed_one_nearest_upstream_ties_by_name(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    #   a ── b ──┐
+    #   q ───────┴─ d ── e        (a and q fail: d is one step from q, two from a)
+    #   p ─────────────┘          (p fails too: e is one step from p)
+    jobs = [job("a", ["inputs/x"]), job("b", ["outputs/a/out"], ["a"]),
+            job("q", ["inputs/x"]), job("p", ["inputs/x"]),
+            job("d", ["outputs/b/out", "outputs/q/out"], ["b", "q"]),
+            job("e", ["outputs/d/out", "outputs/p/out"], ["d", "p"])]
+    # (all three fail in one beat: a dependent is skipped, and blamed, at the next capture)
+    heard = _notes(api, jobs, FakeRunner(api.r, fail={"a", "q", "p"}), cooperative=True, cap=4)
+    assert {n: note for n, (o, note) in heard.items() if o == "skipped"} == {
+        "b": "a failed upstream", "d": "q failed upstream", "e": "p failed upstream"}
+
+
+def test_fail_fast_says_the_failure_upstream_or_else_why_the_run_stopped(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x", "inputs/y": b"y"})
+    jobs = [job("a", ["inputs/x"]), job("z", ["inputs/y"], ["a"]), job("w", ["inputs/y"])]
+    heard = _notes(api, jobs, FakeRunner(api.r, fail={"a"}), cooperative=True, cap=1,
+                   fail_fast=True)
+    assert heard == {"a": ("failed", "exit 1"), "z": ("skipped", "a failed upstream"),
+                     "w": ("skipped", "fail-fast: a failed")}
+
+
+def test_a_long_chain_of_skips_is_blamed_in_one_pass(tmp_path):
+    api = make_repo(tmp_path, {"inputs/x": b"x"})
+    jobs = [job("n0000", ["inputs/x"])] + [
+        job(f"n{i:04d}", [f"outputs/n{i - 1:04d}/out"], [f"n{i - 1:04d}"]) for i in range(1, 3000)]
+    heard = _notes(api, jobs, FakeRunner(api.r, fail={"n0000"}), cooperative=True)
+    assert heard["n2999"] == ("skipped", "n0000 failed upstream")
+    assert sum(o == "skipped" for o, _ in heard.values()) == 2999

@@ -483,10 +483,12 @@ def test_an_inline_task_returning_bytes_is_stored_raw(rt, tmp_path):
 def test_an_inline_exception_is_a_failure_with_a_one_line_reason_and_a_logged_traceback(rt, tmp_path):
     spec = inline(tmp_path, "steps:fails")
     res = run(rt, spec)
-    assert (res.status, res.reason) == ("fail", "ValueError: bad input")
+    where = next(i for i, line in enumerate(STEPS.decode().splitlines(), 1)
+                 if "raise ValueError" in line)
+    assert (res.status, res.reason) == ("fail", f"ValueError: bad input (steps.py:{where})")
     log = Path(spec.log_path).read_text()
-    assert "Traceback" in log and "steps.py" in log and "raise ValueError" in log
-    assert "runtimes.py" not in log
+    assert f'Traceback (most recent call last):\n  File "steps.py", line {where}, in fails\n' in log
+    assert "raise ValueError" in log and "runtimes.py" not in log and "cache" not in log
 
 
 def test_an_inline_result_that_is_not_json_is_a_failure(rt, tmp_path):

@@ -206,21 +206,28 @@ def test_two_package_versions_with_the_same_module_names_do_not_collide(rt, tmp_
     assert [_out(rt, a), _out(rt, b), _out(rt, a)] == ['"a"', '"b"', '"a"']
 
 
+def line_of(source: bytes, text: str) -> int:
+    """The line number of the first line of `source` holding `text`."""
+    return next(i for i, line in enumerate(source.decode().splitlines(), 1) if text in line)
+
+
 def test_an_exception_is_a_failure_with_reason_and_logged_traceback_and_the_worker_survives(rt, tmp_path):
     first = json.loads(_out(rt, py(tmp_path, "tasks:pid")))
     spec = py(tmp_path, "tasks:boom")
     res = run(rt, spec)
-    assert (res.status, res.reason) == ("fail", "KeyError: 'missing'")
+    where = line_of(TASKS, 'raise KeyError("missing")')
+    assert (res.status, res.reason) == ("fail", f"KeyError: 'missing' (tasks.py:{where})")
     log = Path(spec.log_path).read_text()
     assert log.startswith("about to fail\nTraceback (most recent call last):\n")
-    assert 'tasks.py", line' in log and "worker_main" not in log
+    assert f'  File "tasks.py", line {where}, in boom\n' in log and "worker_main" not in log
+    assert "cache" not in log  # the module as authored, not where it was materialized
     assert not Path(spec.output).exists()
     assert json.loads(_out(rt, py(tmp_path, "tasks:pid"))) == first
 
 
 def test_sys_exit_in_a_task_is_a_failure_not_a_dead_worker(rt, tmp_path):
     res = run(rt, py(tmp_path, "tasks:system_exit"))
-    assert (res.status, res.reason) == ("fail", "SystemExit: 4")
+    assert (res.status, res.reason) == ("fail", f"SystemExit: 4 (tasks.py:{line_of(TASKS, 'sys.exit(4)')})")
     assert rt.pool.spawned == 1 and run(rt, py(tmp_path, "tasks:pid")).ok
 
 
@@ -514,3 +521,50 @@ def test_an_unwritable_module_cache_is_a_failure_not_an_exception(tmp_path):
     finally:
         anyio.run(rt.aclose)
     assert res.status == "fail" and res.reason.startswith("cannot materialize modules tasks-v1")
+
+
+# -- failures named as authored (worker_main.user_reason, Authored) --------------------------------
+def _raised(source: str, filename: str):
+    try:
+        exec(compile(source, filename, "exec"), {})
+    except BaseException as e:  # noqa: BLE001 - the exception under test
+        return e
+    raise AssertionError("did not raise")
+
+
+def test_a_reason_names_the_innermost_frame_of_the_packages_modules_as_authored():
+    from e3logic.exec.worker_main import user_reason
+
+    e = _raised("def f():\n    raise ValueError('flag says fail')\nf()\n",
+                "/repo/.e3/cache/modules/abc123/lib/steps.py")
+    assert user_reason(e, "/elsewhere/modules/abc123") == \
+        "ValueError: flag says fail (lib/steps.py:2)"
+    assert user_reason(e, "/repo/.e3/cache/modules/other") == "ValueError: flag says fail"
+
+
+def test_a_syntax_error_reason_says_its_file_and_line_and_a_long_message_keeps_the_place():
+    from e3logic.exec.worker_main import user_reason
+
+    e = _raised("compile('x = (', '/c/modules/h1/steps.py', 'exec')\n", "<test>")
+    assert user_reason(e, "/c/modules/h1").startswith("SyntaxError: ")
+    assert user_reason(e, "/c/modules/h1").endswith(" (steps.py:1)")
+    long = _raised("raise ValueError('x' * 1000)\n", "/c/modules/h1/steps.py")
+    reason = user_reason(long, "/c/modules/h1")
+    assert len(reason) <= 300 and reason.endswith("… (steps.py:1)")
+
+
+def test_a_traceback_written_through_authored_names_the_modules_as_authored():
+    import io
+    import traceback
+
+    from e3logic.exec.worker_main import Authored
+
+    e = _raised("def f():\n    raise KeyError('k')\nf()\n", "/r/.e3/cache/modules/h1/steps.py")
+    text = "".join(traceback.format_exception(e))
+    out = io.StringIO()
+    Authored(out, "/r/.e3/cache/modules/h1").write(text)
+    assert out.getvalue() == ("Traceback (most recent call last):\n"
+                              '  File "steps.py", line 3, in <module>\n'
+                              '  File "steps.py", line 2, in f\n'
+                              "KeyError: 'k'\n")
+    assert "test_exec_workers" in text  # the frame before the user's first was dropped

@@ -174,3 +174,26 @@ def test_query_dirty_is_status_stale_list_after_an_input_edit(tmp_path_factory, 
     assert [d for d, in q.json["rows"]] == st["stale"]
     human = p.e3("query", "dirty(D)").out.splitlines()
     assert human == ["D", *st["stale"]]
+
+
+def test_a_failure_says_why_on_its_line_in_its_logs_and_in_the_users_own_terms(
+        tmp_path_factory, tmp_path):
+    """Issue 16, item 2: the reason is on the dataflow's line, at the end of `e3 logs`, in
+    `go --json` and `logs --json`, and the traceback names steps.py as authored."""
+    from tests.flows import FLOWS_STEPS
+
+    line = next(i for i, text in enumerate(FLOWS_STEPS.splitlines(), 1)
+                if 'raise ValueError("flag says fail")' in text)
+    reason = f"ValueError: flag says fail (steps.py:{line})"
+    p = _flows(tmp_path_factory, tmp_path)
+    p.set_json("inputs/flag", "fail")
+    r = p.e3("go")
+    assert r.code == 1
+    assert "check... FAILED" in r.out and f"): {reason}\n" in r.out
+    assert "after... skipped: check failed upstream\n" in r.out
+    assert p.go(code=1)["reasons"]["check"] == reason
+    logs = p.e3("logs", "check").out
+    assert f'  File "steps.py", line {line}, in check\n' in logs and ".e3/cache" not in logs
+    assert logs.endswith(f"e3: check failed: {reason}\n")
+    assert p.e3("--json", "logs", "check").json["reason"] == reason
+    assert p.e3("--json", "logs", "total").json["reason"] is None

@@ -44,28 +44,31 @@ class Reporter:
             self.task = self.progress.add_task("", total=self.n, completed=self.i)
         return self.progress
 
-    def _line(self, name: str, outcome: str, seconds: float) -> str:
+    def _line(self, name: str, outcome: str, seconds: float, note: str = "") -> str:
+        """`[i/N] name... done (0.5s): why it ran`; a failed, skipped or cancelled one says
+        why with its `note` (`FAILED (0.0s): ValueError: flag says fail (steps.py:27)`)."""
         self.i += 1
         line = f"[{self.i}/{self.n}] {name}... {self.WORDS.get(outcome, outcome)}"
         if outcome in ("executed", "failed"):
             line += f" ({seconds:.1f}s)"
-        if outcome == "executed" and self.reasons.get(name):
-            line += f": {self.reasons[name]}"
+        why = self.reasons.get(name) if outcome == "executed" else note
+        if why:
+            line += f": {why}"
         return line
 
-    def outcome(self, name: str, outcome: str, seconds: float) -> None:
-        line = self._line(name, outcome, seconds)
+    def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
+        line = self._line(name, outcome, seconds, note)
         if self.tty and self.n:
             bar = self._bar()
-            if outcome != "cached":
-                bar.console.print(line)
+            if outcome != "cached":  # a reason is text, never rich markup
+                bar.console.print(line, markup=False, highlight=False)
             bar.update(self.task, advance=1, description=name)
         else:
             print(line, file=self.stream, flush=True)
 
     def many(self, rows) -> None:
-        """Reports `(name, outcome, seconds)` that arrived together: one write for them all
-        when not on a terminal."""
+        """Reports `(name, outcome, seconds[, note])` that arrived together: one write for
+        them all when not on a terminal."""
         if self.tty and self.n:
             for row in rows:
                 self.outcome(*row)
@@ -134,6 +137,8 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
             click.echo(f"  FAILED {n}: {d['reasons'].get(n) or 'failed'} (see 'e3 logs {n}')")
         for n in d["skipped"]:
             click.echo(f"  skipped {n}: {d['reasons'].get(n, '')}")
+        for n in d["cancelled"]:
+            click.echo(f"  cancelled {n}: {d['reasons'].get(n) or 'cancelled'}")
 
     emit(opts, res, human)
     if res["status"] == "cancelled":
@@ -197,26 +202,37 @@ def plan(opts, targets, jobs, everything):
 @click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows (until the task ends).")
 @pass_opts
 def logs(opts, name, follow):
-    """Task output of a dataflow's latest execution (or an execution key)."""
-    from ..dataflow.inspect import log_of
+    """Task output of a dataflow's latest execution (or an execution key), and why it failed
+    when its latest run failed."""
+    from ..dataflow.inspect import log_view
 
     api = opts.api()
-    key, path = log_of(api, name)
+    view = log_view(api, name)
+    key, path = view["execution"], view["path"]
     if opts.json and not follow:
-        emit(opts, {"execution": key, "log": path.read_text(errors="replace") if path.exists() else ""})
+        text = path.read_text(errors="replace") if path is not None and path.exists() else ""
+        emit(opts, {"execution": key, "log": text, "reason": view["reason"]})
         return
-    pos = 0
-    while True:
+    pos, last = 0, "\n"
+    while path is not None:
         if path.exists():
             with open(path, "rb") as f:
                 f.seek(pos)
                 chunk = f.read()
                 pos += len(chunk)
-                sys.stdout.write(chunk.decode(errors="replace"))
-                sys.stdout.flush()
+                if chunk:
+                    text = chunk.decode(errors="replace")
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                    last = text[-1]
         if not follow or not _running(api, key):
             break
         time.sleep(0.2)
+    if follow and name is not None:  # the run it followed may have failed meanwhile
+        view = log_view(api, name)
+    if view["reason"]:
+        sep = "" if last == "\n" else "\n"
+        click.echo(f"{sep}e3: {name} failed: {view['reason']}")
 
 
 def _running(api, key) -> bool:

@@ -47,13 +47,14 @@ def clear_staging(repo, run: str) -> None:
 
 class ReporterSink:
     """The executor's `OutcomeSink` for a go reporter (an object with `outcome(name, outcome,
-    seconds)` and `many(rows)`, the CLI's `run_cmds` reporter)."""
+    seconds, note)` and `many(rows)`, the CLI's `run_cmds` reporter): each outcome with its
+    note (why it failed, was skipped or cancelled); a flush's rows in one `many` call."""
 
     def __init__(self, reporter):
         self.reporter = reporter
 
-    def outcome(self, name: str, outcome: str, seconds: float) -> None:
-        self.reporter.outcome(name, outcome, seconds)
+    def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
+        self.reporter.outcome(name, outcome, seconds, note)
 
     def many(self, reports: list) -> None:
         self.reporter.many(reports)

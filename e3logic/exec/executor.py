@@ -69,6 +69,8 @@ class ExecState:
                   be stale: `capture` skips names no longer pending)
       unmet       job name -> number of its dependencies not yet succeeded
       doomed      dependents of a failure, skipped at the next capture
+      blame       skipped job name -> (distance, name) of the failed dataflow nearest
+                  upstream (ties by name), or None (skipped for another reason)
       open_batches  batch index -> jobs of it not yet finished (`--strict-batches` only)
       running     job name -> Episode of its current attempt (submitted, not yet finished)
       suspended   names of running episodes in yield/await: they hold no slot
@@ -89,7 +91,7 @@ class ExecState:
       batch       the object batch committed results are hashed into
       records     ExecutionRecords (memo + history rows)
       published   (path, hash) to write into the working copy
-      reports     (name, outcome, seconds) to report once durable
+      reports     (name, outcome, seconds, note) to report once durable (`OutcomeSink`)
       procs       (run, episode, pgid, start) of task process groups
       adopted     staged output files installed by hard link, removed at the end
     Flushing
@@ -122,6 +124,7 @@ class ExecState:
     ready: list = field(default_factory=list)
     unmet: dict = field(default_factory=dict)
     doomed: set = field(default_factory=set)
+    blame: dict = field(default_factory=dict)
     open_batches: dict = field(default_factory=dict)
     running: dict = field(default_factory=dict)
     suspended: set = field(default_factory=set)
@@ -211,29 +214,35 @@ def execution_record(f: Finished, run: str, workspace: str, *, inputs=None,
 
 
 class OutcomeSink(Protocol):
-    """Where the executor reports outcomes, once they are durable."""
+    """Where the executor reports outcomes, once they are durable, each with a one-line
+    `note` saying why when it did not succeed: failed, the episode's failure note
+    (`ValueError: flag says fail (steps.py:27)`, `exit 3`, `budget wall_s=1 exceeded`, `input
+    inputs/x is missing`); cancelled, the cancel reason; skipped, `check failed upstream`
+    (the failed dataflow nearest upstream, ties by name) or the run's cancel reason. ""
+    for executed and cached."""
 
-    def outcome(self, name: str, outcome: str, seconds: float) -> None:
-        """One dataflow's outcome (one of OUTCOMES) and its task's seconds."""
+    def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
+        """One dataflow's outcome (one of OUTCOMES), its task's seconds and why."""
 
     def many(self, reports: list) -> None:
-        """A flush's reports `(name, outcome, seconds)` in one call (one write for a thousand
-        lines); `Outcomes.many` calls `outcome` for each."""
+        """A flush's reports `(name, outcome, seconds, note)` in one call (one write for a
+        thousand lines); `Outcomes.many` calls `outcome` for each."""
 
 
 class Outcomes:
-    """An `OutcomeSink` from a function `fn(name, outcome, seconds)`; `many` calls it per row."""
+    """An `OutcomeSink` from a function `fn(name, outcome, seconds, note)`; `many` calls it
+    per row."""
 
-    def __init__(self, fn: Callable[[str, str, float], None] | None = None):
+    def __init__(self, fn: Callable[[str, str, float, str], None] | None = None):
         self.fn = fn
 
-    def outcome(self, name: str, outcome: str, seconds: float) -> None:
+    def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
         if self.fn is not None:
-            self.fn(name, outcome, seconds)
+            self.fn(name, outcome, seconds, note)
 
     def many(self, reports: list) -> None:
-        for name, outcome, seconds in reports:
-            self.outcome(name, outcome, seconds)
+        for name, outcome, seconds, note in reports:
+            self.outcome(name, outcome, seconds, note)
 
 
 class Publisher(Protocol):
@@ -377,9 +386,44 @@ class Executor:
                     continue
                 closure.add(n)
                 stack.extend(self._dependents.get(n, ()))
-            for n in sorted(closure, key=self._prio.__getitem__):
+            ordered = sorted(closure, key=self._prio.__getitem__)
+            notes = self._skip_notes(ordered)
+            for n in ordered:
                 st.pending.discard(n)
-                self._finish_outcome(n, "skipped")
+                self._finish_outcome(n, "skipped", note=notes[n])
+
+    def _skip_notes(self, names: list[str]) -> dict[str, str]:
+        """Why each of `names`, about to be skipped together, is skipped: `X failed upstream`
+        for the failed dataflow X nearest upstream (ties by name, as `go`'s reasons), else
+        the run's cancel reason. Each dataflow is looked at once per run (`state.blame`)."""
+        st = self.state
+        blame, group = st.blame, set(names)
+        for n in names:
+            stack = [n]
+            while stack:
+                m = stack[-1]
+                if m in blame:
+                    stack.pop()
+                    continue
+                deps = self.jobs[m].deps
+                todo = [d for d in deps if d in group and d not in blame]
+                if todo:
+                    stack.extend(todo)
+                    continue
+                stack.pop()
+                best = None
+                for d in deps:
+                    if st.outcome.get(d) == "failed":
+                        c = (1, d)
+                    elif blame.get(d) is not None:
+                        c = (blame[d][0] + 1, blame[d][1])
+                    else:
+                        continue
+                    if best is None or c < best:
+                        best = c
+                blame[m] = best
+        why = st.cancel_reason or "not run"
+        return {n: f"{blame[n][1]} failed upstream" if blame[n] else why for n in names}
 
     def capture(self) -> list[str]:
         st = self.state
@@ -411,14 +455,15 @@ class Executor:
             heapq.heappush(st.ready, item)
         return out
 
-    def _finish_outcome(self, name: str, outcome: str, seconds: float = 0.0) -> None:
+    def _finish_outcome(self, name: str, outcome: str, seconds: float = 0.0,
+                        note: str = "") -> None:
         st = self.state
         st.outcome[name] = outcome
         st.log.append((st.beat, outcome, name))
         if self.batches is not None:
             b = self.batches.get(name, 0)
             st.open_batches[b] = st.open_batches.get(b, 0) - 1
-        st.reports.append((name, outcome, seconds))
+        st.reports.append((name, outcome, seconds, note))
         ok = outcome in ("executed", "cached")
         for d in self._dependents.get(name, ()):
             if d not in st.pending:
@@ -593,7 +638,7 @@ class Executor:
                 if not ep.final:
                     ep.move("cxl" if f.status == "cxl" else "fail", st.beat, f.reason)
                 self._finish_outcome(job.name, "cancelled" if f.status == "cxl" else "failed",
-                                     f.ended - f.started)
+                                     f.ended - f.started, f.reason or "")
                 failed.append(job.name)
             if f.key:
                 st.records.append(execution_record(f, self.run_id, self.ws))
@@ -746,9 +791,7 @@ class Executor:
         st = self.state
         if st.cancel_reason is None:
             st.cancel_reason = reason
-        for name in sorted(st.pending, key=self._prio.__getitem__):
-            self._finish_outcome(name, "skipped")
-        st.pending = set()
+        self._skip_pending()
         st.ready = []
         for ep in list(st.running.values()):
             self.backend.cancel(ep.episode, st.cancel_reason)
@@ -789,9 +832,7 @@ class Executor:
                     if self._flush_due():
                         self._start_flush(tg)
                     if not st.running and not st.staged and st.pending and not self.capture_possible():
-                        for n in sorted(st.pending, key=self._prio.__getitem__):
-                            self._finish_outcome(n, "skipped")
-                        st.pending = set()
+                        self._skip_pending()
                     if not (st.pending or st.running or st.staged) and st.cancel_reason is None:
                         await self._flush_settle()
                         self.flush()
@@ -893,6 +934,15 @@ class Executor:
                     stack.append(m)
         st.stale = sorted(stale)
 
+    def _skip_pending(self) -> None:
+        """Skip every pending job, in priority order, each saying why."""
+        st = self.state
+        ordered = sorted(st.pending, key=self._prio.__getitem__)
+        notes = self._skip_notes(ordered)
+        for n in ordered:
+            self._finish_outcome(n, "skipped", note=notes[n])
+        st.pending = set()
+
     def capture_possible(self) -> bool:
         st = self.state
         return bool(st.doomed) or any(
@@ -913,9 +963,7 @@ class Executor:
                 self.flush()
             finally:
                 st.batch.abort()
-        for n in sorted(st.pending, key=self._prio.__getitem__):
-            self._finish_outcome(n, "skipped")
-        st.pending = set()
+        self._skip_pending()
         # staged outputs were installed by hard link; a task may have been reading the staged
         # name until now
         for f in st.adopted:

@@ -26,8 +26,8 @@ import anyio
 from ..sdk.effects import CURRENT, Await, EpisodeContext, Promote, Yield
 from .budgets import Budget, exceeded
 from .runtimes import CXL, OK, TaskResult, TaskSpec, _install_routers, _Router, shared_spaces
-from .taskcode import (TaskError, encode_output, exc_reason, load_inputs, print_user_traceback,
-                       write_atomic)
+from .taskcode import TaskError, encode_output, load_inputs, print_user_traceback, write_atomic
+from .worker_main import Authored, failure_reason, user_reason
 
 _DONE = "done"    # a generator returned
 _ERR = "err"      # the task's code raised
@@ -40,10 +40,12 @@ class _Cancelled(Exception):
 
 class _Threads:
     """What the task's threads share with the loop: its log, its context (leases), the thread
-    CPU time it used, and whether the loop gave up on it."""
+    CPU time it used, and whether the loop gave up on it. `directory`: the package's modules
+    (tracebacks and reasons name their files as authored)."""
 
-    def __init__(self, log, cv: contextvars.Context, budget: Budget):
+    def __init__(self, log, cv: contextvars.Context, budget: Budget, directory=None):
         self.log, self.cv, self.budget = log, cv, budget
+        self.directory = directory
         self.cpu_s = 0.0
         self.abandoned = False
 
@@ -60,10 +62,10 @@ class _Threads:
         except StopIteration as stop:  # cannot cross the thread boundary: hand it back
             return _DONE, stop.value
         except BaseException as e:  # the task's own error: a failure, never an engine crash
-            print_user_traceback(e, skip=1, file=self.log)
+            print_user_traceback(e, skip=1, file=Authored(self.log, self.directory))
             if isinstance(e, MemoryError) and self.budget.mem_mb is not None:
                 return _ERR, TaskError(exceeded("mem_mb", self.budget), budget="mem_mb")
-            return _ERR, TaskError(exc_reason(e))
+            return _ERR, TaskError(user_reason(e, self.directory))
         finally:
             self.cpu_s += time.thread_time() - c0
             _Router._local.stream = None
@@ -73,15 +75,23 @@ class _Threads:
                 pass
 
 
-def _load(spec: TaskSpec, directory: Path | None):
-    """The task's function and decoded inputs (in a worker thread)."""
+def _load(spec: TaskSpec, directory: Path | None, log):
+    """The task's function and decoded inputs (in a worker thread; what importing the
+    task's modules prints, an import's traceback included, goes to its `log`)."""
+    _Router._local.stream = Authored(log, directory)
     try:
         fn = shared_spaces().resolve(spec.entry, spec.modules_hash or None, directory)
         return fn, load_inputs(spec.inputs)
-    except TaskError:
-        raise
+    except TaskError as e:
+        raise TaskError(failure_reason(e, directory), budget=e.budget) from None
     except BaseException as e:  # resolving or decoding blew up in an unexpected way
-        raise TaskError(exc_reason(e)) from None
+        raise TaskError(user_reason(e, directory)) from None
+    finally:
+        _Router._local.stream = None
+        try:
+            log.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _size(path: str) -> int:
@@ -122,7 +132,7 @@ class InlineRuntime:
         if host is not None:
             ctx = EpisodeContext(host.leases, host.profile, on_refused=host.note)
             cv.run(CURRENT.set, ctx)
-        threads = _Threads(log, cv, budget)
+        threads = _Threads(log, cv, budget, directory)
 
         def io_now() -> int:
             return _size(spec.log_path) - log_start if spec.log_path else 0
@@ -169,8 +179,8 @@ class InlineRuntime:
     async def _body(self, spec, directory, threads: _Threads, host, ctx):
         """Load, call, and drive a generator to its return value; raises `TaskError` for a
         failure, `_Cancelled` for an episode the executor ends."""
-        fn, args = await anyio.to_thread.run_sync(_load, spec, directory, abandon_on_cancel=True,
-                                                  limiter=self._limiter)
+        fn, args = await anyio.to_thread.run_sync(_load, spec, directory, threads.log,
+                                                  abandon_on_cancel=True, limiter=self._limiter)
         kind, value = await self._thread(threads, fn, *args)
         if kind == _ERR:
             raise value

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import resource
 import signal
 import struct
@@ -28,8 +29,8 @@ import time
 
 from ..core.hashing import hash_bytes
 from .budgets import Budget, WorkerLimits, cpu_seconds_self, exceeded, parse_budget
-from .taskcode import (ModuleSpaces, TaskError, call, encode_output, exc_reason, load_inputs,
-                       print_user_traceback, write_atomic)
+from .taskcode import (REASON_MAX, ModuleSpaces, TaskError, call, encode_output, exc_reason,
+                       load_inputs, one_line, print_user_traceback, write_atomic)
 
 HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30
@@ -92,6 +93,116 @@ def _watchdog(parent: int, interval: float = 0.5) -> None:
                 os._exit(1)
 
 
+# -- failures named in the user's own terms ---------------------------------------------------
+# A package's modules run from `.e3/cache/modules/<hash>/`; what the user reads (the failure's
+# one-line reason, the traceback in the task's log) names them as authored: `steps.py:12`.
+
+_TB = "Traceback (most recent call last):"
+_ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _prefix(modules_dir) -> str | None:
+    """What names a file of the package's modules: `/modules/<hash>/` (the directory's last
+    two parts, wherever the cache is: a process that imported the same modules from another
+    cache directory first keeps that one's file names)."""
+    if not modules_dir:
+        return None
+    parts = os.fspath(modules_dir).rstrip(os.sep).split(os.sep)[-2:]
+    return os.sep + os.sep.join(parts) + os.sep
+
+
+def _users(filename: str, prefix: str | None) -> str | None:
+    """`filename` as the user knows it (relative to the package's modules directory), or None
+    for a file that is not the user's (the engine's, the standard library's, an import
+    machinery's `<frozen ...>`). Without a modules directory (an entry imported from
+    `sys.path`) any other file is the user's, named by its base name."""
+    if prefix is not None:
+        at = filename.find(prefix)
+        return filename[at + len(prefix):] if at >= 0 else None
+    if filename.startswith("<") or filename.startswith(_ENGINE_DIR + os.sep):
+        return None
+    if any(filename.startswith(p + os.sep) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}):
+        return None
+    return os.path.basename(filename)
+
+
+def user_location(exc: BaseException, modules_dir=None) -> str | None:
+    """'steps.py:12': the innermost frame of the user's own code in `exc`'s traceback (a
+    SyntaxError: the place it names), or None."""
+    prefix = _prefix(modules_dir)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        name = _users(exc.filename, prefix)
+        if name is not None:
+            return f"{name}:{exc.lineno}" if exc.lineno else name
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = _users(tb.tb_frame.f_code.co_filename, prefix)
+        if name is not None:
+            found = f"{name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def user_reason(exc: BaseException, modules_dir=None, head: str = "") -> str:
+    """The one-line reason of a task's exception, with where in the user's code it was
+    raised: 'ValueError: flag says fail (steps.py:27)'. `head` comes first ('cannot import
+    steps: ')."""
+    where = user_location(exc, modules_dir)
+    text = head + exc_reason(exc)
+    if isinstance(exc, SyntaxError) and where is not None:
+        text = head + one_line(f"{type(exc).__name__}: {exc.msg}")
+    if where is None:
+        return one_line(text)
+    tail = f" ({where})"
+    return one_line(text, REASON_MAX - len(tail)) + tail
+
+
+def failure_reason(e: TaskError, modules_dir=None) -> str:
+    """A `TaskError`'s reason; one caused by the user's code (an import that raised) says
+    where: 'cannot import steps: NameError: name 'x' is not defined (steps.py:3)'."""
+    cause = e.__cause__
+    if cause is None or user_location(cause, modules_dir) is None or \
+            not e.reason.endswith(exc_reason(cause)):
+        return e.reason
+    return user_reason(cause, modules_dir, e.reason[: len(e.reason) - len(exc_reason(cause))])
+
+
+class Authored:
+    """A stream that names the package's modules as authored in the tracebacks written
+    through it (`File "steps.py"`, not `File ".../.e3/cache/modules/<hash>/steps.py"`), and
+    drops the frames that come before the user's first one (the engine's and the import
+    machinery's, when importing a module of the package failed)."""
+
+    def __init__(self, stream, modules_dir):
+        self.stream = stream
+        prefix = _prefix(modules_dir)
+        self.prefix = prefix
+        # `File "<anything>/modules/<hash>/steps.py"` -> `File "steps.py"`
+        self.files = re.compile(r'File "[^"\n]*?' + re.escape(prefix)) if prefix else None
+
+    def write(self, s):
+        if self.files is not None and isinstance(s, str) and self.prefix in s:
+            s = _TB.join(self._block(b) for b in s.split(_TB)) if _TB in s else s
+            s = self.files.sub('File "', s)
+        return self.stream.write(s)
+
+    def _block(self, text: str) -> str:
+        """One traceback's text (after its header): frames before the first of the user's
+        dropped."""
+        m = self.files.search(text)
+        if not text.startswith("\n  File ") or m is None:
+            return text
+        first = text.rfind("\n", 0, m.start())
+        return text[:1] + text[first + 1:]
+
+    def flush(self):
+        return self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 class _Env:
     def __init__(self, env: dict[str, str]):
         self.saved = {k: os.environ.get(k) for k in env}
@@ -134,8 +245,13 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
                 raise TaskError(f"cannot enter working directory {req['cwd']}: "
                                 f"{e.strerror or e}") from None
         limits = WorkerLimits(budget)
+        moddir = req.get("modules_dir")
         try:
-            fn = spaces.resolve(req["entry"], req.get("modules_hash"), req.get("modules_dir"))
+            stderr, sys.stderr = sys.stderr, Authored(sys.stderr, moddir)  # an import's traceback
+            try:
+                fn = spaces.resolve(req["entry"], req.get("modules_hash"), moddir)
+            finally:
+                sys.stderr = stderr
             args = load_inputs(req.get("inputs") or ())
             try:
                 value = call(fn, args)
@@ -150,7 +266,7 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
         finally:
             limits.restore()
         if user_exc is not None:
-            print_user_traceback(user_exc, skip=2)
+            print_user_traceback(user_exc, skip=2, file=Authored(sys.stderr, moddir))
             error = user_exc
         if error is not None:
             raise error
@@ -164,15 +280,16 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
         # the engine adopts the output by this hash instead of reading the file back
         reply.update(status="ok", format=fmt, hash=hash_bytes(data), size=len(data))
     except TaskError as e:
-        reply.update(reason=e.reason, budget=e.budget, replace=e.replace_worker)
+        reply.update(reason=failure_reason(e, req.get("modules_dir")), budget=e.budget,
+                     replace=e.replace_worker)
     except MemoryError as e:
         if budget.mem_mb is not None:
             reply.update(reason=exceeded("mem_mb", budget), budget="mem_mb")
         else:
-            reply.update(reason=exc_reason(e))
+            reply.update(reason=user_reason(e, req.get("modules_dir")))
         reply["replace"] = True
     except BaseException as e:
-        reply["reason"] = exc_reason(e)
+        reply["reason"] = user_reason(e, req.get("modules_dir"))
     finally:
         env.restore()
         try:
