@@ -62,8 +62,8 @@ def test_go_prints_a_line_per_dataflow_and_a_summary_without_json(tmp_path_facto
     assert re.search(r"\] after\.\.\. skipped: check failed upstream\n", failed.out)
     assert "run r3 failed: 2 executed, 10 cached" not in failed.out  # after is skipped, not run
     assert "1 failed, 1 skipped" in failed.out
-    assert (f"  FAILED check: ValueError: flag says fail (steps.py:{CHECK_RAISES}) "
-            "(see 'e3 logs check')") in failed.out
+    assert (f"  FAILED check: ValueError: flag says fail (steps.py:{CHECK_RAISES}); "
+            "see 'e3 logs check'") in failed.out
     assert "  skipped after: check failed upstream" in failed.out
 
 

@@ -56,7 +56,7 @@ def test_the_memo_is_shared_with_go_for_the_same_task_and_input_bytes(api, tmp_p
 
 def test_a_failing_task_raises_naming_its_log_and_is_not_memoized(api, tmp_path):
     (tmp_path / "f.json").write_text('"fail"')
-    with pytest.raises(TaskFailed, match="ValueError: flag says fail; see 'e3 logs [0-9a-f]{12}'"):
+    with pytest.raises(TaskFailed, match=r"ValueError: flag says fail \(steps\.py:\d+\); see 'e3 logs [0-9a-f]{12}'"):
         run_task(api, "flows/check", [str(tmp_path / "f.json")], str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
     with pytest.raises(TaskFailed):  # not memoized: it runs (and fails) again

@@ -134,7 +134,7 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
         click.echo(f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}; "
                    f"commit {d['commit'][:12]}")
         for n in d["failed"]:
-            click.echo(f"  FAILED {n}: {d['reasons'].get(n) or 'failed'} (see 'e3 logs {n}')")
+            click.echo(f"  FAILED {n}: {d['reasons'].get(n) or 'failed'}; see 'e3 logs {n}'")
         for n in d["skipped"]:
             click.echo(f"  skipped {n}: {d['reasons'].get(n, '')}")
         for n in d["cancelled"]:

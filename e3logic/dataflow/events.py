@@ -44,7 +44,8 @@ class Reporter(Protocol):
     def outcome(self, name: str, outcome: str, seconds: float) -> None: ...
 
     def many(self, rows) -> None:
-        """`(name, outcome, seconds)` rows that arrived together."""
+        """`(name, outcome, seconds, note)` rows that arrived together (note: why it failed,
+        was skipped or cancelled, else "")."""
 
     def outcomes(self, names, outcome: str, seconds: float = 0.0) -> None:
         """The same outcome for many dataflows at once."""
