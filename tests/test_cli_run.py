@@ -471,3 +471,185 @@ def test_plan_human_table_shows_the_recorded_cost_estimates(cold):
     assert sorted(r[1] for r in rows) == FLOWS
     shown = sum(float(r[3]) for r in rows)
     assert shown == pytest.approx(plan["total_work"], abs=0.06)
+
+
+# -- go on a terminal ---------------------------------------------------------------------------
+class _Tty(_Stream):
+    """A stream that says it is a terminal, recording what is drawn on it."""
+
+    def isatty(self):
+        return True
+
+    def text(self):
+        return "".join(self.writes)
+
+
+def test_a_reporter_on_a_terminal_prints_failures_with_their_reason_unnumbered(monkeypatch):
+    from e3logic.cli.run_cmds import Reporter
+
+    out = _Tty()
+    monkeypatch.setattr("sys.stdout", out)
+    rep = Reporter(to_stderr=False)
+    rep.start(4)
+    rep.explain({"a": "never run"})
+    rep.outcomes(["c"], "cached")
+    rep.started("a")
+    rep.started("b")
+    assert set(rep.running) == {"a", "b"}
+    rep.many([("a", "executed", 1.25, ""), ("b", "failed", 0.5, "exit 3"),
+              ("d", "skipped", 0.0, "b failed upstream"), ("d", "skipped", 0.0, "again")])
+    assert rep.running == {} and rep.i == 5
+    rep.stop()
+    text = out.text()
+    assert "a... done (1.2s): never run" in text
+    assert "b... FAILED (0.5s): exit 3" in text and "d... skipped: b failed upstream" in text
+    assert "c... cached" not in text and not re.search(r"\[\d+/\d+\]", text)
+    # the counts never pass the run's total, even told one outcome too many
+    assert "e3 go 4/4: 1 done, 1 cached, 1 failed, 2 skipped" in text
+    assert rep.progress is None
+
+
+class _Screen:
+    """Just enough of a terminal for rich's live display: text, CR, LF, erase line, cursor up
+    (colours and cursor visibility change nothing here)."""
+
+    TOKEN = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b|\r|\n|[^\x1b\r\n]+")
+
+    def __init__(self):
+        self.lines, self.row, self.col = [""], 0, 0
+
+    def feed(self, text: str) -> None:
+        for tok in self.TOKEN.findall(text):
+            if tok == "\r":
+                self.col = 0
+            elif tok == "\n":
+                self.row += 1
+                if self.row == len(self.lines):
+                    self.lines.append("")
+            elif tok.startswith("\x1b["):
+                cmd, arg = tok[-1], tok[2:-1]
+                if cmd == "K":
+                    self.lines[self.row] = "" if arg == "2" else self.lines[self.row][:self.col]
+                elif cmd == "A":
+                    self.row = max(0, self.row - int(arg or 1))
+            elif tok != "\x1b":
+                line = self.lines[self.row].ljust(self.col)
+                self.lines[self.row] = line[:self.col] + tok + line[self.col + len(tok):]
+                self.col += len(tok)
+
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.lines).strip("\n")
+
+
+def _frames(raw: str) -> list[str]:
+    """The screen as each redraw of the live area begins (rich starts one with CR + erase
+    line), then as the command left it."""
+    screen, frames = _Screen(), []
+    for part in re.split(r"(?=\r\x1b\[2K)", raw):
+        screen.feed(part)
+        frames.append(screen.text())
+    return frames
+
+
+def _e3_on_a_pty(cwd, *args, timeout=90) -> tuple[int, str]:
+    """Run the real `e3 ARGS` with its stdout on a pseudo-terminal (100x30); its exit code and
+    everything it drew there (then what it wrote to stderr, if anything)."""
+    import fcntl
+    import os
+    import select
+    import struct
+    import subprocess
+    import sys
+    import tempfile
+    import termios
+    import time
+
+    from tests.helpers import e3_env
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = e3_env({"TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"})
+    for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CI"):
+        env.pop(k, None)
+    chunks = []
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "e3logic", *args], cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL, stdout=slave, stderr=err)
+        os.close(slave)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if select.select([master], [], [], 0.2)[0]:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: nothing holds the terminal any more
+                        break
+                    if not data:
+                        break
+                    chunks.append(data)
+                elif proc.poll() is not None:
+                    break
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+        err.seek(0)
+        errors = err.read().decode(errors="replace")
+    return code, b"".join(chunks).decode(errors="replace") + errors
+
+
+SLEEPY_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("sleepy", "0.1.0")
+package.task("nap", ["sh", "-c", "sleep $(cat {input0}); cat {input0} > {output}"],
+             runtime="shell")
+package.task("copy", ["sh", "-c", "cat {inputs} > {output}"], runtime="shell")
+package.dataset("inputs/three", value=0)
+package.dataset("inputs/five", value=0)
+package.dataset("inputs/x", value=1)
+package.dataflow("three", task="nap", inputs=["inputs/three"], output="o")
+package.dataflow("five", task="nap", inputs=["inputs/five"], output="o")
+package.dataflow("a", task="copy", inputs=["inputs/x"], output="o")
+package.dataflow("b", task="copy", inputs=["outputs/a/o"], output="o")
+package.dataflow("c", task="copy", inputs=["outputs/b/o"], output="o")
+package.dataflow("d", task="copy", inputs=["inputs/x", "outputs/c/o"], output="o")
+'''
+
+
+def test_go_on_a_terminal_shows_what_runs_right_counts_and_cached_ones_summed(tmp_path):
+    """Issue 16, item 3: a 3 s and a 5 s task after 4 cached ones, drawn on a real pty."""
+    p = Proj(make_project(tmp_path / "p", write_package(tmp_path / "pkg", SLEEPY_PKG), "sleepy"))
+    assert p.go()["executed"]  # everything cached (three and five sleep 0 s)
+    p.set_json("inputs/three", 3)
+    p.set_json("inputs/five", 5)
+    code, raw = _e3_on_a_pty(p.path, "go", "-j", "2")
+    assert code == 0, raw
+    frames = _frames(raw)
+    final = frames[-1]
+
+    def first(pattern):
+        return next((i for i, f in enumerate(frames) if re.search(pattern, f, re.M)), None)
+
+    # what runs, with its elapsed time, before either has finished; cached ones as one count
+    both = first(r"^e3 go .* 4/6 +4 cached, 2 running$(?s:.*)"
+                 r"(^  three +\d+\.\ds$(?s:.*)^  five +\d+\.\ds$|"
+                 r"^  five +\d+\.\ds$(?s:.*)^  three +\d+\.\ds$)")
+    three_done = first(r"^three\.\.\. done \(\d+\.\ds\): inputs/three changed")
+    assert both is not None and three_done is not None and both < three_done, raw
+    # redrawn as time passes (not a timing test: just more than once per task)
+    seen = {m for f in frames for m in re.findall(r"^  five +(\d+\.\ds)$", f, re.M)}
+    assert len(seen) >= 3, seen
+    # counts are out of the run's 6 dataflows and never pass it nor go back
+    counts = [(int(a), int(b)) for f in frames for a, b in re.findall(r"\b(\d+)/(\d+)\b", f)]
+    assert counts and all(n == 6 and 0 <= k <= 6 for k, n in counts), counts
+    live = [int(k) for f in frames for k in re.findall(r"^e3 go .*? (\d+)/6 ", f, re.M)]
+    assert live == sorted(live) and live[-1] == 6, live
+    # the area is gone at the end; the finished lines and its counts line stay, unnumbered
+    assert re.search(r"^five\.\.\. done \(\d+\.\ds\): inputs/five changed", final, re.M)
+    assert "e3 go 6/6: 2 done, 4 cached" in final
+    assert re.search(r"^run r2 ok: 2 executed, 4 cached; commit [0-9a-f]{12}$", final, re.M)
+    assert not re.search(r"^  (three|five) ", final, re.M) and "running" not in final, final
+    assert not re.search(r"\[\d+/\d+\]", raw) and "... cached" not in raw

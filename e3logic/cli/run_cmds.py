@@ -11,19 +11,32 @@ from .common import emit, pass_opts, table
 
 
 class Reporter:
-    """`[i/N] name... done (0.5s)` lines (stderr with --json), or a rich progress bar on a
-    terminal (started at the first single outcome: a run answered at once draws none)."""
+    """`[i/N] name... done (0.5s)` lines (stderr with --json). On a terminal, a live area
+    instead (rich), drawn from the first start or non-cached outcome (a run answered at once
+    draws nothing): a counts line (`e3 go ━━━━╺━━ 3/6 1 done, 2 cached, 2 running`: done never
+    exceeds the run's N) over a line per running dataflow with its elapsed time (redrawn 4 times
+    a second); each finished dataflow's line printed above it without a number (`name... done
+    (3.0s): why`, `name... FAILED (0.5s): exit 3`; cached ones only counted); at the end the
+    area goes and its counts line stays (`e3 go 6/6: 2 done, 4 cached`)."""
 
     WORDS = {"executed": "done", "cached": "cached", "failed": "FAILED", "skipped": "skipped",
              "cancelled": "cancelled"}
+    COUNTS = (("executed", "done"), ("cached", "cached"), ("failed", "failed"),
+              ("skipped", "skipped"), ("cancelled", "cancelled"))
+    SHOWN = 10  # running lines at most (then `… and 7 more`)
 
     def __init__(self, to_stderr: bool):
+        import threading
+
         self.stream = sys.stderr if to_stderr else sys.stdout
         self.tty = self.stream.isatty()
         self.i = 0
         self.n = 0
-        self.progress = None
+        self.progress = None  # the rich Live area on a terminal, while drawn
         self.reasons: dict = {}
+        self.counts: dict = {}  # outcome -> how many (terminal)
+        self.running: dict = {}  # name -> time.monotonic() at its start (terminal)
+        self.lock = threading.Lock()  # the area redraws from rich's thread
 
     def start(self, n: int) -> None:
         self.n = n
@@ -32,23 +45,58 @@ class Reporter:
         """Why each dataflow about to run runs: shown on its line when it is done."""
         self.reasons = dict(reasons)
 
-    def _bar(self):
+    def started(self, name: str) -> None:
+        """`name` runs from now: a running line on a terminal (nothing otherwise)."""
+        if not (self.tty and self.n):
+            return
+        with self.lock:
+            self.running[name] = time.monotonic()
+        self._area()
+
+    def _area(self):
         if self.progress is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.live import Live
 
-            self.progress = Progress(TextColumn("e3 go"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.description}"),
-                                     console=Console(file=self.stream), transient=True)
+            # no stdout/stderr redirection: inline tasks route their prints themselves
+            # (drawn from `__rich__` at each render: a line printed above it redraws it current)
+            self.progress = Live(self, console=Console(file=self.stream), refresh_per_second=4,
+                                 transient=True, redirect_stdout=False, redirect_stderr=False)
             self.progress.start()
-            self.task = self.progress.add_task("", total=self.n, completed=self.i)
         return self.progress
 
-    def _line(self, name: str, outcome: str, seconds: float, note: str = "") -> str:
-        """`[i/N] name... done (0.5s): why it ran`; a failed, skipped or cancelled one says
-        why with its `note` (`FAILED (0.0s): ValueError: flag says fail (steps.py:27)`)."""
-        self.i += 1
-        line = f"[{self.i}/{self.n}] {name}... {self.WORDS.get(outcome, outcome)}"
+    def _summary(self) -> str:
+        """`2 done, 4 cached` (lock held)."""
+        return ", ".join(f"{self.counts[k]} {word}" for k, word in self.COUNTS
+                         if self.counts.get(k))
+
+    def __rich__(self):
+        """The live area now (rich renders it from its refresh thread)."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        with self.lock:
+            now = time.monotonic()
+            done = min(self.i, self.n)
+            parts = [self._summary()] if self.counts else []
+            if self.running:
+                parts.append(f"{len(self.running)} running")
+            runs = sorted(self.running.items(), key=lambda kv: (kv[1], kv[0]))
+        head = Table.grid(padding=(0, 1))
+        head.add_row(Text("e3 go"), ProgressBar(total=max(self.n, 1), completed=done, width=24),
+                     Text(f"{done}/{self.n}"), Text(", ".join(parts)))
+        width = max((len(n) for n, _ in runs[:self.SHOWN]), default=0)
+        lines = [Text(f"  {n:<{width}}  {_elapsed(now - t0)}") for n, t0 in runs[:self.SHOWN]]
+        if len(runs) > self.SHOWN:
+            lines.append(Text(f"  … and {len(runs) - self.SHOWN} more"))
+        return Group(head, *lines)
+
+    def _text(self, name: str, outcome: str, seconds: float, note: str = "") -> str:
+        """`name... done (0.5s): why it ran`; a failed, skipped or cancelled one says why with
+        its `note` (`FAILED (0.0s): ValueError: flag says fail (steps.py:27)`)."""
+        line = f"{name}... {self.WORDS.get(outcome, outcome)}"
         if outcome in ("executed", "failed"):
             line += f" ({seconds:.1f}s)"
         why = self.reasons.get(name) if outcome == "executed" else note
@@ -56,15 +104,27 @@ class Reporter:
             line += f": {why}"
         return line
 
+    def _line(self, name: str, outcome: str, seconds: float, note: str = "") -> str:
+        """`[i/N] name... done (0.5s): why it ran`."""
+        self.i += 1
+        return f"[{self.i}/{self.n}] " + self._text(name, outcome, seconds, note)
+
+    def _count(self, names, outcome: str) -> None:
+        """Terminal: `names` finished with `outcome` (no longer running)."""
+        with self.lock:
+            for name in names:
+                self.i += 1
+                self.counts[outcome] = self.counts.get(outcome, 0) + 1
+                self.running.pop(name, None)
+
     def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
-        line = self._line(name, outcome, seconds, note)
         if self.tty and self.n:
-            bar = self._bar()
+            self._count([name], outcome)
             if outcome != "cached":  # a reason is text, never rich markup
-                bar.console.print(line, markup=False, highlight=False)
-            bar.update(self.task, advance=1, description=name)
+                self._area().console.print(self._text(name, outcome, seconds, note),
+                                           markup=False, highlight=False, soft_wrap=True)
         else:
-            print(line, file=self.stream, flush=True)
+            print(self._line(name, outcome, seconds, note), file=self.stream, flush=True)
 
     def many(self, rows) -> None:
         """Reports `(name, outcome, seconds[, note])` that arrived together: one write for
@@ -78,21 +138,35 @@ class Reporter:
             self.stream.flush()
 
     def outcomes(self, names, outcome: str, seconds: float = 0.0) -> None:
-        """The same lines for many dataflows at once, in one write (a terminal's progress bar,
-        which would only flash, is not drawn for them)."""
-        lines = [self._line(n, outcome, seconds) for n in names]
+        """The same lines for many dataflows at once, in one write (on a terminal they are
+        only counted: a live area, which would only flash, is not drawn for them)."""
         if self.tty:
-            if self.progress is not None:
-                self.progress.update(self.task, advance=len(lines))
+            self._count(list(names), outcome)
             return
+        lines = [self._line(n, outcome, seconds) for n in names]
         if lines:
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
 
     def stop(self) -> None:
-        if self.progress:
-            self.progress.stop()
-            self.progress = None
+        """Remove the live area, leaving its counts line (`e3 go 6/6: 2 done, 4 cached`)."""
+        live, self.progress = self.progress, None
+        if live is None:
+            return
+        live.stop()
+        with self.lock:
+            line = f"e3 go {min(self.i, self.n)}/{self.n}: {self._summary() or 'nothing done'}"
+            if self.running:
+                line += f"; {len(self.running)} still running"
+        live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _elapsed(s: float) -> str:
+    """`3.2s`, `1m05s`, `1h02m`."""
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(s), 60)
+    return f"{m}m{sec:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 @click.command()

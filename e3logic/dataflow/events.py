@@ -35,11 +35,15 @@ class EventLog:
 
 class Reporter(Protocol):
     """What `Go` tells a progress display (the CLI's `Reporter`): how many dataflows the run
-    covers, why those about to run run, and each outcome as it lands."""
+    covers, why those about to run run, when each starts and each outcome as it lands."""
 
     def start(self, n: int) -> None: ...
 
     def explain(self, reasons: dict[str, str]) -> None: ...
+
+    def started(self, name: str) -> None:
+        """`name`'s task was just submitted (told at once; its outcome comes once durable).
+        Optional: a reporter without it is not told."""
 
     def outcome(self, name: str, outcome: str, seconds: float) -> None: ...
 
