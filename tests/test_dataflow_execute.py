@@ -17,6 +17,9 @@ class Reporter:
     def explain(self, reasons):
         pass
 
+    def started(self, name):
+        pass
+
     def outcome(self, name, outcome, seconds, note=""):  # pragma: no cover - flushes report in bulk
         self.calls.append([(name, outcome)])
 

@@ -255,6 +255,9 @@ def test_a_sink_with_many_gets_each_flushs_reports_in_one_call(tmp_path):
     calls = []
 
     class Sink:
+        def started(self, name):
+            pass
+
         def outcome(self, name, outcome, seconds, note=""):  # pragma: no cover - `many` takes them all
             raise AssertionError(f"{name} reported alone")
 

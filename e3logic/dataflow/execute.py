@@ -49,11 +49,13 @@ class ReporterSink:
     """The executor's `OutcomeSink` for a go reporter (an object with `outcome(name, outcome,
     seconds, note)` and `many(rows)`, the CLI's `run_cmds` reporter): each outcome with its
     note (why it failed, was skipped or cancelled); a flush's rows in one `many` call; each
-    start (a task submitted) at once, to a reporter that has `started(name)`."""
+    start (a task submitted) at once."""
 
     def __init__(self, reporter):
         self.reporter = reporter
-        self.started = getattr(reporter, "started", None) or (lambda name: None)
+
+    def started(self, name: str) -> None:
+        self.reporter.started(name)
 
     def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
         self.reporter.outcome(name, outcome, seconds, note)

@@ -219,8 +219,11 @@ class OutcomeSink(Protocol):
     (`ValueError: flag says fail (steps.py:27)`, `exit 3`, `budget wall_s=1 exceeded`, `input
     inputs/x is missing`); cancelled, the cancel reason; skipped, `check failed upstream`
     (the failed dataflow nearest upstream, ties by name) or the run's cancel reason. ""
-    for executed and cached. A sink may also have `started(name)`: told when a dataflow's
-    task is submitted (at once, not durable; for a progress display)."""
+    for executed and cached. `started(name)` is told when a dataflow's task is submitted (at
+    once, not durable; for a progress display)."""
+
+    def started(self, name: str) -> None:
+        """A dataflow's task was just submitted."""
 
     def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
         """One dataflow's outcome (one of OUTCOMES), its task's seconds and why."""
@@ -240,6 +243,9 @@ class Outcomes:
     def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
         if self.fn is not None:
             self.fn(name, outcome, seconds, note)
+
+    def started(self, name: str) -> None:
+        pass
 
     def many(self, reports: list) -> None:
         for name, outcome, seconds, note in reports:
@@ -535,9 +541,8 @@ class Executor:
             st.inflight[key] = name
             ep.move("run", st.beat)
             st.log.append((st.beat, "start", name))
-            started = getattr(self.on_outcome, "started", None)
-            if started is not None:  # a progress display shows what runs now
-                started(name)
+            if self.on_outcome is not None:  # a progress display shows what runs now
+                self.on_outcome.started(name)
             task = Task(job, key, ins, self._out_file(key, ep), ep, _Host(self, job, ep))
             handle = await self.backend.submit(task)
             if isinstance(handle, Done):  # the backend ran it inside this beat
