@@ -174,15 +174,60 @@ class Repo:
 
     @_holds_objects
     def status(self) -> dict:
+        """The deployed package and everything that differs from it or from what `go` would
+        leave: `uncommitted` (datasets of the workspace root, outside outputs/, that differ
+        from the deployed version: what `e3 commit` would record and `checkout` refuses to
+        replace), `modified`/`added`/`deleted` (unsaved input-file edits against the root),
+        `outputs_edited` (files under outputs/ edited or deleted by hand: `go` puts them back)
+        and the `stale` dataflows with their `reasons`."""
         self.recover()
         ws = self.ws()
         st = self.workspaces.state(ws)
         pkg = st.get("package") or {}
-        ch = self.wc.scan(st["hash"])
+        root = st["hash"]
+        ch = self.wc.scan(root)
+        outs = self.wc.scan(root, "outputs")
         reasons = self.stale_reasons(ws, ch)
         return {"workspace": ws, "package": pkg.get("name"), "version": pkg.get("version"),
-                "root": st["hash"], **ch.to_json(),
+                "root": root, **ch.to_json(),
+                "uncommitted": self.version_changes(ws, root),
+                "outputs_edited": sorted(outs.modified + outs.deleted),
                 "stale": sorted(reasons), "reasons": reasons}
+
+    def version_changes(self, ws: str, root: str | None = None) -> list[dict]:
+        """[{"path","old","new"}] (content hashes, None when absent): the datasets outside
+        outputs/ whose content in the workspace root (or `root`) differs from the deployed
+        version's — set with `e3 set` or taken in by `go`/`commit` from edited files, not yet
+        in a package version; sorted by path. `e3 diff` lists these too, with the outputs `go`
+        computed and unsaved file edits. Only subtrees whose hashes differ are read."""
+        root = root or self.workspaces.root(ws)
+        base = self._deployed_root(ws)
+        if root == base:
+            return []
+        trees = self.r.trees
+        top_old, top_new = trees.read(base), trees.read(root)
+        paths: set[str] = set()
+        for name in top_old.keys() | top_new.keys():
+            x, y = top_old.get(name), top_new.get(name)
+            if name == "outputs" or x == y:
+                continue
+            xt = x["hash"] if x is not None and x["kind"] == "tree" else None
+            yt = y["hash"] if y is not None and y["kind"] == "tree" else None
+            if xt or yt:
+                paths.update(f"{name}/{p}" for p in trees.changed(xt, yt))
+            if (x is not None and not xt) or (y is not None and not yt):
+                paths.add(name)
+
+        def leaf(r, p):
+            e = trees.find(r, p)
+            return e["hash"] if e is not None and e["kind"] != "tree" else None
+
+        out = []
+        for p in sorted(paths):
+            old, new = leaf(base, p), leaf(root, p)
+            if old != new:
+                out.append({"path": p, "old": old, "new": new})
+        return out
 
     def stale(self, ws: str, ch: Changes | None = None) -> list[str]:
         return sorted(self.stale_reasons(ws, ch))

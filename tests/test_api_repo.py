@@ -508,3 +508,50 @@ def test_checkout_set_reset_and_deploy_hold_the_gc_lock_while_they_move_a_root(r
     r.deploy("dev", "forecast@0.2.0")
     assert seen == ["shared"] * 4
     assert held(repo.r.dir / "gc.lock") is None
+
+
+# -- status against the deployed version (issue 16, item 4) -------------------------------
+def test_status_lists_an_edit_go_took_in_as_a_change_not_yet_in_a_version_as_diff_does(repo):
+    repo.checkout("forecast@0.1.0")
+    (repo.root / "inputs/horizon").write_bytes(b"24")
+    assert repo.status()["modified"] == ["inputs/horizon"]  # unsaved: only in the file
+    repo.intake()  # what `go` does first: the edit is now in the workspace root
+    st = repo.status()
+    assert (st["modified"], st["added"], st["deleted"]) == ([], [], [])
+    assert [e["path"] for e in st["uncommitted"]] == ["inputs/horizon"]
+    assert st["uncommitted"] == repo.diff()
+    with pytest.raises(UsageError, match="inputs/horizon"):
+        repo.checkout("forecast@0.2.0")
+    repo.commit("patch", "horizon 24")
+    st = repo.status()
+    assert st["uncommitted"] == [] and st["modified"] == []
+
+
+def test_status_version_changes_hold_every_dataset_outside_outputs_and_no_output(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.set("outputs/clean/rows", b"rows")  # as a run stores an output
+    repo.set("params/seed", b"7")  # a dataset outside the working copy's folders
+    repo.set("inputs/added", b"a")
+    (repo.root / "inputs/old_only").unlink()
+    repo.intake()
+    st = repo.status()
+    assert [(e["path"], e["old"] is None, e["new"] is None) for e in st["uncommitted"]] == [
+        ("inputs/added", True, False), ("inputs/old_only", False, True),
+        ("params/seed", True, False)]
+    assert st["uncommitted"] == [e for e in repo.diff() if not e["path"].startswith("outputs/")]
+    assert st["outputs_edited"] == []
+
+
+def test_status_lists_output_files_edited_or_deleted_by_hand(repo):
+    repo.checkout("forecast@0.1.0")
+    repo.set("outputs/clean/rows", b"rows")
+    repo.set("outputs/fit/model", b"model")
+    settle(repo)
+    assert repo.status()["outputs_edited"] == []
+    (repo.root / "outputs/clean/rows").write_bytes(b"by hand")
+    (repo.root / "outputs/fit/model").unlink()
+    (repo.root / "outputs/notes").write_bytes(b"not a dataset: go leaves it")
+    st = repo.status()
+    assert st["outputs_edited"] == ["outputs/clean/rows", "outputs/fit/model"]
+    assert (st["modified"], st["added"], st["deleted"], st["uncommitted"]) == ([], [], [], [])
+    assert repo.get("outputs/clean/rows")[1] == b"rows"  # status only reads

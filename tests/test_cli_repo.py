@@ -333,3 +333,70 @@ def test_a_damaged_index_stops_a_command_with_one_line_and_fsck_repair_mends_it(
     r = ok(proj("fsck", "--repair"))
     assert "rebuilt index.db" in r.out
     ok(proj("status"))
+
+
+# -- status: the deployed version, unsaved edits, edited outputs, stale (issue 16, item 4) ----
+@pytest.fixture
+def ran(tmp_path_factory, tmp_path):
+    """The `flows` package (tests/flows.py) checked out and run once, with the real command."""
+    from tests.flows import copy_project
+
+    p = copy_project(tmp_path_factory, "flows", tmp_path / "flows")
+    p.go()
+    return p
+
+
+def test_after_go_takes_in_an_edited_input_status_is_not_clean_and_agrees_with_diff(ran):
+    ran.set_json("inputs/k", 5)  # the issue's `inputs/horizon`: edited, then `go`
+    ran.go()
+    st = ok(ran.e3("--json", "status")).json
+    assert (st["modified"], st["added"], st["deleted"]) == ([], [], [])
+    assert [e["path"] for e in st["uncommitted"]] == ["inputs/k"]
+    diff = ok(ran.e3("--json", "diff")).json
+    assert "inputs/k" in [e["path"] for e in diff]
+    assert st["uncommitted"] == [e for e in diff if not e["path"].startswith("outputs/")]
+    human = ok(ran.e3("status")).out
+    assert human.startswith("Package: flows@0.1.0")
+    assert "Changes not yet in a package version (e3 commit):\n  M inputs/k\n" in human
+    assert "clean" not in human
+    one_line_error(ran.e3("checkout", "flows@0.1.0"), 2, "uncommitted", "inputs/k")
+    ok(ran.e3("commit", "--patch", "-m", "k is 5"))
+    st = ok(ran.e3("--json", "status")).json
+    assert (st["uncommitted"], st["stale"], st["version"]) == ([], [], "0.1.1")
+    assert ok(ran.e3("status")).out.splitlines()[1:] == ["clean: nothing modified, nothing stale"]
+
+
+def test_status_shows_version_changes_unsaved_edits_and_stale_dataflows_in_their_sections(ran):
+    ran.set_json("inputs/k", 5)
+    ran.go()
+    ran.write("inputs/flag", b'"maybe"')
+    st = ok(ran.e3("--json", "status")).json
+    assert [e["path"] for e in st["uncommitted"]] == ["inputs/k"]
+    assert st["modified"] == ["inputs/flag"] and st["stale"] == ["after", "check"]
+    diff = ok(ran.e3("--json", "diff")).json  # diff overlays the unsaved edit
+    assert [e["path"] for e in diff if e["path"].startswith("inputs/")] == \
+        ["inputs/flag", "inputs/k"]
+    assert ok(ran.e3("status")).out.splitlines()[1:] == [
+        "Changes not yet in a package version (e3 commit):", "  M inputs/k",
+        "Unsaved edits in the working copy:", "  M inputs/flag",
+        "Stale:", "  after: inputs/flag changed → check → after",
+        "  check: inputs/flag changed → check"]
+
+
+def test_status_lists_hand_edited_outputs_and_go_names_the_ones_it_put_back(ran):
+    from tests.flows import FLOWS_OUTPUTS
+
+    (ran.path / "outputs/report/o").write_bytes(b"improved by hand")
+    (ran.path / "outputs/side/o").unlink()
+    st = ok(ran.e3("--json", "status")).json
+    assert st["outputs_edited"] == ["outputs/report/o", "outputs/side/o"]
+    assert (st["uncommitted"], st["modified"], st["stale"]) == ([], [], [])
+    assert ok(ran.e3("status")).out.splitlines()[1:] == [
+        "Edited outputs (e3 go puts them back):", "  outputs/report/o", "  outputs/side/o"]
+    res = ran.go()
+    assert res["restored"] == ["outputs/report/o", "outputs/side/o"] and res["executed"] == []
+    assert ran.read("outputs/report/o") == FLOWS_OUTPUTS["report"]
+    assert ran.read("outputs/side/o") == FLOWS_OUTPUTS["side"]
+    assert ok(ran.e3("--json", "status")).json["outputs_edited"] == []
+    assert ok(ran.e3("status")).out.splitlines()[1:] == ["clean: nothing modified, nothing stale"]
+    assert ran.go()["restored"] == []

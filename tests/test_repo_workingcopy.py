@@ -271,14 +271,26 @@ def test_ensure_puts_back_missing_and_edited_files_and_leaves_matching_ones_unto
     root = root_of(repo, {"outputs/a/o": b"alpha", "outputs/b/o": b"beta", "outputs/c/o": b"c"})
     items = synced(wc, repo, root)
     assert cached_paths(wc) == ["outputs/a/o", "outputs/b/o", "outputs/c/o"]
-    assert wc.ensure(items) == 0
+    assert wc.ensure(items) == []
     before = (tmp_path / "outputs/c/o").stat()
     (tmp_path / "outputs/a/o").unlink()
     (tmp_path / "outputs/b/o").write_bytes(b"edited by hand")
-    assert wc.ensure(items) == 2
+    assert wc.ensure(items) == ["outputs/a/o", "outputs/b/o"]  # the paths it put back
     assert (tmp_path / "outputs/a/o").read_bytes() == b"alpha"
     assert (tmp_path / "outputs/b/o").read_bytes() == b"beta"
     assert (tmp_path / "outputs/c/o").stat().st_ino == before.st_ino
+
+
+def test_ensure_puts_back_and_names_an_edited_output_even_after_a_scan_has_seen_the_edit(
+        wc, repo, tmp_path):
+    root = root_of(repo, {"outputs/a/o": b"alpha", "outputs/b/o": b"beta"})
+    items = synced(wc, repo, root)
+    (tmp_path / "outputs/b/o").write_bytes(b"edited by hand")
+    age(tmp_path / "outputs/b/o")
+    assert wc.scan(root, "outputs").modified == ["outputs/b/o"]  # `status` caches the edit
+    assert wc.ensure(items) == ["outputs/b/o"]
+    assert (tmp_path / "outputs/b/o").read_bytes() == b"beta"
+    assert not wc.scan(root, "outputs") and wc.ensure(items) == []
 
 
 def test_ensure_refuses_a_directory_in_the_way_of_an_output(wc, repo, tmp_path):
@@ -318,7 +330,7 @@ def test_sync_never_removes_a_file_outside_named_by_a_previous_root(proj):
 def test_ensure_skips_an_output_path_that_climbs_out(proj):
     repo, wc, victim = proj
     h = repo.objects.write(b"pwned")
-    assert wc.ensure([("outputs/../../victim.txt", h), ("outputs/f/o", h)]) == 1
+    assert wc.ensure([("outputs/../../victim.txt", h), ("outputs/f/o", h)]) == ["outputs/f/o"]
     assert victim.read_text() == "precious\n"
     assert (repo.root / "outputs" / "f" / "o").read_bytes() == b"pwned"
 

@@ -246,3 +246,45 @@ def test_a_checkout_killed_mid_sync_leaves_a_clean_repository_completed_by_the_n
     assert (st["modified"], st["added"], st["deleted"]) == ([], [], [])
     assert st["version"] == "0.2.0"
     assert all(b'"0.2.0"' in f.read_bytes() for f in (p / "inputs/gen").iterdir())
+
+
+# -- status against the deployed version (issue 16, item 4) ----------------------------------
+HORIZON_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("fc", "0.1.0")
+package.task("twice", ["sh", "-c", "cat {input0} {input0} > {output}"], runtime="shell")
+package.dataset("inputs/horizon", value=6)
+package.dataflow("plan", task="twice", inputs=["inputs/horizon"], output="o")
+'''
+
+
+def test_status_after_an_edited_input_and_go_says_what_diff_and_checkout_say(tmp_path):
+    """The issue's scenario: edit inputs/horizon, `go`; `status` must not say clean while `diff`
+    shows the change and `checkout` refuses it. Hand-edited outputs are listed and `go` says
+    it put them back."""
+    from tests.flows import make_project, write_package
+
+    p = make_project(tmp_path / "proj", write_package(tmp_path / "pkg", HORIZON_PKG), "fc")
+    ok(e3(p, "go"))
+    assert ok(e3(p, "status")).out.splitlines()[1:] == ["clean: nothing modified, nothing stale"]
+    (p / "inputs/horizon").write_bytes(b"12")
+    ok(e3(p, "go"))
+    st = ok(e3(p, "--json", "status")).json
+    diff = ok(e3(p, "--json", "diff")).json
+    assert [e["path"] for e in diff] == ["inputs/horizon", "outputs/plan/o"]
+    assert st["uncommitted"] == diff[:1] and st["modified"] == [] and st["stale"] == []
+    out = ok(e3(p, "status")).out
+    assert out.startswith("Package: fc@0.1.0") and "clean" not in out
+    assert "Changes not yet in a package version (e3 commit):\n  M inputs/horizon" in out
+    r = e3(p, "checkout", "fc@0.1.0")
+    assert r.code == 2 and "uncommitted" in r.err and "inputs/horizon" in r.err
+    (p / "outputs/plan/o").write_bytes(b"by hand")
+    st = ok(e3(p, "--json", "status")).json
+    assert st["outputs_edited"] == ["outputs/plan/o"]
+    assert "Edited outputs (e3 go puts them back):\n  outputs/plan/o" in ok(e3(p, "status")).out
+    res = ok(e3(p, "--json", "go")).json
+    assert res["restored"] == ["outputs/plan/o"] and res["executed"] == []
+    assert (p / "outputs/plan/o").read_bytes() == b"1212"
+    ok(e3(p, "commit", "--patch", "-m", "horizon 12"))
+    assert ok(e3(p, "status")).out.splitlines()[1:] == ["clean: nothing modified, nothing stale"]

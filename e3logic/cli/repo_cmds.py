@@ -24,20 +24,33 @@ def init(opts, path):
 @click.command()
 @pass_opts
 def status(opts):
-    """Show the deployed package, modified/added/deleted inputs and stale dataflows."""
+    """Show the deployed package, changes not yet in a package version, unsaved edits, edited
+    outputs and stale dataflows."""
     data = opts.api().status()
 
     def human(d):
-        pkg = f"{d['package']}@{d['version']}" if d["package"] else "(no package deployed)"
-        click.echo(f"workspace {d['workspace']}: {pkg}  root {d['root'][:12]}")
-        for key, mark in (("modified", "M"), ("added", "A"), ("deleted", "D")):
-            for p in d[key]:
+        pkg = f"{d['package']}@{d['version']}" if d["package"] else "(none deployed)"
+        click.echo(f"Package: {pkg}  (workspace {d['workspace']}, root {d['root'][:12]})")
+        if d["uncommitted"]:
+            click.echo("Changes not yet in a package version (e3 commit):")
+            for e in d["uncommitted"]:
+                mark = "A" if e["old"] is None else "D" if e["new"] is None else "M"
+                click.echo(f"  {mark} {e['path']}")
+        edits = [(mark, p) for key, mark in (("modified", "M"), ("added", "A"), ("deleted", "D"))
+                 for p in d[key]]
+        if edits:
+            click.echo("Unsaved edits in the working copy:")
+            for mark, p in sorted(edits, key=lambda e: e[1]):
                 click.echo(f"  {mark} {p}")
+        if d["outputs_edited"]:
+            click.echo("Edited outputs (e3 go puts them back):")
+            for p in d["outputs_edited"]:
+                click.echo(f"  {p}")
         if d["stale"]:
-            click.echo("stale:")
+            click.echo("Stale:")
             for n in d["stale"]:
                 click.echo(f"  {n}: {d['reasons'].get(n, '')}")
-        if not (d["modified"] or d["added"] or d["deleted"] or d["stale"]):
+        if not (d["uncommitted"] or edits or d["outputs_edited"] or d["stale"]):
             click.echo("clean: nothing modified, nothing stale")
 
     emit(opts, data, human)

@@ -126,6 +126,7 @@ class Go:
         self.interrupted = self.cancelled_reason = None
         self.stale: list = []
         self.keys: dict = {}
+        self.restored: list = []  # output files edited by hand that the run put back
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -244,7 +245,8 @@ class Go:
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
                     "failed": [], "skipped": [], "cancelled": [], "would_run": sorted(pred.run),
                     "state_root": root, "snapshot": root, "commit": None, "receipt": None,
-                    "plan": plan.to_json(), "reasons": dict(sorted(pred.reasons.items()))}
+                    "plan": plan.to_json(), "reasons": dict(sorted(pred.reasons.items())),
+                    "restored": []}
         run_id = self._start_run(ws)
         ev.emit("started", run=run_id)
         try:
@@ -297,7 +299,8 @@ class Go:
             results = {n: (k, h) for n, k, h, _ in rows}
             self._report_cached(selected)
             if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
-                self.api.wc.ensure([(project.outputs[n], results[n][1]) for n in selected])
+                self.restored = self.api.wc.ensure(
+                    [(project.outputs[n], results[n][1]) for n in selected])
         except BaseException:
             self._end_run(run_id, "cancelled", None, None, None)
             raise
@@ -316,7 +319,8 @@ class Go:
         if self.settled.noop_sizes(pred, root):
             self._report_cached(pred.order)
             if ws == self.api.current:  # outputs are engine-owned: put back deleted/edited files
-                self.api.wc.ensure([(project.outputs[n], pred.outputs[n]) for n in pred.order])
+                self.restored = self.api.wc.ensure(
+                    [(project.outputs[n], pred.outputs[n]) for n in pred.order])
             return ({n: "cached" for n in pred.order},
                     {n: (pred.keys[n], pred.outputs[n]) for n in pred.order}, root)
         from .execute import execute
@@ -379,6 +383,7 @@ class Go:
         self.repo.journal.clear_process_groups(run_id)
         clear_staging(self.repo, run_id)
         reasons = self._outcome_reasons(run_id, project, lists, decided or {}, why)
+        restored, self.restored = sorted(self.restored), []
         self.events.emit("finished", status=status,
                          **{k: list(v) for k, v in lists.items() if k != "cached"})
         self.events.emit("committed", commit=commit, state_root=root)
@@ -386,7 +391,7 @@ class Go:
                 "snapshot": self.snapshot, "commit": commit,
                 "receipt": receipt_digest, "parent": parent, "policy": policy_id,
                 "workspace": ws, "stale": sorted(self.stale or []),
-                "reason": why, "reasons": reasons}
+                "reason": why, "reasons": reasons, "restored": restored}
 
     def _outcome_reasons(self, run_id, project, lists, decided, cancel_why) -> dict:
         """{dataflow: why} for every one that executed (the decision's reason), failed (its

@@ -335,15 +335,18 @@ class WorkingCopy:
         self.journal.end_sync(target)
         return {"written": written, "removed": len(removed)}
 
-    def ensure(self, items: list[tuple[str, str]]) -> int:
+    def ensure(self, items: list[tuple[str, str]]) -> list[str]:
         """Make each (path, hash) file match, re-writing only those whose stat or content
-        differ from the stat cache. Returns how many were written."""
+        differ from the stat cache. Returns the paths written (each was missing or held other
+        bytes), in the order of `items`: where `items` are the workspace root's own entries
+        (`go` putting back the outputs of cached dataflows), the files edited or deleted by
+        hand."""
         items = list(_safe(dict(items)).items()) if items else items
         tops = {p.split("/", 1)[0] for p, _ in items}
         cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
         base = str(self.root_dir) + os.sep
         stat = os.stat
-        rows, written, made = [], 0, set()
+        rows, written, made = [], [], set()
         for p, h in items:
             c = cache.get(p)
             try:
@@ -358,7 +361,7 @@ class WorkingCopy:
                 continue
             self._place(p, h, made)
             rows.append((p, stat(base + p), h))
-            written += 1
+            written.append(p)
         if rows:
             self._remember(rows)
         return written
