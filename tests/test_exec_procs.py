@@ -241,16 +241,11 @@ def test_start_time_of_a_registered_leader_is_the_recorded_one_until_it_is_disca
     reg.discard(p.pid)
 
 
-@pytest.mark.parametrize("via", ["libc", "os"])
 def test_the_spawner_starts_a_session_leader_even_after_inherited_descriptors_were_closed(
-        tmp_path, via):
+        tmp_path):
     fd = os.open(tmp_path / "inherited", os.O_WRONLY | os.O_CREAT)
     os.set_inheritable(fd, True)
     sp = procs.Spawner()
-    if via == "os":
-        sp._libc = False  # os.posix_spawnp (holds the GIL)
-    else:
-        assert sp.releases_gil  # glibc on Linux: ctypes
     os.close(fd)  # the snapshot still names it: closing it in the child is harmless
     log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
     try:
@@ -266,15 +261,11 @@ def test_the_spawner_starts_a_session_leader_even_after_inherited_descriptors_we
         sp.close()
 
 
-@pytest.mark.parametrize("via", ["libc", "os"])
-def test_a_spawned_task_gets_default_sigpipe_no_blocked_signals_and_only_fds_0_to_2(
-        tmp_path, via):
+def test_a_spawned_task_gets_default_sigpipe_no_blocked_signals_and_only_fds_0_to_2(tmp_path):
     """What Popen(start_new_session=True) gives: Python ignores SIGPIPE, a task must not."""
     inherited = os.open(tmp_path / "inherited", os.O_WRONLY | os.O_CREAT)
     os.set_inheritable(inherited, True)
     sp = procs.Spawner()  # its snapshot of inheritable descriptors names it
-    if via == "os":
-        sp._libc = False
     log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # this thread's mask
     try:
@@ -292,8 +283,7 @@ def test_a_spawned_task_gets_default_sigpipe_no_blocked_signals_and_only_fds_0_t
     ign = int(lines[lines.index("SigIgn:") + 1], 16)
     blk = int(lines[lines.index("SigBlk:") + 1], 16)
     assert not ign & (1 << (signal.SIGPIPE - 1)) and not ign & (1 << (signal.SIGXFSZ - 1))
-    if via == "libc":
-        assert blk == 0  # an empty mask, whatever the spawning thread blocks
+    assert blk == 0  # an empty mask, whatever the spawning thread blocks
     fds = [x for x in lines if x.isdigit() and len(x) < 4]
     assert sorted(set(fds) - {"3"}) == ["0", "1", "2"]  # 3: ls's own directory fd
     assert lines[-1] == "/dev/null"

@@ -221,12 +221,13 @@ def inheritable_fds(low: int = 3) -> list[int]:
 
 
 class Spawner:
-    """Starts a command as the leader of a new session with `posix_spawnp` — a third of the
+    """Starts a command as the leader of a new session with `os.posix_spawnp` — a third of the
     cost of `subprocess.Popen` (no Python-level environment and PATH processing, no error pipe;
     glibc's clone(CLONE_VFORK)) — with what Popen(start_new_session=True) would give it: stdin
     /dev/null, stdout and stderr the given descriptor, SIGPIPE and SIGXFSZ back to their default
-    action, no inherited descriptors beyond 0–2 (descriptors are close-on-exec in Python; the
-    inheritable ones this process started with are closed in the child).
+    action, an empty signal mask (the spawning thread's own is not passed on), no inherited
+    descriptors beyond 0–2 (descriptors are close-on-exec in Python; the inheritable ones this
+    process started with are closed in the child).
 
     It cannot change the working directory or set rlimits: callers use Popen for those."""
 
@@ -237,7 +238,6 @@ class Spawner:
         self._close = tuple(inheritable_fds()) if self.available else ()
         self._sigdef = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
                              if hasattr(signal, n))
-        self._libc = None  # a _LibcSpawn, False where there is none (see releases_gil)
 
     def usable_with(self, out_fd: int) -> bool:
         if not self.available:
@@ -249,23 +249,12 @@ class Spawner:
     def spawn(self, argv: list[str], env, out_fd: int) -> int:
         """The new leader's pid. `env`: its whole environment (None: this process's). Raises
         OSError as exec would (FileNotFoundError, …)."""
-        if self.releases_gil:
-            return self._libc.spawn(argv, environ_bytes() if env is None else env,
-                                    self._devnull, out_fd, self._close, self._sigdef)
         dup2, close = os.POSIX_SPAWN_DUP2, os.POSIX_SPAWN_CLOSE
         actions = [(dup2, self._devnull, 0), (dup2, out_fd, 1), (dup2, out_fd, 2)]
         actions += [(close, fd) for fd in self._close]
         return os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
-                               file_actions=actions, setsid=True, setsigdef=self._sigdef)
-
-    @property
-    def releases_gil(self) -> bool:
-        """Does `spawn` let other threads run while the child starts? glibc's posix_spawnp
-        through ctypes does; os.posix_spawnp holds the GIL until the child has exec'd (1–2 ms
-        here), stalling e.g. a flush running in a worker thread."""
-        if self._libc is None:
-            self._libc = _LibcSpawn.load() or False
-        return bool(self._libc)
+                               file_actions=actions, setsid=True, setsigdef=self._sigdef,
+                               setsigmask=())
 
     def close(self) -> None:
         if self._devnull is not None:
@@ -281,96 +270,6 @@ def environ_bytes() -> dict[bytes, bytes]:
     task: os.environ may change during a run."""
     data = getattr(os.environ, "_data", None)  # CPython: the bytes mapping behind os.environ
     return dict(data) if type(data) is dict else dict(os.environb)
-
-
-class _LibcSpawn:
-    """glibc's posix_spawnp through ctypes, which releases the GIL for the call: what
-    `Spawner` asks of os.posix_spawnp (a new session; stdin /dev/null, stdout and stderr one
-    descriptor; inherited descriptors closed; some signals back to their default), plus an
-    empty signal mask (a worker thread's own is not passed on)."""
-
-    SETSIGDEF, SETSIGMASK, SETSID = 0x04, 0x08, 0x80  # glibc's <spawn.h>
-    BUF = 1024  # bytes for posix_spawnattr_t (336) and posix_spawn_file_actions_t (80)
-
-    @classmethod
-    def load(cls) -> "_LibcSpawn | None":
-        import platform
-
-        if os.uname().sysname != "Linux" or platform.libc_ver()[0] != "glibc":
-            return None
-        try:
-            import ctypes
-
-            return cls(ctypes, ctypes.CDLL(None, use_errno=True))
-        except (ImportError, OSError, AttributeError):
-            return None
-
-    def __init__(self, ctypes, libc):
-        self.c = ctypes
-        p = ctypes.c_void_p
-        spawnp = libc.posix_spawnp
-        spawnp.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, p, p,
-                           ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p)]
-        spawnp.restype = ctypes.c_int
-        self.spawnp = spawnp
-        self.fa_init = libc.posix_spawn_file_actions_init
-        self.fa_destroy = libc.posix_spawn_file_actions_destroy
-        self.fa_dup2 = libc.posix_spawn_file_actions_adddup2
-        self.fa_close = libc.posix_spawn_file_actions_addclose
-        self.attr_init = libc.posix_spawnattr_init
-        self.attr_destroy = libc.posix_spawnattr_destroy
-        self.attr_flags = libc.posix_spawnattr_setflags
-        self.attr_flags.argtypes = [p, ctypes.c_short]
-        self.attr_sigdef = libc.posix_spawnattr_setsigdefault
-        self.attr_sigmask = libc.posix_spawnattr_setsigmask
-        self.sigemptyset = libc.sigemptyset
-        self.sigaddset = libc.sigaddset
-        self._sigsets: dict[tuple, tuple] = {}
-
-    def _signal_sets(self, sigdef: tuple) -> tuple:
-        """(signals back to their default, an empty mask) as sigset_t buffers, made once."""
-        sets = self._sigsets.get(sigdef)
-        if sets is None:
-            sigs, mask = self.c.create_string_buffer(128), self.c.create_string_buffer(128)
-            self.sigemptyset(sigs)
-            for sig in sigdef:
-                self.sigaddset(sigs, int(sig))
-            self.sigemptyset(mask)
-            sets = self._sigsets[sigdef] = (sigs, mask)
-        return sets
-
-    def spawn(self, argv, env: dict, devnull: int, out_fd: int, close: tuple,
-              sigdef: tuple) -> int:
-        c = self.c
-        fa, attr = c.create_string_buffer(self.BUF), c.create_string_buffer(self.BUF)
-        sigs, mask = self._signal_sets(sigdef)
-        args = [os.fsencode(a) for a in argv]
-        argv_c = (c.c_char_p * (len(args) + 1))(*args, None)
-        env_c = (c.c_char_p * (len(env) + 1))(*[k + b"=" + v for k, v in env.items()], None)
-        pid = c.c_int(0)
-        rc = self.fa_init(fa)  # these return an error number (errno is not set)
-        if rc:
-            raise OSError(rc, "posix_spawn_file_actions_init failed")
-        try:
-            rc = self.attr_init(attr)
-            if rc:
-                raise OSError(rc, "posix_spawnattr_init failed")
-            try:
-                for src, dst in ((devnull, 0), (out_fd, 1), (out_fd, 2)):
-                    self.fa_dup2(fa, src, dst)
-                for fd in close:
-                    self.fa_close(fa, fd)
-                self.attr_sigdef(attr, sigs)
-                self.attr_sigmask(attr, mask)
-                self.attr_flags(attr, self.SETSID | self.SETSIGDEF | self.SETSIGMASK)
-                rc = self.spawnp(c.byref(pid), args[0], fa, attr, argv_c, env_c)
-            finally:
-                self.attr_destroy(attr)
-        finally:
-            self.fa_destroy(fa)
-        if rc:
-            raise OSError(rc, os.strerror(rc), argv[0])  # FileNotFoundError for ENOENT, …
-        return pid.value
 
 
 # -- waiting for and reaping our own children -------------------------------------------------
