@@ -1,5 +1,4 @@
 """repo.repository: the `.e3/` layout, init (whole or nothing), repository lookup, settings."""
-import json
 import multiprocessing as mp
 import os
 import tomllib
@@ -43,26 +42,12 @@ def test_init_keeps_an_existing_settings_file(tmp_path):
     assert repo.config == {"gc": {"min_age": 5}}
 
 
-def test_settings_are_parsed_once_per_content_and_an_edit_is_read_at_once(tmp_path):
+def test_an_edit_of_the_settings_is_read_by_the_next_command(tmp_path):
     Repository.init(tmp_path)
     assert Repository(tmp_path).config["defaults"]["executor"] == "threads"
-    kept = json.loads((tmp_path / ".e3" / "cache" / "config.json").read_text())
-    assert kept["config"]["defaults"]["executor"] == "threads"
-    # the kept parse is what a later command reads while the text is unchanged
-    kept["config"]["defaults"]["executor"] = "from-the-cache"
-    (tmp_path / ".e3" / "cache" / "config.json").write_text(json.dumps(kept))
-    assert Repository(tmp_path).config["defaults"]["executor"] == "from-the-cache"
     (tmp_path / "e3.toml").write_text('[defaults]\nexecutor = "processes"\n')
     assert Repository(tmp_path).config == {"defaults": {"executor": "processes"}}
-    (tmp_path / ".e3" / "cache" / "config.json").write_text("{not json")
-    assert Repository(tmp_path).config == {"defaults": {"executor": "processes"}}
-
-
-def test_settings_json_cannot_hold_are_parsed_each_time(tmp_path):
-    Repository.init(tmp_path)
-    (tmp_path / "e3.toml").write_text("[gc]\nsince = 2026-01-01\n")
-    assert str(Repository(tmp_path).config["gc"]["since"]) == "2026-01-01"
-    assert not (tmp_path / ".e3" / "cache" / "config.json").exists()
+    (tmp_path / "e3.toml").write_text("[gc]\nsince = 2026-01-01\n")  # TOML, not JSON
     assert str(Repository(tmp_path).config["gc"]["since"]) == "2026-01-01"
 
 

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -139,32 +138,17 @@ class Repository:
 
     @cached_property
     def config(self) -> dict:
-        """e3.toml's settings ({} without the file). The parse is kept in
-        .e3/cache/config.json beside the text it came from, so a command run on an unchanged
-        e3.toml reads JSON instead of importing tomllib (~8 ms of every `e3 go`)."""
+        """e3.toml's settings ({} without the file), parsed once per command."""
         try:
             text = (self.root / "e3.toml").read_text()
         except FileNotFoundError:
             return {}
-        kept_at = self.dir / "cache" / "config.json"
-        try:
-            kept = json.loads(kept_at.read_bytes())
-            if kept["toml"] == text:
-                return kept["config"]
-        except (OSError, ValueError, TypeError, KeyError):
-            pass
         import tomllib
 
         try:
-            cfg = tomllib.loads(text)
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise UsageError(f"e3.toml is not valid TOML ({e}); fix the file") from None
-        try:  # a cache: not synced; dates (not JSON) or a read-only .e3 leave it unwritten
-            write_atomic(kept_at, json.dumps({"toml": text, "config": cfg},
-                                             allow_nan=False).encode(), fsync=False)
-        except (OSError, TypeError, ValueError):
-            pass
-        return cfg
 
     # -- the gc lock ---------------------------------------------------------------------
     def object_guard(self):
