@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.flows import (FLOWS, FLOWS_DEPS, FLOWS_STEPS, GO_KEYS, LISTS, Proj, copy_project,
-                         make_project, write_package)
+                         make_project, run_e3, write_package)
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # the line of steps.py (as authored) where `check` raises
@@ -403,6 +403,81 @@ def test_a_module_that_fails_to_import_names_its_line_and_its_traceback_starts_t
         "        ^^^^^^^^^^^^^^\n"
         "NameError: name 'undefined_name' is not defined\n"
         f"e3: broken_{runtime} failed: {reason}\n")
+
+
+# -- shell tasks and their package's files ({bundle}) --------------------------------------------------
+CALC_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("calc", "VERSION")
+package.module("calc.sh")
+package.task("calc", ["sh", "{bundle}/calc.sh", "{input0}", "{output}"], runtime="shell")
+package.task("scribble", ["sh", "-c", "echo x > {bundle}/calc.sh && cp {input0} {output}"],
+             runtime="shell")
+package.dataset("inputs/n", file="n.txt")
+package.dataflow("calc", task="calc", inputs=["inputs/n"], output="o")
+package.dataflow("scribble", task="scribble", inputs=["inputs/n"], output="o")
+'''
+CALC_SH = 'read n < "$1"; echo "calc in $(pwd)"; echo $((n * FACTOR)) > "$2"\n'
+
+
+def write_calc(d, version: str = "0.1.0", factor: int = 2):
+    return write_package(d, CALC_PKG.replace("VERSION", version),
+                         {"calc.sh": CALC_SH.replace("FACTOR", str(factor)), "n.txt": "21\n"})
+
+
+def test_a_shell_task_runs_a_script_bundled_with_its_package_from_the_project_root(tmp_path):
+    p = Proj(make_project(tmp_path / "p", write_calc(tmp_path / "src"), "calc"))
+    res = p.go("calc")
+    assert res["executed"] == ["calc"], res
+    assert p.read("outputs/calc/o") == b"42\n"
+    assert p.e3("logs", "calc").out == f"calc in {p.path}\n"  # cwd: the project root
+    bundles = list((p.path / ".e3" / "cache" / "bundles").iterdir())
+    assert len(bundles) == 1
+    assert (bundles[0] / "calc.sh").read_text() == CALC_SH.replace("FACTOR", "2")
+    assert (bundles[0] / "calc.sh").stat().st_mode & 0o777 == 0o444
+    assert p.go("calc")["cached"] == ["calc"]
+
+
+def test_editing_a_bundled_script_reruns_its_shell_task_as_changed_task_code(tmp_path):
+    p = Proj(make_project(tmp_path / "p", write_calc(tmp_path / "src"), "calc"))
+    assert p.go("calc")["executed"] == ["calc"]
+    src = write_calc(tmp_path / "v2", "0.2.0", factor=3)
+    assert p.e3("build", src, "-o", src / "dist").code == 0
+    assert p.e3("add", src / "dist/calc-0.2.0.zip").code == 0
+    assert p.e3("checkout", "calc@0.2.0").code == 0
+    res = p.go("calc")
+    assert res["executed"] == ["calc"], res
+    assert res["reasons"] == {"calc": "task code of calc changed"}
+    assert p.read("outputs/calc/o") == b"63\n"
+
+
+def test_a_shell_task_writing_into_its_bundle_fails_saying_it_is_read_only(tmp_path):
+    p = Proj(make_project(tmp_path / "p", write_calc(tmp_path / "src"), "calc"))
+    r = p.e3("go", "scribble")
+    assert r.code == 1, r
+    assert re.search(r"\] scribble\.\.\. FAILED \(\d+\.\ds\): .*\{bundle\} .*read-only", r.out), r
+    assert "is read-only" in p.e3("--json", "logs", "scribble").json["reason"]
+    # the bundle other tasks read is the one built, whatever the failed task did
+    assert p.go("calc")["executed"] == ["calc"] and p.read("outputs/calc/o") == b"42\n"
+
+
+@pytest.mark.parametrize("argv, says", [
+    ('["sh", "{bundel}/calc.sh", "{input0}", "{output}"]',
+     "task 'calc': unknown placeholder {bundel} in '{bundel}/calc.sh'; did you mean {bundle}? "
+     "the placeholders are {inputs}, {input0}, {input1}…, {output} and {bundle}"),
+    ('["sh", "{bundle}/calc.sh", "{input1}", "{output}"]',
+     "dataflow 'calc' runs task 'calc', whose argv refers to {input1}, but it has 1 input; "
+     "add inputs or use {input0}"),
+])
+def test_a_shell_template_with_an_unknown_placeholder_or_input_is_a_build_error(
+        tmp_path, argv, says):
+    text = CALC_PKG.replace("VERSION", "0.1.0").replace(
+        '["sh", "{bundle}/calc.sh", "{input0}", "{output}"]', argv)
+    src = write_package(tmp_path / "src", text, {"calc.sh": CALC_SH, "n.txt": "1\n"})
+    r = run_e3("build", src, "-o", tmp_path / "dist", cwd=tmp_path)
+    assert r.code == 2, r
+    assert says in r.err and r.err.count("\n") == 1, r.err
 
 
 # -- episodes -----------------------------------------------------------------------------------------

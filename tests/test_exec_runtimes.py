@@ -15,7 +15,7 @@ import pytest
 
 from e3logic.exec import procs
 from e3logic.exec.runtimes import (InputRef, Runtimes, TaskResult, TaskSpec, expand_argv)
-from e3logic.exec.taskcode import TaskError, materialize
+from e3logic.exec.taskcode import TaskError, materialize, materialize_bundle
 
 from tests.test_exec_procs import live_with_arg, marker, wait_until
 
@@ -74,6 +74,19 @@ def test_other_braces_in_the_template_are_left_alone():
     assert expand_argv(["awk", "{print $1}", "{input0}"], ["/in"], "/o") == \
         ["awk", "{print $1}", "/in"]
     assert expand_argv(["echo", "{output}{output}", "{}"], [], "/o") == ["echo", "/o/o", "{}"]
+
+
+def test_a_braced_word_that_looks_like_a_placeholder_but_is_none_is_named_with_the_known_ones():
+    from e3logic.core.runtimes import argv_problem
+
+    for fine in (["sh", "{bundle}/calc.sh", "--dir={bundle}", "{inputs}", "{input12}", "{output}"],
+                 ["awk", "{print}", "{print $1}"], ["jq", "{name}"], ["sh", "-c", "echo ${HOME}"]):
+        assert argv_problem(fine) is None, fine
+    assert argv_problem(["sh", "{bundel}/calc.sh"]) == (
+        "unknown placeholder {bundel} in '{bundel}/calc.sh'; did you mean {bundle}? the "
+        "placeholders are {inputs}, {input0}, {input1}…, {output} and {bundle}")
+    for typo in ("{input}", "{out}", "{Output}", "{bundles}", "{in0}"):
+        assert argv_problem(["x", f"--a={typo}"]).startswith(f"unknown placeholder {typo} "), typo
 
 
 def test_an_input_index_beyond_the_inputs_is_a_clear_error():
@@ -257,6 +270,152 @@ def test_shell_output_is_streamed_to_the_log_while_the_task_runs(rt, tmp_path):
     assert anyio.run(main)
     assert seen["log"] == "first line\n"
     assert not live_with_arg(m)
+
+
+# -- {bundle}: the package's files, read-only --------------------------------------------------
+
+CALC = {"calc.sh": b'read n < "$1"; echo "calc: $n" >&2; echo $((n * 2)) > "$2"\n',
+        "lib/data.txt": b"7\n"}
+
+
+def bundled(files=CALC):
+    calls = []
+
+    def load():
+        calls.append(1)
+        return dict(files)
+
+    load.calls = calls
+    return load
+
+
+def test_bundle_expands_to_a_directory_path_alone_or_inside_a_larger_argument():
+    assert expand_argv(["sh", "{bundle}/calc.sh", "--dir={bundle}", "{bundle}"], [], "/o",
+                       "/c/bundles/h") == ["sh", "/c/bundles/h/calc.sh", "--dir=/c/bundles/h",
+                                           "/c/bundles/h"]
+    assert expand_argv(["sh", "-c", "sh {bundle}/x {output}"], [], "/o", "/my dir/h") == \
+        ["sh", "-c", "sh '/my dir/h'/x /o"]
+    with pytest.raises(TaskError, match=r"refers to \{bundle\} but the task has no bundled"):
+        expand_argv(["sh", "{bundle}/calc.sh"], [], "/o")
+
+
+def test_a_shell_task_runs_a_script_from_its_bundle_in_the_working_directory_it_was_given(
+        rt, tmp_path):
+    n = write(tmp_path / "in" / "n", b"21\n")
+    load = bundled()
+    spec = shell(tmp_path, ["sh", "-c", 'pwd > {output}.cwd; sh {bundle}/calc.sh "$1" "$2"', "t",
+                            "{input0}", "{output}"], [n], modules_hash="calc-1", modules=load,
+                 cwd=str(tmp_path))
+    res = run(rt, spec)
+    assert res.ok, res
+    assert Path(spec.output).read_bytes() == b"42\n"
+    assert Path(spec.output + ".cwd").read_text() == f"{tmp_path}\n"
+    assert Path(spec.log_path).read_text() == "calc: 21\n"
+    d = tmp_path / "cache" / "bundles" / "calc-1"
+    assert (d / "lib" / "data.txt").read_bytes() == b"7\n"
+    assert run(rt, spec).ok and len(load.calls) == 1  # materialized once per hash
+
+
+def test_the_bundle_directory_is_read_only_and_written_whole(tmp_path):
+    d = materialize_bundle(tmp_path, "ro-1", bundled())
+    assert d == tmp_path / "bundles" / "ro-1"
+    modes = {p.relative_to(d).as_posix(): p.stat().st_mode & 0o777 for p in d.rglob("*")}
+    assert modes == {"calc.sh": 0o444, "lib": 0o555, "lib/data.txt": 0o444}
+    assert d.stat().st_mode & 0o777 == 0o555
+    assert [p.name for p in d.parent.iterdir()] == ["ro-1"]  # no temp directory left
+    assert materialize_bundle(tmp_path, "ro-1", None) == d  # there already: not rewritten
+
+
+def test_two_runtimes_materializing_one_bundle_at_once_both_see_it_whole(tmp_path):
+    files = {f"f{i:03}.txt": bytes([65 + i % 26]) * 1000 for i in range(200)}
+    n = 4
+    outs = []
+
+    async def main():
+        rts = [Runtimes(1, tmp_path / "cache") for _ in range(n)]
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, r in enumerate(rts):
+                    spec = shell(tmp_path, ["sh", "-c", "ls {bundle} | wc -l > {output}"],
+                                 modules_hash="many", modules=bundled(files),
+                                 output=str(tmp_path / "out" / f"o{i}"))
+                    outs.append(spec.output)
+
+                    async def one(r=r, spec=spec):
+                        assert (await r.run(spec)).ok
+                    tg.start_soon(one)
+        finally:
+            for r in rts:
+                await r.aclose()
+
+    anyio.run(main)
+    assert [Path(o).read_text().strip() for o in outs] == ["200"] * n
+    assert [p.name for p in (tmp_path / "cache" / "bundles").iterdir()] == ["many"]
+
+
+def test_a_shell_task_writing_into_its_bundle_fails_saying_it_is_read_only(rt, tmp_path):
+    load = bundled()
+    spec = shell(tmp_path, ["sh", "-c", "echo x > {bundle}/calc.sh && echo ok > {output}"],
+                 modules_hash="calc-w", modules=load)
+    res = run(rt, spec)
+    assert res.status == "fail", res
+    assert "{bundle}" in res.reason and "is read-only" in res.reason, res.reason
+    assert not Path(spec.output).exists()
+    # whatever the task managed to do (as root, the mode bits do not stop it), the next task
+    # sees the bundle as it was built
+    good = shell(tmp_path, ["sh", "-c", "cat {bundle}/calc.sh > {output}"],
+                 modules_hash="calc-w", modules=load)
+    assert run(rt, good).ok
+    assert Path(good.output).read_bytes() == CALC["calc.sh"]
+    new = shell(tmp_path, ["sh", "-c", "touch {bundle}/new && echo ok > {output}"],
+                modules_hash="calc-w", modules=load)
+    res = run(rt, new)
+    assert res.status == "fail" and "is read-only" in res.reason, res.reason
+    assert not (tmp_path / "cache" / "bundles" / "calc-w" / "new").exists()
+    undo = shell(tmp_path, ["sh", "-c", "chmod u+w {bundle}/calc.sh && echo x > {bundle}/calc.sh"
+                                        " && echo ok > {output}"],
+                 modules_hash="calc-w", modules=load)
+    res = run(rt, undo)
+    assert res.status == "fail" and "is read-only" in res.reason, res.reason
+    assert run(rt, good).ok and Path(good.output).read_bytes() == CALC["calc.sh"]
+    assert [p.name for p in (tmp_path / "cache" / "bundles").iterdir()] == ["calc-w"]
+
+
+def test_a_task_reading_the_bundle_while_another_writes_into_it_fails_too_when_the_write_lands(
+        rt, tmp_path):
+    # the modes stop the write unless the tasks run as root; when it lands, the writer cannot be
+    # told from a reader that ran meanwhile (and may have read the changed file): both fail
+    load, m = bundled(), tmp_path / "wrote"
+    writer = shell(tmp_path, ["sh", "-c", f"echo x > {{bundle}}/calc.sh; s=$?; touch {m}; "
+                                          f"sleep 0.3; [ $s = 0 ] && echo ok > {{output}}"],
+                   modules_hash="calc-rw", modules=load, output=str(tmp_path / "out" / "w"))
+    reader = shell(tmp_path, ["sh", "-c", f"until [ -e {m} ]; do sleep 0.01; done; "
+                                          f"cat {{bundle}}/calc.sh > {{output}}"],
+                   modules_hash="calc-rw", modules=load, output=str(tmp_path / "out" / "r"))
+    got = {}
+
+    async def main():
+        async def one(name, spec):
+            got[name] = await rt.run(spec)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "writer", writer)
+            tg.start_soon(one, "reader", reader)
+
+    anyio.run(main)
+    assert got["writer"].status == "fail" and "is read-only" in got["writer"].reason
+    if os.geteuid() == 0:
+        assert got["reader"].status == "fail", got["reader"]
+        assert "changed while the task ran" in got["reader"].reason
+    else:
+        assert got["reader"].ok and Path(reader.output).read_bytes() == CALC["calc.sh"]
+
+
+def test_a_task_without_a_modules_hash_referring_to_bundle_fails_in_one_line(rt, tmp_path):
+    res = run(rt, shell(tmp_path, ["sh", "{bundle}/calc.sh"]))
+    assert res.status == "fail"
+    assert res.reason == ("argv template refers to {bundle} but the task has no bundled files "
+                          "(no modules hash)")
+
 
 
 def _read(path) -> str:

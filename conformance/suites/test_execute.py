@@ -159,3 +159,41 @@ def test_run_is_memoized_and_force_reexecutes(warm_template, tmp_path):
     assert [r.json["cached"] for r in (first, second, forced)] == [False, True, False]
     assert len({r.json["execution"] for r in (first, second, forced)}) == 1
     assert (tmp_path / "o").read_bytes() == b"20"
+
+
+# -- issue 16, item 8: a shell task sees its package's files as {bundle} ---------------------------
+BUNDLE_PKG = '''
+from e3logic import sdk
+
+package = sdk.package("calc", "VERSION")
+package.module("bin")
+package.task("calc", ["sh", "{bundle}/bin/calc.sh", "{input0}", "{output}"], runtime="shell")
+package.task("scribble", ["sh", "-c", "echo x > {bundle}/bin/calc.sh && cp {input0} {output}"],
+             runtime="shell")
+package.dataset("inputs/n", value=5)
+package.dataflow("calc", task="calc", inputs=["inputs/n"], output="o")
+package.dataflow("scribble", task="scribble", inputs=["inputs/n"], output="o")
+'''
+
+
+def test_a_shell_task_runs_its_bundled_script_and_an_edit_to_it_reruns_the_task(tmp_path):
+    from tests.flows import make_project, write_package
+
+    def src(version, factor):
+        return write_package(tmp_path / version, BUNDLE_PKG.replace("VERSION", version), {
+            "bin/calc.sh": f'echo $(( $(cat "$1") * {factor} )) > "$2"\n'})
+
+    p = Proj(make_project(tmp_path / "p", src("0.1.0", 2), "calc"))
+    assert p.go("calc")["executed"] == ["calc"] and p.read("outputs/calc/o") == b"10\n"
+    assert p.go("calc")["cached"] == ["calc"]
+    v2 = src("0.2.0", 3)
+    for args in (("build", v2, "-o", v2 / "dist"), ("add", v2 / "dist/calc-0.2.0.zip"),
+                 ("checkout", "calc@0.2.0")):
+        assert p.e3(*args).code == 0, args
+    res = p.go("calc")
+    assert res["executed"] == ["calc"] and res["reasons"] == {"calc": "task code of calc changed"}
+    assert p.read("outputs/calc/o") == b"15\n"
+    bad = p.go("scribble", code=1)
+    assert bad["failed"] == ["scribble"] and "is read-only" in bad["reasons"]["scribble"]
+    assert p.go("--force", "calc")["executed"] == ["calc"]
+    assert p.read("outputs/calc/o") == b"15\n"

@@ -16,6 +16,7 @@ e3logic.core.errors.UsageError: unknown runtime 'ruby'; use one of python, shell
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import UsageError
@@ -62,3 +63,39 @@ def runtime(name: str) -> RuntimeSpec:
     if spec is None:
         raise UsageError(f"unknown runtime {name!r}; use one of {', '.join(RUNTIMES)}")
     return spec
+
+
+# -- argv templates (the runtimes whose `RuntimeSpec.argv` is set) -------------------------------
+
+#: the placeholders an argv template may hold: `{inputs}`, `{input<i>}`, `{output}`, `{bundle}`
+ARGV_PLACEHOLDER = re.compile(r"\{(inputs|output|bundle|input(\d+))\}")
+ARGV_PLACEHOLDERS = "{inputs}, {input0}, {input1}…, {output} and {bundle}"
+# `{word}` not after `$` (so `${HOME}` is the shell's): a placeholder candidate
+_BRACED = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LOOKALIKE = re.compile(r"(?i)(in|inputs?|out|outputs?|bundles?)_?\d*")
+
+
+def argv_problem(argv) -> str | None:
+    """Why `argv` is not a valid argv template (None: it is). A `{word}` that looks like a
+    placeholder but is none (`{bundel}`, `{input}`, `{out}`) is a problem naming the known
+    ones; other braces (`awk '{print $1}'`, `jq '{name}'`, `${HOME}`) are left alone."""
+    import difflib
+
+    for arg in argv:
+        for m in _BRACED.finditer(arg):
+            word = m.group(1)
+            if ARGV_PLACEHOLDER.fullmatch(m.group(0)):
+                continue
+            near = difflib.get_close_matches(word.lower(), ("inputs", "input0", "output",
+                                                            "bundle"), n=1, cutoff=0.75)
+            if near or _LOOKALIKE.fullmatch(word):
+                hint = f"did you mean {{{near[0]}}}? " if near else ""
+                return (f"unknown placeholder {{{word}}} in {arg!r}; {hint}the placeholders "
+                        f"are {ARGV_PLACEHOLDERS}")
+    return None
+
+
+def argv_max_input(argv) -> int:
+    """The highest `{input<i>}` index the template refers to (-1: none)."""
+    return max((int(m.group(2)) for a in argv for m in ARGV_PLACEHOLDER.finditer(a)
+                if m.group(2) is not None), default=-1)

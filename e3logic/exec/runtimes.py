@@ -8,7 +8,8 @@ executor stages and commits the output file. Bad task code is a `fail`, never an
 - `python`: a pool of persistent worker processes (`workers.WorkerPool`); the function from the
   package's modules, imported once per content hash (`taskcode.ModuleSpaces`).
 - `shell`: the argv template, expanded without a shell, in its own session/process group, with
-  stdout and stderr written straight to the log file while it runs.
+  stdout and stderr written straight to the log file while it runs; `{bundle}` is a read-only
+  copy of the package's module files (`cache_dir/bundles/<hash>/`).
 - `inline`: in the engine's own process, in a thread (`exec/inline.py`); `isolate=True` runs
   it the python way instead (the `processes` backend).
 
@@ -39,12 +40,13 @@ from typing import Any, Callable, Protocol
 import anyio
 
 from ..core.errors import UsageError
-from ..core.runtimes import RUNTIMES, RuntimeSpec
+from ..core.runtimes import ARGV_PLACEHOLDER, RUNTIMES, RuntimeSpec
 from ..core.runtimes import runtime as runtime_spec
 from . import procs
 from .budgets import Budget, child_limits, exceeded, parse_budget
 from .taskcode import (ModuleSpaces, TaskError, encode_output, exc_reason, materialize,
-                       modules_dir, one_line, write_atomic)
+                       materialize_bundle, modules_dir, one_line, remove_tree, tree_state,
+                       write_atomic)
 from .workers import Worker, WorkerPool, wait_exit, wait_fd
 
 OK, FAIL, CXL = "ok", "fail", "cxl"
@@ -93,16 +95,18 @@ class TaskResult:
 
 # -- shell templates ---------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\{(inputs|output|input(\d+))\}")
+_PLACEHOLDER = ARGV_PLACEHOLDER  # {inputs}, {input<i>}, {output}, {bundle} (core.runtimes)
 
 
-def expand_argv(template, inputs: list[str] | tuple[str, ...], output: str) -> list[str]:
+def expand_argv(template, inputs: list[str] | tuple[str, ...], output: str,
+                bundle: str | None = None) -> list[str]:
     """Expand a shell task's argv template (never through a shell string).
 
-    `{inputs}` as a whole argument becomes one argument per input; `{input0}`, `{input1}`…
-    and `{output}` as a whole argument become that path. Inside a larger string (`sh -c
-    "cat {inputs} > {output}"`) each path is shell-quoted — a no-op for ordinary paths — and
-    `{inputs}` joins them with spaces. Other braces (`awk '{print $1}'`) are left alone."""
+    `{inputs}` as a whole argument becomes one argument per input; `{input0}`, `{input1}`…,
+    `{output}` and `{bundle}` (the directory of the package's bundled files) as a whole argument
+    become that path. Inside a larger string (`sh -c "cat {inputs} > {output}"`,
+    `{bundle}/calc.sh`) each path is shell-quoted — a no-op for ordinary paths — and `{inputs}`
+    joins them with spaces. Other braces (`awk '{print $1}'`) are left alone."""
     if not template or isinstance(template, str) or not all(isinstance(a, str) for a in template):
         raise TaskError("a shell task needs an argv template: a non-empty list of strings")
     inputs = [os.fspath(p) for p in inputs]
@@ -111,6 +115,11 @@ def expand_argv(template, inputs: list[str] | tuple[str, ...], output: str) -> l
         name = m.group(1)
         if name == "output":
             paths = [output]
+        elif name == "bundle":
+            if bundle is None:
+                raise TaskError("argv template refers to {bundle} but the task has no bundled "
+                                "files (no modules hash)")
+            paths = [os.fspath(bundle)]
         elif name == "inputs":
             paths = inputs
         else:
@@ -190,6 +199,34 @@ def shared_spaces() -> ModuleSpaces:
 
 
 # -- the runtimes ------------------------------------------------------------------------------
+
+class _Bundle:
+    """A materialized `{bundle}` directory, what it held when this `Runtimes` first used it,
+    the tasks using it now (`running`) and those that were when it was found changed."""
+    __slots__ = ("hash", "path", "state", "ino", "damaged", "running", "tainted")
+
+    def __init__(self, modules_hash: str, path: Path, state: dict | None):
+        self.hash, self.path, self.state = modules_hash, path, state
+        self.ino = _ino(path)
+        self.damaged = False
+        self.running: set[object] = set()
+        self.tainted: set[object] = set()
+
+
+def _ino(path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _uses_bundle(argv) -> bool:
+    return isinstance(argv, (list, tuple)) and any(
+        isinstance(a, str) and "{bundle}" in a for a in argv)
+
+
+_READ_ONLY_HINTS = ("Permission denied", "Read-only file system", "Operation not permitted")
+
 
 class _Running:
     __slots__ = ("pgid", "start", "cancel_reason", "term_at")
@@ -275,6 +312,7 @@ class Runtimes:
         self._spawner = procs.Spawner()
         self._running: dict[int, _Running] = {}
         self._materialized: dict[str, Path] = {}
+        self._bundles: dict[str, _Bundle] = {}
         self._dirs: set[str] = set()
         self._mod_lock: anyio.Lock | None = None
         self._impls: dict[str, Runtime] = {}
@@ -489,8 +527,14 @@ class Runtimes:
 
     # -- shell -----------------------------------------------------------------------------
     async def _run_shell(self, spec: TaskSpec, budget: Budget, on_start, t0: float) -> TaskResult:
+        bundle: _Bundle | None = None
         try:
-            argv = expand_argv(spec.argv, [i.path for i in spec.inputs], spec.output)
+            if _uses_bundle(spec.argv):
+                bundle = await self._ensure_bundle(spec)
+                token = object()
+                bundle.running.add(token)  # no await since it was looked up: see _bundle_checked
+            argv = expand_argv(spec.argv, [i.path for i in spec.inputs], spec.output,
+                               str(bundle.path) if bundle is not None else None)
         except TaskError as e:
             return self._fail(t0, e.reason)
         try:
@@ -503,9 +547,78 @@ class Runtimes:
         except OSError as e:
             return self._fail(t0, f"cannot open log {log_path}: {e.strerror or e}")
         try:
-            return await self._shell(spec, budget, on_start, t0, argv, env, logfd)
+            if bundle is None:
+                return await self._shell(spec, budget, on_start, t0, argv, env, logfd)
+            log_start = os.fstat(logfd).st_size if spec.log_path else 0
+            res = await self._shell(spec, budget, on_start, t0, argv, env, logfd)
+            return await self._bundle_checked(bundle, token, res, spec, t0, log_start)
         finally:
             os.close(logfd)
+            if bundle is not None:
+                bundle.running.discard(token)
+
+    async def _ensure_bundle(self, spec: TaskSpec) -> _Bundle:
+        """The task's `{bundle}`: its module set, read-only, in `cache_dir/bundles/<hash>/`
+        (materialized once per hash, atomically: see `taskcode.materialize_bundle`)."""
+        h = spec.modules_hash
+        if not h:
+            raise TaskError("argv template refers to {bundle} but the task has no bundled files "
+                            "(no modules hash)")
+        b = self._bundles.get(h)
+        if b is not None and _ino(b.path) == b.ino:
+            return b  # (another process may have replaced a changed one meanwhile)
+        if self._mod_lock is None:
+            self._mod_lock = anyio.Lock()
+        async with self._mod_lock:
+            b = self._bundles.get(h)
+            if b is None or _ino(b.path) != b.ino:
+                def make() -> _Bundle:
+                    path = materialize_bundle(self.cache_dir, h, spec.modules)
+                    return _Bundle(h, path, tree_state(path))
+                try:
+                    b = await anyio.to_thread.run_sync(make)
+                except OSError as e:
+                    raise TaskError(f"cannot materialize the bundle {h[:12]} in "
+                                    f"{self.cache_dir}: {e.strerror or e}") from e
+                self._bundles[h] = b
+        return b
+
+    async def _bundle_checked(self, b: _Bundle, token: object, res: TaskResult, spec: TaskSpec,
+                              t0: float, log_start: int) -> TaskResult:
+        """The result of a task that used `{bundle}`, once it is known the bundle stayed as it
+        was built. The modes stop a write unless the task runs as root (or chmods); when the
+        bundle is found changed, the writer cannot be told from a task that merely read it
+        meanwhile, and either may have read changed files: every task that was using it fails,
+        and the copy is discarded (the next task materializes it afresh). A failure that was a
+        write refused in it says so."""
+        kw = dict(exit_code=res.exit_code, cpu_s=res.cpu_s, pgid=res.pgid, io_bytes=res.io_bytes)
+        b.running.discard(token)
+        changed = token in b.tainted
+        if not b.damaged and tree_state(b.path) != b.state:
+            changed = b.damaged = True
+            b.tainted.update(b.running)  # still running: they fail when they end
+            if self._bundles.get(b.hash) is b:
+                del self._bundles[b.hash]
+            trash = b.path.with_name(f".trash-{b.hash}-{os.getpid()}-{id(b)}")
+            try:
+                os.rename(b.path, trash)
+            except OSError:
+                pass
+            else:
+                await anyio.to_thread.run_sync(remove_tree, trash)
+        if changed:
+            if res.status == CXL:
+                return res
+            return self._fail(t0, f"{{bundle}} changed while the task ran (it, or a task beside "
+                                  f"it, wrote into {b.path}); {{bundle}} is read-only: write "
+                                  f"only to {{output}} or a temporary directory", **kw)
+        if (res.status == FAIL and res.budget is None and res.exit_code not in (None, 0)
+                and spec.log_path):
+            tail = _log_tail(spec.log_path, log_start)
+            if str(b.path) in tail and any(h in tail for h in _READ_ONLY_HINTS):
+                return self._fail(t0, f"{res.reason}: {{bundle}} ({b.path}) is read-only; write "
+                                      f"only to {{output}} or a temporary directory", **kw)
+        return res
 
     async def _shell(self, spec: TaskSpec, budget: Budget, on_start, t0: float, argv: list[str],
                      env: dict | None, logfd: int) -> TaskResult:
@@ -751,7 +864,8 @@ class PythonRuntime:
 
 
 class ShellRuntime:
-    """`shell`: the argv template in its own session and process group (`Runtimes._run_shell`)."""
+    """`shell`: the argv template in its own session and process group (`Runtimes._run_shell`);
+    `{bundle}` is the package's module files, read-only (`Runtimes._ensure_bundle`)."""
 
     def __init__(self, rt: Runtimes):
         self.rt = rt

@@ -80,7 +80,25 @@ def materialize(cache_dir: str | os.PathLike, modules_hash: str,
                 modules: Callable[[], dict[str, bytes]] | None) -> Path:
     """Write the module set once per hash into `<cache>/modules/<hash>/`, atomically (a temp
     directory renamed into place; a concurrent writer of the same hash wins harmlessly)."""
-    target = modules_dir(cache_dir, modules_hash)
+    return _materialize(modules_dir(cache_dir, modules_hash), modules_hash, modules)
+
+
+def bundle_dir(cache_dir: str | os.PathLike, modules_hash: str) -> Path:
+    """Where a shell task's `{bundle}` of module set `modules_hash` lives."""
+    return modules_dir(cache_dir, modules_hash).parent.parent / "bundles" / modules_hash
+
+
+def materialize_bundle(cache_dir: str | os.PathLike, modules_hash: str,
+                       modules: Callable[[], dict[str, bytes]] | None) -> Path:
+    """The module set once per hash in `<cache>/bundles/<hash>/`, read-only (files 0o444,
+    directories 0o555), written to a temp directory and renamed into place: a concurrent run
+    sees it whole or not at all. Apart from `modules/<hash>/`, which python workers import
+    from (and write `__pycache__` into)."""
+    return _materialize(bundle_dir(cache_dir, modules_hash), modules_hash, modules,
+                        read_only=True)
+
+
+def _materialize(target: Path, modules_hash: str, modules, read_only: bool = False) -> Path:
     if target.is_dir():
         return target
     if modules is None:
@@ -91,7 +109,7 @@ def materialize(cache_dir: str | os.PathLike, modules_hash: str,
         raise TaskError(f"cannot load modules {modules_hash[:12]}: {exc_reason(e)}") from e
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{modules_hash}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp)
     try:
         tmp.mkdir()
         for rel in sorted(files):
@@ -99,14 +117,71 @@ def materialize(cache_dir: str | os.PathLike, modules_hash: str,
             dest.parent.mkdir(parents=True, exist_ok=True)
             data = files[rel]
             dest.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
+        if read_only:
+            _make_read_only(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
             if not target.is_dir():
                 raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
     return target
+
+
+def _make_read_only(top: Path) -> None:
+    for root, dirs, files in os.walk(top, topdown=False):
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o444)
+        os.chmod(root, 0o555)
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """rm -rf, read-only directories included; quiet when it is not there."""
+    def writable(func, p, _exc):
+        try:
+            os.chmod(os.path.dirname(p) or ".", 0o755)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o755)
+            func(p)
+        except OSError:
+            pass
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=writable)
+
+
+def tree_state(top: str | os.PathLike) -> dict | None:
+    """What a (read-only) directory holds, to tell whether a task changed it: every entry's
+    kind, mode, size, inode and modification times; a directory by its sorted entries, so
+    `__pycache__` (which a python started by the task may write into it when run as root) is
+    left out. None when `top` is not a directory."""
+    out: dict[str, tuple] = {}
+    stack = [""]
+    try:
+        if not os.path.isdir(top):
+            return None
+        while stack:
+            rel = stack.pop()
+            names = []
+            with os.scandir(os.path.join(top, rel) if rel else top) as it:
+                for e in it:
+                    if e.name == "__pycache__":
+                        continue
+                    names.append(e.name)
+                    sub = f"{rel}/{e.name}" if rel else e.name
+                    st = e.stat(follow_symlinks=False)
+                    if e.is_dir(follow_symlinks=False):
+                        out[sub] = ("d", st.st_mode, st.st_ino)
+                        stack.append(sub)
+                    else:
+                        out[sub] = ("f", st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns,
+                                    st.st_ctime_ns)
+            out[rel + "/"] = (os.stat(os.path.join(top, rel) if rel else top).st_mode,
+                              tuple(sorted(names)))
+    except OSError:
+        return None
+    return out
 
 
 # -- module namespaces (worker and inline side) ------------------------------------------------

@@ -17,6 +17,7 @@ from ..core.errors import BuildError, UsageError
 from ..core.paths import LEASE_MODES, check_path, ident_problem, path_problem, show
 from ..core.runtimes import DEFAULT as DEFAULT_RUNTIME
 from ..core.runtimes import RUNTIMES as _RUNTIMES
+from ..core.runtimes import argv_problem
 from ..core.semver import Constraint, Version
 
 RUNTIMES = tuple(_RUNTIMES)  # the names, from the one table (core/runtimes.py)
@@ -161,8 +162,9 @@ class PackageBuilder:
     # -- tasks ------------------------------------------------------------------------------
     def task(self, name: str, entry_or_argv, runtime: str = DEFAULT_RUNTIME) -> "PackageBuilder":
         """Declare a task: `module:function` for runtime `python`/`inline`, an argv list of
-        strings (with `{inputs}`, `{input0}`…, `{output}`) for runtime `shell` (a runtime
-        whose `RuntimeSpec.argv` is set)."""
+        strings (with `{inputs}`, `{input0}`…, `{output}`, `{bundle}`: a read-only directory
+        holding the bundled module files) for runtime `shell` (a runtime whose
+        `RuntimeSpec.argv` is set)."""
         _ident("task", name)
         if name in self.tasks:
             raise BuildError(f"task '{name}' is declared twice; give the second one another name")
@@ -176,6 +178,9 @@ class PackageBuilder:
                 raise BuildError(f"task '{name}': a {runtime} task needs an argv list of "
                                  f"strings, e.g. ['sh', '-c', 'cat {{inputs}} > {{output}}'], "
                                  f"not {entry_or_argv!r}")
+            why = argv_problem(entry_or_argv)
+            if why:
+                raise BuildError(f"task '{name}': {why}")
             self.tasks[name] = {"runtime": runtime, "argv": list(entry_or_argv)}
         else:
             if isinstance(entry_or_argv, (list, tuple)):

@@ -2,7 +2,8 @@
 the fix; when there are several, the first (in a fixed order) is raised with a count of the rest.
 
 Order: unknown tasks, python entry modules that look like typos of bundled ones, producers
-(two producers of one path, a dataset that is also a folder), inputs nobody provides, cycles.
+(two producers of one path, a dataset that is also a folder), argv templates naming an input
+their dataflow lacks (`{input2}` with two inputs), inputs nobody provides, cycles.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 
 from ..core.errors import BuildError, did_you_mean
 from ..core.paths import is_prefix
+from ..core.runtimes import argv_max_input
 from .builder import output_path
 
 
@@ -85,6 +87,18 @@ def problems(pkg) -> list[str]:
             if is_prefix(a, b):
                 errs.append(f"'{a}' ({prod[a][0]}) is also a folder holding '{b}' "
                             f"({prod[b][0]}); rename one of them")
+    # argv templates referring to an input the dataflow does not have
+    for d, df in sorted(pkg.dataflows.items()):
+        task = pkg.tasks.get(df["task"])
+        if not task or "argv" not in task:
+            continue
+        top = argv_max_input(task["argv"])
+        n = len(df["inputs"])
+        if top >= n:
+            use = ("add inputs=[...]" if n == 0 else "add inputs or use {input0}" if n == 1
+                   else f"add inputs or use {{input0}}…{{input{n - 1}}}")
+            errs.append(f"dataflow '{d}' runs task '{df['task']}', whose argv refers to "
+                        f"{{input{top}}}, but it has {n} input{'s' if n != 1 else ''}; {use}")
     # inputs nobody provides
     for d, df in sorted(pkg.dataflows.items()):
         for i in df["inputs"]:
