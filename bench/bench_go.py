@@ -5,6 +5,7 @@ on the same workloads, in one script, so the ratios come from one run on one mac
     python bench/bench_go.py --install-peers          # venv bench/_work/peers-venv: doit, snakemake, dvc
     python bench/bench_go.py                          # the full run (see --help for the matrix)
     python bench/bench_go.py --results bench/RESULTS.md   # ... and rewrite its `## Execution` section
+    python bench/bench_go.py --tools e3 --e3 before=09e746f --e3 after=HEAD   # A/B of two e3s
 
 Workloads (bench/peers/workload.py): a chain and a 10-layer DAG (2-3 inputs per task) of 10, 100,
 1,000 and 10,000 tasks; shell tasks (`cat inputs | md5sum > output`) and python tasks (md5 of the
@@ -19,6 +20,12 @@ workload the contenders are interleaved within each repetition (cold: e3, make, 
 again), so drifting machine load hits them alike. Medians of --runs repetitions (default 3; cold
 runs at >= 10,000 tasks once). Outputs are checked against md5s computed here, after every run.
 Noise: the min-max spread of each cell and the 1-minute load average are in the JSON output.
+
+A/B of e3 builds: `--e3 NAME=REV` given several times measures each revision as a contender of
+its own (`e3[NAME] -jN`), interleaved like the peers and in alternating order (A B, then B A, ...)
+so that neither always runs first; the rendered section then has an A/B table: each cell's
+median with its min-max, and each later build against the first one pair by pair (the runs of
+one repetition are neighbours in time: their ratio is what the interleaving makes fair).
 
 The floor (`--tools ...,floor-spawn,floor-record,floor-imports`, bench/peers/floor_engine.py):
 a minimal engine in Python, make's loop plus the least that e3 must record, with and without the
@@ -75,12 +82,16 @@ def make_contenders(args, work: Path, n: int, shape: str = "dag") -> list[Conten
         variants = shape in args.variant_shapes and not args.quick
         j1 = n in args.j1_sizes and variants
         if name == "e3":
-            out.append(Contender(f"e3 -j{args.jobs}", T.E3(work / "e3", e3env, fsync=True, src=args.e3_src), args.jobs))
-            if n in args.nofsync_sizes and variants:
-                out.append(Contender(f"e3 -j{args.jobs} E3_FSYNC=0",
-                                     T.E3(work / "e3-nofsync", e3env, fsync=False, src=args.e3_src), args.jobs))
-            if j1:
-                out.append(Contender("e3 -j1", T.E3(work / "e3-j1", e3env, fsync=True, src=args.e3_src), 1))
+            for tag, src in args.e3_srcs:   # one build, or several for an A/B (`e3[tag]`)
+                lb, d = (f"e3[{tag}]", f"e3-{tag}") if len(args.e3_srcs) > 1 else ("e3", "e3")
+                out.append(Contender(f"{lb} -j{args.jobs}", T.E3(work / d, e3env, fsync=True, src=src),
+                                     args.jobs))
+                if n in args.nofsync_sizes and variants:
+                    out.append(Contender(f"{lb} -j{args.jobs} E3_FSYNC=0",
+                                         T.E3(work / f"{d}-nofsync", e3env, fsync=False, src=src),
+                                         args.jobs))
+                if j1:
+                    out.append(Contender(f"{lb} -j1", T.E3(work / f"{d}-j1", e3env, fsync=True, src=src), 1))
         elif name == "make":
             out.append(Contender(f"make -j{args.jobs}", T.Make(work / "make", env), args.jobs))
             if j1:
@@ -190,23 +201,26 @@ def bench_workload(args, w: W.Workload, runtime: str, log) -> dict:
 
     base = w.expected()
     def runs(c):
-        return args.tool_runs.get(c.tool.name, args.runs)
+        return args.tool_runs.get(c.tool.name, 1 << 30)
 
-    cold_runs = args.cold_runs_large if w.n >= 10_000 else args.runs
+    def order(i):   # an A/B of e3 builds alternates who goes first
+        return cons[::-1] if len(args.e3_srcs) > 1 and i % 2 else cons
+
+    cold_runs = args.cold_runs_large if w.n >= 10_000 else args.state_runs.get("cold", args.runs)
     for i in range(cold_runs):
-        for c in cons:
+        for c in order(i):
             if c.label in dead or i >= min(cold_runs, runs(c)):
                 continue
             c.tool.reset()
             one(c, "cold", base)
-    for i in range(args.runs):
-        for c in cons:
+    for i in range(args.state_runs.get("warm", args.runs)):
+        for c in order(i):
             if i < runs(c):
                 one(c, "warm", base)
-    for i in range(args.runs):
+    for i in range(args.state_runs.get("incr", args.runs)):
         edit = i + 1
         exp = w.expected({leaf: edit})
-        for c in cons:
+        for c in order(i):
             if c.label in dead or i >= runs(c):
                 continue
             c.tool.leaf_file(leaf).write_bytes(w.leaf_content(leaf, edit))
@@ -226,7 +240,8 @@ def summarize(rs: list[dict]) -> dict:
                 "runs": len(rs)}
     secs = [r["seconds"] for r in rs]
     med = statistics.median(secs)
-    return {"median": med, "min": min(secs), "max": max(secs), "runs": len(rs),
+    return {"median": med, "min": min(secs), "max": max(secs), "runs": len(rs), "seconds": secs,
+            "cpus": [r["cpu"] for r in rs],
             "spread": (max(secs) - min(secs)) / med if med else 0.0,
             "cpu": statistics.median(r["cpu"] for r in rs),
             "executed": sorted({r["executed"] for r in rs}),
@@ -292,9 +307,57 @@ def markdown(report: dict) -> str:
 
 def _main_label(cols, tool):
     for c in cols:
-        if c.startswith(tool + " ") and "FSYNC" not in c and not c.endswith("-j1"):
+        if (c.startswith(tool + " ") or c.startswith(tool + "[")) and "FSYNC" not in c \
+                and not c.endswith("-j1"):
             return c
     return None
+
+
+def _paired(a: list[float], b: list[float]) -> str:
+    """The median [min-max] of b's per-repetition ratios to a, and in how many b was slower."""
+    pairs = list(zip(a, b))
+    ratios = sorted(y / x for x, y in pairs if x)
+    if not ratios:
+        return "—"
+    return (f"{statistics.median(ratios):.3f} [{ratios[0]:.2f}–{ratios[-1]:.2f}] "
+            f"({sum(1 for x, y in pairs if y > x)}/{len(pairs)})")
+
+
+def ab_table(report: dict) -> str:
+    """The A/B of e3 builds: per cell, each build's median [min-max] wall seconds; for every
+    build after the first, the median of its per-repetition ratios to the first build (runs of
+    one repetition are neighbours in time) and in how many repetitions it was slower."""
+    labels = [lb for lb in report.get("e3_labels", []) if lb]
+    if len(labels) < 2:
+        return ""
+    base = labels[0]
+    lines = ["| workload | state | " + " | ".join(labels) + " | "
+             + " | ".join(f"{lb.split()[0]} / {base.split()[0]} (slower in)" for lb in labels[1:])
+             + " | load |",
+             "|---|---|" + "---:|" * (2 * len(labels))]
+    for r in report["workloads"]:
+        for state in STATES:
+            cells = [r["results"].get(lb, {}).get(state) for lb in labels]
+            if not any(cells):
+                continue
+            txt = []
+            for c in cells:
+                txt.append("—" if not c or "median" not in c else
+                           f"{_num(c['median'])} [{_num(c['min'])}–{_num(c['max'])}]"
+                           + (f" ({'/'.join(map(str, c['executed']))})" if state == "incr" else ""))
+            a = cells[0]
+            for c in cells[1:]:
+                if not a or not c or "seconds" not in a or "seconds" not in c:
+                    txt.append("—")
+                    continue
+                txt.append(_paired(a["seconds"], c["seconds"]))
+                if "cpus" in a and "cpus" in c:
+                    txt[-1] += " · CPU " + _paired(a["cpus"], c["cpus"])
+            loads = [c["load"] for c in cells if c and "load" in c]
+            name = f"{r['runtime']} {r['shape']} {r['n']:,}"
+            load = f"{statistics.median(loads):.1f}" if loads else "—"
+            lines.append(f"| {name} | {state} | " + " | ".join(txt) + f" | {load} |")
+    return "\n".join(lines)
 
 
 def targets(report: dict, jobs: int) -> list[tuple[str, str, str]]:
@@ -308,7 +371,7 @@ def targets(report: dict, jobs: int) -> list[tuple[str, str, str]]:
     def med(cell):
         return cell.get("median") if cell else None
 
-    e3 = f"e3 -j{jobs}"
+    e3 = report.get("e3_label") or f"e3 -j{jobs}"
     mk = f"make -j{jobs}"
     out = []
 
@@ -362,8 +425,16 @@ def render(report: dict, append: str | None = None) -> str:
              f"{report['runs']} runs (¹: a single run — cold at 10,000 tasks, DVC); incremental "
              "cells add (tasks that reran). `—`: not run (see notes). Ratios e3 / make: wall / "
              "CPU. Method and caveats: docs/benchmarks.md.", "",
-             markdown(report), "### Targets (issue 5)", "", "| target | this run | verdict |",
-             "|---|---|---|"]
+             markdown(report)]
+    ab = ab_table(report)
+    if ab:
+        lines += ["### A/B of e3 builds", "",
+                  "Median wall seconds [min–max]; then, for each build against "
+                  f"{report['e3_labels'][0].split()[0]}: the median [min–max] of the "
+                  "per-repetition ratios (> 1: slower) and in how many repetitions it was "
+                  "slower, of wall seconds and (· CPU) of CPU seconds; the 1-minute load "
+                  "average (median of the cell's runs).", "", ab, ""]
+    lines += ["### Targets (issue 5)", "", "| target | this run | verdict |", "|---|---|---|"]
     for t, fig, v in targets(report, report["jobs"]):
         lines.append(f"| {t} | {fig} | {v} |")
     lines += ["", "### Notes", ""]
@@ -406,8 +477,8 @@ def write_section(path: Path, section: str) -> None:
 
 def e3_source(spec: str) -> tuple[Path, str]:
     """The e3logic to measure: `worktree` (the live source tree, with whatever is uncommitted)
-    or a git revision, exported once to bench/_work/e3src-<sha> so that a long run measures one
-    fixed version even while the tree changes under it."""
+    or a git revision, exported once (e3logic/ and rules/) to bench/_work/e3src-<sha> so that a
+    long run measures one fixed version even while the tree changes under it."""
     def git(*a):
         return subprocess.run(["git", "-C", str(T.REPO), *a], check=True, capture_output=True,
                               text=True).stdout.strip()
@@ -425,7 +496,9 @@ def e3_source(spec: str) -> tuple[Path, str]:
         tmp = WORK / f"e3src-{sha[:12]}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        tar = subprocess.run(["git", "-C", str(T.REPO), "archive", sha, "e3logic"], check=True,
+        # the package and the shipped rules beside it (e3logic.RULES_DIR), where the rev has them
+        parts = [p for p in ("e3logic", "rules") if git("ls-tree", "--name-only", sha, p)]
+        tar = subprocess.run(["git", "-C", str(T.REPO), "archive", sha, *parts], check=True,
                              capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tmp)], input=tar, check=True)
         tmp.rename(dest)
@@ -509,6 +582,10 @@ def main(argv=None) -> int:
                     default=["e3", "make", "doit", "snakemake", "dvc"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cold-runs-large", type=int, default=1, help="cold runs at >= 10,000 tasks")
+    ap.add_argument("--state-runs", action="append", default=[], metavar="STATE=N",
+                    help="repetitions of one state instead of --runs (e.g. warm=30: the no-op "
+                         "is cheap and its differences small; cold at >= 10,000: "
+                         "--cold-runs-large)")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--tool-runs", action="append", default=["dvc=1"], metavar="TOOL=N",
                     help="fewer runs for a slow tool (default: dvc=1)")
@@ -526,9 +603,11 @@ def main(argv=None) -> int:
                     help="largest workload for a tool (defaults: snakemake=1000, "
                          "snakemake:python=10, make:python=1000, dvc=100)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per command")
-    ap.add_argument("--e3", metavar="REV|worktree",
+    ap.add_argument("--e3", metavar="[NAME=]REV|worktree", action="append",
                     help="the e3logic to measure: a git revision (default HEAD, exported to "
-                         "bench/_work) or `worktree` (the live tree; the default with --quick)")
+                         "bench/_work) or `worktree` (the live tree; the default with --quick); "
+                         "several (NAME=REV each) for an A/B: contenders e3[NAME], interleaved "
+                         "in alternating order")
     ap.add_argument("--peers-venv", default=str(PEERS_VENV))
     ap.add_argument("--install-peers", action="store_true",
                     help="create --peers-venv and pip install doit, snakemake, dvc, then exit")
@@ -556,27 +635,43 @@ def main(argv=None) -> int:
     if args.quick:
         args.sizes, args.shapes, args.tools, args.runs = [10], ["dag"], ["e3", "floor-imports"], 1
         args.cold_runs_large = 1
-    args.e3 = args.e3 or ("worktree" if args.quick else "HEAD")
+    args.e3 = args.e3 or ["worktree" if args.quick else "HEAD"]
     args.json_out = args.json_out or str(WORK / ("bench_go-quick.json" if args.quick
                                                  else "bench_go.json"))
     args.work = str(Path(args.work or WORK / ("go-quick" if args.quick else "go")).resolve())
     args.max_n = {"snakemake:python": 10, "make:python": 1000,
                   **{k: int(v) for k, v in (x.split("=") for x in args.max_n)}}
     args.tool_runs = {k: int(v) for k, v in (x.split("=") for x in args.tool_runs)}
+    args.state_runs = {k: int(v) for k, v in (x.split("=") for x in args.state_runs)}
+    if set(args.state_runs) - set(STATES):
+        raise SystemExit(f"--state-runs: states are {', '.join(STATES)}")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
     def log(msg):
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    args.e3_src, e3_version = e3_source(args.e3)
-    if "e3" in args.tools:   # compile e3's bytecode into the cache once (not timed)
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(args.e3_src / "e3logic")],
-                       env={**os.environ, "PYTHONPYCACHEPREFIX": str(WORK / "pycache")},
-                       stdout=subprocess.DEVNULL, check=True)
+    args.e3_srcs, versions = [], []
+    for spec in args.e3:
+        tag, _, rev = spec.rpartition("=")
+        src, version = e3_source(rev)
+        tag = tag or (rev if len(args.e3) > 1 and rev.replace("-", "").replace(".", "").isalnum()
+                      else version.split()[0][:8])
+        if any(t == tag for t, _ in args.e3_srcs):
+            raise SystemExit(f"--e3: two builds named {tag!r}; name them NAME=REV")
+        args.e3_srcs.append((tag, src))
+        versions.append(version if len(args.e3) == 1 else f"{tag}={version}")
+        if "e3" in args.tools:   # compile e3's bytecode into the cache once (not timed)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "e3logic")],
+                           env={**os.environ, "PYTHONPYCACHEPREFIX": str(WORK / "pycache")},
+                           stdout=subprocess.DEVNULL, check=True)
+    e3_version = ", ".join(versions)
+    e3_labels = ([f"e3[{t}] -j{args.jobs}" for t, _ in args.e3_srcs] if len(args.e3_srcs) > 1
+                 else [f"e3 -j{args.jobs}"])
     report = {"argv": sys.argv[1:] if argv is None else list(argv),
               "date": time.strftime("%Y-%m-%d"), "runs": args.runs, "e3": e3_version,
               "cold_runs_large": args.cold_runs_large, "jobs": args.jobs,
+              "e3_labels": e3_labels, "e3_label": e3_labels[0], "state_runs": args.state_runs,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True),
                           "python": platform.python_version(), "executable": sys.executable},
               "peers": {} if args.quick else peer_versions(Path(args.peers_venv)),
