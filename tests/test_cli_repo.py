@@ -400,3 +400,18 @@ def test_status_lists_hand_edited_outputs_and_go_names_the_ones_it_put_back(ran)
     assert ok(ran.e3("--json", "status")).json["outputs_edited"] == []
     assert ok(ran.e3("status")).out.splitlines()[1:] == ["clean: nothing modified, nothing stale"]
     assert ran.go()["restored"] == []
+
+
+def test_a_run_that_executes_also_names_the_hand_edited_outputs_it_put_back(tmp_path_factory,
+                                                                           tmp_path):
+    from tests.flows import copy_project
+
+    p = copy_project(tmp_path_factory, "flows", tmp_path / "p")
+    p.go()
+    p.set_json("inputs/k", 5)
+    (p.path / "outputs/total/o").write_text("junk")
+    res = p.go()
+    assert "scaled" in res["executed"] and res["restored"] == ["outputs/total/o"]
+    assert (p.path / "outputs/total/o").read_text() != "junk"
+    (p.path / "outputs/total/o").write_text("junk")
+    assert "restored outputs/total/o (edited by hand)" in p.e3("go").out

@@ -207,6 +207,8 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
         parts = [f"{len(d[k])} {k}" for k in ("executed", "cached", "failed", "skipped", "cancelled") if d[k]]
         click.echo(f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}; "
                    f"commit {d['commit'][:12]}")
+        for p in d.get("restored", []):
+            click.echo(f"restored {p} (edited by hand)")
         for n in d["failed"]:
             click.echo(f"  FAILED {n}: {d['reasons'].get(n) or 'failed'}; see 'e3 logs {n}'")
         for n in d["skipped"]:

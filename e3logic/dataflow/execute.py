@@ -26,6 +26,7 @@ class Executed:
     cancel_reason: str | None = None
     stale: list = field(default_factory=list)
     keys: dict = field(default_factory=dict)
+    restored: list = field(default_factory=list)  # hand-edited output files put back
 
 
 def run_token(repo, run: str) -> str:
@@ -142,7 +143,7 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
         asked[0] = now
         return "cancelled by 'e3 cancel'" if journal.cancel_requested(run_id) else None
 
-    publish = _publisher(api, ws)
+    publish = _publisher(api, ws, root)
     if reporter:
         reporter.start(len(pred.order))
     ex = Executor(repo, ws, jobs, priority, run_id=run_id, backend=backend, cap=cap,
@@ -177,7 +178,7 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
         if publish is not None:
             publish.close()
     return Executed(st.outcome, st.results, st.root, st.cancel_reason, list(st.stale),
-                    dict(st.keys))
+                    dict(st.keys), sorted(publish.restored) if publish is not None else [])
 
 
 class WorkingCopyPublisher:
@@ -185,12 +186,17 @@ class WorkingCopyPublisher:
     the working copy. The executor calls it from its flush (possibly a worker thread, one
     flush at a time), so it has an index.db connection of its own (`close()` at the end)."""
 
-    def __init__(self, api):
+    def __init__(self, api, snapshot: str | None = None):
         from ..repo.index import IndexDB
         from ..repo.workingcopy import WorkingCopy
 
         self.db = IndexDB(api.r.index.path)
         self.wc = WorkingCopy(api.r, db=self.db)
+        self.trees = api.r.trees
+        self.snapshot = snapshot
+        #: output files whose bytes the run did not change but that were edited by hand:
+        #: written back from the snapshot's value
+        self.restored: list[str] = []
 
     def begin(self) -> None:
         # marked pending before the root moves: a kill between the root update and the
@@ -198,13 +204,19 @@ class WorkingCopyPublisher:
         self.db.journal.begin_sync("pending")
 
     def publish(self, root: str, items: list) -> None:
-        self.wc.ensure(items)  # files already matching (stat cache) are not rewritten
+        written = self.wc.ensure(items)  # files already matching (stat cache) are not rewritten
+        if written and self.snapshot is not None:
+            want = dict(items)
+            for p in written:
+                e = self.trees.find(self.snapshot, p)
+                if e is not None and e.get("hash") == want.get(p):
+                    self.restored.append(p)
         self.db.journal.end_sync(root)
 
     def close(self) -> None:
         self.db.close()
 
 
-def _publisher(api, ws) -> WorkingCopyPublisher | None:
+def _publisher(api, ws, snapshot: str | None = None) -> WorkingCopyPublisher | None:
     """A publisher when `ws` is the checked-out workspace (its files are the working copy)."""
-    return WorkingCopyPublisher(api) if ws == api.current else None
+    return WorkingCopyPublisher(api, snapshot) if ws == api.current else None

@@ -339,6 +339,7 @@ class Go:
         self.cancelled_reason = done.cancel_reason
         self.stale = done.stale
         self.keys = done.keys
+        self.restored = done.restored
         return done.outcome, done.results, done.root
 
     # -- bookkeeping -----------------------------------------------------------------------
