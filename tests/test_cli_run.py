@@ -50,10 +50,10 @@ def test_go_prints_a_line_per_dataflow_and_a_summary_without_json(tmp_path_facto
         # each executed line says why it ran
         assert re.fullmatch(rf"\[{i}/12\] [a-z]+\.\.\. done \(\d+\.\ds\): never run", line), line
     assert sorted(line.split()[1].rstrip(".") for line in lines[:12]) == FLOWS
-    assert re.fullmatch(r"run r1 ok: 12 executed; commit [0-9a-f]{12}", lines[12])
+    assert re.fullmatch(r"run r1 ok: 12 executed; state [0-9a-f]{12}", lines[12])
     warm = p.e3("go", "-j", "2")
     assert all(line.endswith("... cached") for line in warm.out.splitlines()[:12])
-    assert warm.out.splitlines()[12].startswith("run r2 ok: 12 cached; commit ")
+    assert warm.out.splitlines()[12].startswith("run r2 ok: 12 cached; state ")
     p.set_json("inputs/flag", "fail")
     failed = p.e3("go", "-j", "2")
     assert failed.code == 1
@@ -542,10 +542,37 @@ def test_plan_human_table_shows_the_recorded_cost_estimates(cold):
     p, _ = cold
     plan = p.e3("--json", "plan", "--all", "-j", "2").json
     rows = [line.split("\t") for line in p.e3("plan", "--all", "-j", "2").out.splitlines()
-            if "\t" in line]
+            if "\t" in line][1:]  # after the header row
     assert sorted(r[1] for r in rows) == FLOWS
     shown = sum(float(r[3]) for r in rows)
     assert shown == pytest.approx(plan["total_work"], abs=0.06)
+
+
+def test_plan_prints_a_header_row_over_its_columns_when_not_on_a_terminal(cold):
+    p, _ = cold
+    lines = p.e3("plan", "--all", "-j", "2").out.splitlines()
+    assert lines[0] == "batch\tdataflow\tleases\test. cost"
+    assert all(re.fullmatch(r"\d+\t[a-z]+\t[^\t]+\t\d+\.\d\d", line) for line in lines[1:13])
+    assert lines[13].startswith("critical path: ")
+
+
+def test_plan_says_nothing_would_run_and_how_many_are_cached_when_the_plan_is_empty(warm):
+    r = warm.e3("plan")
+    assert (r.code, r.out) == (0, "nothing would run (12 cached)\n"), r
+    assert warm.e3("plan", "after").out == "nothing would run (2 cached)\n"
+    warm.set_json("inputs/k", 3)
+    out = warm.e3("plan").out.splitlines()
+    assert out[0] == "batch\tdataflow\tleases\test. cost"
+    assert sorted(line.split("\t")[1] for line in out[1:] if "\t" in line) == [
+        "combine", "final", "report", "scaled", "side"]
+
+
+def test_a_no_op_go_names_the_runs_state_not_a_commit(warm):
+    r = warm.e3("go", "-j", "2")
+    last = r.out.splitlines()[-1]
+    assert re.fullmatch(r"run r2 ok: 12 cached; state [0-9a-f]{12}", last), r
+    assert "commit" not in r.out
+    assert HEX64.match(warm.e3("--json", "go").json["commit"])  # the JSON key stays `commit`
 
 
 # -- go on a terminal ---------------------------------------------------------------------------
@@ -725,6 +752,6 @@ def test_go_on_a_terminal_shows_what_runs_right_counts_and_cached_ones_summed(tm
     # the area is gone at the end; the finished lines and its counts line stay, unnumbered
     assert re.search(r"^five\.\.\. done \(\d+\.\ds\): inputs/five changed", final, re.M)
     assert "e3 go 6/6: 2 done, 4 cached" in final
-    assert re.search(r"^run r2 ok: 2 executed, 4 cached; commit [0-9a-f]{12}$", final, re.M)
+    assert re.search(r"^run r2 ok: 2 executed, 4 cached; state [0-9a-f]{12}$", final, re.M)
     assert not re.search(r"^  (three|five) ", final, re.M) and "running" not in final, final
     assert not re.search(r"\[\d+/\d+\]", raw) and "... cached" not in raw

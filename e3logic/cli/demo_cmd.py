@@ -1,32 +1,36 @@
 """`e3 demo`: the main job on the bundled example, in a temp project, with real commands."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
 
 from .. import EXAMPLES_DIR
+from .common import emit
 
+# (title, argv, key of its answer in `e3 --json demo`'s summary, or None)
 STEPS = [
-    ("Create a repository", ["init", "."]),
+    ("Create a repository", ["init", "."], None),
     ("Build the example package (byte-identical for identical sources)",
-     ["build", "{example}", "-o", "dist"]),
-    ("Install it", ["add", "dist/forecast-0.1.0.zip"]),
-    ("Deploy it and write the working copy", ["checkout", "forecast"]),
-    ("What would run, in which batches, holding which leases", ["plan"]),
-    ("Cold run: everything executes", ["go"]),
-    ("Warm run: nothing changed, everything is a cache hit", ["go"]),
-    ("Change one input (a longer forecast horizon)", ["set", "inputs/horizon", "{horizon}"]),
-    ("What is stale now", ["status"]),
-    ("Incremental run: only what depends on the horizon re-runs", ["go"]),
-    ("Where did the report come from", ["why", "outputs/report/markdown"]),
-    ("Memo statistics", ["stats"]),
-    ("The report", ["get", "outputs/report/markdown"]),
+     ["build", "{example}", "-o", "dist"], "build"),
+    ("Install it", ["add", "dist/forecast-0.1.0.zip"], None),
+    ("Deploy it and write the working copy", ["checkout", "forecast"], None),
+    ("What would run, in which batches, holding which leases", ["plan"], "plan"),
+    ("Cold run: everything executes", ["go"], "cold"),
+    ("Warm run: nothing changed, everything is a cache hit", ["go"], "warm"),
+    ("Change one input (a longer forecast horizon)", ["set", "inputs/horizon", "{horizon}"], None),
+    ("What is stale now", ["status"], "status"),
+    ("Incremental run: only what depends on the horizon re-runs", ["go"], "incremental"),
+    ("Where did the report come from", ["why", "outputs/report/markdown"], "why"),
+    ("Memo statistics", ["stats"], "stats"),
+    ("The report", ["get", "outputs/report/markdown"], "report"),
 ]
 
 
@@ -51,11 +55,17 @@ def demo(opts, keep):
     from ..cli.main import COMMANDS
 
     rc = 0
+    summary: dict = {"ok": False, "steps": []}
     try:
-        for title, args in STEPS:
+        for title, args, key in STEPS:
             if args[0] not in COMMANDS:
                 continue
             args = [a.format(example=example, horizon=horizon) for a in args]
+            if opts.json:
+                rc = _json_step(summary, tmp, env, title, args, key)
+                if rc:
+                    break
+                continue
             click.secho(f"\n# {title}", fg="cyan", bold=True)
             click.secho("$ e3 " + " ".join(args), bold=True)
             proc = subprocess.run([sys.executable, "-m", "e3logic", *args], cwd=tmp, env=env)
@@ -65,9 +75,46 @@ def demo(opts, keep):
                 break
     finally:
         if keep:
-            click.echo(f"\nproject kept at {tmp}")
+            summary["project"] = str(tmp)
+            if not opts.json:
+                click.echo(f"\nproject kept at {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    if rc == 0:
+    if opts.json:
+        summary["ok"] = rc == 0
+        emit(opts, summary)
+    elif rc == 0:
         click.secho("\ndemo finished: cold, warm and incremental runs done", fg="green")
     return rc
+
+
+def _json_step(summary: dict, tmp: Path, env: dict, title: str, args: list, key) -> int:
+    """Run one step with `--json` (its progress lines captured) and note it in `summary`:
+    `steps` gets `{"title","command","exit","seconds"}`; a step with a key adds its answer
+    (a `go`: run, status, executed and cached counts, seconds and why each executed)."""
+    argv = args if args[0] == "get" else ["--json", *args]
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "e3logic", *argv], cwd=tmp, env=env,
+                          capture_output=True, text=True)
+    seconds = round(time.monotonic() - t0, 3)
+    summary["steps"].append({"title": title, "command": "e3 " + " ".join(args),
+                             "exit": proc.returncode, "seconds": seconds})
+    if proc.returncode != 0:
+        summary["failed"] = {"command": "e3 " + " ".join(args), "exit": proc.returncode,
+                             "stderr": proc.stderr.strip()[-2000:]}
+        return proc.returncode
+    if key is None:
+        return 0
+    if key == "report":
+        summary[key] = proc.stdout
+        return 0
+    answer = json.loads(proc.stdout)
+    if args[0] == "go":
+        answer = {"run": answer["run"], "status": answer["status"],
+                  "executed": len(answer["executed"]), "cached": len(answer["cached"]),
+                  "seconds": seconds,
+                  "reasons": {n: answer["reasons"].get(n, "") for n in answer["executed"]}}
+    elif key == "status":
+        answer = {"stale": answer["stale"], "reasons": answer["reasons"]}
+    summary[key] = answer
+    return 0

@@ -205,8 +205,9 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
                 click.echo(f"  {n}: {d['reasons'].get(n, '')}")
             return
         parts = [f"{len(d[k])} {k}" for k in ("executed", "cached", "failed", "skipped", "cancelled") if d[k]]
+        # the run's state (JSON `commit`), not to be confused with `e3 commit`'s versions
         click.echo(f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}; "
-                   f"commit {d['commit'][:12]}")
+                   f"state {d['commit'][:12]}")
         for p in d.get("restored", []):
             click.echo(f"restored {p} (edited by hand)")
         for n in d["failed"]:
@@ -261,7 +262,13 @@ def plan(opts, targets, jobs, everything):
         runs_as = p.runs_as
         rows = [(b, name, leases or (f"shares {runs_as[name]}" if name in runs_as else "-"),
                  f"{cost:.2f}") for b, name, leases, cost in p.table()]
-        table(("batch", "dataflow", "leases", "est. cost"), rows)
+        if not rows:
+            click.echo(f"nothing would run ({len(pred.cached)} cached)")
+            return
+        columns = ("batch", "dataflow", "leases", "est. cost")
+        if not sys.stdout.isatty():  # a terminal's table has its own header
+            click.echo("\t".join(columns))
+        table(columns, rows)
         if d["shared"]:
             n = len(d["priority"])
             click.echo(f"shared: {n} dataflows, {n - len(runs_as)} executions; " + "; ".join(
