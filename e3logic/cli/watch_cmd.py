@@ -18,7 +18,7 @@ def human_line(run) -> str:
     parts = [f"{len(d[k])} {k}" for k in OUTCOMES if d.get(k)]
     line = f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}"
     if d.get("commit"):
-        line += f"; commit {d['commit'][:12]}"
+        line += f"; state {d['commit'][:12]}"
     if d.get("failed"):
         line += f"; see 'e3 logs {d['failed'][0]}'"
     if run.aborted:
