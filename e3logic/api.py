@@ -154,12 +154,20 @@ class Repo:
         return {"workspace": target_ws, "package": name, "version": version, "root": root}
 
     @_holds_objects
-    def deploy(self, ws: str, spec: str, force: bool = False) -> dict:
-        """Point workspace `ws` (created if new) at a package version; when `ws` is the current
-        workspace this is `checkout` (the working copy follows). Refuses to replace uncommitted
-        input changes of `ws` unless `force`."""
+    def deploy(self, ws: str, spec: str, force: bool = False, create: bool = True) -> dict:
+        """Point workspace `ws` at a package version; when `ws` is the current workspace this
+        is `checkout` (the working copy follows). A new `ws` is created, unless `create` is
+        False (`e3 workspace deploy`): then an unknown name is refused with the names near it
+        and the command that creates it. Refuses to replace uncommitted input changes of `ws`
+        unless `force`."""
         if ws == self.current:
             return self.checkout(spec, ws, force=force)
+        if not create and not self.workspaces.exists(ws):
+            make = f"create it with 'e3 workspace create {ws}' first"
+            e = NotFound("workspace", ws, self.workspaces.names(), hint=make)
+            if e.suggestions:  # both: the near names and how to make a new one
+                e.args = (f"{e} (or {make})",)
+            raise e
         name, version, h = self.resolve(spec)
         if not force and self.workspaces.exists(ws):
             changed = self._uncommitted_inputs(ws)

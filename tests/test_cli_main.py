@@ -73,6 +73,28 @@ def test_an_e3_error_inside_nested_exception_groups_is_its_own_one_line():
     assert explain(e) == (2, "e3: error: bad name 'x'")
 
 
+def test_an_error_listing_several_problems_gives_each_its_own_error_line():
+    from e3logic.cli.main import explain
+    from e3logic.core.errors import BuildError
+
+    assert explain(BuildError("first; fix a\nsecond; fix b")) == (
+        2, "e3: error: first; fix a\ne3: error: second; fix b")
+
+
+def test_global_options_after_a_command_keep_that_commands_own_options(tmp_path):
+    from e3logic.cli.main import LazyGroup, cli
+
+    ctx = cli.make_context("e3", ["workspace", "export", "main", "x.zip"])
+    export = LazyGroup.get_command(cli, ctx, "workspace").commands["export"]
+    opts = {o for p in export.params for o in p.opts}
+    assert {"--repo", "--json", "-v", "--verbose", "--version"} <= opts
+    assert [p.name for p in export.params if "--version" in p.opts] == ["version"]
+    r = run_e3("init", "p", cwd=tmp_path)
+    assert r.code == 0, r
+    r = run_e3("workspace", "list", "--json", "--repo", tmp_path / "p", cwd=tmp_path)
+    assert r.code == 0 and [w["name"] for w in r.json] == ["main"], r
+
+
 def test_exhausted_resources_are_one_line_naming_the_limit_and_the_fix():
     import errno
     import resource

@@ -73,6 +73,42 @@ def test_build_names_a_cycle(e3):
     assert r.code == 2 and "dataflow cycle a -> b -> a" in r.err and len(r.err.splitlines()) == 1
 
 
+def test_build_lists_every_problem_one_a_line(e3):
+    write_pkg(e3.cwd / "pkg", "demo", "0.1.0", body=(
+        "package.dataflow('a', task='g', inputs=['inputs/x'], output='y')\n"
+        "package.dataflow('b', task='f', inputs=['inputs/z'], output='y')\n"
+        "package.dataflow('c', task='f', inputs=['outputs/d/y'], output='y')\n"
+        "package.dataflow('d', task='f', inputs=['outputs/c/y'], output='y')\n"))
+    r = e3("build", "pkg")
+    assert r.code == 2 and r.out == "" and "more problem" not in r.err
+    lines = r.err.strip().splitlines()
+    assert all(x.startswith("e3: error: ") for x in lines), lines
+    assert [x[len("e3: error: "):].split(";")[0] for x in lines] == [
+        "dataflow 'a' uses unknown task 'g'",
+        "dataflow 'b' reads 'inputs/z', which nothing provides",
+        "dataflow cycle c -> d -> c ('d' reads outputs/c/y, 'c' reads outputs/d/y)"]
+
+
+def test_remove_refuses_a_deployed_version_naming_its_workspaces_unless_forced(repo):
+    e3 = repo
+    for v in ("0.1.0", "0.2.0"):
+        assert e3("build", write_pkg(e3.cwd / f"src-{v}", "demo", v), "-o", "out").code == 0
+        assert e3(*e3.repo, "add", f"out/demo-{v}.zip").code == 0
+    assert e3(*e3.repo, "checkout", "demo@0.1.0").code == 0
+    assert e3(*e3.repo, "workspace", "create", "dev").code == 0
+    assert e3(*e3.repo, "workspace", "deploy", "dev", "demo@0.1.0").code == 0
+    r = e3(*e3.repo, "remove", "demo@0.1.0")
+    assert r.code == 2 and r.out == "" and r.err.strip().splitlines() == [
+        "e3: error: demo@0.1.0 is deployed in workspaces 'dev' and 'main'; deploy another "
+        "version there first, or pass --force to remove it anyway"]
+    r = e3(*e3.repo, "remove", "demo")  # every version: 0.1.0 is among them
+    assert r.code == 2 and "demo@0.1.0 is deployed in workspaces" in r.err
+    assert len(e3(*e3.repo, "--json", "packages").json) == 2
+    assert e3(*e3.repo, "--json", "remove", "demo@0.2.0").json == {"removed": ["demo@0.2.0"]}
+    r = e3(*e3.repo, "--json", "remove", "demo@0.1.0", "--force")
+    assert r.code == 0 and r.json == {"removed": ["demo@0.1.0"]}
+
+
 def test_add_packages_export_remove_round_trip(repo):
     e3 = repo
     built = e3("--json", "build", str(FORECAST), "-o", "out").json

@@ -234,6 +234,51 @@ def test_workspaces_create_list_deploy_switch_export_remove(proj, tmp_path):
     assert [w["name"] for w in ok(proj("--json", "workspace", "list")).json] == ["main"]
 
 
+def test_workspace_deploy_refuses_an_unknown_workspace_with_did_you_mean_and_the_create_command(
+        proj):
+    one_line_error(proj("workspace", "deploy", "nosuch", "demo@0.2.0"), 2,
+                   "unknown workspace 'nosuch'", "'e3 workspace create nosuch'")
+    ok(proj("workspace", "create", "dev"))
+    one_line_error(proj("workspace", "deploy", "dve", "demo@0.2.0"), 2,
+                   "unknown workspace 'dve'; did you mean 'dev'?", "'e3 workspace create dve'")
+    assert [w["name"] for w in ok(proj("--json", "workspace", "list")).json] == ["dev", "main"]
+    ok(proj("workspace", "deploy", "dev", "demo@0.2.0"))
+
+
+def test_a_bare_group_prints_its_help_with_its_subcommands_and_exits_2_as_click_does(proj):
+    r = proj("workspace")
+    assert r.code == 2 and r.out == ""
+    assert r.err.startswith("Usage: e3 workspace [OPTIONS] COMMAND [ARGS]...\n")
+    listed = r.err.split("Commands:\n", 1)[1].splitlines()
+    assert [x.split()[0] for x in listed if x.strip()] == sorted(WS_COMMANDS)
+    assert "e3: error" not in r.err
+    r = proj()
+    assert r.code == 2 and r.err.startswith("Usage: e3 [OPTIONS] COMMAND [ARGS]...\n")
+    assert "  workspace  " in r.err and "e3: error" not in r.err
+
+
+def test_global_options_may_follow_the_command_too(proj, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = ok(proj("--repo", proj.cwd, "--json", "status", cwd=elsewhere)).json
+    assert ok(proj("status", "--repo", proj.cwd, "--json", cwd=elsewhere)).json == before
+    assert ok(proj("status", f"--repo={proj.cwd}", "--json", cwd=elsewhere)).json == before
+    lst = ok(proj("workspace", "list", "--repo", proj.cwd, "--json", cwd=elsewhere)).json
+    assert [w["name"] for w in lst] == ["main"]
+    assert ok(proj("workspace", "--repo", proj.cwd, "list", cwd=elsewhere)).out.split()[1] == \
+        "main"
+    r = proj("get", "inputs/sale", "-v")
+    assert r.code == 2 and r.err.startswith("Traceback")
+    r = proj("get", "inputs/sale", "--verbose")
+    assert r.code == 2 and r.err.startswith("Traceback")
+    one_line_error(proj("status", "--repo", elsewhere), 2, "no e3 repository")
+    # a command's own option keeps its meaning: `workspace export --version` is not e3's
+    r = ok(proj("--json", "workspace", "export", "main", tmp_path / "m.zip", "--version",
+                "9.9.9"))
+    assert r.json["version"] == "9.9.9"
+    assert "--repo PATH" in ok(proj("ls", "--help")).out
+
+
 def test_gc_dry_run_counts_match_the_real_run_and_fsck_is_clean(proj):
     ok(proj("remove", "demo@0.2.0"))
     dry = ok(proj("--json", "gc", "--dry-run", "--min-age", "0")).json
@@ -415,3 +460,49 @@ def test_a_run_that_executes_also_names_the_hand_edited_outputs_it_put_back(tmp_
     assert (p.path / "outputs/total/o").read_text() != "junk"
     (p.path / "outputs/total/o").write_text("junk")
     assert "restored outputs/total/o (edited by hand)" in p.e3("go").out
+
+
+# -- JSON inputs are compared and stored by value (issue 16, item 9) ------------------------
+def test_a_json_input_rewritten_with_a_trailing_newline_is_clean_and_reruns_nothing(ran):
+    ran.write("inputs/k", b"2\n")  # `echo 2 > inputs/k`: the value it holds
+    ran.write("inputs/nums", b"[3, 9, 4]\n")
+    assert ok(ran.e3("status")).out.splitlines()[1:] == ["clean: nothing modified, nothing stale"]
+    res = ran.go()
+    assert res["executed"] == []
+    assert ok(ran.e3("--json", "status")).json["uncommitted"] == []
+    assert ran.read("inputs/k") == b"2\n"  # the file stays as written
+
+
+def test_a_changed_json_input_is_stored_canonically_so_another_spelling_reruns_nothing(ran):
+    ran.write("inputs/k", b" 5 \n")
+    st = ok(ran.e3("--json", "status")).json
+    assert st["modified"] == ["inputs/k"] and "scaled" in st["stale"]
+    assert "scaled" in ran.go()["executed"]
+    assert ok(ran.e3("get", "inputs/k")).out == "5"
+    assert ok(ran.e3("status")).out.splitlines()[1:] == [
+        "Changes not yet in a package version (e3 commit):", "  M inputs/k"]
+    for spelling in (b"5", b"5\n\n", b"\t5"):
+        ran.write("inputs/k", spelling)
+        assert ok(ran.e3("--json", "status")).json["modified"] == [], spelling
+        assert ran.go()["executed"] == [], spelling
+
+
+def test_a_json_input_that_is_not_json_stops_go_with_one_line_naming_the_path_and_the_fixes(ran):
+    ran.write("inputs/k", b"five\n")
+    assert ok(ran.e3("--json", "status")).json["modified"] == ["inputs/k"]
+    line = one_line_error(ran.e3("go"), 2, "inputs/k is a JSON dataset but the file is not "
+                                           "valid JSON", "'e3 reset inputs/k'",
+                          "'e3 set inputs/k inputs/k --format raw'")
+    assert "Expecting value" in line
+    ok(ran.e3("reset", "inputs/k"))
+    assert ran.go()["executed"] == []
+
+
+# -- logs of an unknown name (issue 16, item 9) -----------------------------------------------
+def test_logs_of_an_unknown_name_says_it_is_unknown_and_a_run_id_points_to_episodes(ran):
+    one_line_error(ran.e3("logs", "r999"), 2, "unknown dataflow or execution 'r999'")
+    one_line_error(ran.e3("logs", "totl"), 2, "unknown dataflow or execution 'totl'",
+                   "did you mean 'total'?")
+    run = ran.go()["run"]
+    one_line_error(ran.e3("logs", run), 2, f"'{run}' is a run, not a dataflow or execution",
+                   f"'e3 episodes --run {run}'")

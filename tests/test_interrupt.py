@@ -132,6 +132,7 @@ def test_a_second_go_on_the_same_workspace_fails_fast_naming_the_first(proj):
 
 
 def test_go_on_another_workspace_of_the_same_repository_runs_in_parallel(proj):
+    assert proj.e3("workspace", "create", "ws2").code == 0
     assert proj.e3("workspace", "deploy", "ws2", "naps").code == 0
     proc = between_commits(proj)
     try:

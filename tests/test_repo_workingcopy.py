@@ -194,6 +194,71 @@ def test_intake_keeps_a_json_datasets_format_and_refuses_invalid_json(wc, repo, 
     assert "inputs/cfg" in str(e.value) and "e3 reset inputs/cfg" in str(e.value)
 
 
+def test_a_json_input_holding_the_same_value_in_other_bytes_is_no_edit(wc, repo, tmp_path,
+                                                                     hashes):
+    root = root_of(repo, {"inputs/horizon": b"6", "inputs/cfg": b'{"a":[1,2],"b":null}'},
+                   fmt="json")
+    wc.sync(root)
+    (tmp_path / "inputs/horizon").write_bytes(b"6\n")  # `echo 6 > inputs/horizon`
+    (tmp_path / "inputs/cfg").write_bytes(b'{\n  "b": null,\n  "a": [1, 2]\n}\n')
+    assert not wc.scan(root)
+    assert (tmp_path / "inputs/horizon").read_bytes() == b"6\n"  # the file is left as written
+    settle(wc, root)
+    hashes.clear()
+    assert not wc.scan(root) and hashes == []  # the stat cache remembers the equivalence
+
+
+def test_a_raw_input_is_still_compared_by_bytes(wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/n": b"6"})
+    wc.sync(root)
+    (tmp_path / "inputs/n").write_bytes(b"6\n")
+    assert wc.scan(root).modified == ["inputs/n"]
+
+
+def test_a_changed_json_input_is_taken_in_as_its_canonical_encoding(wc, repo, tmp_path):
+    from e3logic.core import canon
+
+    root = root_of(repo, {"inputs/cfg": b'{"a":1}'}, fmt="json")
+    wc.sync(root)
+    (tmp_path / "inputs/cfg").write_bytes(b'{ "b": 2,\n  "a": 1 }\n')
+    ch = wc.scan(root)
+    assert ch.modified == ["inputs/cfg"]
+    want = canon.dumps({"a": 1, "b": 2})
+    assert ch.hashes["inputs/cfg"] == repo.objects.write(want)  # what intake will store
+    changes = wc.intake_changes(root, ch)
+    assert changes["inputs/cfg"] == blob_entry(repo.objects.write(want), len(want), "json")
+    new = repo.trees.set_many(root, changes)
+    assert not wc.scan(new)  # the file keeps its layout and is not an edit of the new root
+    (tmp_path / "inputs/cfg").write_bytes(want)
+    assert not wc.scan(new)
+
+
+def test_a_json_dataset_stored_in_other_bytes_matches_a_file_of_the_same_value(wc, repo,
+                                                                              tmp_path):
+    root = root_of(repo, {"inputs/k": b"[1, 2]\n"}, fmt="json")  # e.g. a package's file
+    wc.sync(root)
+    (tmp_path / "inputs/k").write_bytes(b"[1,2]")
+    assert not wc.scan(root)
+    (tmp_path / "inputs/k").write_bytes(b"[2,1]")
+    assert wc.scan(root).modified == ["inputs/k"]
+
+
+def test_a_json_input_that_is_not_json_is_an_edit_and_intake_names_the_path_and_the_fixes(
+        wc, repo, tmp_path):
+    root = root_of(repo, {"inputs/k": b"2"}, fmt="json")
+    wc.sync(root)
+    for bad in (b"two\n", b"NaN", b"[" * 100_000):
+        (tmp_path / "inputs/k").write_bytes(bad)
+        ch = wc.scan(root)
+        assert ch.modified == ["inputs/k"], bad
+        with pytest.raises(UsageError) as e:
+            wc.intake_changes(root, ch)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith("inputs/k is a JSON dataset but the file is "
+                                                  "not valid JSON (")
+        assert "'e3 reset inputs/k'" in msg and "'e3 set inputs/k inputs/k --format raw'" in msg
+
+
 def test_a_directory_in_the_way_of_a_dataset_is_a_usage_error(wc, repo, tmp_path):
     (tmp_path / "inputs/a").mkdir(parents=True)
     with pytest.raises(UsageError):

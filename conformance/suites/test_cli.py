@@ -118,7 +118,7 @@ def test_every_issue_2_command_answers_json_with_the_listed_keys(proj):
         json.loads(ok(proj("--json", "workspace", *sub)).out)
     has_keys(ok(proj("--json", "gc", "--dry-run")).json, KEYS["gc"])
     has_keys(ok(proj("--json", "fsck")).json, KEYS["fsck"])
-    has_keys(ok(proj("--json", "remove", "forecast@0.1.1")).json, KEYS["remove"])
+    has_keys(ok(proj("--json", "remove", "forecast@0.1.1", "--force")).json, KEYS["remove"])
 
 
 def test_json_answers_are_one_document_on_stdout_only(proj):

@@ -91,6 +91,7 @@ def test_interrupting_go(proj, sc):
     p = proj
     size = BIG if sc.moment == "during-a-commit" else 0
     if sc.act == "go-on-another-workspace":
+        assert p.e3("workspace", "create", "ws2").code == 0
         assert p.e3("workspace", "deploy", "ws2", "naps").code == 0
     if sc.act in ("checkout", "deploy"):  # commit the slow input: refused only for the run
         set_inputs(p.path, second=30)

@@ -210,7 +210,7 @@ def test_a_zip_with_unsafe_names_or_a_wrong_hash_is_refused_with_nothing_written
             zout.writestr(info.filename, data)
         if evil != "objects/wronghash":
             zout.writestr(zipfile.ZipInfo(evil), b"x")
-    ok(e3(project, "remove", "demo"))
+    ok(e3(project, "remove", "demo", "--force"))  # deployed in main: --force
     ok(e3(project, "gc", "--min-age", "0"))
     before = store_state(project)
     r = e3(project, "add", bad)

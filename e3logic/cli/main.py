@@ -102,7 +102,7 @@ class LazyGroup(click.Group):
             return None
         mod, func = COMMANDS[name]
         cmd = getattr(importlib.import_module(f"e3logic.cli.{mod}"), func)
-        _accept_json(cmd)
+        _accept_globals(cmd)
         return cmd
 
     def format_commands(self, ctx, formatter):
@@ -124,17 +124,44 @@ def _set_json(ctx, param, value):
         ctx.obj.json = True
 
 
-def _accept_json(cmd) -> None:
-    """Let `--json` follow the command (`e3 status --json`) as well as precede it."""
-    if getattr(cmd, "_e3_json", False):
+def _set_repo(ctx, param, value):
+    if value is not None:
+        ctx.obj.repo_path = value
+
+
+def _set_verbose(ctx, param, value):
+    if value:
+        ctx.obj.verbose = True
+
+
+#: the global options a command accepts after its name too (`e3 status --repo X --json -v`):
+#: (option names, help, callback, flag); `--version` stays global only (`workspace export
+#: --version` is that command's own option)
+GLOBAL_AFTER = (
+    (["--repo", "_e3_repo"], "Repository (default: $E3_REPO or nearest .e3/ upward).", _set_repo,
+     False),
+    (["--json", "_e3_json"], "Answer with one JSON document on stdout.", _set_json, True),
+    (["-v", "--verbose", "_e3_verbose"], "Show tracebacks on errors.", _set_verbose, True),
+)
+
+
+def _accept_globals(cmd) -> None:
+    """Let the global options follow the command (`e3 status --json`, `e3 status --repo X`,
+    `e3 workspace list -v`) as well as precede it; an option name the command defines itself
+    keeps the command's meaning."""
+    if getattr(cmd, "_e3_globals", False):
         return
-    cmd._e3_json = True
-    if not any("--json" in p.opts for p in cmd.params):
-        cmd.params.append(click.Option(["--json", "_e3_json"], is_flag=True, expose_value=False,
-                                       callback=_set_json,
-                                       help="Answer with one JSON document on stdout."))
+    cmd._e3_globals = True
+    own = {o for p in cmd.params for o in p.opts}
+    for decls, text, callback, flag in GLOBAL_AFTER:
+        names = [d for d in decls if d.startswith("-") and d not in own]
+        if not names:
+            continue
+        extra = {"is_flag": True} if flag else {"metavar": "PATH"}
+        cmd.params.append(click.Option([*names, decls[-1]], expose_value=False,
+                                       callback=callback, help=text, **extra))
     for sub in (getattr(cmd, "commands", None) or {}).values():
-        _accept_json(sub)
+        _accept_globals(sub)
 
 
 #: commands that only read the repository (as `e3 NAME` or `e3 GROUP NAME`); with `go
@@ -257,6 +284,9 @@ def main(argv=None) -> None:
         rv = cli.main(args=args, prog_name="e3", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.exceptions.NoArgsIsHelpError as e:  # `e3`, `e3 workspace`: a group's help,
+        click.echo(e.ctx.get_help(), err=True)      # on stderr with exit 2, as click does
+        sys.exit(2)
     except click.ClickException as e:  # bad usage: one line, like every other error
         msg = " ".join(e.format_message().split())
         ctx = getattr(e, "ctx", None)
@@ -370,8 +400,8 @@ def explain(e: BaseException) -> tuple[int, str | None]:
     from ..core.errors import EXIT_FAILED, EXIT_USAGE, E3Error
 
     e = leaf(e)
-    if isinstance(e, E3Error):
-        return e.exit_code, f"e3: error: {e}"
+    if isinstance(e, E3Error):  # several problems (e3 build): one line each
+        return e.exit_code, "\n".join(f"e3: error: {x}" for x in str(e).splitlines() or [""])
     if isinstance(e, (KeyboardInterrupt, click.Abort)):
         return 130, "e3: cancelled"
     if isinstance(e, BrokenPipeError):

@@ -75,19 +75,46 @@ def add(opts, spec, registry):
 
 @click.command()
 @click.argument("spec", metavar="NAME[@VER]")
-@click.option("--force", is_flag=True, help="Remove even if another package depends on it.")
+@click.option("--force", is_flag=True,
+              help="Remove even if a workspace deploys it or another package depends on it.")
 @pass_opts
 def remove(opts, spec, force):
     """Remove an installed package version (every version without @VER).
 
-    Only the ref goes; its objects stay until 'e3 gc'.
+    Only the ref goes; its objects stay until 'e3 gc'. Refuses, without --force, a version a
+    workspace deploys.
     """
     from ..repo.packages import parse_spec, remove as remove_pkg
 
     name, version = parse_spec(spec)
-    removed = remove_pkg(opts.repo(), name, version, force=force)
+    repo = opts.repo()
+    if not force:
+        _refuse_deployed(repo, name, version)
+    removed = remove_pkg(repo, name, version, force=force)
     emit(opts, {"removed": removed},
          lambda r: [click.echo(f"removed {x}") for x in r["removed"]])
+
+
+def _refuse_deployed(repo, name: str, version: str | None) -> None:
+    """A UsageError naming the workspaces that deploy the installed version(s) of `name` that
+    `e3 remove NAME[@VERSION]` would remove; nothing when none does."""
+    from ..core.errors import UsageError
+    from ..repo.packages import installed
+    from ..repo.workspaces import Workspaces
+
+    versions = installed(repo).get(name, {})
+    gone = set(versions) if version is None else {version} & set(versions)
+    using = [(w["name"], w["version"]) for w in Workspaces(repo).list()
+             if w["package"] == name and w["version"] in gone]
+    if not using:
+        return
+    names = [f"'{w}'" for w, _ in using]
+    where = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    what = sorted({f"{name}@{v}" for _, v in using})
+    raise UsageError(f"{', '.join(what)} {'is' if len(what) == 1 else 'are'} deployed in "
+                     f"workspace{'s' if len(using) > 1 else ''} {where}; deploy another version "
+                     f"there first, or pass --force to remove {'it' if len(what) == 1 else 'them'} "
+                     f"anyway")
 
 
 @click.command()

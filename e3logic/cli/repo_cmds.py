@@ -223,8 +223,9 @@ def ws_switch(opts, name, force):
 @click.option("--force", is_flag=True, help="Replace uncommitted changes of the workspace.")
 @pass_opts
 def ws_deploy(opts, name, spec, force):
-    """Deploy package PKG[@VER] into workspace NAME (the working copy follows if it is current)."""
-    data = opts.api().deploy(name, spec, force=force)
+    """Deploy package PKG[@VER] into existing workspace NAME (the working copy follows if it
+    is current; create a new one with 'e3 workspace create NAME')."""
+    data = opts.api().deploy(name, spec, force=force, create=False)
     emit(opts, data, lambda d: click.echo(f"{d['package']}@{d['version']} deployed to {d['workspace']}"))
 
 

@@ -287,10 +287,18 @@ def plan(opts, targets, jobs, everything):
 def logs(opts, name, follow):
     """Task output of a dataflow's latest execution (or an execution key), and why it failed
     when its latest run failed."""
+    from ..core.errors import NotFound, UsageError
     from ..dataflow.inspect import log_view
 
     api = opts.api()
-    view = log_view(api, name)
+    try:
+        view = log_view(api, name)
+    except NotFound:  # unknown, with the names near it; a run id gets a pointer instead
+        if name and api.r.journal.run_status(name) is not None:
+            raise UsageError(f"'{name}' is a run, not a dataflow or execution; 'e3 episodes "
+                             f"--run {name}' shows what it ran, 'e3 logs DATAFLOW' a task's "
+                             f"output") from None
+        raise
     key, path = view["execution"], view["path"]
     if opts.json and not follow:
         text = path.read_text(errors="replace") if path is not None and path.exists() else ""

@@ -6,6 +6,14 @@ lets `status` re-hash only files whose stat changed. `meta.wc_root` is the root 
 `meta.wc_target` is set before files are rewritten and cleared after, so a sync interrupted by a
 kill is completed by the next command instead of being mistaken for user edits.
 
+JSON inputs: a file under inputs/ whose dataset is JSON (its tree entry's format) is compared by
+value, not by bytes — `echo 6 > inputs/horizon` (a trailing newline) on a dataset holding 6 is
+no edit — and a changed one is taken in as its canonical encoding (`core.canon`: sorted keys, no
+insignificant whitespace), so the same value always has the same hash and reruns nothing. The
+file itself is left as the user wrote it (never rewritten under an open editor); the stat cache
+then holds, for that file, the hash of the dataset it is equal to. A file that is not valid JSON
+is an edit, and taking it in is refused with one line naming the path and the fixes.
+
 Names: a file or folder whose name breaks the name rule (`core.paths`: undecodable bytes,
 control characters, a backslash …) is not a dataset — it is skipped with one warning line on
 stderr. Nothing is written or removed at a path that breaks the rule or lies outside inputs/
@@ -13,7 +21,6 @@ and outputs/ (a tree that got such a name in by hand): it is skipped with a warn
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -21,8 +28,9 @@ import time
 from pathlib import Path
 from stat import S_ISREG
 
-from ..core.errors import UsageError
-from ..core.hashing import hash_file as _hash_file
+from ..core import canon
+from ..core.errors import E3Error, UsageError
+from ..core.hashing import hash_bytes, hash_file as _hash_file
 from ..core.paths import MAX_PATH_BYTES, is_prefix, path_problem, segment_problem, show
 from .trees import blob_entry
 
@@ -167,20 +175,27 @@ class WorkingCopy:
         return out
 
     def scan(self, root: str, top: str = "inputs") -> Changes:
-        """Compare the files under `top` with the datasets of `root` under it."""
-        tracked = {p: e["hash"] for p, e in self._walk(root, top)}
+        """Compare the files under `top` with the datasets of `root` under it. Under inputs/,
+        a JSON dataset's file is compared by value (`json_hash`): `hashes` holds the hash of
+        the canonical bytes `intake_changes` will store."""
+        tracked, as_json = {}, set()
+        for p, e in self._walk(root, top):
+            tracked[p] = e["hash"]
+            if e.get("format") == "json" and top == "inputs":
+                as_json.add(p)
         disk = self.files(top)
         cache = self._cache(top)
         ch = Changes()
         fresh = []
         for p, st in disk.items():
             c = cache.get(p)
-            if c and c[0] == st.st_size and c[1] == st.st_mtime_ns and c[2] == st.st_ino:
-                h = c[3]
-            else:
-                h = hash_file(self.root_dir / p)
-                fresh.append((p, st, h))
+            hit = c and c[0] == st.st_size and c[1] == st.st_mtime_ns and c[2] == st.st_ino
+            h = c[3] if hit else hash_file(self.root_dir / p)
             old = tracked.get(p)
+            if old is not None and old != h and p in as_json:
+                h = self.json_hash(p, old, h)
+            if not hit or h != c[3]:
+                fresh.append((p, st, h))
             if old is None:
                 ch.added.append(p)
                 ch.hashes[p] = h
@@ -194,6 +209,23 @@ class WorkingCopy:
         ch.modified.sort(), ch.added.sort(), ch.deleted.sort()
         return ch
 
+    def json_hash(self, path: str, old: str, raw: str) -> str:
+        """The hash the file at JSON dataset `path` (bytes hashing to `raw`) stands for: `old`
+        (the dataset's) when it holds the same value, else the hash of its canonical encoding
+        (what `intake_changes` stores), else — not valid JSON — `raw`."""
+        try:
+            data = canon.dumps(canon.loads((self.root_dir / path).read_bytes()))
+        except (ValueError, RecursionError, OSError):
+            return raw
+        h = hash_bytes(data)
+        if h != old:  # the dataset's own bytes may be another encoding of the same value
+            try:
+                if canon.dumps(canon.loads(self.repo.objects.read(old))) == data:
+                    return old
+            except (ValueError, RecursionError, OSError, E3Error):
+                pass
+        return h
+
     def _walk(self, root: str, top: str):
         if self.repo.trees.find(root, top) is None:
             return []
@@ -201,7 +233,9 @@ class WorkingCopy:
 
     # -- taking edits in ---------------------------------------------------------------------
     def intake_changes(self, root: str, ch: Changes) -> dict[str, dict | None]:
-        """Store changed files as objects; return the tree changes {path: entry or None}."""
+        """Store changed files as objects; return the tree changes {path: entry or None}. A
+        JSON dataset (the format of its entry in `root`) is stored as the canonical encoding
+        of the file's value; a file that is not valid JSON is refused."""
         changes: dict[str, dict | None] = {}
         rows = []
         for p in ch.modified + ch.added:
@@ -209,14 +243,18 @@ class WorkingCopy:
             old = self.repo.trees.find(root, p)
             fmt = old.get("format", "raw") if old else "raw"
             st = src.stat()
-            h = self.repo.objects.write_file(src)
             if fmt == "json":
                 try:
-                    json.loads(self.repo.objects.read(h))
-                except ValueError as e:
+                    data = canon.dumps(canon.loads(src.read_bytes()))
+                except (ValueError, RecursionError) as e:
+                    why = " ".join(str(e).split()) or type(e).__name__
                     raise UsageError(f"{p} is a JSON dataset but the file is not valid JSON "
-                                     f"({e}); fix it or 'e3 reset {p}'") from None
-            changes[p] = blob_entry(h, st.st_size, fmt)
+                                     f"({why}); fix it, 'e3 reset {p}', or keep its bytes as "
+                                     f"they are with 'e3 set {p} {p} --format raw'") from None
+                h, size = self.repo.objects.write(data), len(data)
+            else:
+                h, size = self.repo.objects.write_file(src), st.st_size
+            changes[p] = blob_entry(h, size, fmt)
             rows.append((p, st, h))
         for p in ch.deleted:
             changes[p] = None

@@ -42,8 +42,9 @@ def load(directory) -> PackageBuilder:
     _loading.append(d)
     try:
         exec(code, g)
-    except E3Error as e:
-        raise BuildError(f"{f.name} line {_lineno(e, f)}: {e}") from None
+    except E3Error as e:  # several problems (package.validate() in e3pkg.py): each its line
+        at = f"{f.name} line {_lineno(e, f)}: "
+        raise BuildError("\n".join(at + x for x in str(e).splitlines() or [""])) from None
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:

@@ -1,5 +1,6 @@
 """Whole-package checks run at build time. Each problem is one line naming the culprit(s) and
-the fix; when there are several, the first (in a fixed order) is raised with a count of the rest.
+the fix; all of them are raised together, one a line in a fixed order (`e3 build` prints each
+as its own `e3: error:` line).
 
 Order: unknown tasks, python entry modules that look like typos of bundled ones, producers
 (two producers of one path, a dataset that is also a folder), argv templates naming an input
@@ -145,7 +146,7 @@ def find_cycle(pkg) -> str | None:
 
 
 def validate(pkg) -> None:
+    """Raise a BuildError listing every problem, one a line (none: return)."""
     errs = problems(pkg)
     if errs:
-        more = f" (+{len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-        raise BuildError(errs[0] + more)
+        raise BuildError("\n".join(errs))
