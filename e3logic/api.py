@@ -307,10 +307,14 @@ class Repo:
             fmt = fmt or (old.get("format") if old and old["kind"] == "blob" else "raw")
             if fmt == "json":
                 try:
-                    canon.loads(self.r.objects.read(h))
+                    value = canon.loads(self.r.objects.read(h))
                 except ValueError as e:
                     raise UsageError(f"{path} is a JSON dataset but the new bytes are not valid "
                                      f"JSON ({e}); fix them or pass --format raw") from None
+                # stored in canonical form: the same value is the same dataset, whatever its
+                # layout (`6` and `6\n` do not rerun anything)
+                h = self.r.objects.write(canon.dumps(value))
+                size = self.r.objects.size(h)
             entry = blob_entry(h, size, fmt)
             in_wc = ws == self.current and path.split("/")[0] in ("inputs", "outputs")
             if in_wc:

@@ -555,3 +555,18 @@ def test_status_lists_output_files_edited_or_deleted_by_hand(repo):
     assert st["outputs_edited"] == ["outputs/clean/rows", "outputs/fit/model"]
     assert (st["modified"], st["added"], st["deleted"], st["uncommitted"]) == ([], [], [], [])
     assert repo.get("outputs/clean/rows")[1] == b"rows"  # status only reads
+
+
+def test_set_stores_a_json_dataset_in_canonical_form_so_the_same_value_is_the_same_dataset(
+        tmp_path):
+    from e3logic.api import Repo
+    from e3logic.repo.trees import blob_entry
+
+    api = Repo.init(tmp_path / "p")
+    h = api.r.objects.write(b"6")
+    api.workspaces.update_root("main", lambda r: api.r.trees.set(r, "inputs/k",
+                                                               blob_entry(h, 1, "json")))
+    got = api.set("inputs/k", b"6\n")
+    assert got["hash"] == h
+    assert api.set("inputs/k", b'{ "b": 1,\n  "a": [1, 2] }')["hash"] == \
+        api.r.objects.write(b'{"a":[1,2],"b":1}')
