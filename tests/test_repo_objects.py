@@ -295,18 +295,80 @@ def test_sync_files_fsyncs_many_files_at_once(tmp_path, monkeypatch):
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
     paths = []
-    for i in range(40):
+    for i in range(5):
         p = tmp_path / f"f{i}"
         p.write_bytes(b"x")
         paths.append(str(p))
-    O.sync_files(paths[:5])
+    O.sync_files(paths)
     assert len(synced) == 5
+
+
+def _files(tmp_path, n):
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"x")
+        paths.append(str(p))
+    return paths
+
+
+def test_sync_files_makes_many_files_durable_with_one_syncfs_per_filesystem(tmp_path, monkeypatch):
+    from e3logic.repo import objects as O
+
+    calls, fsynced = [], []
+    monkeypatch.setattr(O, "_syncfs", lambda fd: (calls.append(os.fstat(fd).st_dev), 0)[1])
+    monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(fd))
+    paths = _files(tmp_path, O.SYNCFS_MIN)
     fd = os.open(paths[0], os.O_RDONLY)
-    try:  # a batch's many files and its open descriptor: an fsync each
+    try:
         O.sync_files(paths[1:], [fd])
     finally:
         os.close(fd)
-    assert len(synced) == 5 + 40 and fd in synced
+    assert calls == [os.stat(tmp_path).st_dev] and fsynced == []
+
+
+def test_sync_files_fsyncs_each_file_of_a_small_batch_or_without_syncfs(tmp_path, monkeypatch):
+    from e3logic.repo import objects as O
+
+    calls, synced = [], []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    monkeypatch.setattr(O, "_syncfs", lambda fd: (calls.append(fd), 0)[1])
+    O.sync_files(_files(tmp_path, O.SYNCFS_MIN - 1))
+    assert calls == [] and len(synced) == O.SYNCFS_MIN - 1
+    monkeypatch.setattr(O, "_syncfs", False)  # no syncfs in this libc
+    synced.clear()
+    O.sync_files(_files(tmp_path, O.SYNCFS_MIN + 3))
+    assert len(synced) == O.SYNCFS_MIN + 3
+
+
+def test_a_failing_syncfs_is_an_error_naming_it(tmp_path, monkeypatch):
+    import ctypes
+    import errno
+
+    import pytest
+
+    from e3logic.repo import objects as O
+
+    def failing(fd):
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(O, "_syncfs", failing)
+    with pytest.raises(OSError, match="syncfs") as e:
+        O.sync_files(_files(tmp_path, O.SYNCFS_MIN))
+    assert e.value.errno == errno.EIO
+
+
+def test_syncfs_is_used_only_where_the_kernel_reports_its_writeback_errors():
+    from e3logic.repo import objects as O
+
+    ok = O._kernel_reports_syncfs_errors
+    assert ok("6.18.44-fc-v657") and ok("5.8.0") and ok("5.10.0-23-amd64")
+    assert not ok("5.4.0-150-generic") and not ok("4.18.0-477.el8.x86_64") and not ok("weird")
+    u = os.uname()
+    if u.sysname == "Linux" and ok(u.release):
+        assert O._syncfs_fn() is not None  # found in the C library
 
 
 def _open_fds() -> int:

@@ -484,10 +484,69 @@ class Batch:
 
 _SYNC_POOL = None
 
+SYNCFS_MIN = 16
+"""From this many files, one syncfs(2) per filesystem instead of an fsync each: it writes
+back the filesystem's dirty data and metadata in one pass (10x faster at 1,000 small files
+here). Used on Linux >= 5.8 only, where it reports a writeback error as fsync would."""
+
+_syncfs = None  # libc's syncfs once looked up; False where there is none (or too old)
+
+
+def _kernel_reports_syncfs_errors(release: str) -> bool:
+    """Linux >= 5.8 (`os.uname().release`, e.g. '6.1.0-13-amd64')."""
+    try:
+        major, minor = (int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
+def _syncfs_fn():
+    global _syncfs
+    if _syncfs is None:
+        _syncfs = False
+        u = os.uname()
+        if u.sysname == "Linux" and _kernel_reports_syncfs_errors(u.release):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).syncfs
+                fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+                _syncfs = fn
+            except (OSError, AttributeError):
+                pass
+    return _syncfs or None
+
+
+def _sync_filesystems(syncfs, paths: list[str], fds) -> None:
+    """One syncfs per filesystem holding `paths` / `fds` (usually one)."""
+    import ctypes
+
+    seen: set[int] = set()
+    for x in [*fds, *paths]:
+        is_fd = isinstance(x, int)
+        dev = (os.fstat(x) if is_fd else os.stat(x)).st_dev
+        if dev in seen:
+            continue
+        seen.add(dev)
+        fd = x if is_fd else os.open(x, os.O_RDONLY)
+        try:
+            if syncfs(fd) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"syncfs: {os.strerror(e)}", None if is_fd else x)
+        finally:
+            if not is_fd:
+                os.close(fd)
+
 
 def sync_files(paths: list[str], fds: list[int] = ()) -> None:
-    """Make every file durable: an fsync each, several at once (the journal commits them
-    together)."""
+    """Make every file durable: many at once by syncfs, else an fsync each, several at once
+    (the journal commits them together)."""
+    if len(paths) + len(fds) >= SYNCFS_MIN:
+        syncfs = _syncfs_fn()
+        if syncfs is not None:
+            _sync_filesystems(syncfs, paths, fds)
+            return
 
     def sync_path(p):
         fd = os.open(p, os.O_RDONLY)
