@@ -62,7 +62,8 @@ def status(opts):
 def ls(opts, path):
     """List datasets under PATH (all by default) with hash and size."""
     rows = opts.api().ls(path)
-    data = [{"path": r["path"], "hash": r["hash"], "size": r["size"]} for r in rows]
+    data = [{"path": r["path"], "hash": r["hash"], "size": r["size"],
+             "format": r.get("format") or "raw"} for r in rows]
     emit(opts, data, lambda d: table(("path", "hash", "size"),
                                      [(r["path"], r["hash"][:12], r["size"]) for r in d]))
 
