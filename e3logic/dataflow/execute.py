@@ -143,7 +143,7 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
         asked[0] = now
         return "cancelled by 'e3 cancel'" if journal.cancel_requested(run_id) else None
 
-    publish = _publisher(api, ws, root)
+    publish = _publisher(api, ws, {project.outputs[n]: pred.outputs[n] for n in pred.cached})
     if reporter:
         reporter.start(len(pred.order))
     ex = Executor(repo, ws, jobs, priority, run_id=run_id, backend=backend, cap=cap,
@@ -186,16 +186,15 @@ class WorkingCopyPublisher:
     the working copy. The executor calls it from its flush (possibly a worker thread, one
     flush at a time), so it has an index.db connection of its own (`close()` at the end)."""
 
-    def __init__(self, api, snapshot: str | None = None):
+    def __init__(self, api, kept: dict | None = None):
         from ..repo.index import IndexDB
         from ..repo.workingcopy import WorkingCopy
 
         self.db = IndexDB(api.r.index.path)
         self.wc = WorkingCopy(api.r, db=self.db)
-        self.trees = api.r.trees
-        self.snapshot = snapshot
+        self.kept = kept or {}  # output path -> hash, for the dataflows decided cached
         #: output files whose bytes the run did not change but that were edited by hand:
-        #: written back from the snapshot's value
+        #: written back with the value they already had
         self.restored: list[str] = []
 
     def begin(self) -> None:
@@ -205,18 +204,15 @@ class WorkingCopyPublisher:
 
     def publish(self, root: str, items: list) -> None:
         written = self.wc.ensure(items)  # files already matching (stat cache) are not rewritten
-        if written and self.snapshot is not None:
+        if written and self.kept:
             want = dict(items)
-            for p in written:
-                e = self.trees.find(self.snapshot, p)
-                if e is not None and e.get("hash") == want.get(p):
-                    self.restored.append(p)
+            self.restored += [p for p in written if p in self.kept and self.kept[p] == want[p]]
         self.db.journal.end_sync(root)
 
     def close(self) -> None:
         self.db.close()
 
 
-def _publisher(api, ws, snapshot: str | None = None) -> WorkingCopyPublisher | None:
+def _publisher(api, ws, kept: dict | None = None) -> WorkingCopyPublisher | None:
     """A publisher when `ws` is the checked-out workspace (its files are the working copy)."""
-    return WorkingCopyPublisher(api, snapshot) if ws == api.current else None
+    return WorkingCopyPublisher(api, kept) if ws == api.current else None
