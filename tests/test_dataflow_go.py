@@ -516,23 +516,15 @@ def test_one_go_called_twice_reads_the_settled_run_afresh_each_time(warm):
     assert lists(third) == {"cached": FLOWS} and third["state_root"] == second["state_root"]
 
 
-def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, monkeypatch):
+def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm):
     import gc
 
     from e3logic.dataflow import go as go_mod
 
-    seen = []
-    real = go_mod.predict
-
-    def watching(*args, **kw):
-        seen.append(gc.isenabled())
-        return real(*args, **kw)
-
-    monkeypatch.setattr(go_mod, "predict", watching)
     warm.set_json("inputs/k", 5)  # something to decide in full
     assert gc.isenabled()
-    res = go_here(warm)
-    assert seen == [False] and gc.isenabled()
+    res = go_here(warm, warm_path=False)
+    assert res["events"].last("decided")["collecting"] is False and gc.isenabled()
     assert res["executed"]
     with pytest.raises(RuntimeError):
         with go_mod.gc_paused():
@@ -540,25 +532,18 @@ def test_a_run_is_decided_with_cyclic_gc_paused_and_it_resumes_afterwards(warm, 
     assert gc.isenabled()
 
 
-def test_a_run_executes_with_its_long_lived_objects_frozen_out_of_collections_then_thawed(
-        warm, monkeypatch):
-    import gc
+def test_a_run_calls_its_freeze_hook_once_decided_and_before_it_executes(warm):
+    from e3logic.api import Repo
+    from e3logic.dataflow.go import Go
 
-    from e3logic.exec.executor import Executor
-
-    frozen = []
-    real = Executor.run
-
-    async def run(self):
-        frozen.append(gc.get_freeze_count())
-        return await real(self)
-
-    monkeypatch.setattr(Executor, "run", run)
+    seen = []
+    g = Go(Repo.open(str(warm.path)), (), None, cap=2, executor="threads",
+           freeze=lambda: seen.append(list(g.events.kinds())))
     warm.set_json("inputs/k", 6)
-    assert gc.get_freeze_count() == 0
-    res = go_here(warm)
-    assert res["executed"] and frozen and frozen[0] > 1000
-    assert gc.get_freeze_count() == 0  # everything rejoins the collected generations
+    res = g()
+    assert res["executed"]
+    # once after the decision, once more before execution (the plan and jobs made since)
+    assert seen == [["decided"], ["decided", "started", "planned"]]
 
 
 def test_a_run_leaves_an_embedding_programs_frozen_objects_frozen(warm):

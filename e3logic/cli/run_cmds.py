@@ -1,6 +1,7 @@
 """Running: go, run, plan, logs, episodes, stats, cancel."""
 from __future__ import annotations
 
+import gc
 import sys
 import time
 
@@ -190,8 +191,10 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
     executor = executor or api.r.config.get("defaults", {}).get("executor", "threads")
     rep = None if dry_run else Reporter(to_stderr=opts.json)
     try:
+        # this process ends with the run: what lives to its end leaves the collected
+        # generations (see Go.freeze)
         res = Go(api, targets, pattern, jobs, executor, force, dry_run, not keep_going,
-                 strict_batches, reporter=rep, workspace=workspace)()
+                 strict_batches, reporter=rep, workspace=workspace, freeze=gc.freeze)()
     finally:
         if rep:
             rep.stop()

@@ -6,7 +6,6 @@ between runs and decides nothing about *what* runs (that is `decide`).
 """
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -67,7 +66,8 @@ class ReporterSink:
 
 def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *, cap: int,
             executor: str, force, fail_fast: bool, strict_batches: bool, reporter,
-            interrupted: Callable[[], str | None], freeze: bool, verified=(),
+            interrupted: Callable[[], str | None], verified=(),
+            before_run: Callable[[], None] | None = None,
             plan=None) -> Executed:
     """Run `decision.run` (the cached ones are committed at the first beat) against the
     snapshot `root`. `force`: True, or the set of dataflows whose memo entries are ignored.
@@ -88,7 +88,7 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
         return _execute_with(api, ws, run_id, project, decision, root, backend, cap=cap,
                              force=force, fail_fast=fail_fast,
                              strict_batches=strict_batches, reporter=reporter,
-                             interrupted=interrupted, freeze=freeze, verified=verified,
+                             interrupted=interrupted, verified=verified, before_run=before_run,
                              plan=plan)
     except BaseException:
         backend.kill()
@@ -98,8 +98,8 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
 
 
 def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *, cap,
-                  force, fail_fast, strict_batches, reporter, interrupted, freeze,
-                  verified, plan) -> Executed:
+                  force, fail_fast, strict_batches, reporter, interrupted,
+                  verified, plan, before_run=None) -> Executed:
     import anyio
 
     from ..exec.executor import Executor, Job
@@ -170,8 +170,8 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
                     await backend.close()
                 outer.cancel_scope.cancel()
 
-    if freeze:  # the modules, plan and jobs made since the decision: out of collections
-        gc.freeze()
+    if before_run is not None:  # e.g. gc.freeze: the plan and jobs made since the decision
+        before_run()
     try:
         st = anyio.run(main)  # (a KeyboardInterrupt: `execute` kills what runs)
     finally:

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from typing import Callable
 
 from ..core import canon
 from ..core.errors import UsageError
@@ -36,26 +37,16 @@ class gc_paused:
     that phase allocates objects in proportion to the package — the package itself, keys,
     receipt rows — none of them cyclic garbage, which collections would only rescan over and
     over (~10% of a 10,000-dataflow warm run). Refcounting frees them as usual; collection
-    resumes before anything executes. With `freeze`, what is still alive then is moved out of
-    the collected generations (`gc.freeze`): it lives to the run's end, and every full
-    collection while the run plans and executes would traverse it again (~20-40 ms each at
-    10,000 dataflows); `Go.__call__` unfreezes it when the run is over."""
-
-    def __init__(self, freeze: bool = False):
-        self.freeze = freeze
+    resumes before anything executes."""
 
     def __enter__(self):
-        import gc
-
-        self.gc, self.was = gc, gc.isenabled()
+        self.was = gc.isenabled()
         gc.disable()
         return self
 
     def __exit__(self, *exc):
-        if self.freeze:
-            self.gc.freeze()
         if self.was:
-            self.gc.enable()
+            gc.enable()
         return False
 
 
@@ -94,7 +85,7 @@ class Go:
     def __init__(self, api, targets=(), pattern=None, cap=None, executor="threads",
                  force=False, dry_run=False, fail_fast=False, strict_batches=False,
                  reporter: Reporter | None = None, workspace=None,
-                 events: EventLog | None = None):
+                 events: EventLog | None = None, freeze: Callable[[], None] | None = None):
         from ..exec.backends import backend_kind
 
         backend_kind(executor)  # an unknown name: a UsageError naming the known ones
@@ -114,7 +105,12 @@ class Go:
         #: take the shortcuts the last settled run proves (`settled.Settled`); tests turn
         #: them off to compare with the full lookup
         self.warm_path = True
-        self.may_freeze = False  # set per call (see __call__)
+        #: called once a run is decided, before it executes: the CLI passes `gc.freeze`, so
+        #: what lives to the run's end (package, plan, jobs) leaves the collected generations
+        #: and no full collection during the run traverses it again (~0.1 s at 10,000
+        #: dataflows, bench/RESULTS.md "Seams"); a process that goes on after the run (watch,
+        #: an embedding program) passes nothing
+        self.freeze = freeze
         self.settled: Settled | None = None  # per call: what the last settled run proves
         self.verified: set[str] = set()  # objects hashed before the run (`_handed_intact`)
         self.snapshot = None  # the workspace root the run reads (set per call)
@@ -199,21 +195,16 @@ class Go:
     def _locked(self, api, ws: str) -> dict:
         """The run under the workspace's run lock."""
         lock = api.workspaces.run_lock(ws).acquire("go " + " ".join(self.targets))
-        # freeze long-lived objects out of collections only when nobody else froze any
-        # (an embedding program's own gc.freeze is left alone)
-        self.may_freeze = gc.get_freeze_count() == 0
         try:
             recover_dead_runs(self.repo, ws)
             return self._go(ws)
         finally:
-            if self.may_freeze:
-                gc.unfreeze()  # `e3 watch` runs again in this process
             lock.release()
 
     def _go(self, ws: str) -> dict:
         api = self.api
         ev = self.events
-        with gc_paused(freeze=self.may_freeze):
+        with gc_paused():
             root = api.intake(ws)
             self.snapshot = root  # the one snapshot of the workspace this run reads
             project, selected = self.prepare(ws)
@@ -237,8 +228,11 @@ class Go:
                 path = "full"
                 pred = self.decide(ws, project, selected,
                                    predict(self.repo, project, root, selected, self.force))
+            collecting = gc.isenabled()  # (False: decided with cyclic gc paused)
         ev.emit("decided", path=path, run=list(pred.run), cached=sorted(pred.cached),
-                reasons=dict(pred.reasons), observed=pred.observed)
+                reasons=dict(pred.reasons), observed=pred.observed, collecting=collecting)
+        if self.freeze is not None and not self.dry_run:
+            self.freeze()
         if self.dry_run:
             plan = self.plan(project, pred)
             ev.emit("planned", batches=[list(b) for b in plan.batches])
@@ -334,7 +328,7 @@ class Go:
                        executor=self.executor, force=self.force or pred.rule_forced,
                        fail_fast=self.fail_fast,
                        strict_batches=self.strict_batches, reporter=self.reporter,
-                       interrupted=lambda: self.interrupted, freeze=self.may_freeze,
+                       interrupted=lambda: self.interrupted, before_run=self.freeze,
                        verified=self.verified, plan=plan)
         self.cancelled_reason = done.cancel_reason
         self.stale = done.stale
