@@ -33,8 +33,7 @@ class RuntimeSpec:
                ahead for these)
     in_engine  runs in the engine's own process, in a thread; such a task may hand control
                back to the executor across beats (generators: `sdk.yield_`, `sdk.await_`), so
-               a cooperative backend never runs it to completion inside a beat, and it never
-               shares a spare log file (its thread may outlive its episode)
+               a cooperative backend never runs it to completion inside a beat
     isolated   for an `in_engine` runtime: the runtime whose way it runs when the backend keeps
                every task out of the engine's process (the `processes` backend); None otherwise
     """

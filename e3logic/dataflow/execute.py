@@ -34,15 +34,11 @@ def run_token(repo, run: str) -> str:
 
 
 def clear_staging(repo, run: str) -> None:
-    """Remove the staged task outputs (their names end in the run id) and the spare log
-    files (`LogSpares`) a run left behind."""
-    from ..exec.logspares import spare_prefix
-
-    for d, pattern in ((repo.dir / "staging", f"out-*-{run}-*"),
-                       (repo.logs_dir, spare_prefix(run) + "*")):
-        if d.is_dir():
-            for f in d.glob(pattern):
-                f.unlink(missing_ok=True)
+    """Remove the staged task outputs a run left behind (their names end in the run id)."""
+    d = repo.dir / "staging"
+    if d.is_dir():
+        for f in d.glob(f"out-*-{run}-*"):
+            f.unlink(missing_ok=True)
 
 
 class ReporterSink:
@@ -74,13 +70,11 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
     `interrupted()` names a signal that arrived, or None. `plan`: the planner's answer for
     `decision.run` (its batches order the work)."""
     from ..exec.backends import backend_for
-    from ..exec.logspares import LogSpares
 
     repo = api.r
     mref = project.pkg.get("modules")
-    spares = LogSpares(repo.logs_dir, run_id)
     backend = backend_for(executor, repo, workers=cap, modules_tree=mref["hash"] if mref else None,
-                          token=run_token(repo, run_id), spares=spares)
+                          token=run_token(repo, run_id))
     # python workers start while we plan
     backend.warm(project.pkg["tasks"][project.dataflows[n]["task"]]["runtime"]
                  for n in decision.run)
@@ -93,8 +87,6 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
     except BaseException:
         backend.kill()
         raise
-    finally:
-        spares.close()
 
 
 def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *, cap,

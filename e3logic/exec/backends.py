@@ -194,15 +194,14 @@ def backend_kind(name: str) -> BackendKind:
 
 
 def backend_for(name: str, repo, *, workers: int, modules_tree: str | None = None,
-                token: str | None = None, spares=None) -> Backend:
+                token: str | None = None) -> Backend:
     """The backend called `name` for a run on `repo`: its runtimes (a pool of `workers`,
     module sets cached in `.e3/cache`) and a `dispatch.TaskRunner` reading inputs from the
     object store, the package's modules from `modules_tree`; `token` marks the run's task
-    processes, `spares` (a `LogSpares`) lends log files."""
+    processes."""
     from .dispatch import TaskRunner
     from .runtimes import Runtimes
 
     kind = backend_kind(name)
     runtimes = Runtimes(workers=workers, cache_dir=repo.dir / "cache", isolate=kind.isolate)
-    return kind.make(TaskRunner(repo, runtimes, modules_tree, token=token, spares=spares),
-                     runtimes)
+    return kind.make(TaskRunner(repo, runtimes, modules_tree, token=token), runtimes)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from .jobs import Finished, Task
-from .logspares import LogSpares, truncate
+
+
+def truncate(path: str) -> None:
+    """Empty the file at `path`, if there is one."""
+    try:
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        pass
 
 
 class TaskRunner:
@@ -15,17 +23,15 @@ class TaskRunner:
     which the executor's commit adopts into the store; the log is `.e3/logs/<key>.log`.
 
     `modules_tree`: the tree of the package's module files (None: none). `token`: put in the
-    task's environment as `E3_RUN_TOKEN`, so a killed run's processes can be found. `spares`:
-    a `LogSpares` lending a task process an existing empty log file (None: a file per log).
+    task's environment as `E3_RUN_TOKEN`, so a killed run's processes can be found.
     `clock`: start and end times of the `Finished`."""
 
     def __init__(self, repo, runtimes, modules_tree: str | None = None, *,
-                 token: str | None = None, spares: LogSpares | None = None, clock=time.time):
+                 token: str | None = None, clock=time.time):
         self.repo = repo
         self.runtimes = runtimes
         self.modules_tree = modules_tree
         self.token = token
-        self.spares = spares
         self.clock = clock
         repo.logs_dir.mkdir(parents=True, exist_ok=True)
         self._logs, self._cwd = str(repo.logs_dir), str(repo.root)
@@ -58,24 +64,9 @@ class TaskRunner:
     async def __call__(self, task: Task) -> Finished:
         spec = self.spec(task)
         started = self.clock()
-        # a log holds one execution: the latest (the runtime opens it, appending). A task
-        # process (killed with its group when the episode ends) starts on a spare empty file
-        # linked in; a task in the engine's threads may outlive its episode, so it never
-        # shares one
-        spares = self.spares
-        if spares is not None and self.runtimes.placed(task.job.runtime).in_engine:
-            spares = None
-        if spares is None:
-            truncate(spec.log_path)
-            return await self._run(task, spec, started)
-        spare = spares.link(spec.log_path)
-        done = False
-        try:
-            res = await self._run(task, spec, started)
-            done = True
-            return res
-        finally:
-            spares.settle(spare, spec.log_path, reuse=done)
+        # a log holds one execution: the latest (the runtime opens it, appending)
+        truncate(spec.log_path)
+        return await self._run(task, spec, started)
 
     async def _run(self, task: Task, spec, started: float) -> Finished:
         ep, host = task.episode, task.host

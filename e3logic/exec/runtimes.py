@@ -628,9 +628,8 @@ class Runtimes:
         before = procs.boottime_ns()
         try:
             if preexec is None and self._spawnable(spec) and self._spawner.usable_with(logfd):
-                # on the loop: it waits (vfork) until the child has exec'd, 1–2 ms here, but
-                # lets other threads (a flush) run meanwhile where it can (releases_gil); a
-                # thread hop measured costlier than the wait
+                # on the loop: it waits (vfork, holding the GIL) until the child has exec'd,
+                # 1–2 ms here; a thread hop measured costlier than the wait
                 pid = self._spawner.spawn(argv, env, logfd)
             else:  # rlimits to set in the child, or another working directory
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd,
