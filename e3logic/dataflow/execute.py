@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..core.hashing import hash_parts
 from .model import Project
+from .staging import run_token
 
 
 @dataclass
@@ -26,19 +26,6 @@ class Executed:
     stale: list = field(default_factory=list)
     keys: dict = field(default_factory=dict)
     restored: list = field(default_factory=list)  # hand-edited output files put back
-
-
-def run_token(repo, run: str) -> str:
-    """Marks a run's task processes (repository + run id: run ids repeat across repos)."""
-    return hash_parts([str(repo.dir.resolve()), run])[:32]
-
-
-def clear_staging(repo, run: str) -> None:
-    """Remove the staged task outputs a run left behind (their names end in the run id)."""
-    d = repo.dir / "staging"
-    if d.is_dir():
-        for f in d.glob(f"out-*-{run}-*"):
-            f.unlink(missing_ok=True)
 
 
 class ReporterSink:

@@ -22,7 +22,7 @@ from ..core.errors import UsageError
 from ..core.hashing import hash_parts
 from .decide import Policy, Prediction, decide, explaining_facts, predict
 from .events import EventLog, Reporter
-from .execute import clear_staging, run_token
+from .staging import clear_staging, run_token
 from .model import Project
 from .settled import Settled
 

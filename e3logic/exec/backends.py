@@ -19,13 +19,13 @@ harness and (later) a remote cluster are peers:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, NamedTuple, Protocol
 
 from ..core.errors import UsageError
-from ..core.runtimes import RuntimeSpec
-from ..core.runtimes import runtime as runtime_spec
-from .jobs import Finished, Task
+
+if TYPE_CHECKING:  # (annotations only: `e3 go`'s warm path imports this module to check a name)
+    from ..core.runtimes import RuntimeSpec
+    from .jobs import Finished, Task
 
 
 class Backend(Protocol):
@@ -119,6 +119,8 @@ class Local:
 
     def placed(self, name: str) -> RuntimeSpec:
         """How a task of runtime `name` runs on this backend."""
+        from ..core.runtimes import runtime as runtime_spec
+
         return self.runtimes.placed(name) if self.runtimes is not None else runtime_spec(name)
 
     def _handle(self, task: Task) -> _Handle:
@@ -167,8 +169,7 @@ async def run_one(backend: Backend, task: Task) -> Finished:
     return await (await backend.submit(task))
 
 
-@dataclass(frozen=True)
-class BackendKind:
+class BackendKind(NamedTuple):
     """A backend by name: its class, whether no task may run in the engine's process, and a
     line for help texts."""
 
