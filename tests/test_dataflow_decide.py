@@ -181,3 +181,55 @@ def test_a_long_chain_shows_its_ends_and_how_many_it_leaves_out():
     got = explain(set(names), reasons, {}, {"d0"})
     assert got["d3"] == "inputs/x changed → d0 → d1 → d2 → d3"
     assert got["d7"] == "inputs/x changed → d0 → d1 → … (4 more) → d6 → d7"
+
+
+NAMES = [f"d{i}" for i in range(6)]
+PATHS = ["inputs/a", "inputs/b", "inputs/c"]
+
+
+@st.composite
+def fact_sets(draw):
+    """Random facts of the rerun policy over six dataflows (edges only forward: a DAG)."""
+    pick = lambda xs, **kw: draw(st.sets(st.sampled_from(xs), **kw))  # noqa: E731
+    edge = {(u, d) for u, d in draw(st.sets(st.tuples(st.sampled_from(NAMES),
+                                                      st.sampled_from(NAMES)), max_size=8))
+            if u < d}
+    reads = draw(st.sets(st.tuples(st.sampled_from(NAMES), st.sampled_from(PATHS)),
+                         max_size=8))
+    return {"edge": edge, "reads": reads,
+            "dataflow": {(n, "t") for n in NAMES},
+            "miss": {(n,) for n in pick(NAMES, max_size=3)},
+            "forced": {(n,) for n in pick(NAMES, max_size=2)},
+            "changed": {(p,) for p in pick(PATHS, max_size=1)},
+            "input_changed": {(p,) for p in pick(PATHS, max_size=2)},
+            "code_changed": {(n,) for n in pick(NAMES, max_size=2)},
+            "failed_last": {(n,) for n in pick(NAMES, max_size=2)},
+            "never_run": {(n,) for n in pick(NAMES, max_size=2)},
+            "output_lost": {(n,) for n in pick(NAMES, max_size=2)},
+            "input_missing": {(n, p) for n, p in draw(st.sets(st.tuples(
+                st.sampled_from(NAMES), st.sampled_from(PATHS)), max_size=2))}}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(fact_sets())
+def test_the_compiled_policy_answers_as_both_engines_interpret_dirty_dl(facts):
+    from e3logic.dataflow.decide import compiled_decide
+
+    dirty, reasons, _ = compiled_decide(facts)
+    flat = {(d, k, a) for d, rs in reasons.items() for k, a in rs}
+    program = Policy().program
+    for engine in ("fast", "pydatalog"):
+        got = program.evaluate(facts, engine=engine, only=["dirty", "reason"], trusted=True)
+        assert {d for d, in got["dirty"]} == dirty, engine
+        assert set(got["reason"]) == flat, engine
+
+
+def test_a_project_without_rules_gets_the_compiled_policy_and_one_with_rules_the_rules(
+        tmp_path):
+    from e3logic.dataflow.decide import CompiledPolicy
+
+    assert CompiledPolicy.matches()  # the shipped dirty.dl is the one compiled
+    assert isinstance(Policy.for_project(tmp_path), CompiledPolicy)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "mine.dl").write_text('hot(D) :- tag(D, "hot").\n')
+    assert isinstance(Policy.for_project(tmp_path), Policy)
