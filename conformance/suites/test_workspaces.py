@@ -107,13 +107,14 @@ def test_set_get_and_ls_read_and_write_datasets(proj, tmp_path):
     (tmp_path / "t.json").write_text('{"low": 5}')
     r = ok(proj("--json", "set", "inputs/cfg/thresholds", tmp_path / "t.json")).json
     assert r["root"] == ok(proj("--json", "status")).json["root"]
-    assert ok(proj("get", "inputs/cfg/thresholds")).out == '{"low": 5}'
+    # a JSON dataset is stored as its canonical encoding (docs/repository.md, "JSON inputs")
+    assert ok(proj("get", "inputs/cfg/thresholds")).out == '{"low":5}'
     assert json.loads((proj.root / "inputs/cfg/thresholds").read_text()) == {"low": 5}
     ls = ok(proj("--json", "ls", "inputs/cfg")).json
-    assert ls == [{"path": "inputs/cfg/thresholds", "hash": r["hash"], "size": 10}]
+    assert ls == [{"path": "inputs/cfg/thresholds", "hash": r["hash"], "size": 9, "format": "json"}]
     bad = proj("set", "inputs/cfg/thresholds", "-", input="{broken")
     assert bad.code == 2 and "not valid JSON" in bad.err
-    assert ok(proj("get", "inputs/cfg/thresholds")).out == '{"low": 5}'
+    assert ok(proj("get", "inputs/cfg/thresholds")).out == '{"low":5}'
 
 
 def test_commit_log_diff_and_reset_version_the_workspace(proj):
