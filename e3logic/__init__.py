@@ -30,6 +30,9 @@ def _data_dir(name: str) -> Path:
     """The package-data directory `name` as a file-system path: the directory itself for a
     checkout or a normal install; a one-off copy in a temp directory when the package is
     imported from somewhere else (a zip file)."""
+    here = Path(__file__).parent / name
+    if here.is_dir():  # imported from the file system: no need for importlib.resources (~13 ms)
+        return here
     from importlib.resources import files
 
     res = files(__name__) / name

@@ -20,7 +20,7 @@ from typing import Callable
 from ..core import canon
 from ..core.errors import UsageError
 from ..core.hashing import hash_parts
-from .decide import Policy, Prediction, decide, explaining_facts, predict
+from .decide import CompiledPolicy, Policy, Prediction, decide, explaining_facts, predict
 from .events import EventLog, Reporter
 from .staging import clear_staging, run_token
 from .model import Project
@@ -150,12 +150,14 @@ class Go:
     def decide(self, ws: str, project: Project, selected: list[str], pred: Prediction,
                overrides: dict | None = None) -> Prediction:
         """Let the policy decide over what `pred` observed (see `decide.py`)."""
-        from ..logic.limits import Limits
-
         why = explaining_facts(self.repo, project, self.snapshot, pred, self._base(ws)
                                if len(pred.outputs) < len(selected) else None, overrides)
-        return decide(self.policy(), project, selected, pred, self.force, why,
-                      Limits.from_settings(self.repo.config))
+        policy, limits = self.policy(), None
+        if not isinstance(policy, CompiledPolicy):  # only the interpreter runs under limits
+            from ..logic.limits import Limits  # (imports the rule engine: ~35 ms)
+
+            limits = Limits.from_settings(self.repo.config)
+        return decide(policy, project, selected, pred, self.force, why, limits)
 
     def decide_now(self, ws: str, root: str | None = None, overrides: dict | None = None):
         """(project, selected, root, decision) for the workspace root (or `root`, plus
