@@ -206,6 +206,7 @@ def fact_sets(draw):
             "failed_last": {(n,) for n in pick(NAMES, max_size=2)},
             "never_run": {(n,) for n in pick(NAMES, max_size=2)},
             "output_lost": {(n,) for n in pick(NAMES, max_size=2)},
+            "revoked_producer": {(n, "alice") for n in pick(NAMES, max_size=2)},
             "input_missing": {(n, p) for n, p in draw(st.sets(st.tuples(
                 st.sampled_from(NAMES), st.sampled_from(PATHS)), max_size=2))}}
 
