@@ -4,7 +4,6 @@ writing whole files, with one-line errors that never name a credential."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
