@@ -4,6 +4,7 @@ XDG_CONFIG_HOME per user), a directory remote and a real local S3 server (moto i
 mode, tests/s3server.py)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -305,3 +306,46 @@ def test_a_remote_that_goes_away_mid_pull_commits_nothing_and_says_so_in_one_lin
     assert SECRET not in r.err
     assert b.memo() == {} and b.objects() == before
     assert b.db("SELECT COUNT(*) FROM origins") == [(0,)]
+
+
+@pytest.mark.slow
+def test_a_push_cut_mid_way_leaves_only_whole_objects_and_records_whose_objects_are_there(
+        tmp_path_factory, tmp_path, produced, s3):
+    a, alice, _, _ = produced
+    bucket = s3.bucket("team-push-cut")
+    a2 = Clone(a.path, alice, s3.env)
+    try:
+        # 2 listings, 11 object PUTs, then records: the connection drops after 16 requests
+        with CutProxy(("127.0.0.1", s3.port), budget=16) as proxy:
+            a2.ok("remote", "add", "cut", f"s3://{bucket}", "--endpoint-url", proxy.endpoint)
+            r = a2.e3("push", "cut")
+        assert r.code == 2 and "is unreachable" in r.err, r
+        client = s3.client()
+        names = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        objects = {n for n in names if n.startswith("objects/")}
+        records = [n for n in names if n.startswith("records/")]
+        assert objects and len(records) < len(FLOWS)
+        for n in objects:
+            body = client.get_object(Bucket=bucket, Key=n)["Body"].read()
+            assert hash_bytes(body) == n.split("/", 1)[1].replace("/", "")
+        for n in records:
+            rec = json.loads(client.get_object(Bucket=bucket, Key=n)["Body"].read())
+            assert f"objects/{rec['output'][:2]}/{rec['output'][2:]}" in objects
+        a2.e3("remote", "remove", "cut")
+        a2.ok("remote", "add", "cut", f"s3://{bucket}", "--endpoint-url", s3.endpoint)
+        again = a2.ok("push", "cut")  # the rest
+        assert again["records"] == len(FLOWS) - len(records)
+    finally:
+        a2.e3("remote", "remove", "cut")
+
+
+def test_cache_remote_in_e3_toml_makes_every_go_ask_it_unless_told_not_to(
+        tmp_path_factory, tmp_path, produced):
+    b = trusting(tmp_path_factory, tmp_path, produced)
+    with open(b.path / "e3.toml", "a") as f:
+        f.write('\n[cache]\nremote = "team"\n')
+    assert b.go("--no-remote", "peak")["executed"] == ["peak"]
+    res = b.go()
+    assert res["pulled"] == [n for n in FLOWS if n != "peak"]
+    r = b.e3("pull")  # the default remote; human summary
+    assert r.code == 0 and r.out.startswith("pulled 0 records (0 objects) from 'team'"), r

@@ -119,3 +119,12 @@ def test_s3_errors_are_one_line_naming_the_remote_and_never_a_credential(s3):
         msg = str(err.value)
         assert msg.startswith("remote 'team' (s3://") and "\n" not in msg
         assert SECRET not in msg and "e3testkey" not in msg
+
+
+def test_a_put_that_fails_half_way_leaves_no_file_not_even_a_temporary_one(tmp_path):
+    r = DirRemote("team", str(tmp_path / "remote"))
+    r.ensure()
+    with pytest.raises(TypeError):
+        r.put("records/k/1", object())  # the write fails after the temp file is made
+    assert [p for p in (tmp_path / "remote").rglob("*") if p.is_file()] == []
+    assert r.list("records/") == []
