@@ -349,3 +349,15 @@ def test_cache_remote_in_e3_toml_makes_every_go_ask_it_unless_told_not_to(
     assert res["pulled"] == [n for n in FLOWS if n != "peak"]
     r = b.e3("pull")  # the default remote; human summary
     assert r.code == 0 and r.out.startswith("pulled 0 records (0 objects) from 'team'"), r
+
+
+def test_gc_keeps_pulled_results_and_fsck_finds_them_whole(tmp_path_factory, tmp_path,
+                                                           produced):
+    b = trusting(tmp_path_factory, tmp_path, produced)
+    b.ok("pull")
+    pulled = {h for h, _ in b.memo().values()}
+    gc = b.ok("gc", "--min-age", "0")
+    assert pulled <= b.objects(), gc  # memo outputs are roots, pulled or not
+    assert b.ok("fsck")["ok"] is True
+    res = b.go()
+    assert res["cached"] == FLOWS and res["state_root"] == produced[3]["state_root"]
