@@ -235,6 +235,7 @@ class Go:
                 pred = predict(self.repo, project, root, selected, self.force)
             pred = self.decide(ws, project, selected, pred)
             if self.remote is not None and pred.run and not self.dry_run and not self.force:
+                path = "full"  # every dataflow looked up again, the remote asked on a miss
                 pred = self._ask_remote(ws, project, selected, root)
             while not self._handed_intact(project, pred):  # a corrupt one was quarantined
                 path = "full"
