@@ -236,7 +236,7 @@ class Go:
             pred = self.decide(ws, project, selected, pred)
             if self.remote is not None and pred.run and not self.dry_run and not self.force:
                 path = "full"  # every dataflow looked up again, the remote asked on a miss
-                pred = self._ask_remote(ws, project, selected, root)
+                pred = self._ask_remote(ws, project, selected, root, pred)
             while not self._handed_intact(project, pred):  # a corrupt one was quarantined
                 path = "full"
                 pred = self.decide(ws, project, selected,
@@ -268,8 +268,8 @@ class Go:
         return self._finish(ws, run_id, project, selected, outcome, results, root, policy,
                             pred.reasons)
 
-    def _ask_remote(self, ws: str, project: Project, selected: list[str], root: str
-                    ) -> Prediction:
+    def _ask_remote(self, ws: str, project: Project, selected: list[str], root: str,
+                    first: Prediction) -> Prediction:
         """Observe again, asking the remote for each dataflow the memo lacks
         (`exec.share.RemoteLookup`: trusted, verified results only); what it accepted becomes
         memo rows (one transaction) before the policy decides again. A remote that fails
@@ -277,6 +277,8 @@ class Go:
         from ..exec.share import RemoteLookup, remote_for
 
         self.lookup = RemoteLookup(self.repo, remote_for(self.repo, self.remote), project)
+        # the first wave at once: the keys already known (inputs held here)
+        self.lookup.prefetch(first.keys[n] for n in first.run if n in first.keys)
         pred = predict(self.repo, project, root, selected, False, remote=self.lookup)
         self.lookup.commit()
         return self.decide(ws, project, selected, pred)

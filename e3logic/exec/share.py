@@ -300,33 +300,46 @@ class RemoteLookup:
     `MemoHit` for an accepted result (its object written to the store, verified), or None.
     Accepted results are staged; `commit()` makes them memo rows (one transaction) with the
     project's own paths as their provenance. `adopted` {dataflow: key}, `refused` as `pull`
-    reports them."""
+    reports them. `prefetch(keys)` fetches the records and objects of keys known in advance
+    in parallel (a run's first wave: the dataflows whose inputs it holds); the keys only known
+    once an upstream result is pulled are asked one by one, in dependency order."""
 
     def __init__(self, repo, remote, project, trusted: dict | None = None):
         self.repo, self.remote, self.project = repo, remote, project
         self.trusted = trusted_keys(repo) if trusted is None else trusted
         self.index: dict[str, list[str]] | None = None
         self.seen: dict[str, MemoHit | None] = {}
+        self.ready: dict[str, Candidate | None] = {}  # prefetched: accepted, or None
         self.staged: list[tuple] = []
         self.adopted: dict[str, str] = {}
         self.refused: list[dict] = []
         self.objects = 0
 
+    def _names(self, key: str) -> list[str]:
+        if self.index is None:
+            self.index = _names_by_key(self.remote)
+        return self.index.get(key, [])
+
     def __call__(self, name: str, key: str) -> MemoHit | None:
         if key not in self.seen:
-            self.seen[key] = self._find(name, key)
+            c = self.ready[key] if key in self.ready else self._find(key)
+            self.seen[key] = None if c is None else self._stage(name, key, c)
         hit = self.seen[key]
         if hit is not None:
             self.adopted[name] = key
         return hit
 
-    def _find(self, name: str, key: str) -> MemoHit | None:
-        if self.index is None:
-            self.index = _names_by_key(self.remote)
-        for rn in self.index.get(key, ()):
+    def _stage(self, name: str, key: str, c: Candidate) -> MemoHit:
+        d = self.project.dataflows[name]
+        self.staged.append((key, c[2], c.output, c[5], name, self.project.outputs[name],
+                            list(zip(d["inputs"], [h for _, h in c[3]])), c[8],
+                            self.remote.name, c.name))
+        return MemoHit(c.output, c[5], 0.0)
+
+    def _find(self, key: str) -> Candidate | None:
+        for rn in self._names(key):
             try:
-                data = self.remote.get(rn)
-                c = check_record(rn, data, self.trusted)
+                c = check_record(rn, self.remote.get(rn), self.trusted)
                 if not self.repo.objects.exists(c.output):
                     self.repo.objects.write(fetch_object(self.remote, c.output))
                     self.objects += 1
@@ -335,12 +348,56 @@ class RemoteLookup:
             except Refused as e:
                 self.refused.append({"record": rn, "reason": str(e)})
                 continue
-            d = self.project.dataflows[name]
-            self.staged.append((key, c[2], c.output, c[5], name, self.project.outputs[name],
-                                list(zip(d["inputs"], [h for _, h in c[3]])), c[8],
-                                self.remote.name, rn))
-            return MemoHit(c.output, c[5], 0.0)
+            return c
         return None
+
+    def prefetch(self, keys) -> None:
+        """Fetch the records of `keys`, and the objects of the accepted ones, in parallel;
+        each key then has its answer (`ready`: an accepted record, or None)."""
+        keys = sorted({k for k in keys if k not in self.seen and k not in self.ready})
+        names = [n for k in keys for n in self._names(k)]
+        if not names:
+            return
+        objects = self.repo.objects
+
+        def get(name):
+            try:
+                return self.remote.get(name)
+            except Missing:
+                return None
+
+        def fetch(h):
+            try:
+                return fetch_object(self.remote, h)
+            except Refused as e:
+                return e
+
+        found: dict[str, list[Candidate]] = {}
+        with _pool(self.remote) as pool:
+            for name, data in zip(names, _map(pool, get, names)):
+                if data is None:
+                    continue
+                try:
+                    c = check_record(name, data, self.trusted)
+                except Refused as e:
+                    self.refused.append({"record": name, "reason": str(e)})
+                    continue
+                found.setdefault(c.key, []).append(c)
+            want = sorted({c.output for cs in found.values() for c in cs
+                           if not objects.exists(c.output)})
+            got = dict(zip(want, _map(pool, fetch, want)))
+        for key in keys:
+            self.ready[key] = None
+            for c in found.get(key, ()):
+                data = got.get(c.output)
+                if isinstance(data, Refused):
+                    self.refused.append({"record": c.name, "reason": str(data)})
+                    continue
+                if data is not None and not objects.exists(c.output):
+                    objects.write(data)
+                    self.objects += 1
+                self.ready[key] = c
+                break
 
     def commit(self) -> int:
         """The staged results become memo rows (one transaction); how many were added."""
