@@ -271,7 +271,7 @@ def pull(repo, remote, trusted: dict | None = None) -> dict:
                     return e
 
             got = dict(zip(want, _map(pool, fetch, want)))
-        rows = []
+        rows, written = [], set()
         for key in sorted(accepted):
             for c in accepted[key]:  # the first whose output object is good
                 data = got.get(c.output)
@@ -280,6 +280,7 @@ def pull(repo, remote, trusted: dict | None = None) -> dict:
                     continue
                 if data is not None:
                     batch.write(data)
+                    written.add(c.output)
                 rows.append((*c[1:], remote.name, c.name))
                 break
         batch.commit()
@@ -289,9 +290,8 @@ def pull(repo, remote, trusted: dict | None = None) -> dict:
     added = repo.journal.add_pulled(
         [(k, t, o, f, d, p, ins, s, r, n) for k, t, ins, o, f, d, p, s, r, n in rows])
     refused.sort(key=lambda r: r["record"])
-    return {"remote": remote.name, "objects": sum(1 for v in got.values()
-                                                  if isinstance(v, bytes)),
-            "records": added, "refused": refused}
+    return {"remote": remote.name, "objects": len(written), "records": added,
+            "refused": refused}
 
 
 # -- go --remote ------------------------------------------------------------------------------------
