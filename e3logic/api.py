@@ -514,6 +514,83 @@ class Repo:
         pkg = self.workspaces.package(self.ws())
         return sorted(self.read_package(pkg["hash"]).get("dataflows", {})) if pkg else []
 
+    # -- the shared cache (docs/sharing.md) -------------------------------------------------------
+    def remote_add(self, name: str, url: str, endpoint_url: str | None = None) -> dict:
+        """Name a remote: a directory (or file://…) or s3://bucket/prefix (`endpoint_url` for
+        a server other than AWS)."""
+        from .core.paths import check_ident
+        from .repo.remotes import check_url
+
+        check_ident(name, "remote")
+        url, endpoint_url = check_url(url, endpoint_url)
+        if not self.r.journal.add_remote(name, url, endpoint_url):
+            raise UsageError(f"remote '{name}' exists; remove it first ('e3 remote remove "
+                             f"{name}') or pick another name")
+        return {"name": name, "url": url, "endpoint_url": endpoint_url}
+
+    def remote_list(self) -> list[dict]:
+        return [{"name": n, "url": u, "endpoint_url": e} for n, u, e in self.r.journal.remotes()]
+
+    def remote_remove(self, name: str) -> dict:
+        if not self.r.journal.remove_remote(name):
+            raise NotFound("remote", name, [r["name"] for r in self.remote_list()],
+                           hint="see 'e3 remote list'")
+        return {"removed": name}
+
+    def trust_add(self, name: str, public_key: str) -> dict:
+        """Accept results signed by `public_key` (what `e3 keygen` printed), named `name`."""
+        from .core.paths import check_ident
+        from .repo.keys import parse_public_key
+
+        check_ident(name, "key")
+        pk = parse_public_key(public_key)
+        had = self.r.journal.trust_key(name, pk)
+        if had is not None:
+            n, k, revoked = had
+            if n == name and k == pk and not revoked:
+                pass  # trusted already: nothing to do
+            elif n == name and k == pk:
+                raise UsageError(f"'{name}' was revoked; a revoked key is never trusted again "
+                                 f"(trust a new key under a new name)")
+            elif n == name:
+                raise UsageError(f"'{name}' already names another key ({k}); pick another "
+                                 f"name")
+            else:
+                raise UsageError(f"this key is already trusted as '{n}'")
+        return {"name": name, "public_key": pk, "revoked": False}
+
+    def trust_list(self) -> list[dict]:
+        return [{"name": n, "public_key": k, "revoked": bool(r)}
+                for n, k, r in self.r.journal.trusted_keys()]
+
+    def trust_revoke(self, name: str) -> dict:
+        """Stop trusting the key named `name`: the memo rows pulled under it are dropped, and
+        what was produced under it, or computed from such results, is stale
+        (`revoked_producer`, rules/trust.dl's `tainted(P)`)."""
+        dropped = self.r.journal.revoke_key(name)
+        if dropped is None:
+            raise NotFound("trusted key", name, [t["name"] for t in self.trust_list()],
+                           hint="see 'e3 trust list'")
+        pk = next(t["public_key"] for t in self.trust_list() if t["name"] == name)
+        return {"name": name, "public_key": pk, "revoked": True, "dropped": len(dropped)}
+
+    @_holds_objects
+    def push(self, remote: str | None = None) -> dict:
+        """Sign and upload what this repository computed (`exec.share.push`)."""
+        from .exec.share import push, remote_for
+        from .repo.keys import load_signer
+
+        target = remote_for(self.r, remote)
+        return push(self.r, target, load_signer())
+
+    @_holds_objects
+    def pull(self, remote: str | None = None) -> dict:
+        """Download, verify and memoize the trusted results the memo lacks
+        (`exec.share.pull`)."""
+        from .exec.share import pull, remote_for
+
+        return pull(self.r, remote_for(self.r, remote))
+
     # -- maintenance ----------------------------------------------------------------------------------
     def gc(self, min_age: float | None = None, dry_run: bool = False) -> dict:
         if min_age is None:

@@ -206,6 +206,7 @@ def fact_sets(draw):
             "failed_last": {(n,) for n in pick(NAMES, max_size=2)},
             "never_run": {(n,) for n in pick(NAMES, max_size=2)},
             "output_lost": {(n,) for n in pick(NAMES, max_size=2)},
+            "revoked_producer": {(n, "alice") for n in pick(NAMES, max_size=2)},
             "input_missing": {(n, p) for n, p in draw(st.sets(st.tuples(
                 st.sampled_from(NAMES), st.sampled_from(PATHS)), max_size=2))}}
 
@@ -233,3 +234,19 @@ def test_a_project_without_rules_gets_the_compiled_policy_and_one_with_rules_the
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "mine.dl").write_text('hot(D) :- tag(D, "hot").\n')
     assert isinstance(Policy.for_project(tmp_path), Policy)
+
+
+def test_a_result_produced_under_a_revoked_key_is_dirty_and_its_readers_say_so():
+    from e3logic.dataflow.decide import compiled_decide
+
+    facts = {"edge": {("peak", "scaled")}, "reads": {("scaled", "outputs/peak/o")},
+             "dataflow": {("peak", "t"), ("scaled", "t")},
+             "revoked_producer": {("peak", "alice")}}
+    dirty, reasons, by_rule = compiled_decide(facts)
+    assert dirty == {"peak", "scaled"}
+    assert explain(dirty, reasons, by_rule, set()) == {
+        "peak": "produced under revoked key alice",
+        "scaled": "produced under revoked key alice → peak → scaled"}
+    got = Policy().program.evaluate(facts, engine="fast", only=["dirty", "reason"],
+                                    trusted=True)
+    assert {d for d, in got["dirty"]} == dirty

@@ -242,3 +242,18 @@ def test_a_runaway_user_rule_file_stops_under_the_default_limits_shape(tmp_path)
                                          r".*grow.dl:2\)"):
         logic.query("n(X)")
     assert logic.dependents("clean") == ["left", "right"]
+
+
+@pytest.mark.parametrize("engine", ["fast", "pydatalog"])
+def test_tainted_follows_provenance_from_a_revoked_origin_transitively(engine):
+    facts = {"origin": {("k1", "alice", "team"), ("k9", "bob", "team")},
+             "revoked": {("alice",)},
+             "produced": {("k1", "outputs/a/o", "h1"), ("k2", "outputs/b/o", "h2"),
+                          ("k3", "outputs/c/o", "h3"), ("k9", "outputs/z/o", "h9")},
+             "consumed": {("k2", "outputs/a/o", "h1"), ("k3", "inputs/x", "hx")},
+             "current": {("outputs/a/o", "h1"), ("outputs/b/o", "h2"), ("outputs/c/o", "h3"),
+                         ("outputs/z/o", "h9")}}
+    logic = Logic(facts, engine=engine)
+    assert logic.query("tainted(P)").rows == [("outputs/a/o",), ("outputs/b/o",)]
+    assert logic.query("pulled_from(P, R)").rows == [("outputs/a/o", "team"),
+                                                     ("outputs/z/o", "team")]

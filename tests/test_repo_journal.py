@@ -482,3 +482,51 @@ def test_ever_executed_names_those_with_an_execution_row_failed_or_not(j):
                         "host")
     names = [f"n{i}" for i in range(1200)] + ["a", "b", "c"]  # more than one statement's worth
     assert j.ever_executed(names) == {"a", "b"}
+
+
+# -- the shared cache: remotes, trusted keys, pulled results -----------------------------------
+def pulled(key, out, signer="ed25519:alice", dataflow="d"):
+    return (key, "t", out, "raw", dataflow, f"outputs/{dataflow}/o", [("inputs/x", "hx")],
+            signer, "team", f"records/{key}/r")
+
+
+def test_remotes_are_named_once_and_listed_by_name(j):
+    assert j.add_remote("team", "/srv/cache") and j.add_remote("s3", "s3://b/p", "http://h:1")
+    assert not j.add_remote("team", "/elsewhere")
+    assert j.remotes() == [("s3", "s3://b/p", "http://h:1"), ("team", "/srv/cache", None)]
+    assert j.remove_remote("s3") and not j.remove_remote("s3")
+
+
+def test_a_key_is_trusted_under_one_name_and_a_taken_name_or_key_is_answered_not_written(j):
+    assert j.trust_key("alice", "ed25519:a") is None
+    assert j.trust_key("alice", "ed25519:b") == ("alice", "ed25519:a", 0)
+    assert j.trust_key("al", "ed25519:a") == ("alice", "ed25519:a", 0)
+    assert j.trusted_keys() == [("alice", "ed25519:a", 0)]
+
+
+def test_a_pulled_result_never_replaces_a_memo_row_and_keeps_its_origin(j):
+    j.record_executions([rec(key="k1", out="local")], HOST)
+    assert j.add_pulled([pulled("k1", "theirs"), pulled("k2", "o2")]) == 1
+    assert j.memo_lookup("k1")[0] == "local" and j.memo_lookup("k2")[0] == "o2"
+    assert rows(j, "SELECT origin FROM memo WHERE key='k2'") == [("ed25519:alice",)]
+    assert j.provenance("k2") == [("in", 0, "inputs/x", "hx"), ("out", 0, "outputs/d/o", "o2")]
+    # what push signs: only what was computed here
+    assert [r[0] for r in j.shareable_results()] == ["k1"]
+
+
+def test_revoking_a_key_drops_its_memo_rows_keeps_their_origins_and_a_local_run_supersedes_them(
+        j):
+    j.trust_key("alice", "ed25519:alice")
+    j.trust_key("bob", "ed25519:bob")
+    j.add_pulled([pulled("k1", "o1"), pulled("k2", "o2"), pulled("k3", "o3", "ed25519:bob")])
+    assert j.origin_rows() == [("k1", "alice", "team"), ("k2", "alice", "team"),
+                               ("k3", "bob", "team")]
+    assert j.revoke_key("alice") == ["k1", "k2"]
+    assert j.revoke_key("nobody") is None
+    assert j.memo_lookup("k1") is None and j.memo_lookup("k3") is not None
+    assert j.revoked_results() == [("k1", "alice", "o1"), ("k2", "alice", "o2")]
+    assert ("k1", "alice", "team") in j.origin_rows()
+    j.record_executions([rec(key="k1", out="o1")], HOST)  # recomputed here
+    assert j.revoked_results() == [("k2", "alice", "o2")]
+    assert [r[0] for r in j.origin_rows()] == ["k2", "k3"]
+    assert j.trusted_keys() == [("alice", "ed25519:alice", 1), ("bob", "ed25519:bob", 0)]

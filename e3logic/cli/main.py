@@ -46,6 +46,11 @@ COMMANDS = {
     "facts": ("logic_cmds", "facts"),
     "rules": ("logic_cmds", "rules"),
     "graph": ("graph_cmd", "graph"),
+    "remote": ("share_cmds", "remote"),
+    "keygen": ("share_cmds", "keygen"),
+    "trust": ("share_cmds", "trust"),
+    "push": ("share_cmds", "push"),
+    "pull": ("share_cmds", "pull"),
 }
 
 #: one-line help for each command, shown by `e3 --help` without importing the command
@@ -85,6 +90,11 @@ SUMMARIES = {
     "facts": "Show facts projected from the repository.",
     "rules": "List the relations the rules define, with docs.",
     "graph": "Draw the dataflow DAG coloured by state.",
+    "remote": "Manage the remotes of the shared cache.",
+    "keygen": "Make your ed25519 signing key and print its public key.",
+    "trust": "Manage whose signed results this repository accepts.",
+    "push": "Sign and upload computed results to a remote.",
+    "pull": "Download trusted, verified results from a remote.",
 }
 
 
@@ -169,7 +179,7 @@ def _accept_globals(cmd) -> None:
 READ_COMMANDS = frozenset({
     "status", "ls", "get", "log", "diff", "why", "deps", "dependents", "impact", "query",
     "facts", "rules", "graph", "plan", "packages", "export", "logs", "episodes", "stats",
-    "workspace list", "workspace export", "remote list", "trust list"})
+    "workspace list", "workspace export", "remote list", "trust list", "push", "keygen"})
 
 _OPTIONS = None  # the current command's Options (errors name its repository)
 

@@ -20,9 +20,9 @@ class Reporter:
     (3.0s): why`, `name... FAILED (0.5s): exit 3`; cached ones only counted); at the end the
     area goes and its counts line stays (`e3 go 6/6: 2 done, 4 cached`)."""
 
-    WORDS = {"executed": "done", "cached": "cached", "failed": "FAILED", "skipped": "skipped",
-             "cancelled": "cancelled"}
-    COUNTS = (("executed", "done"), ("cached", "cached"), ("failed", "failed"),
+    WORDS = {"executed": "done", "cached": "cached", "pulled": "pulled", "failed": "FAILED",
+             "skipped": "skipped", "cancelled": "cancelled"}
+    COUNTS = (("pulled", "pulled"), ("executed", "done"), ("cached", "cached"), ("failed", "failed"),
               ("skipped", "skipped"), ("cancelled", "cancelled"))
     SHOWN = 10  # running lines at most (then `… and 7 more`)
 
@@ -121,7 +121,7 @@ class Reporter:
     def outcome(self, name: str, outcome: str, seconds: float, note: str = "") -> None:
         if self.tty and self.n:
             self._count([name], outcome)
-            if outcome != "cached":  # a reason is text, never rich markup
+            if outcome not in ("cached", "pulled"):  # a reason is text, never rich markup
                 self._area().console.print(self._text(name, outcome, seconds, note),
                                            markup=False, highlight=False, soft_wrap=True)
         else:
@@ -181,20 +181,30 @@ def _elapsed(s: float) -> str:
               help="On failure, finish independent branches (default) or stop at once.")
 @click.option("--strict-batches", is_flag=True, help="Run the plan batch by batch.")
 @click.option("-w", "--workspace", help="Run in this workspace (default: the current one).")
+@click.option("--remote", metavar="NAME",
+              help="Fetch trusted results from this remote instead of computing them "
+                   "(default: [cache] remote in e3.toml).")
+@click.option("--no-remote", is_flag=True, help="Ask no remote, whatever e3.toml says.")
+@click.option("--push", is_flag=True, help="After the run, push what was computed to the remote.")
 @pass_opts
 def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, strict_batches,
-       workspace):
+       workspace, remote, no_remote, push):
     """Run the dataflows (TARGETS: dataflow names or output paths; only what they need runs)."""
     from ..dataflow.go import Go
 
     api = opts.api()
     executor = executor or api.r.config.get("defaults", {}).get("executor", "threads")
+    if remote is None and not no_remote:
+        remote = (api.r.config.get("cache") or {}).get("remote")
+    elif no_remote:
+        remote = None
     rep = None if dry_run else Reporter(to_stderr=opts.json)
     try:
         # this process ends with the run: what lives to its end leaves the collected
         # generations (see Go.freeze)
         res = Go(api, targets, pattern, jobs, executor, force, dry_run, not keep_going,
-                 strict_batches, reporter=rep, workspace=workspace, freeze=gc.freeze)()
+                 strict_batches, reporter=rep, workspace=workspace, freeze=gc.freeze,
+                 remote=remote, push=push)()
     finally:
         if rep:
             rep.stop()
@@ -207,12 +217,22 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
             for n in d["would_run"]:
                 click.echo(f"  {n}: {d['reasons'].get(n, '')}")
             return
-        parts = [f"{len(d[k])} {k}" for k in ("executed", "cached", "failed", "skipped", "cancelled") if d[k]]
+        parts = [f"{len(d[k])} {k}" for k in ("pulled", "executed", "cached", "failed",
+                                               "skipped", "cancelled") if d.get(k)]
         # the run's state (JSON `commit`), not to be confused with `e3 commit`'s versions
         click.echo(f"run {d['run']} {d['status']}: {', '.join(parts) or 'nothing to do'}; "
                    f"state {d['commit'][:12]}")
         for p in d.get("restored", []):
             click.echo(f"restored {p} (edited by hand)")
+        if d.get("refused"):  # one line: the first reason stands for the kind of trouble
+            r = d["refused"]
+            click.echo(f"refused {len(r)} record{'s' if len(r) != 1 else ''} of the remote "
+                       f"(first: {r[0]['record']}: {r[0]['reason']}); see 'e3 --json go'")
+        if "pushed" in d:
+            pu = d["pushed"]
+            click.echo(f"pushed {pu['objects']} objects, {pu['records']} records to "
+                       f"'{pu['remote']}'" + (f"; {len(pu['refused'])} refused"
+                                               if pu["refused"] else ""))
         for n in d["failed"]:
             click.echo(f"  FAILED {n}: {d['reasons'].get(n) or 'failed'}; see 'e3 logs {n}'")
         for n in d["skipped"]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 # The order in which a dataflow's own reasons are preferred (a user rule after `forced`).
-KINDS = ("forced", "rule", "code", "failed", "input", "input_missing", "output_lost",
-         "never_run", "changed", "no_memo")
+KINDS = ("forced", "rule", "revoked", "code", "failed", "input", "input_missing",
+         "output_lost", "never_run", "changed", "no_memo")
 RULE_PREFIX = "e3_rule_"
 
 
@@ -54,12 +54,13 @@ class Prediction:
 
 
 def predict(repo, project, root: str, selected: list[str], force: bool,
-            overrides: dict | None = None) -> Prediction:
+            overrides: dict | None = None, remote=None) -> Prediction:
     """Observe `selected` (dependency order) against `root`: keys, memo hits, misses. `run`
     is every dataflow without a hit (what the shipped rules decide when no project rule adds
     to them; `Policy.decide` has the last word). `overrides` {path: hash or None}: dataset
     values to assume instead of the root's (e.g. unsaved working-copy edits, for `e3
-    status`)."""
+    status`). `remote(name, key)`: asked on a local miss (`go --remote`,
+    `exec.share.RemoteLookup`), a `MemoHit` for a trusted result it fetched, or None."""
     from ..exec.memo import Memo, execution_key, usable
 
     memo = Memo(repo.index)
@@ -99,6 +100,8 @@ def predict(repo, project, root: str, selected: list[str], force: bool,
             keys[n] = key
             if not force:
                 hit = prefetched.get(key) if prefetched is not None else memo.lookup(key)
+                if hit is None and remote is not None:
+                    hit = remote(n, key)
             if hit is not None:
                 e = trees.find(root, project.outputs[n])
                 size = e.get("size") if e and e.get("hash") == hit.output_hash else None
@@ -195,13 +198,13 @@ class Policy:
 
 #: blake3 of the shipped dirty.dl that `compiled_decide` mirrors, rule for rule; when the file
 #: differs, nothing is compiled: the rules are interpreted
-COMPILED_FOR = "4e36fcc5aa9e565aa8ab734d53ef3c6ceacc3d3090157c1f6938ab8af1a830f0"
+COMPILED_FOR = "f8aa0207bbf60933d234ad9da44b23605b0861e0c88f96d038606ce7d0f3ee2c"
 
 
 def compiled_decide(facts: dict) -> tuple[set, dict, dict]:
     """The shipped dirty.dl compiled to Python (what `Policy.decide` answers for it, without
     loading the rule engine): `dirty(D)` is the closure of `miss(D)` (given, or a reader of a
-    `changed` path) and `forced(D)` along `edge`; `reason(D, Kind, About)` rule by rule. A
+    `changed` path), `forced(D)` and `revoked_producer(D, _)` along `edge`; `reason(D, Kind, About)` rule by rule. A
     property test checks it against both engines on random facts and random projects."""
     get = facts.get
     edge = get("edge", ())
@@ -211,10 +214,11 @@ def compiled_decide(facts: dict) -> tuple[set, dict, dict]:
     if changed:
         miss |= {d for d, p in reads if p in changed}
     forced = {d for d, in get("forced", ())}
+    revoked = set(get("revoked_producer", ()))
     down: dict[str, list] = {}
     for u, d in edge:
         down.setdefault(u, []).append(d)
-    dirty = miss | forced
+    dirty = miss | forced | {d for d, _ in revoked}
     stack = list(dirty)
     while stack:
         for d in down.get(stack.pop(), ()):
@@ -228,6 +232,8 @@ def compiled_decide(facts: dict) -> tuple[set, dict, dict]:
 
     for d in forced:
         add(d, "forced", d)
+    for d, name in revoked:
+        add(d, "revoked", name)
     for rel, kind in (("code_changed", "code"), ("failed_last", "failed"),
                       ("never_run", "never_run")):
         for d, in get(rel, ()):
@@ -347,7 +353,8 @@ def decision_facts(project, selected, pred: Prediction, force: bool, why: dict |
     f["forced"] = {(n,) for n in selected} if force else set()
     f["input_missing"] = set(pred.input_missing.items())
     f["output_lost"] = {(n,) for n in pred.output_lost}
-    for rel in ("input_changed", "code_changed", "failed_last", "never_run"):
+    for rel in ("input_changed", "code_changed", "failed_last", "never_run",
+                "revoked_producer"):
         f[rel] = set((why or {}).get(rel, ()))
     return f
 
@@ -358,12 +365,13 @@ def explaining_facts(repo, project, root: str, pred: Prediction, base, overrides
     a dict with `root`, `package`, `keys` {dataflow: key} — or None) and `failed` (the
     dataflows that failed in its last run)."""
     out = {"input_changed": set(), "code_changed": set(), "failed_last": set(),
-           "never_run": set()}
+           "never_run": set(), "revoked_producer": set()}
     # about every dataflow without a memo hit (those that miss, and those whose key waits
     # for an upstream one): a reason of its own reads better than a chain
     unsure = [n for n in pred.order if n not in pred.outputs]
     if not unsure:
         return out
+    out["revoked_producer"] = revoked_producers(repo, project, root, pred, base, unsure)
     failed = set((base or {}).get("failed", ()))
     out["failed_last"] = {(n,) for n in unsure if n in failed}
     executed = repo.journal.ever_executed(unsure)  # ever attempted, in any run
@@ -403,8 +411,32 @@ def explaining_facts(repo, project, root: str, pred: Prediction, base, overrides
     return out
 
 
+def revoked_producers(repo, project, root: str, pred: Prediction, base, unsure) -> set:
+    """`revoked_producer(D, Name)` facts: among `unsure`, the dataflows whose result — the
+    one their key now names, the one the last settled run recorded, or the one the workspace
+    holds at their output path — was pulled from a record signed by a key since revoked
+    (`e3 trust revoke`), and not computed here since (rules/trust.dl says the same of every
+    output, transitively: `tainted(P)`)."""
+    rows = repo.journal.revoked_results()
+    if not rows:
+        return set()
+    by_key = {k: name for k, name, _ in rows}
+    by_output = {h: name for _, name, h in rows}
+    ran = (base or {}).get("keys") or {}
+    out = set()
+    for n in unsure:
+        name = by_key.get(pred.keys.get(n)) or by_key.get(ran.get(n))
+        if name is None:
+            e = repo.trees.find(root, project.outputs[n])
+            name = by_output.get(e["hash"]) if e is not None and e.get("hash") else None
+        if name is not None:
+            out.add((n, name))
+    return out
+
+
 def _own_text(kind: str, about: str, name: str) -> str:
     return {"forced": "forced", "code": f"task code of {name} changed",
+            "revoked": f"produced under revoked key {about}",
             "input": f"{about} changed → {name}", "changed": f"{about} changed → {name}",
             "input_missing": f"input {about} is missing", "output_lost": "output missing",
             "failed": "failed last run", "never_run": "never run",
@@ -414,6 +446,7 @@ def _own_text(kind: str, about: str, name: str) -> str:
 def _origin_text(kind: str, about: str, name: str) -> str:
     """An own reason phrased to start a chain `… → name → … → D`."""
     return {"forced": f"{name} forced", "code": f"task code of {name} changed",
+            "revoked": f"produced under revoked key {about}",
             "input": f"{about} changed", "changed": f"{about} changed",
             "input_missing": f"input {about} of {name} is missing",
             "output_lost": f"output of {name} missing", "failed": f"{name} failed last run",

@@ -51,11 +51,12 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
             executor: str, force, fail_fast: bool, strict_batches: bool, reporter,
             interrupted: Callable[[], str | None], verified=(),
             before_run: Callable[[], None] | None = None,
-            plan=None) -> Executed:
+            plan=None, fresh=()) -> Executed:
     """Run `decision.run` (the cached ones are committed at the first beat) against the
     snapshot `root`. `force`: True, or the set of dataflows whose memo entries are ignored.
     `interrupted()` names a signal that arrived, or None. `plan`: the planner's answer for
-    `decision.run` (its batches order the work)."""
+    `decision.run` (its batches order the work). `fresh`: cached dataflows whose results are
+    new to this repository (pulled from a remote): writing their files restores nothing."""
     from ..exec.backends import backend_for
 
     repo = api.r
@@ -70,7 +71,7 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
                              force=force, fail_fast=fail_fast,
                              strict_batches=strict_batches, reporter=reporter,
                              interrupted=interrupted, verified=verified, before_run=before_run,
-                             plan=plan)
+                             plan=plan, fresh=fresh)
     except BaseException:
         backend.kill()
         raise
@@ -78,7 +79,7 @@ def execute(api, ws: str, run_id: str, project: Project, decision, root: str, *,
 
 def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *, cap,
                   force, fail_fast, strict_batches, reporter, interrupted,
-                  verified, plan, before_run=None) -> Executed:
+                  verified, plan, before_run=None, fresh=()) -> Executed:
     import anyio
 
     from ..exec.executor import Executor, Job
@@ -122,7 +123,8 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
         asked[0] = now
         return "cancelled by 'e3 cancel'" if journal.cancel_requested(run_id) else None
 
-    publish = _publisher(api, ws, {project.outputs[n]: pred.outputs[n] for n in pred.cached})
+    publish = _publisher(api, ws, {project.outputs[n]: pred.outputs[n] for n in pred.cached
+                                   if n not in fresh})
     if reporter:
         reporter.start(len(pred.order))
     ex = Executor(repo, ws, jobs, priority, run_id=run_id, backend=backend, cap=cap,

@@ -102,9 +102,15 @@ def repository_facts(repo, ws: str | None = None) -> dict[str, set[tuple]]:
         add("state", e, s)
     for e, e2 in j.await_edges():
         add("awaits", e, e2)
+    for key, signer, remote in j.origin_rows():
+        add("origin", key, signer, remote)
+    for name, _, revoked in j.trusted_keys():
+        if revoked:
+            add("revoked", name)
     for rel in ("dataflow", "task", "reads", "writes", "edge", "input_dataset", "lease",
                 "resource", "under", "tag", "package", "package_dep", "requires", "execution",
-                "consumed", "produced", "current", "episode", "state", "awaits"):
+                "consumed", "produced", "current", "episode", "state", "awaits", "origin",
+                "revoked"):
         facts.setdefault(rel, set())
     return facts
 
@@ -113,7 +119,7 @@ def repository_facts(repo, ws: str | None = None) -> dict[str, set[tuple]]:
 #: status` observes them: `decision_facts`, and `RepositoryLogic` on the first query that
 #: needs one of them.
 DECISION_RELATIONS = ("miss", "forced", "input_changed", "input_missing", "code_changed",
-                      "output_lost", "failed_last", "never_run")
+                      "output_lost", "failed_last", "never_run", "revoked_producer")
 
 
 def decision_facts(api, ws: str | None = None) -> dict[str, set[tuple]]:

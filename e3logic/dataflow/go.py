@@ -85,7 +85,8 @@ class Go:
     def __init__(self, api, targets=(), pattern=None, cap=None, executor="threads",
                  force=False, dry_run=False, fail_fast=False, strict_batches=False,
                  reporter: Reporter | None = None, workspace=None,
-                 events: EventLog | None = None, freeze: Callable[[], None] | None = None):
+                 events: EventLog | None = None, freeze: Callable[[], None] | None = None,
+                 remote: str | None = None, push: bool = False):
         from ..exec.backends import backend_kind
 
         backend_kind(executor)  # an unknown name: a UsageError naming the known ones
@@ -123,6 +124,13 @@ class Go:
         self.stale: list = []
         self.keys: dict = {}
         self.restored: list = []  # output files edited by hand that the run put back
+        #: the shared cache (docs/sharing.md): the remote asked before executing a dataflow
+        #: (`go --remote NAME`; None: none), whether to push what was computed after the run
+        self.remote = remote
+        self.push = push
+        self.lookup = None  # per call: the `exec.share.RemoteLookup` of the run, if any
+        self._pushing = None  # per call: (remote, signer) of --push
+        self.pulled: set = set()  # per call: the dataflows whose results came from the remote
 
     # -- preparing -------------------------------------------------------------------------
     def prepare(self, ws: str):
@@ -206,6 +214,8 @@ class Go:
     def _go(self, ws: str) -> dict:
         api = self.api
         ev = self.events
+        self.lookup, self.pulled = None, set()
+        self._pushing = self._push_target() if self.push and not self.dry_run else None
         with gc_paused():
             root = api.intake(ws)
             self.snapshot = root  # the one snapshot of the workspace this run reads
@@ -226,20 +236,27 @@ class Go:
                 path = "full"
                 pred = predict(self.repo, project, root, selected, self.force)
             pred = self.decide(ws, project, selected, pred)
+            if self.remote is not None and pred.run and not self.dry_run and not self.force:
+                path = "full"  # every dataflow looked up again, the remote asked on a miss
+                pred = self._ask_remote(ws, project, selected, root, pred)
             while not self._handed_intact(project, pred):  # a corrupt one was quarantined
                 path = "full"
                 pred = self.decide(ws, project, selected,
                                    predict(self.repo, project, root, selected, self.force))
             collecting = gc.isenabled()  # (False: decided with cyclic gc paused)
+            if self.lookup is not None:
+                self.pulled = set(self.lookup.adopted) & set(pred.cached)
         ev.emit("decided", path=path, run=list(pred.run), cached=sorted(pred.cached),
-                reasons=dict(pred.reasons), observed=pred.observed, collecting=collecting)
+                reasons=dict(pred.reasons), observed=pred.observed, collecting=collecting,
+                pulled=sorted(self.pulled))
         if self.freeze is not None and not self.dry_run:
             self.freeze()
         if self.dry_run:
             plan = self.plan(project, pred)
             ev.emit("planned", batches=[list(b) for b in plan.batches])
             return {"run": None, "status": "dry-run", "executed": [], "cached": sorted(pred.cached),
-                    "failed": [], "skipped": [], "cancelled": [], "would_run": sorted(pred.run),
+                    "pulled": [], "failed": [], "skipped": [], "cancelled": [],
+                    "would_run": sorted(pred.run),
                     "state_root": root, "snapshot": root, "commit": None, "receipt": None,
                     "plan": plan.to_json(), "reasons": dict(sorted(pred.reasons.items())),
                     "restored": []}
@@ -252,6 +269,21 @@ class Go:
             raise
         return self._finish(ws, run_id, project, selected, outcome, results, root, policy,
                             pred.reasons)
+
+    def _ask_remote(self, ws: str, project: Project, selected: list[str], root: str,
+                    first: Prediction) -> Prediction:
+        """Observe again, asking the remote for each dataflow the memo lacks
+        (`exec.share.RemoteLookup`: trusted, verified results only); what it accepted becomes
+        memo rows (one transaction) before the policy decides again. A remote that fails
+        mid-way: `RemoteError` (exit 2) before anything is recorded."""
+        from ..exec.share import RemoteLookup, remote_for
+
+        self.lookup = RemoteLookup(self.repo, remote_for(self.repo, self.remote), project)
+        # the first wave at once: the keys already known (inputs held here)
+        self.lookup.prefetch(first.keys[n] for n in first.run if n in first.keys)
+        pred = predict(self.repo, project, root, selected, False, remote=self.lookup)
+        self.lookup.commit()
+        return self.decide(ws, project, selected, pred)
 
     def _rules_add_nothing(self, project: Project, selected: list[str]) -> bool:
         """Would the policy run nothing when nothing was observed to miss? True at once for
@@ -324,14 +356,17 @@ class Go:
         plan = self.plan(project, pred) if pred.run else None
         if plan is not None:
             self.events.emit("planned", batches=[list(b) for b in plan.batches])
-        if self.reporter is not None:
-            self.reporter.explain(pred.reasons)
+        reporter = self.reporter
+        if reporter is not None:
+            reporter.explain(pred.reasons)
+            if self.pulled:
+                reporter = PulledReporter(reporter, self.pulled)
         done = execute(self.api, ws, run_id, project, pred, root, cap=self.cap,
                        executor=self.executor, force=self.force or pred.rule_forced,
                        fail_fast=self.fail_fast,
-                       strict_batches=self.strict_batches, reporter=self.reporter,
+                       strict_batches=self.strict_batches, reporter=reporter,
                        interrupted=lambda: self.interrupted, before_run=self.freeze,
-                       verified=self.verified, plan=plan)
+                       verified=self.verified, plan=plan, fresh=self.pulled)
         self.cancelled_reason = done.cancel_reason
         self.stale = done.stale
         self.keys = done.keys
@@ -354,7 +389,11 @@ class Go:
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy,
                 decided=None) -> dict:
         receipt = []
-        lists = {o: [] for o in ("executed", "cached", "failed", "skipped", "cancelled")}
+        lists = {o: [] for o in ("executed", "cached", "pulled", "failed", "skipped",
+                                 "cancelled")}
+        if self.pulled:  # hits the remote supplied: `pulled` in the receipt
+            outcome = {n: "pulled" if o == "cached" and n in self.pulled else o
+                       for n, o in outcome.items()}
         keys = self.keys
         for n in sorted(selected):
             key, out = results.get(n) or (keys.get(n), None)
@@ -384,11 +423,33 @@ class Go:
         self.events.emit("finished", status=status,
                          **{k: list(v) for k, v in lists.items() if k != "cached"})
         self.events.emit("committed", commit=commit, state_root=root)
-        return {"run": run_id, "status": status, **lists, "state_root": root,
+        answer = {"run": run_id, "status": status, **lists, "state_root": root,
                 "snapshot": self.snapshot, "commit": commit,
                 "receipt": receipt_digest, "parent": parent, "policy": policy_id,
                 "workspace": ws, "stale": sorted(self.stale or []),
                 "reason": why, "reasons": reasons, "restored": restored}
+        if self.lookup is not None:
+            answer["refused"] = list(self.lookup.refused)
+        if self.push:
+            answer["pushed"] = self._push()
+        return answer
+
+    def _push_target(self):
+        """(remote, signer) of `--push`, checked before the run: a missing key or remote is
+        one line, exit 2, before anything runs."""
+        from ..exec.share import remote_for
+        from ..repo.keys import load_signer
+
+        return remote_for(self.repo, self.remote), load_signer()
+
+    def _push(self) -> dict:
+        """`--push`: upload what this repository computed (`exec.share.push`)."""
+        from ..exec.share import push
+
+        remote, signer = self._pushing or self._push_target()
+        result = push(self.repo, remote, signer)
+        self.events.emit("pushed", objects=result["objects"], records=result["records"])
+        return result
 
     def _outcome_reasons(self, run_id, project, lists, decided, cancel_why) -> dict:
         """{dataflow: why} for every one that executed (the decision's reason), failed (its
@@ -433,3 +494,32 @@ class Go:
 
     def _parent(self, ws) -> str:
         return self.repo.journal.parent_commit(ws)
+
+
+class PulledReporter:
+    """A go reporter that says `pulled` for the dataflows whose results came from the remote
+    (the executor commits them as memo hits)."""
+
+    def __init__(self, reporter, pulled):
+        self._r, self._pulled = reporter, pulled
+
+    def __getattr__(self, name):
+        return getattr(self._r, name)
+
+    def _word(self, name, outcome):
+        return "pulled" if outcome == "cached" and name in self._pulled else outcome
+
+    def outcome(self, name, outcome, seconds, note=""):
+        self._r.outcome(name, self._word(name, outcome), seconds, note)
+
+    def many(self, rows):
+        self._r.many([(r[0], self._word(r[0], r[1]), *r[2:]) for r in rows])
+
+    def outcomes(self, names, outcome, seconds=0.0):
+        names = list(names)
+        mine = [n for n in names if self._word(n, outcome) != outcome]
+        rest = [n for n in names if n not in mine] if mine else names
+        if mine:
+            self._r.outcomes(mine, "pulled", seconds)
+        if rest:
+            self._r.outcomes(rest, outcome, seconds)

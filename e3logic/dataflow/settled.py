@@ -171,7 +171,7 @@ class Settled:
         from ..exec.memo import execution_key
 
         project, selected = self.project, self.selected
-        if any(outcome.get(n) not in ("executed", "cached") for n in selected):
+        if any(outcome.get(n) not in ("executed", "cached", "pulled") for n in selected):
             return None
         sizes = {}
         check = selected

@@ -51,10 +51,16 @@ FACT_RELATIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "output_lost": (("D",), "D's memo entry names an output that is gone or corrupt"),
     "failed_last": (("D",), "D failed in the workspace's last run"),
     "never_run": (("D",), "D was never executed in this repository"),
+    "revoked_producer": (("D", "Name"), "D's result in the workspace was pulled from a record "
+                                        "signed by key Name, since revoked"),
+    # the shared cache (rules/trust.dl): where pulled results came from, whom we stopped trusting
+    "origin": (("Key", "Signer", "Remote"), "execution Key's result was pulled from Remote in a "
+                                            "record signed by the key trusted as Signer"),
+    "revoked": (("Signer",), "the key trusted as Signer was revoked ('e3 trust revoke')"),
 }
 
 SHIPPED_FILES = ("graph.dl", "dirty.dl", "provenance.dl", "leases.dl", "episodes.dl",
-                 "packages.dl")
+                 "packages.dl", "trust.dl")
 
 
 @lru_cache(maxsize=1)

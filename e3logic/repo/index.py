@@ -1,5 +1,6 @@
 """index.db: SQLite (WAL) holding memo, executions, episodes, history, runs, receipts,
-provenance, facts and the working-copy stat cache.
+provenance, facts, the working-copy stat cache and the shared cache's remotes, trusted keys and
+origins.
 
 A read-only index.db (or `.e3/`: another user's repository, a read-only mount) is read into
 an in-memory copy, so read commands work and their cache writes (stat cache, facts) go nowhere;
@@ -72,7 +73,21 @@ def _v3(db) -> None:
     c.execute("CREATE INDEX IF NOT EXISTS idx_runs_workspace_seq ON runs(workspace, seq)")
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _v4(db) -> None:
+    # a team's shared cache (docs/sharing.md): named remotes, the keys whose signed results are
+    # trusted (and revoked), where each pulled result came from, and which memo rows were pulled
+    # (`memo.origin`: the signer's public key; NULL for a result computed here)
+    t = db.utils
+    t["remotes"].create({"name": str, "url": str, "endpoint_url": str}, pk="name")
+    t["trust"].create({"name": str, "public_key": str, "revoked": int}, pk="name")
+    t["trust"].create_index(["public_key"], unique=True)
+    t["origins"].create({"key": str, "signer": str, "remote": str, "record": str,
+                         "output_hash": str}, pk=("key", "signer"))
+    db.conn.execute("ALTER TABLE memo ADD COLUMN origin TEXT")
+    db.conn.execute("CREATE INDEX IF NOT EXISTS idx_memo_origin ON memo(origin)")
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -240,7 +255,7 @@ def check(path: Path) -> str | None:
 
 #: tables whose rows `rebuild` carries over (the stat cache and facts are re-derived)
 SALVAGE = ("meta", "executions", "memo", "provenance", "runs", "receipts", "episodes",
-           "history", "awaits", "peers", "procs")
+           "history", "awaits", "peers", "procs", "remotes", "trust", "origins")
 
 
 def _salvage_rows(old: sqlite3.Connection, table: str, cols: list[str]) -> list[tuple]:

@@ -19,7 +19,8 @@ Batches stay batched: lookups by many keys are one statement per 500 keys, write
 one `executemany` per table.
 
 Tables (see docs/internals.md, "index.db"): meta, wc_stat, executions, memo, provenance, runs,
-receipts, episodes, history, awaits, procs, facts, peers.
+receipts, episodes, history, awaits, procs, facts, peers; the shared cache's remotes, trust and
+origins (docs/sharing.md).
 """
 from __future__ import annotations
 
@@ -586,3 +587,112 @@ ORDER BY seq""").fetchall()
         with self.transaction() as c:
             c.executemany("INSERT OR IGNORE INTO facts(scope, relation, args) VALUES (?,?,?)",
                           [(scope, rel, args) for rel, args in rows])
+
+    # -- the shared cache: remotes, trusted keys, pulled results (docs/sharing.md) ------------
+    def remotes(self) -> list[tuple[str, str, str | None]]:
+        """(name, url, endpoint url) of every remote, by name."""
+        return self._c.execute("SELECT name, url, endpoint_url FROM remotes "
+                               "ORDER BY name").fetchall()
+
+    def add_remote(self, name: str, url: str, endpoint_url: str | None = None) -> bool:
+        """Record a remote; False (nothing written) when the name is taken."""
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM remotes WHERE name=?", (name,)).fetchone():
+                return False
+            c.execute("INSERT INTO remotes(name, url, endpoint_url) VALUES (?,?,?)",
+                      (name, url, endpoint_url))
+        return True
+
+    def remove_remote(self, name: str) -> bool:
+        """Forget a remote; False when there is none of that name."""
+        with self.transaction() as c:
+            return c.execute("DELETE FROM remotes WHERE name=?", (name,)).rowcount > 0
+
+    def trusted_keys(self) -> list[tuple[str, str, int]]:
+        """(name, public key, revoked 0/1) of every key named by `trust add`, by name."""
+        return self._c.execute("SELECT name, public_key, revoked FROM trust "
+                               "ORDER BY name").fetchall()
+
+    def trust_key(self, name: str, public_key: str) -> tuple[str, str, int] | None:
+        """Trust `public_key` under `name`, unless the name or the key is already there: then
+        nothing is written and that row (name, public key, revoked) is returned."""
+        with self.transaction() as c:
+            r = c.execute("SELECT name, public_key, revoked FROM trust WHERE name=? OR "
+                          "public_key=? ORDER BY name LIMIT 1", (name, public_key)).fetchone()
+            if r is not None:
+                return r
+            c.execute("INSERT INTO trust(name, public_key, revoked) VALUES (?,?,0)",
+                      (name, public_key))
+        return None
+
+    def revoke_key(self, name: str) -> list[str] | None:
+        """Revoke the key trusted as `name` and drop the memo rows pulled under it, in one
+        transaction: the dropped execution keys, sorted (None: no such name). Their origins
+        stay, so what they produced is still known to be tainted (rules/trust.dl)."""
+        with self.transaction() as c:
+            r = c.execute("SELECT public_key FROM trust WHERE name=?", (name,)).fetchone()
+            if r is None:
+                return None
+            c.execute("UPDATE trust SET revoked=1 WHERE name=?", (name,))
+            keys = [k for k, in c.execute("SELECT key FROM memo WHERE origin=? ORDER BY key",
+                                          (r[0],))]
+            c.execute("DELETE FROM memo WHERE origin=?", (r[0],))
+        return keys
+
+    def shareable_results(self) -> list[tuple]:
+        """What `e3 push` signs: every memo entry computed here (not pulled) by a dataflow
+        (its produced row names a dataset under outputs/), with its consumed inputs in order:
+        (key, task hash, output hash, output format, dataflow, output path,
+        [(input path, input hash), ...]), by key."""
+        rows = self._c.execute(
+            "SELECT m.key, m.task_hash, m.output_hash, m.output_format, m.dataflow, p.path "
+            "FROM memo m JOIN provenance p ON p.key = m.key AND p.role='out' "
+            "WHERE m.origin IS NULL AND m.output_hash IS NOT NULL AND p.path LIKE 'outputs/%' "
+            "ORDER BY m.key").fetchall()
+        ins: dict[str, list] = {}
+        for k, path, h in self._c.execute(
+                "SELECT p.key, p.path, p.hash FROM provenance p JOIN memo m ON m.key = p.key "
+                "WHERE p.role='in' AND m.origin IS NULL ORDER BY p.key, p.pos"):
+            ins.setdefault(k, []).append((path, h))
+        return [(*r, ins.get(r[0], [])) for r in rows]
+
+    def add_pulled(self, results) -> int:
+        """Memo rows for results pulled from a remote, in one transaction: each
+        `(key, task hash, output hash, output format, dataflow, output path, [(input path,
+        hash), ...], signer, remote, record)` gets a memo row with its origin (the signer), its
+        consumed and produced provenance rows and an `origins` row. A key the memo already
+        holds (computed here, or pulled before) keeps its row. Returns how many memo rows
+        were added."""
+        added = 0
+        with self.transaction() as c:
+            for (key, task, out, fmt, dataflow, out_path, inputs, signer, remote,
+                 record) in results:
+                cur = c.execute("INSERT OR IGNORE INTO memo(key, output_hash, output_format, "
+                                "task_hash, dataflow, duration, origin) VALUES (?,?,?,?,?,0,?)",
+                                (key, out, fmt, task, dataflow, signer))
+                if cur.rowcount:
+                    added += 1
+                    c.executemany("INSERT OR REPLACE INTO provenance(key, role, pos, path, "
+                                  "hash) VALUES (?,?,?,?,?)",
+                                  [(key, "in", i, p, h) for i, (p, h) in enumerate(inputs)]
+                                  + [(key, "out", 0, out_path, out)])
+                c.execute("INSERT OR IGNORE INTO origins(key, signer, remote, record, "
+                          "output_hash) VALUES (?,?,?,?,?)", (key, signer, remote, record, out))
+        return added
+
+    def origin_rows(self) -> list[tuple[str, str, str]]:
+        """(execution key, signer's trusted name, remote) of every pulled result that still
+        stands for its key: the memo row is the one pulled, or a revocation dropped it (a
+        result computed here since supersedes it), by key (the `origin` facts)."""
+        return self._c.execute(
+            "SELECT o.key, t.name, o.remote FROM origins o JOIN trust t ON t.public_key = "
+            "o.signer LEFT JOIN memo m ON m.key = o.key WHERE m.key IS NULL OR "
+            "m.origin = o.signer ORDER BY o.key, t.name, o.remote").fetchall()
+
+    def revoked_results(self) -> list[tuple[str, str, str]]:
+        """(execution key, revoked key's name, output hash) of every pulled result signed by
+        a key since revoked that no result computed (or pulled) here has replaced, by key."""
+        return self._c.execute(
+            "SELECT o.key, t.name, o.output_hash FROM origins o JOIN trust t ON "
+            "t.public_key = o.signer LEFT JOIN memo m ON m.key = o.key WHERE t.revoked=1 AND "
+            "m.key IS NULL ORDER BY o.key, t.name").fetchall()

@@ -69,10 +69,20 @@ class Trees:
         return entry
 
     def find(self, root: str, path: str) -> dict | None:
+        """The entry at `path`, or None. (Not `get` and its NotFound: a miss must not walk
+        the whole root for "did you mean" suggestions — quadratic when a run looks up
+        thousands of outputs a root does not hold yet, e.g. results pulled from a remote.)"""
+        entry = {"kind": "tree", "hash": root}
         try:
-            return self.get(root, path)
-        except NotFound:
+            for seg in split(path):
+                if entry["kind"] != "tree":
+                    return None
+                entry = self.read(entry["hash"]).get(seg)
+                if entry is None:
+                    return None
+        except NotFound:  # a tree object that is gone
             return None
+        return entry
 
     def _near(self, root: str, path: str) -> list[str]:
         try:
