@@ -52,9 +52,15 @@ def one(backend, t):
 
 def test_an_unknown_backend_is_a_usage_error_naming_the_known_ones(repo):
     with pytest.raises(UsageError) as e:
-        backend_for("dask", repo, workers=1)
-    assert str(e.value) == "unknown executor 'dask'; use one of inline, threads, processes"
-    assert list(BACKENDS) == ["inline", "threads", "processes"]
+        backend_for("ray", repo, workers=1)
+    assert str(e.value) == "unknown executor 'ray'; use one of inline, threads, processes, dask"
+    assert list(BACKENDS) == ["inline", "threads", "processes", "dask"]
+
+
+def test_only_a_cluster_backend_takes_an_address(repo):
+    with pytest.raises(UsageError) as e:
+        backend_for("threads:tcp://h:8786", repo, workers=1)
+    assert "takes no address" in str(e.value) and "dask:tcp://HOST:PORT" in str(e.value)
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))

@@ -1,0 +1,350 @@
+"""The `dask` backend: the executor's tasks on a dask.distributed cluster (`e3 go --executor
+dask[:ADDRESS]`). Imported only when that executor is used (the engine's other paths never
+import dask).
+
+- `--executor dask`: a `LocalCluster` for the run — `-j` worker processes of one thread each —
+  closed after it.
+- `--executor dask:tcp://HOST:PORT`: a running scheduler (`dask scheduler`, `dask worker`);
+  unreachable within the connect timeout, it is a `UsageError` naming the address (exit 2).
+
+The executor is the same as for the local backends: it captures, plans the leases and
+capacities, submits, and commits at beat ends. This backend only moves a task to the cluster
+and its outcome back. What travels (see `dask_worker` for the worker's side):
+
+- to the cluster: each input object once per run, as a key `e3-object-<hash>` held by a tiny
+  task (`dask_worker.hold`, so that dask can re-create it on another worker when the one
+  holding it dies); the package's module files once per run as `e3-modules-<hash>`; per task a
+  small dict (`wire`): runtime, entry or argv, modules hash, (dataset path, hash, format) of
+  each input, budget and the environment the task is promised. Dask sends each key to a worker
+  at most once and keeps it there for the run's later tasks.
+- back: status, reason, the output's bytes and hash, the log's bytes. The engine hashes the
+  bytes itself (a mismatch fails the task), writes them to the task's staged file and the log
+  to `.e3/logs/<key>.log`, and hands the executor a `Finished` like any backend's: the engine
+  stays the only writer of the repository.
+
+A dataflow's `resources={"gpu": 1}` becomes a dask resource restriction on a running
+scheduler (a worker started with `--resources "gpu=1"` runs it; when no worker of the cluster
+offers it the task fails saying so rather than waiting forever). On a LocalCluster, which is
+this machine, capacities are left to the executor, as for `processes`.
+
+Faults: a worker that dies mid-task makes dask run the task again elsewhere (at most
+`distributed.scheduler.allowed-failures` times, then the task fails, `KilledWorker`); the
+engine sees one outcome, committed once. `cancel` cancels the task's future and kills its
+process group on whichever worker runs it (`Client.run`).
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import warnings
+from typing import Awaitable
+
+from ..core.errors import UsageError
+from . import dask_worker
+from .backends import Done
+from .jobs import Finished, Task
+
+#: seconds to wait for a scheduler before giving up (`[executor] connect_timeout`)
+CONNECT_TIMEOUT = 10.0
+INSTALL_HINT = "pip install 'e3logic[dask]'"
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as e:
+        raise UsageError(f"--executor dask needs dask.distributed, which is not installed "
+                         f"({e}): {INSTALL_HINT}") from None
+    return distributed
+
+
+class _Handle:
+    """A task on the cluster: its future; awaiting it waits (in a thread) for the outcome."""
+
+    __slots__ = ("backend", "task", "fut", "log_path", "started", "reason", "scope")
+
+    def __init__(self, backend: "DaskBackend", task: Task, fut, log_path: str, started: float):
+        self.backend, self.task, self.fut = backend, task, fut
+        self.log_path, self.started = log_path, started
+        self.reason: str | None = None
+        self.scope = None
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.backend._stop(self)
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def __await__(self):
+        return self._run().__await__()
+
+    async def _run(self) -> Finished:
+        import anyio
+
+        b = self.backend
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                if self.reason is None:
+                    res, where = await anyio.to_thread.run_sync(
+                        b._wait, self, abandon_on_cancel=True, limiter=b._limiter())
+                    if where and self.task.host is not None and self.reason is None:
+                        self.task.host.note(f"on dask worker {where}")
+                    return res
+            return self.task.finished("cxl", self.reason or "cancelled", started=self.started,
+                                      ended=b.clock())
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                if self.reason is None:
+                    self.reason = "cancelled"
+                    b._stop(self)
+            raise
+        finally:
+            b._inflight.pop(self.task.episode.episode, None)
+
+
+class DaskBackend:
+    """Runs the executor's tasks on a dask.distributed cluster (see the module docstring).
+
+    `runner`: a `dispatch.TaskRunner` (the object store, the package's module files, the log
+    paths and the environment a task is promised — the same as the local backends').
+    `address`: a running scheduler, or None for a LocalCluster of `workers` processes.
+    `connect_timeout`: seconds."""
+
+    def __init__(self, runner, *, address: str | None = None, workers: int = 1,
+                 connect_timeout: float = CONNECT_TIMEOUT, clock=time.time):
+        distributed = _import_distributed()
+        self.runner = runner
+        self.repo = runner.repo
+        self.address = address
+        self.clock = clock
+        self.token = runner.token or secrets.token_hex(16)  # names this run's task keys
+        self.cluster = None
+        self.client = None
+        self._objects: dict[str, object] = {}   # hash -> future of `e3-object-<hash>`
+        self._modules: dict[str, object] = {}   # modules hash -> future of `e3-modules-<hash>`
+        self._offered: set[tuple] = set()        # resource demands some worker was seen to offer
+        self._inflight: dict[str, _Handle] = {}
+        self._threads = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.workers = max(1, int(workers))
+        if address is None:
+            import logging
+
+            self.cluster = distributed.LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True,
+                dashboard_address=":0", silence_logs=logging.ERROR)
+            self.client = distributed.Client(self.cluster, set_as_default=False)
+        else:
+            try:
+                self.client = distributed.Client(address, timeout=connect_timeout,
+                                                 set_as_default=False)
+            except Exception as e:  # OSError (refused, timed out), ValueError (a bad address)
+                why = " ".join(str(e).split()) or type(e).__name__
+                raise UsageError(f"cannot reach the dask scheduler at {address} ({why}); "
+                                 f"start one ('dask scheduler') or fix the address "
+                                 f"(--executor dask:tcp://HOST:PORT, [executor] address in "
+                                 f"e3.toml)") from None
+
+    # -- the Backend protocol ------------------------------------------------------------------
+    async def submit(self, task: Task) -> Awaitable[Finished]:
+        job = task.job
+        started = self.clock()
+        if self._closed:
+            return Done(task.finished("cxl", "the dask backend is closed", started=started,
+                                      ended=started))
+        demands = dict(job.resources) if self.address is not None and job.resources else None
+        if demands and not self._someone_offers(demands):
+            need = ",".join(f"{r}={a:g}" for r, a in sorted(demands.items()))
+            return Done(task.finished(
+                "fail", f"no worker of the dask cluster at {self.address} offers {need}; "
+                        f"start one with: dask worker {self.address} --resources \"{need}\"",
+                started=started, ended=self.clock()))
+        spec = self.runner.spec(task)  # the log path and the promised environment, as locally
+        wire = {"episode": task.episode.episode, "token": self.token, "runtime": job.runtime,
+                "entry": job.entry, "argv": list(job.argv) if job.argv else None,
+                "modules_hash": job.modules_hash or "",
+                "inputs": [(p, h, fmt) for p, h, fmt in task.inputs],
+                "budget": dict(job.budget), "env": dict(spec.env)}
+        deps = [self._object(h) for _, h, _ in task.inputs]
+        mods = self._module_set(job.modules_hash) if job.modules_hash else None
+        fut = self.client.submit(dask_worker.run_task, wire, mods, *deps, pure=False,
+                                 key=f"e3-task-{self.token[:16]}-{task.episode.episode}",
+                                 resources=demands)
+        h = _Handle(self, task, fut, spec.log_path, started)
+        self._inflight[task.episode.episode] = h
+        return h
+
+    def cancel(self, episode: str, reason: str = "cancelled") -> bool:
+        h = self._inflight.get(episode)
+        if h is None:
+            return False
+        h.cancel(reason)
+        return True
+
+    async def close(self) -> None:
+        import anyio
+
+        await anyio.to_thread.run_sync(self._shutdown)
+
+    def warm(self, runtimes) -> None:
+        """Nothing to start ahead: the cluster is up once the backend is made."""
+
+    def kill(self) -> None:
+        self._shutdown()
+
+    # -- inside ------------------------------------------------------------------------------
+    def _limiter(self):
+        """Threads waiting for outcomes: one per task on the cluster."""
+        if self._threads is None:
+            import anyio
+
+            self._threads = anyio.CapacityLimiter(self.workers + 4)
+        self._threads.total_tokens = max(self._threads.total_tokens, len(self._inflight) + 1)
+        return self._threads
+
+    def _object(self, h: str):
+        """The future of `e3-object-<h>` (submitted once per run)."""
+        fut = self._objects.get(h)
+        if fut is None:
+            data = self.repo.objects.read(h)
+            with warnings.catch_warnings():  # dask warns about large arguments; that is the point
+                warnings.simplefilter("ignore")
+                fut = self._objects[h] = self.client.submit(
+                    dask_worker.hold, data, key=f"e3-object-{h}", pure=False)
+        return fut
+
+    def _module_set(self, modules_hash: str):
+        fut = self._modules.get(modules_hash)
+        if fut is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fut = self._modules[modules_hash] = self.client.submit(
+                    dask_worker.hold, self.runner.modules(), key=f"e3-modules-{modules_hash}",
+                    pure=False)
+        return fut
+
+    def _someone_offers(self, demands: dict) -> bool:
+        key = tuple(sorted(demands.items()))
+        if key in self._offered:
+            return True
+        workers = (self.client.scheduler_info().get("workers") or {}).values()
+        if any(all((w.get("resources") or {}).get(r, 0) >= a for r, a in demands.items())
+               for w in workers):
+            self._offered.add(key)
+            return True
+        return False
+
+    def _stop(self, h: _Handle) -> None:
+        """Cancel `h`'s future, and its process on whichever worker runs it."""
+        try:
+            h.fut.cancel()
+            self.client.run(dask_worker.cancel, h.task.episode.episode, self.token,
+                            h.reason or "cancelled", wait=False)
+        except Exception:  # the cluster is gone already: nothing runs there any more
+            pass
+
+    def _wait(self, h: _Handle) -> tuple[Finished, str]:
+        """(In a thread.) Wait for `h`'s outcome; write its log and its output's bytes."""
+        task = h.task
+        try:
+            out = h.fut.result()
+        except BaseException as e:  # noqa: BLE001 (asyncio's CancelledError is one)
+            return self._failed(h, e), ""
+        finally:
+            h.fut = _Released(h.fut.key)  # the cluster may drop the result now
+        ended = self.clock()
+        where = out.get("worker") or ""
+        log = out.get("log") or b""
+        try:
+            with open(h.log_path, "wb") as f:  # a log holds one execution: the latest
+                f.write(log)
+        except OSError:
+            pass
+        status = out.get("status")
+        kw = dict(exit_code=out.get("exit_code"), started=h.started, ended=ended)
+        if status != "ok":
+            if status == "cxl":
+                return task.finished("cxl", h.reason or out.get("reason") or "cancelled",
+                                     **kw), where
+            return task.finished("fail", out.get("reason") or "task failed", **kw), where
+        from ..core.hashing import hash_bytes
+
+        data = out.get("output")
+        if not isinstance(data, bytes):
+            return task.finished("fail", f"dask worker {where} sent no output", **kw), where
+        got = hash_bytes(data)
+        if got != out.get("hash"):
+            return task.finished("fail", f"the output changed on its way from dask worker "
+                                         f"{where} (it hashed {str(out.get('hash'))[:12]} "
+                                         f"there, {got[:12]} here)", **kw), where
+        with open(task.out_file, "wb") as f:
+            f.write(data)
+        return task.finished("ok", output_file=task.out_file, output_hash=got,
+                             output_size=len(data), output_format=out.get("format") or "raw",
+                             **kw), where
+
+    def _failed(self, h: _Handle, e: BaseException) -> Finished:
+        """The `Finished` of a task whose future did not answer (cancelled, failed, lost)."""
+        from .taskcode import exc_reason
+
+        end = dict(started=h.started, ended=self.clock())
+        name = type(e).__name__
+        if h.reason is not None:
+            return h.task.finished("cxl", h.reason, **end)
+        if "Cancelled" in name:
+            return h.task.finished("cxl", "the dask cluster dropped the task (scheduler gone "
+                                          "or restarted)", **end)
+        if name == "KilledWorker":
+            return h.task.finished("fail", "dask workers died running it, again and again "
+                                           "(KilledWorker)", **end)
+        return h.task.finished("fail", f"on the dask cluster: {exc_reason(e)}", **end)
+
+    def _shutdown(self) -> None:
+        """Cancel what is still on the cluster, release everything, close the client (and the
+        LocalCluster this backend started). Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        client = self.client
+        try:
+            if self._inflight and client is not None:
+                for h in list(self._inflight.values()):
+                    if h.reason is None:
+                        h.reason = "cancelled"
+                    try:
+                        h.fut.cancel()
+                    except Exception:
+                        pass
+                client.run(dask_worker.cancel_run, self.token, "cancelled", wait=False)
+        except Exception:
+            pass
+        self._objects.clear()
+        self._modules.clear()
+        try:
+            if client is not None:
+                client.close(timeout=5)
+        except Exception:
+            pass
+        try:
+            if self.cluster is not None:
+                self.cluster.close(timeout=10)
+        except Exception:
+            pass
+
+
+class _Released:
+    """Stands in for a future whose outcome was taken (cancelling it is a no-op)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+    def cancel(self) -> None:
+        pass
+
