@@ -62,13 +62,16 @@ def _import_distributed():
 class _Handle:
     """A task on the cluster: its future; awaiting it waits (in a thread) for the outcome."""
 
-    __slots__ = ("backend", "task", "fut", "log_path", "started", "reason", "scope")
+    __slots__ = ("backend", "task", "fut", "log_path", "started", "reason", "scope", "wire",
+                 "demands")
 
     def __init__(self, backend: "DaskBackend", task: Task, fut, log_path: str, started: float):
         self.backend, self.task, self.fut = backend, task, fut
         self.log_path, self.started = log_path, started
         self.reason: str | None = None
         self.scope = None
+        self.wire: dict = {}
+        self.demands: dict | None = None
 
     def cancel(self, reason: str) -> None:
         if self.reason is None:
@@ -125,9 +128,14 @@ class DaskBackend:
         self.client = None
         self._objects: dict[str, object] = {}   # hash -> future of `e3-object-<hash>`
         self._modules: dict[str, object] = {}   # modules hash -> future of `e3-modules-<hash>`
+        self._sent: set[str] = set()             # hashes and `modules:<hash>` sent this run
+        self._held: dict[str, set[str]] = {}     # ... -> workers whose cache keeps it
+        self._probed: set[str] = set()           # ... the workers were asked about
+        self._lock = threading.Lock()            # (the five above: waiting threads resubmit)
         self._offered: set[tuple] = set()        # resource demands some worker was seen to offer
         self._inflight: dict[str, _Handle] = {}
         self._threads = None
+        self._stopped = False  # some task was cancelled
         self._closed = False
         self._close_lock = threading.Lock()
         self.workers = max(1, int(workers))
@@ -166,15 +174,11 @@ class DaskBackend:
         spec = self.runner.spec(task)  # the log path and the promised environment, as locally
         wire = {"episode": task.episode.episode, "token": self.token, "runtime": job.runtime,
                 "entry": job.entry, "argv": list(job.argv) if job.argv else None,
-                "modules_hash": job.modules_hash or "",
-                "inputs": [(p, h, fmt) for p, h, fmt in task.inputs],
-                "budget": dict(job.budget), "env": dict(spec.env)}
-        deps = [self._object(h) for _, h, _ in task.inputs]
-        mods = self._module_set(job.modules_hash) if job.modules_hash else None
-        fut = self.client.submit(dask_worker.run_task, wire, mods, *deps, pure=False,
-                                 key=f"e3-task-{self.token[:16]}-{task.episode.episode}",
-                                 resources=demands)
+                "modules_hash": job.modules_hash or "", "budget": dict(job.budget),
+                "env": dict(spec.env)}
+        fut = self._submit(task, wire, demands, send=False)
         h = _Handle(self, task, fut, spec.log_path, started)
+        h.wire, h.demands = wire, demands
         self._inflight[task.episode.episode] = h
         return h
 
@@ -206,25 +210,101 @@ class DaskBackend:
         self._threads.total_tokens = max(self._threads.total_tokens, len(self._inflight) + 1)
         return self._threads
 
+    def _submit(self, task: Task, wire: dict, demands: dict | None, *, send: bool):
+        """Submit `task`: each input (and the module set) as a dependency on its
+        `e3-object-`/`e3-modules-` key when this run sent it already, when no worker is known
+        to keep it, or when `send`; else expected in the cache of the worker that runs it,
+        preferring (not requiring) the workers known to keep it all."""
+        job = task.job
+        names = [hh for _, hh, _ in task.inputs]
+        mkey = f"modules:{job.modules_hash}" if job.modules_hash else None
+        if not send:
+            self._probe([n for n in (*names, mkey) if n is not None])
+        deps, inputs, holders = [], [], None
+        with self._lock:
+            def kept(n: str) -> bool:
+                nonlocal holders
+                if send or n in self._sent or not self._held.get(n):
+                    return False
+                holders = set(self._held[n]) if holders is None else holders & self._held[n]
+                return True
+
+            for p, hh, fmt in task.inputs:
+                if kept(hh):
+                    inputs.append((p, hh, fmt, -1))
+                else:
+                    inputs.append((p, hh, fmt, len(deps)))
+                    deps.append(hh)
+            mods_kept = mkey is not None and kept(mkey)
+        futs = [self._object(hh) for hh in deps]
+        mods = self._module_set(job.modules_hash) if mkey and not mods_kept else None
+        key = f"e3-task-{self.token[:16]}-{task.episode.episode}" + ("-sent" if send else "")
+        where = sorted(holders) if holders else None
+        return self.client.submit(dask_worker.run_task, {**wire, "inputs": inputs}, mods, *futs,
+                                  pure=False, key=key, resources=demands, workers=where,
+                                  allow_other_workers=where is not None)
+
+    def _probe(self, names: list[str]) -> None:
+        """Ask every worker, once per run per name, whether its cache keeps these objects
+        (hashes) and module sets (`modules:<hash>`); what the run produced or sent is known
+        already."""
+        with self._lock:
+            todo = [n for n in names if n not in self._probed and n not in self._sent
+                    and not self._held.get(n)]
+            self._probed.update(todo)
+        if not todo:
+            return
+        try:
+            answers = self.client.run(dask_worker.have, todo, on_error="ignore")
+        except Exception:  # no answer: send what is needed
+            return
+        with self._lock:
+            for worker, held in (answers or {}).items():
+                if isinstance(held, list):
+                    for n in held:
+                        self._held.setdefault(n, set()).add(worker)
+
+    def _learn(self, h: _Handle, out: dict) -> None:
+        """What the worker that ran `h` keeps now: its inputs, its output, its module set."""
+        where = out.get("worker")
+        if not where:
+            return
+        job = h.task.job
+        names = [hh for _, hh, _ in h.task.inputs]
+        if out.get("status") == "ok" and out.get("hash"):
+            names.append(out["hash"])
+        if out.get("modules"):
+            names.append(f"modules:{job.modules_hash}")
+        with self._lock:
+            for n in names:
+                self._held.setdefault(n, set()).add(where)
+
     def _object(self, h: str):
         """The future of `e3-object-<h>` (submitted once per run)."""
-        fut = self._objects.get(h)
+        with self._lock:
+            fut = self._objects.get(h)
         if fut is None:
             data = self.repo.objects.read(h)
             with warnings.catch_warnings():  # dask warns about large arguments; that is the point
                 warnings.simplefilter("ignore")
-                fut = self._objects[h] = self.client.submit(
-                    dask_worker.hold, data, key=f"e3-object-{h}", pure=False)
+                fut = self.client.submit(dask_worker.hold, data, key=f"e3-object-{h}",
+                                         pure=False)
+            with self._lock:
+                fut = self._objects.setdefault(h, fut)
+                self._sent.add(h)
         return fut
 
     def _module_set(self, modules_hash: str):
-        fut = self._modules.get(modules_hash)
+        with self._lock:
+            fut = self._modules.get(modules_hash)
         if fut is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fut = self._modules[modules_hash] = self.client.submit(
-                    dask_worker.hold, self.runner.modules(), key=f"e3-modules-{modules_hash}",
-                    pure=False)
+                fut = self.client.submit(dask_worker.hold, self.runner.modules(),
+                                         key=f"e3-modules-{modules_hash}", pure=False)
+            with self._lock:
+                fut = self._modules.setdefault(modules_hash, fut)
+                self._sent.add(f"modules:{modules_hash}")
         return fut
 
     def _someone_offers(self, demands: dict) -> bool:
@@ -240,6 +320,7 @@ class DaskBackend:
 
     def _stop(self, h: _Handle) -> None:
         """Cancel `h`'s future, and its process on whichever worker runs it."""
+        self._stopped = True
         try:
             h.fut.cancel()
             self.client.run(dask_worker.cancel, h.task.episode.episode, self.token,
@@ -252,10 +333,19 @@ class DaskBackend:
         task = h.task
         try:
             out = h.fut.result()
+            if out.get("status") == "need":  # the worker's cache lacked something: send it
+                with self._lock:
+                    for n in out.get("missing") or ():
+                        self._held.get(n, set()).discard(out.get("worker"))
+                h.fut = self._submit(task, h.wire, h.demands, send=True)
+                if h.reason is not None:
+                    self._stop(h)
+                out = h.fut.result()
         except BaseException as e:  # noqa: BLE001 (asyncio's CancelledError is one)
             return self._failed(h, e), ""
         finally:
             h.fut = _Released(h.fut.key)  # the cluster may drop the result now
+        self._learn(h, out)
         ended = self.clock()
         where = out.get("worker") or ""
         log = out.get("log") or b""
@@ -311,18 +401,21 @@ class DaskBackend:
                 return
             self._closed = True
         client = self.client
-        try:
-            if self._inflight and client is not None:
-                for h in list(self._inflight.values()):
-                    if h.reason is None:
-                        h.reason = "cancelled"
-                    try:
-                        h.fut.cancel()
-                    except Exception:
-                        pass
-                client.run(dask_worker.cancel_run, self.token, "cancelled", wait=False)
-        except Exception:
-            pass
+        if client is not None and (self._inflight or self._stopped):
+            for h in list(self._inflight.values()):
+                if h.reason is None:
+                    h.reason = "cancelled"
+                try:
+                    h.fut.cancel()
+                except Exception:
+                    pass
+            # every task of the run still running anywhere is killed before the client goes
+            # (a cancel sent on its own may not have arrived yet); bounded: a worker that does
+            # not answer is left to dask
+            t = threading.Thread(target=_quietly, args=(client.run, dask_worker.cancel_run,
+                                                        self.token, "cancelled"), daemon=True)
+            t.start()
+            t.join(5.0)
         self._objects.clear()
         self._modules.clear()
         try:
@@ -335,6 +428,13 @@ class DaskBackend:
                 self.cluster.close(timeout=10)
         except Exception:
             pass
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        pass
 
 
 class _Released:

@@ -32,12 +32,14 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
 
 #: the longest log a task sends back (its end is kept)
 LOG_MAX = 8 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _station = None
 _station_lock = threading.Lock()
@@ -83,31 +85,102 @@ class Station:
         self.running: dict[str, tuple[str, int | None]] = {}  # episode -> (run token, pgid)
         # episode or "run:<token>" -> (run token, reason): cancelled, maybe before it started
         self.cancelled: dict[str, tuple[str, str]] = {}
-        self.checked: set[str] = set()  # object hashes verified by this process
+        # object hash -> (inode, size, mtime, ctime) of its cache file when this process found
+        # it hashing to its name: hashed again when the file is not as it was
+        self.checked: dict[str, tuple] = {}
         self.ids = itertools.count(1)
         atexit.register(self.runtimes.kill_all)
 
     # -- objects ---------------------------------------------------------------------------
-    def object_file(self, h: str, data: bytes, name: str) -> str:
-        """The path of object `h` in the cache, written from `data` once per hash (checked
-        to hash to its name first)."""
-        from ..core.hashing import hash_bytes
-        from .taskcode import TaskError, write_atomic
+    def object_path(self, h: str) -> Path:
+        return self.cache / "objects" / h
 
-        path = self.cache / "objects" / h
-        if h not in self.checked:
-            if not isinstance(data, bytes) or hash_bytes(data) != h:
-                raise TaskError(f"input {name} arrived corrupt (its bytes do not hash to "
-                                f"{h[:12]})")
-            self.checked.add(h)
-        try:
-            if path.stat().st_size == len(data):
-                return str(path)
-        except FileNotFoundError:
-            pass
+    def object_file(self, h: str, data: bytes, name: str) -> str:
+        """The path of object `h` in the cache, written from `data` (checked to hash to its
+        name first) unless the cache holds it intact already."""
+        from ..core.hashing import hash_bytes
+        from .taskcode import TaskError
+
+        if not isinstance(data, bytes) or hash_bytes(data) != h:
+            raise TaskError(f"input {name} arrived corrupt (its bytes do not hash to {h[:12]})")
+        path = self.object_path(h)
+        if self._intact(path, h):
+            return str(path)
+        self.store(h, data)
+        return str(path)
+
+    def store(self, h: str, data: bytes) -> None:
+        """Keep `data` (which hashes to `h`) in the cache: written to a temp file, read-only,
+        renamed into place."""
+        from .taskcode import write_atomic
+
+        path = self.object_path(h)
         write_atomic(path, data)
         os.chmod(path, 0o444)
+        self._note(path, h)
+
+    def cached(self, h: str) -> str | None:
+        """The path of object `h` when the cache holds it intact, else None (a file that does
+        not hash to its name is removed)."""
+        path = self.object_path(h)
+        if self._intact(path, h):
+            return str(path)
+        from ..core.hashing import hash_file
+
+        try:
+            ok = hash_file(path, mmap=False) == h
+        except OSError:
+            return None
+        if not ok:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+        self._note(path, h)
         return str(path)
+
+    def _intact(self, path: Path, h: str) -> bool:
+        """Whether `path` is as it was when this process last found it hashing to `h`."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return self.checked.get(h) == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _note(self, path: Path, h: str) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        self.checked[h] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def modules_kept(self, modules_hash: str) -> bool:
+        """Whether the runtimes materialized module set `modules_hash` here."""
+        from .taskcode import bundle_dir, modules_dir
+
+        return (modules_dir(self.cache, modules_hash).is_dir()
+                or bundle_dir(self.cache, modules_hash).is_dir())
+
+    def modules_on_disk(self, modules_hash: str) -> dict[str, bytes] | None:
+        """The module set `modules_hash` read back from where the runtimes materialized it
+        (`<cache>/modules/<hash>/`, or the read-only `bundles/<hash>/`), or None."""
+        from .taskcode import bundle_dir, modules_dir
+
+        for top in (modules_dir(self.cache, modules_hash), bundle_dir(self.cache, modules_hash)):
+            if not top.is_dir():
+                continue
+            files: dict[str, bytes] = {}
+            try:
+                for root, dirs, names in os.walk(top):
+                    dirs[:] = [d for d in dirs if d != "__pycache__"]
+                    for n in names:
+                        full = Path(root) / n
+                        files[full.relative_to(top).as_posix()] = full.read_bytes()
+            except OSError:
+                continue
+            return files
+        return None
 
     # -- cancelling ------------------------------------------------------------------------
     def why_cancelled(self, episode: str, token: str) -> str | None:
@@ -189,10 +262,36 @@ def _read_log(path: str) -> bytes:
         return b""
 
 
+def have(names: list[str]) -> list[str]:
+    """(Through `Client.run`.) Which of `names` this worker's cache holds: object hashes, and
+    `modules:<hash>` for module sets."""
+    from .taskcode import TaskError, bundle_dir, modules_dir
+
+    top = cache_dir()
+    out = []
+    for n in names:
+        kind, _, h = n.rpartition(":")
+        try:
+            if kind == "modules":
+                held = modules_dir(top, h).is_dir() or bundle_dir(top, h).is_dir()
+            else:
+                held = _HEX64.fullmatch(h) is not None and (top / "objects" / h).is_file()
+        except TaskError:  # not a hash
+            held = False
+        if held:
+            out.append(n)
+    return out
+
+
 def run_task(wire: dict, modules, *blobs) -> dict:
-    """Run one task (`wire`, from `dask_backend.DaskBackend.submit`) with its input objects'
-    bytes `blobs` (in order) and its package's module files `modules` (None: none); answer
-    its outcome as a dict (never raises for the task's own errors)."""
+    """Run one task (`wire`, from `dask_backend.DaskBackend.submit`) and answer its outcome as
+    a dict (never raises for the task's own errors).
+
+    `wire["inputs"]`: (dataset path, hash, format, i) per input, in order: its bytes are
+    `blobs[i]`, or, with i = -1, the engine expects this worker's cache to hold them.
+    `modules`: the package's module files, or None (none, or expected in the cache). What
+    the cache turns out not to hold is answered `{"status": "need", "missing": [...]}` at
+    once, without running anything: the engine sends it and submits the task again."""
     from .runtimes import InputRef, TaskSpec
     from .taskcode import TaskError, exc_reason, remove_tree
 
@@ -204,19 +303,30 @@ def run_task(wire: dict, modules, *blobs) -> dict:
         return {"status": "cxl", "reason": why, "worker": where, "log": b""}
     scratch = st.cache / "tasks" / f"{os.getpid()}-{next(st.ids)}"
     try:
+        refs, missing = [], []
         try:
-            inputs = tuple(InputRef(st.object_file(h, data, name), fmt, name)
-                           for (name, h, fmt), data in zip(wire["inputs"], blobs))
+            for name, h, fmt, i in wire["inputs"]:
+                path = st.object_file(h, blobs[i], name) if i >= 0 else st.cached(h)
+                if path is None:
+                    missing.append(h)
+                refs.append(InputRef(path or "", fmt, name))
         except TaskError as e:
             return {"status": "fail", "reason": e.reason, "worker": where, "log": b""}
+        mh = wire["modules_hash"]
+        if mh and modules is None:
+            modules = st.modules_on_disk(mh)
+            if modules is None:
+                missing.append(f"modules:{mh}")
+        if missing:
+            return {"status": "need", "missing": missing, "worker": where, "log": b""}
         (scratch / "work").mkdir(parents=True)
         files = dict(modules) if modules else {}
         spec = TaskSpec(runtime=wire["runtime"], entry=wire["entry"],
                         argv=tuple(wire["argv"]) if wire["argv"] else None,
-                        modules_hash=wire["modules_hash"], modules=lambda: files,
-                        inputs=inputs, output=str(scratch / "out"),
-                        log_path=str(scratch / "log"), budget=dict(wire["budget"]),
-                        env=dict(wire["env"]), cwd=str(scratch / "work"))
+                        modules_hash=mh, modules=lambda: files, inputs=tuple(refs),
+                        output=str(scratch / "out"), log_path=str(scratch / "log"),
+                        budget=dict(wire["budget"]), env=dict(wire["env"]),
+                        cwd=str(scratch / "work"))
 
         def on_start(pgid: int) -> None:
             st.started(episode, token, pgid)
@@ -236,6 +346,12 @@ def run_task(wire: dict, modules, *blobs) -> dict:
             else:
                 out["hash"] = res.output_hash
             out["output"] = data
+            try:  # kept: a task here that reads it next finds it
+                st.store(out["hash"], data)
+            except OSError:
+                pass
+        if mh:
+            out["modules"] = st.modules_kept(mh)
         return out
     except Exception as e:  # the worker's own trouble (a full disk, say): the task fails
         return {"status": "fail", "reason": f"on dask worker {where}: {exc_reason(e)}",
