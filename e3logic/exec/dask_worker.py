@@ -79,6 +79,11 @@ class Station:
         self.cache = cache
         (cache / "objects").mkdir(parents=True, exist_ok=True)
         (cache / "tasks").mkdir(parents=True, exist_ok=True)
+        (cache / "work").mkdir(parents=True, exist_ok=True)
+        # the tasks' working directory (locally: the project root, shared by every task): the
+        # process's own, so that a shell task starts with posix_spawn, not fork + exec
+        os.chdir(cache / "work")
+        self.workdir = os.getcwd()
         self.portal = _start_portal()
         self.runtimes = Runtimes(workers=slots, cache_dir=cache, isolate=True)
         self.lock = threading.Lock()
@@ -319,14 +324,14 @@ def run_task(wire: dict, modules, *blobs) -> dict:
                 missing.append(f"modules:{mh}")
         if missing:
             return {"status": "need", "missing": missing, "worker": where, "log": b""}
-        (scratch / "work").mkdir(parents=True)
+        scratch.mkdir(parents=True)
         files = dict(modules) if modules else {}
         spec = TaskSpec(runtime=wire["runtime"], entry=wire["entry"],
                         argv=tuple(wire["argv"]) if wire["argv"] else None,
                         modules_hash=mh, modules=lambda: files, inputs=tuple(refs),
                         output=str(scratch / "out"), log_path=str(scratch / "log"),
                         budget=dict(wire["budget"]), env=dict(wire["env"]),
-                        cwd=str(scratch / "work"))
+                        cwd=st.workdir)
 
         def on_start(pgid: int) -> None:
             st.started(episode, token, pgid)
