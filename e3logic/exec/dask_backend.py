@@ -11,12 +11,18 @@ The executor is the same as for the local backends: it captures, plans the lease
 capacities, submits, and commits at beat ends. This backend only moves a task to the cluster
 and its outcome back. What travels (see `dask_worker` for the worker's side):
 
-- to the cluster: each input object once per run, as a key `e3-object-<hash>` held by a tiny
-  task (`dask_worker.hold`, so that dask can re-create it on another worker when the one
-  holding it dies); the package's module files once per run as `e3-modules-<hash>`; per task a
-  small dict (`wire`): runtime, entry or argv, modules hash, (dataset path, hash, format) of
-  each input, budget and the environment the task is promised. Dask sends each key to a worker
-  at most once and keeps it there for the run's later tasks.
+- to the cluster: per task a small dict (`wire`): runtime, entry or argv, modules hash,
+  (dataset path, hash, format) of each input, budget and the environment the task is
+  promised. Input objects and the package's module files travel by content hash, only to
+  workers whose cache does not keep them: the backend asks the workers once per run per hash
+  (`dask_worker.have`) and learns from every finished task what its worker keeps. What no
+  worker keeps is sent once per run as a key `e3-object-<hash>` / `e3-modules-<hash>` held
+  by a tiny task (`dask_worker.hold`, so that dask can re-create it on another worker when the
+  one holding it dies), a dependency of the tasks that read it: dask moves it to a worker at
+  most once, and the worker keeps it in its cache. What some worker keeps is not sent: the task
+  goes without it, preferring (not requiring) the workers that keep all of it; a worker that
+  turns out not to keep it answers "need" before running anything, and the task is submitted
+  again with the bytes (`_wait`).
 - back: status, reason, the output's bytes and hash, the log's bytes. The engine hashes the
   bytes itself (a mismatch fails the task), writes them to the task's staged file and the log
   to `.e3/logs/<key>.log`, and hands the executor a `Finished` like any backend's: the engine

@@ -1,31 +1,39 @@
 """The dask worker's side of the `dask` backend: imported on dask workers only (the engine
 imports it solely to name its functions in what it submits; nothing here runs in the engine).
 
-A dask worker never sees the project directory. What a task needs reaches it through the
-cluster, by content hash:
+A dask worker never sees the project directory. What a task needs reaches it by content hash
+and is kept in the worker's cache, `<cache>`:
 
-- each input object is a dask key `e3-object-<hash>` (its bytes), a dependency of the tasks
-  that read it: dask sends it to a worker at most once and keeps it there for the run's other
-  tasks; the worker writes it once into its cache, `<cache>/objects/<hash>` (read-only),
-  after checking that it hashes to its name — a task is never handed bytes that do not;
-- the package's module files are a key `e3-modules-<hash>` ({relative path: bytes}),
-  materialized by the runtimes once per hash per worker, `<cache>/modules/<hash>/` (python
-  tasks import from there) and `<cache>/bundles/<hash>/` (a shell task's read-only `{bundle}`).
+- an input object is `<cache>/objects/<hash>` (read-only), written once from the bytes the
+  engine sent (the dask key `e3-object-<hash>`, a dependency of the task) after checking that
+  they hash to their name; a task's output is kept there too. When the engine expects the cache
+  to hold an object already (it asked, `have`, or a task here produced or read it), the task
+  carries no bytes for it, and the cached file is checked to hash to its name once per process
+  (again when the file changes): a task is never handed bytes that do not;
+- the package's module files (`e3-modules-<hash>`, {relative path: bytes}) are materialized
+  by the runtimes once per hash: `<cache>/modules/<hash>/` (python tasks import from there) and
+  `<cache>/bundles/<hash>/` (a shell task's read-only `{bundle}`); a later task with no module
+  files sent reads them back from there.
+
+What the cache turns out not to hold is answered `{"status": "need", ...}` before anything
+runs; the engine then sends it and submits the task again.
 
 The task runs exactly as locally: `Runtimes` (`exec/runtimes.py`, `isolate=True` like the
 `processes` backend) — python tasks in a pool of worker processes, shell tasks in their own
 process groups, budgets (wall, CPU, memory, IO) enforced here, a breach failing the task with
-its reason. It runs in a scratch directory of its own (`<cache>/tasks/<id>/work`, removed
-after), with the environment variables the engine promised (`E3_DATAFLOW`, `E3_EXECUTION`,
-`E3_LEASES`, `E3_PROFILE`, `E3_RUN_TOKEN`). What comes back is a dict: status, reason, the
-output's bytes and hash, the log's bytes. The engine checks the hash again and commits.
+its reason. Its working directory is `<cache>/work` (the worker process's own, shared by its
+tasks as locally the project root is), its output and log go to a scratch directory
+(`<cache>/tasks/<id>/`, removed after), and it gets the environment variables the engine
+promised (`E3_DATAFLOW`, `E3_EXECUTION`, `E3_LEASES`, `E3_PROFILE`, `E3_RUN_TOKEN`). What
+comes back is a dict: status, reason, the output's bytes and hash, the log's bytes, this
+worker's address. The engine checks the hash again and commits.
 
 `<cache>` is `$E3_WORKER_CACHE`, else `<tempdir>/e3-worker-<uid>` (shared by the workers of
 one user on one machine: every write into it is atomic).
 
 Cancelling: dask cannot stop a task's thread, so the engine also calls `cancel(episode, ...)`
-(and `cancel_run(token, ...)` at the end of a run) on every worker (`Client.run`); the task's
-process group is killed and it answers `cxl`.
+(and `cancel_run(token, ...)` when a run ends with tasks in flight) on every worker
+(`Client.run`); the task's process group is killed and it answers `cxl`.
 """
 from __future__ import annotations
 
