@@ -375,3 +375,30 @@ def test_a_worker_killed_mid_task_runs_it_again_elsewhere_and_commits_each_outpu
         assert fsck.code == 0 and fsck.json["ok"]
     finally:
         c.close()
+
+
+def test_a_scheduler_lost_mid_run_fails_the_tasks_it_held_saying_so(tmp_path_factory, tmp_path):
+    p = copy_project(tmp_path_factory, "pair", tmp_path / "p")
+    c = DaskCluster(tmp_path / "cluster")
+    try:
+        w = c.worker("w")
+        proc = subprocess.Popen([sys.executable, "-m", "e3logic", "--json", "go", "-j", "2",
+                                 "--executor", f"dask:{c.address}", "slow"], cwd=p.path,
+                                env=e3_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            wait_for(lambda: [d for d in descendants(w.pid) if cmdline(d)[:2] == ["sleep", "30"]],
+                     timeout=60)
+            c.procs["scheduler"].kill()
+            out, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        c.close()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "distributed" not in err
+    res = json.loads(out)
+    assert res["failed"] == ["slow"] and res["status"] == "failed"
+    assert res["reasons"]["slow"] == (f"the dask cluster at {c.address} dropped the task (its "
+                                      f"scheduler went away or restarted)")

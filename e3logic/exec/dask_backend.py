@@ -145,12 +145,17 @@ class DaskBackend:
         self._closed = False
         self._close_lock = threading.Lock()
         self.workers = max(1, int(workers))
-        if address is None:
-            import logging
+        import logging
 
+        # what goes wrong reaches the user as a task's reason or one error line, not as dask's
+        # log records (a lost scheduler logs a traceback per reconnection attempt)
+        for name in ["distributed", *logging.root.manager.loggerDict]:
+            if name.startswith("distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        if address is None:
             self.cluster = distributed.LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", silence_logs=logging.ERROR)
+                dashboard_address=":0", silence_logs=logging.CRITICAL)
             self.client = distributed.Client(self.cluster, set_as_default=False)
         else:
             try:
@@ -391,13 +396,16 @@ class DaskBackend:
         name = type(e).__name__
         if h.reason is not None:
             return h.task.finished("cxl", h.reason, **end)
-        if "Cancelled" in name:
-            return h.task.finished("cxl", "the dask cluster dropped the task (scheduler gone "
-                                          "or restarted)", **end)
+        if "Cancelled" in name:  # not by us: the scheduler went away (or restarted)
+            return h.task.finished("fail", f"the dask cluster at {self._where()} dropped the "
+                                           f"task (its scheduler went away or restarted)", **end)
         if name == "KilledWorker":
             return h.task.finished("fail", "dask workers died running it, again and again "
                                            "(KilledWorker)", **end)
         return h.task.finished("fail", f"on the dask cluster: {exc_reason(e)}", **end)
+
+    def _where(self) -> str:
+        return self.address or "(a LocalCluster)"
 
     def _shutdown(self) -> None:
         """Cancel what is still on the cluster, release everything, close the client (and the
