@@ -201,7 +201,7 @@ class DaskCluster:
         return p
 
     def worker(self, name: str, *, nthreads: int = 1, resources: str | None = None,
-               user: str | None = None) -> subprocess.Popen:
+               user: str | None = None, env: dict | None = None) -> subprocess.Popen:
         """Start worker `name` (no nanny: killing it kills it) in a directory of its own,
         its cache there (`E3_WORKER_CACHE`), `E3TEST_WORKER=name` in its environment; as
         `user` through setpriv when given. Returns once the scheduler knows it."""
@@ -220,7 +220,7 @@ class DaskCluster:
         n = len(self.client.scheduler_info()["workers"])
         p = self._spawn(name, cmd, self._env({"E3_WORKER_CACHE": str(home / "cache"),
                                              "E3TEST_WORKER": name, "HOME": str(home),
-                                             **extra}), home)
+                                             **extra, **(env or {})}), home)
         self.client.wait_for_workers(n + 1, timeout=90)
         return p
 

@@ -402,3 +402,23 @@ def test_a_scheduler_lost_mid_run_fails_the_tasks_it_held_saying_so(tmp_path_fac
     assert res["failed"] == ["slow"] and res["status"] == "failed"
     assert res["reasons"]["slow"] == (f"the dask cluster at {c.address} dropped the task (its "
                                       f"scheduler went away or restarted)")
+
+
+def test_a_worker_running_another_e3logic_fails_its_tasks_naming_both_versions(
+        tmp_path_factory, tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text("import e3logic\ne3logic.__version__ = '9.9.9'\n")
+    p = copy_project(tmp_path_factory, "pair", tmp_path / "p")
+    c = DaskCluster(tmp_path / "cluster")
+    try:
+        c.worker("old", env={"PYTHONPATH": f"{shim}{os.pathsep}{e3_env()['PYTHONPATH']}"})
+        res = p.go("--executor", f"dask:{c.address}", "bad", code=1)
+    finally:
+        c.close()
+    from e3logic import __version__
+
+    assert res["failed"] == ["bad"]
+    assert res["reasons"]["bad"].startswith(f"dask worker {c.address.rsplit(':', 1)[0]}")
+    assert f"runs e3logic 9.9.9 (wire 1), the engine e3logic {__version__} (wire 1)" in \
+        res["reasons"]["bad"]

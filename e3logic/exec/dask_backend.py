@@ -46,7 +46,7 @@ import time
 import warnings
 from typing import Awaitable
 
-from ..core.errors import UsageError
+from ..core.errors import E3Error, UsageError
 from . import dask_worker
 from .backends import Done
 from .jobs import Finished, Task
@@ -145,6 +145,9 @@ class DaskBackend:
         self._closed = False
         self._close_lock = threading.Lock()
         self.workers = max(1, int(workers))
+        from .. import __version__
+
+        self._version = [__version__, dask_worker.WIRE]
         import logging
 
         # what goes wrong reaches the user as a task's reason or one error line, not as dask's
@@ -153,10 +156,16 @@ class DaskBackend:
             if name.startswith("distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
         if address is None:
-            self.cluster = distributed.LocalCluster(
-                n_workers=self.workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", silence_logs=logging.CRITICAL)
-            self.client = distributed.Client(self.cluster, set_as_default=False)
+            try:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True,
+                    dashboard_address=":0", silence_logs=logging.CRITICAL)
+                self.client = distributed.Client(self.cluster, set_as_default=False)
+            except Exception as e:
+                self._shutdown()
+                why = " ".join(str(e).split()) or type(e).__name__
+                raise E3Error(f"cannot start a local dask cluster of {self.workers} workers "
+                              f"({why}); try --executor processes") from None
         else:
             try:
                 self.client = distributed.Client(address, timeout=connect_timeout,
@@ -183,7 +192,8 @@ class DaskBackend:
                         f"start one with: dask worker {self.address} --resources \"{need}\"",
                 started=started, ended=self.clock()))
         spec = self.runner.spec(task)  # the log path and the promised environment, as locally
-        wire = {"episode": task.episode.episode, "token": self.token, "runtime": job.runtime,
+        wire = {"e3": self._version, "episode": task.episode.episode, "token": self.token,
+                "runtime": job.runtime,
                 "entry": job.entry, "argv": list(job.argv) if job.argv else None,
                 "modules_hash": job.modules_hash or "", "budget": dict(job.budget),
                 "env": dict(spec.env)}

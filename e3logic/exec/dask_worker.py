@@ -45,6 +45,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+#: the shape of what the engine sends (`run_task`'s `wire`) and gets back; a worker answers a
+#: task of another shape with a failure naming both versions
+WIRE = 1
 #: the longest log a task sends back (its end is kept)
 LOG_MAX = 8 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -308,7 +311,15 @@ def run_task(wire: dict, modules, *blobs) -> dict:
     from .runtimes import InputRef, TaskSpec
     from .taskcode import TaskError, exc_reason, remove_tree
 
+    from .. import __version__
+
     where = _worker_address()
+    if wire.get("e3") != [__version__, WIRE]:
+        theirs = wire.get("e3") or ["?", "?"]
+        return {"status": "fail", "worker": where, "log": b"",
+                "reason": f"dask worker {where} runs e3logic {__version__} (wire {WIRE}), the "
+                          f"engine e3logic {theirs[0]} (wire {theirs[1]}): install the "
+                          f"engine's e3logic on the worker"}
     st = station()
     episode, token = wire["episode"], wire["token"]
     why = st.why_cancelled(episode, token)
