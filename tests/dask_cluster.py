@@ -297,4 +297,4 @@ def wait_for(predicate, timeout: float = 30.0, step: float = 0.05):
     raise AssertionError(f"timed out waiting for {predicate}")
 
 
-__all__ = [n for n in dir() if not n.startswith("_")] + ["ROOT"]
+__all__ = [n for n in dir() if not n.startswith("_")]
