@@ -8,7 +8,7 @@ import pytest
 
 from e3logic.api import Repo
 from e3logic.core.errors import UsageError
-from e3logic.exec.backends import BACKENDS, Done, backend_for, run_one
+from e3logic.exec.backends import BACKENDS, Done, backend_for, configured_executor, run_one
 from e3logic.exec.episodes import Episode
 from e3logic.exec.jobs import Job, Task
 from e3logic.exec.procs import group_alive
@@ -52,9 +52,15 @@ def one(backend, t):
 
 def test_an_unknown_backend_is_a_usage_error_naming_the_known_ones(repo):
     with pytest.raises(UsageError) as e:
-        backend_for("dask", repo, workers=1)
-    assert str(e.value) == "unknown executor 'dask'; use one of inline, threads, processes"
-    assert list(BACKENDS) == ["inline", "threads", "processes"]
+        backend_for("ray", repo, workers=1)
+    assert str(e.value) == "unknown executor 'ray'; use one of inline, threads, processes, dask"
+    assert list(BACKENDS) == ["inline", "threads", "processes", "dask"]
+
+
+def test_only_a_cluster_backend_takes_an_address(repo):
+    with pytest.raises(UsageError) as e:
+        backend_for("threads:tcp://h:8786", repo, workers=1)
+    assert "takes no address" in str(e.value) and "dask:tcp://HOST:PORT" in str(e.value)
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
@@ -132,3 +138,27 @@ def test_warm_starts_a_pool_worker_for_each_pooled_task_up_to_the_pool_size(repo
     finally:
         backend.kill()
         anyio.run(backend.close)
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({}, "threads"),
+    ({"defaults": {"executor": "processes"}}, "processes"),
+    ({"defaults": {"executor": "processes"}, "executor": {"backend": "dask"}}, "dask"),
+    ({"executor": {"backend": "dask", "address": "tcp://h:8786"}}, "dask:tcp://h:8786"),
+    ({"executor": {"address": "tcp://h:8786", "connect_timeout": 3}}, "dask:tcp://h:8786"),
+])
+def test_the_executor_table_of_e3_toml_names_the_default_executor(config, expected):
+    assert configured_executor(config) == expected
+
+
+@pytest.mark.parametrize("table, words", [
+    ({"backend": "dask", "adress": "x"}, "unknown key 'adress' in [executor]"),
+    ({"backend": "threads", "address": "tcp://h:8786"}, "takes no address"),
+    ({"backend": "ray"}, "unknown executor 'ray'"),
+    ({"backend": "dask", "connect_timeout": 0}, "connect_timeout"),
+    ({"address": ""}, "[executor] address"),
+])
+def test_a_bad_executor_table_is_a_usage_error_naming_what_to_fix(table, words):
+    with pytest.raises(UsageError) as e:
+        configured_executor({"executor": table})
+    assert words in str(e.value)

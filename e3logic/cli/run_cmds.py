@@ -174,7 +174,9 @@ def _elapsed(s: float) -> str:
 @click.argument("targets", nargs=-1)
 @click.option("--filter", "pattern", metavar="GLOB", help="Only dataflows whose name matches GLOB.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="At most N tasks at once (default: cores).")
-@click.option("--executor", default=None, help="inline | threads | processes (default: e3.toml, else threads).")
+@click.option("--executor", default=None, metavar="NAME",
+              help="inline | threads | processes | dask | dask:tcp://HOST:PORT (default: "
+                   "[executor] in e3.toml, else threads).")
 @click.option("--force", is_flag=True, help="Re-execute even on memo hits.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and what is cached; run nothing.")
 @click.option("--keep-going/--fail-fast", default=True,
@@ -193,7 +195,10 @@ def go(opts, targets, pattern, jobs, executor, force, dry_run, keep_going, stric
     from ..dataflow.go import Go
 
     api = opts.api()
-    executor = executor or api.r.config.get("defaults", {}).get("executor", "threads")
+    if executor is None:
+        from ..exec.backends import configured_executor
+
+        executor = configured_executor(api.r.config)
     if remote is None and not no_remote:
         remote = (api.r.config.get("cache") or {}).get("remote")
     elif no_remote:

@@ -38,7 +38,9 @@ def human_line(run) -> str:
               help="Cancel the run in flight when an input it reads changes (default: the "
                    "change is picked up by the next run).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="At most N tasks at once (default: cores).")
-@click.option("--executor", default=None, help="inline | threads | processes (default: e3.toml, else threads).")
+@click.option("--executor", default=None, metavar="NAME",
+              help="inline | threads | processes | dask | dask:tcp://HOST:PORT (default: "
+                   "[executor] in e3.toml, else threads).")
 @pass_opts
 def watch(opts, pattern, debounce_ms, abort_on_change, jobs, executor):
     """Re-run the affected dataflows whenever files under inputs/ change.

@@ -107,8 +107,9 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
             deps=frozenset(x for x in project.deps[n] if x in sel),
             leases=project.leases(n), budget=tuple(sorted((d.get("budget") or {}).items())),
             profile=d.get("profile") or "ro", modules_hash=project.modules_hash,
-            resources=tuple(sorted((r, a) for r, a in (d.get("resources") or {}).items()
-                                   if r in caps))))
+            # every demand: the executor holds those with a capacity in [resources] to it, a
+            # cluster backend turns them into worker restrictions
+            resources=tuple(sorted((d.get("resources") or {}).items()))))
     journal = repo.journal
 
     asked = [float("-inf")]

@@ -253,7 +253,11 @@ class Watcher:
         self.window = max(0.0, float(debounce_ms)) / 1000.0
         self.abort_on_change = abort_on_change
         self.cap = cap
-        self.executor = executor or self.repo.config.get("defaults", {}).get("executor", "threads")
+        if executor is None:
+            from ..exec.backends import configured_executor
+
+            executor = configured_executor(self.repo.config)
+        self.executor = executor
         self.force = force
         self.source = source or watchfiles_source
         self.emit = emit or (lambda run: None)

@@ -3,13 +3,16 @@
 The executor decides *what* runs and when; a `Backend` only runs what it is handed. The seam
 is the `Backend` protocol below — `submit` a `Task`, get something awaitable with its
 `Finished`; `cancel` one attempt; `close` — so local processes, threads, the cooperative
-harness and (later) a remote cluster are peers:
+harness and a remote cluster are peers:
 
 - `Local` (`threads`): every task is awaited concurrently in the executor's task group; python
   tasks in the worker pool, shell tasks in their own process groups, inline tasks in threads of
   the engine.
 - `Local` over isolating runtimes (`processes`): the same, but no task runs in the engine's
   process (an `in_engine` runtime runs its `isolated` way: inline tasks in the pool).
+- `DaskBackend` (`dask`, `dask:ADDRESS`, in `dask_backend.py`, imported only when used): tasks
+  on a dask.distributed cluster; inputs and modules travel by content hash, outputs come back
+  as bytes that the engine checks and commits.
 - `Cooperative` (`inline`): the deterministic harness. A task runs to completion inside
   `submit`, one after another in capture order, so each finishes in the beat that started it;
   only a task that runs in the engine and may yield across beats (`RuntimeSpec.in_engine`) is
@@ -171,11 +174,22 @@ async def run_one(backend: Backend, task: Task) -> Finished:
 
 class BackendKind(NamedTuple):
     """A backend by name: its class, whether no task may run in the engine's process, and a
-    line for help texts."""
+    line for help texts. A `remote` one runs tasks away from the repository (a cluster): it
+    is made from a `dispatch.TaskRunner` alone, may take an address (`name:ADDRESS`) and has
+    no local runtimes."""
 
     make: Callable[..., Backend]
     isolate: bool
     about: str
+    remote: bool = False
+
+
+def _dask(runner, runtimes=None, *, address: str | None = None, workers: int = 1,
+          connect_timeout: float | None = None) -> Backend:
+    from .dask_backend import CONNECT_TIMEOUT, DaskBackend  # dask only when it is used
+
+    return DaskBackend(runner, address=address, workers=workers,
+                       connect_timeout=connect_timeout or CONNECT_TIMEOUT)
 
 
 BACKENDS: dict[str, BackendKind] = {
@@ -183,26 +197,99 @@ BACKENDS: dict[str, BackendKind] = {
                           "deterministic harness); inline tasks in engine threads"),
     "threads": BackendKind(Local, False, "tasks concurrently; inline tasks in engine threads"),
     "processes": BackendKind(Local, True, "tasks concurrently; no task in the engine's process"),
+    "dask": BackendKind(_dask, True, "tasks on a dask.distributed cluster: a LocalCluster of "
+                        "-j worker processes for the run, or dask:tcp://HOST:PORT (a running "
+                        "scheduler)", remote=True),
 }
+
+#: the keys of e3.toml's `[executor]` table
+EXECUTOR_KEYS = ("backend", "address", "connect_timeout")
+
+
+def split_executor(name: str) -> tuple[str, str | None]:
+    """`dask:tcp://host:8786` -> ("dask", "tcp://host:8786"); `threads` -> ("threads", None)."""
+    kind, sep, address = str(name).partition(":")
+    return kind, (address if sep else None)
 
 
 def backend_kind(name: str) -> BackendKind:
-    """The backend called `name`; a `UsageError` naming the known ones if there is none."""
-    kind = BACKENDS.get(name)
+    """The backend called `name` (`NAME` or `NAME:ADDRESS`); a `UsageError` naming the known
+    ones if there is none, or if an address is given to one that takes none."""
+    kind_name, address = split_executor(name)
+    kind = BACKENDS.get(kind_name)
     if kind is None:
         raise UsageError(f"unknown executor '{name}'; use one of {', '.join(BACKENDS)}")
+    if address is not None and not kind.remote:
+        raise UsageError(f"executor '{kind_name}' takes no address ('{name}'); an address is "
+                         f"for a cluster: dask:tcp://HOST:PORT")
+    if address is not None and not address.strip():
+        raise UsageError(f"executor '{name}' names no address; use {kind_name}:tcp://HOST:PORT "
+                         f"or {kind_name} alone (a local cluster)")
     return kind
+
+
+def _executor_table(config: dict) -> dict:
+    table = config.get("executor")
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise UsageError("[executor] in e3.toml must be a table (backend = \"dask\", address = "
+                         "\"tcp://HOST:PORT\"); fix e3.toml")
+    unknown = sorted(set(table) - set(EXECUTOR_KEYS))
+    if unknown:
+        raise UsageError(f"unknown key '{unknown[0]}' in [executor] of e3.toml; the keys are "
+                         f"{', '.join(EXECUTOR_KEYS)}")
+    for k in ("backend", "address"):
+        if k in table and not (isinstance(table[k], str) and table[k].strip()):
+            raise UsageError(f"[executor] {k} in e3.toml must be a non-empty string")
+    t = table.get("connect_timeout")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0):
+        raise UsageError("[executor] connect_timeout in e3.toml must be a positive number of "
+                         "seconds")
+    return table
+
+
+def configured_executor(config: dict) -> str:
+    """The executor `e3 go` and `e3 watch` use when none is given: e3.toml's `[executor]`
+    (`backend`, and `address` for a cluster), else `[defaults] executor`, else `threads`.
+
+    >>> configured_executor({"executor": {"backend": "dask", "address": "tcp://h:8786"}})
+    'dask:tcp://h:8786'
+    >>> configured_executor({"defaults": {"executor": "processes"}})
+    'processes'
+    """
+    table = _executor_table(config)
+    backend = table.get("backend")
+    address = table.get("address")
+    if backend is None:
+        backend = (config.get("defaults") or {}).get("executor", "threads")
+        if address is not None:
+            backend = "dask"
+    if address is not None:
+        if split_executor(backend)[1] is not None:
+            raise UsageError(f"[executor] backend = \"{backend}\" already names an address; "
+                             f"drop [executor] address or the one in backend")
+        backend = f"{backend}:{address}"
+    backend_kind(backend)
+    return backend
 
 
 def backend_for(name: str, repo, *, workers: int, modules_tree: str | None = None,
                 token: str | None = None) -> Backend:
-    """The backend called `name` for a run on `repo`: its runtimes (a pool of `workers`,
-    module sets cached in `.e3/cache`) and a `dispatch.TaskRunner` reading inputs from the
-    object store, the package's modules from `modules_tree`; `token` marks the run's task
-    processes."""
+    """The backend called `name` (`NAME[:ADDRESS]`) for a run on `repo`: its runtimes (a pool
+    of `workers`, module sets cached in `.e3/cache`) and a `dispatch.TaskRunner` reading inputs
+    from the object store, the package's modules from `modules_tree`; `token` marks the run's
+    task processes. A remote backend (a cluster) gets the runner alone, its address and
+    `workers` (the size of a local cluster), and e3.toml's `[executor] connect_timeout`."""
     from .dispatch import TaskRunner
-    from .runtimes import Runtimes
 
     kind = backend_kind(name)
+    if kind.remote:
+        table = _executor_table(repo.config)
+        return kind.make(TaskRunner(repo, None, modules_tree, token=token),
+                         address=split_executor(name)[1], workers=workers,
+                         connect_timeout=table.get("connect_timeout"))
+    from .runtimes import Runtimes
+
     runtimes = Runtimes(workers=workers, cache_dir=repo.dir / "cache", isolate=kind.isolate)
     return kind.make(TaskRunner(repo, runtimes, modules_tree, token=token), runtimes)
