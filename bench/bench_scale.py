@@ -165,6 +165,9 @@ class Project:
 
     # -- the steps ---------------------------------------------------------------------------
     def prepare(self) -> None:
+        if self.args.reuse and (self.dir / ".e3").is_dir():
+            self.log(f"  {self.runtime} {self.n:,} reusing {self.dir}")
+            return
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         t0 = time.perf_counter()
@@ -320,9 +323,12 @@ def main(argv=None) -> int:
     ap.add_argument("--nofile", type=int, default=1024, help="RLIMIT_NOFILE of every command")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per command")
     ap.add_argument("--e3", default=None, help="a git revision to measure (exported to "
-                    "bench/_work), or `worktree` (default: the live tree)")
+                    "bench/_work), `worktree` (default: the live tree), or a directory holding "
+                    "an e3logic/ source tree")
     ap.add_argument("--work", default="/tmp/e3scale")
     ap.add_argument("--keep", action="store_true", help="keep the projects under --work")
+    ap.add_argument("--reuse", action="store_true", help="go on in a project kept by an earlier "
+                    "--keep run (e.g. --steps add,checkout after a build), instead of a new one")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args(argv)
     if args.quick:
@@ -333,7 +339,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"--steps: unknown {sorted(bad)}; steps are {', '.join(STEPS)}")
     args.json_out = args.json_out or str(WORK / ("bench_scale-quick.json" if args.quick
                                                  else "bench_scale.json"))
-    src, version = e3_source(args.e3 or "worktree")
+    if args.e3 and (Path(args.e3) / "e3logic").is_dir():   # a source tree (e.g. patched)
+        src, version = Path(args.e3).resolve(), f"the source tree {args.e3}"
+    else:
+        src, version = e3_source(args.e3 or "worktree")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "e3logic")],
                    env={**os.environ, "PYTHONPYCACHEPREFIX": str(WORK / "pycache")},
                    stdout=subprocess.DEVNULL, check=True)
