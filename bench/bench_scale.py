@@ -129,12 +129,14 @@ def measure(cmd: list[str], cwd: Path, env: dict, nofile: int, timeout: float,
 class Project:
     """One e3 project of the 10-layer DAG at one size and runtime, driven step by step."""
 
-    def __init__(self, args, n: int, runtime: str, src: Path, log):
+    def __init__(self, args, n: int, runtime: str, src: Path, log, work: Path | None = None,
+                 pkg: Path | None = None):
         self.args, self.n, self.runtime, self.log = args, n, runtime, log
         self.w = W.make("dag", n)
-        self.work = Path(args.work) / f"dag-{n}-{runtime}"
-        self.pkg = self.work / "pkg"
+        self.work = work or Path(args.work) / f"dag-{n}-{runtime}"
+        self.pkg = pkg or self.work / "pkg"
         self.dir = self.work / "proj"
+        self.label = ""
         env = {k: v for k, v in os.environ.items()
                if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("E3_")}
         self.env = {**env, "PYTHONPATH": str(src) + os.pathsep + env.get("PYTHONPATH", ""),
@@ -156,7 +158,7 @@ class Project:
             r["status"] = d.get("status")
         self.results.setdefault(step, []).append(r)
         extra = f" ran {r['executed']}" if "executed" in r else ""
-        self.log(f"  {self.runtime} {self.n:,} {step:8s} {r['wall']:8.2f}s  cpu {r['cpu']:7.2f}s"
+        self.log(f"  {self.label}{self.runtime} {self.n:,} {step:8s} {r['wall']:8.2f}s  cpu {r['cpu']:7.2f}s"
                  f"  engine cpu {r['engine_cpu'] or 0:7.2f}s  engine rss {r['engine_rss_mb']:6.0f}"
                  f" MB  tree rss {r['tree_rss_mb']:6.0f} MB  load {r['load']:.1f}{extra}"
                  + (f"  FAILED rc={r['rc']}: {r['error'].strip().splitlines()[-1:]}"
@@ -256,6 +258,95 @@ class Project:
         return out
 
 
+# -- A/B of e3 builds ---------------------------------------------------------------------------
+
+def _copy(src: Path, dest: Path, trash: Path) -> None:
+    """dest := a copy of src (the old dest moved aside: deleting many files right before a timed
+    run slows the file creation of that run, see bench/peers/tools.py)."""
+    if dest.exists():
+        trash.mkdir(exist_ok=True)
+        os.rename(dest, trash / f"{dest.name}-{time.monotonic_ns()}")
+    subprocess.run(["cp", "-a", str(src), str(dest)], check=True)
+
+
+def ab(args, n: int, runtime: str, builds: list, log) -> dict:
+    """Each of args.ab_steps measured for every build, interleaved in alternating order (A B,
+    then B A, ...), args.runs times. The state before a step is made once, untimed, with the
+    first build; each build then works on a copy of its own (`cold` starts from a fresh copy
+    every time; `warm`, `incr` and the read-only steps go on in theirs, so every build does the
+    same work: incr edits the same inputs with the same new bytes)."""
+    base = Project(args, n, runtime, builds[0][1], log)
+    base.label = "(state) "
+    base.prepare()
+    trash = base.work / "old-copies"
+    out = {}
+    last = max(STEPS.index(s) for s in args.ab_steps)
+    for step in STEPS[:last + 1]:
+        if step in args.ab_steps:
+            pristine = base.work / "pristine"
+            _copy(base.dir, pristine, trash)
+            clones = {}
+            for tag, src in builds:
+                c = Project(args, n, runtime, src, log, work=base.work / f"ab-{tag}", pkg=base.pkg)
+                c.label, c.edits = f"[{tag}] ", base.edits
+                c.work.mkdir(exist_ok=True)
+                _copy(pristine, c.dir, trash)
+                clones[tag] = c
+            for i in range(args.runs):
+                for tag, _ in (builds if i % 2 == 0 else builds[::-1]):
+                    c = clones[tag]
+                    if step == "cold" and i:
+                        _copy(pristine, c.dir, trash)
+                    c.step(step)
+            out[step] = {tag: c.results[step] for tag, c in clones.items()}
+        r = base.step(step)
+        if r["rc"] or "wrong" in r:
+            raise RuntimeError(f"the state for the A/B failed at {step}: {r.get('error') or r['wrong']}")
+    if not args.keep:
+        shutil.rmtree(base.work, ignore_errors=True)
+    return out
+
+
+def _paired(a: list[float], b: list[float]) -> str:
+    ratios = sorted(y / x for x, y in zip(a, b) if x)
+    if not ratios:
+        return "—"
+    return (f"{statistics.median(ratios):.3f} [{ratios[0]:.2f}–{ratios[-1]:.2f}] "
+            f"({sum(1 for x, y in zip(a, b) if y > x)}/{len(ratios)})")
+
+
+def ab_table(results: list[dict], tags: list[str]) -> str:
+    """Per size, runtime and step: each build's median wall [min-max], CPU and engine CPU and
+    peak RSS; each later build against the first, paired by round (wall and CPU ratio: > 1
+    slower, and in how many rounds it was slower)."""
+    a = tags[0]
+    lines = ["| workload | step | " + " | ".join(f"{t}: wall s [min–max] / CPU s / engine "
+                                                  f"RSS MB" for t in tags)
+             + " | " + " | ".join(f"{t} / {a} wall (slower in) | CPU" for t in tags[1:])
+             + " | load |",
+             "|---|---|" + "---:|" * (len(tags) + 2 * (len(tags) - 1) + 1)]
+    med = statistics.median
+    for res in results:
+        for step, by in res["steps"].items():
+            cells, loads = [], []
+            for t in tags:
+                rs = [r for r in by[t] if not r["rc"]]
+                if not rs:
+                    cells.append("failed")
+                    continue
+                w = [r["wall"] for r in rs]
+                loads += [r["load"] for r in rs]
+                cells.append(f"{med(w):.2f} [{min(w):.2f}–{max(w):.2f}] / "
+                             f"{med(r['cpu'] for r in rs):.2f} / "
+                             f"{max(r['engine_rss_mb'] for r in rs):.0f}")
+            for t in tags[1:]:
+                cells.append(_paired([r["wall"] for r in by[a]], [r["wall"] for r in by[t]]))
+                cells.append(_paired([r["cpu"] for r in by[a]], [r["cpu"] for r in by[t]]))
+            lines.append(f"| {res['runtime']} dag {res['n']:,} | {step} | " + " | ".join(cells)
+                         + f" | {med(loads):.1f} |" if loads else " | — |")
+    return "\n".join(lines)
+
+
 def summarize(rs: list[dict]) -> dict:
     ok = [r for r in rs if not r["rc"]]
     if not ok:
@@ -322,9 +413,13 @@ def main(argv=None) -> int:
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--nofile", type=int, default=1024, help="RLIMIT_NOFILE of every command")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per command")
-    ap.add_argument("--e3", default=None, help="a git revision to measure (exported to "
-                    "bench/_work), `worktree` (default: the live tree), or a directory holding "
-                    "an e3logic/ source tree")
+    ap.add_argument("--e3", action="append", default=None, metavar="[NAME=]REV",
+                    help="a git revision to measure (exported to bench/_work), `worktree` "
+                    "(default: the live tree), or a directory holding an e3logic/ source tree; "
+                    "several NAME=REV: an interleaved A/B of those builds on --ab-steps")
+    ap.add_argument("--ab-steps", type=lambda s: s.split(","), default=["cold", "warm", "incr"],
+                    help="the steps an A/B measures (default cold,warm,incr)")
+    ap.add_argument("--runs", type=int, default=5, help="rounds of an A/B")
     ap.add_argument("--work", default="/tmp/e3scale")
     ap.add_argument("--keep", action="store_true", help="keep the projects under --work")
     ap.add_argument("--reuse", action="store_true", help="go on in a project kept by an earlier "
@@ -339,13 +434,21 @@ def main(argv=None) -> int:
         raise SystemExit(f"--steps: unknown {sorted(bad)}; steps are {', '.join(STEPS)}")
     args.json_out = args.json_out or str(WORK / ("bench_scale-quick.json" if args.quick
                                                  else "bench_scale.json"))
-    if args.e3 and (Path(args.e3) / "e3logic").is_dir():   # a source tree (e.g. patched)
-        src, version = Path(args.e3).resolve(), f"the source tree {args.e3}"
-    else:
-        src, version = e3_source(args.e3 or "worktree")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "e3logic")],
-                   env={**os.environ, "PYTHONPYCACHEPREFIX": str(WORK / "pycache")},
-                   stdout=subprocess.DEVNULL, check=True)
+    builds, versions = [], []
+    for spec in args.e3 or ["worktree"]:
+        tag, _, rev = spec.rpartition("=")
+        if (Path(rev) / "e3logic").is_dir():   # a source tree (e.g. patched)
+            src, version = Path(rev).resolve(), f"the source tree {rev}"
+        else:
+            src, version = e3_source(rev)
+        builds.append((tag or rev, src))
+        versions.append(f"{tag}={version}" if tag else version)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "e3logic")],
+                       env={**os.environ, "PYTHONPYCACHEPREFIX": str(WORK / "pycache")},
+                       stdout=subprocess.DEVNULL, check=True)
+    src, version = builds[0][1], ", ".join(versions)
+    if len({t for t, _ in builds}) != len(builds):
+        raise SystemExit("--e3: name the builds of an A/B NAME=REV, each name once")
     t_start = time.perf_counter()
 
     def log(msg):
@@ -355,6 +458,22 @@ def main(argv=None) -> int:
               "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs, "nofile": args.nofile,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True),
                           "python": platform.python_version()}, "sizes": []}
+    if len(builds) > 1:
+        bad = set(args.ab_steps) - set(STEPS)
+        if bad:
+            raise SystemExit(f"--ab-steps: unknown {sorted(bad)}")
+        results = []
+        for n in args.sizes:
+            for runtime in args.runtimes:
+                log(f"A/B dag {n:,} {runtime}: {', '.join(versions)}")
+                results.append({"n": n, "runtime": runtime,
+                                "steps": ab(args, n, runtime, builds, log)})
+                report["ab"] = results
+                Path(args.json_out).write_text(json.dumps(report, indent=1))
+        print(f"`python bench/bench_scale.py {' '.join(report['argv'])}` — {report['date']}, "
+              f"{version}, -j{args.jobs}, ulimit -n {args.nofile}, {args.runs} rounds\n")
+        print(ab_table(results, [t for t, _ in builds]))
+        return 0
     failed = False
     for n in args.sizes:
         for runtime in args.runtimes:
