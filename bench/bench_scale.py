@@ -302,8 +302,6 @@ def ab(args, n: int, runtime: str, builds: list, log) -> dict:
         r = base.step(step)
         if r["rc"] or "wrong" in r:
             raise RuntimeError(f"the state for the A/B failed at {step}: {r.get('error') or r['wrong']}")
-    if not args.keep:
-        shutil.rmtree(base.work, ignore_errors=True)
     return out
 
 
@@ -470,6 +468,8 @@ def main(argv=None) -> int:
                                 "steps": ab(args, n, runtime, builds, log)})
                 report["ab"] = results
                 Path(args.json_out).write_text(json.dumps(report, indent=1))
+                if not args.keep:
+                    shutil.rmtree(Path(args.work) / f"dag-{n}-{runtime}", ignore_errors=True)
         print(f"`python bench/bench_scale.py {' '.join(report['argv'])}` — {report['date']}, "
               f"{version}, -j{args.jobs}, ulimit -n {args.nofile}, {args.runs} rounds\n")
         print(ab_table(results, [t for t, _ in builds]))
