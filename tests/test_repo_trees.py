@@ -160,3 +160,20 @@ def test_changed_names_exactly_the_leaves_that_differ_between_two_roots(tmp_path
     assert t.changed(a, a) == set()
     assert t.changed(a, bb) == {"inputs/x", "outputs/g/o", "deep/a/b/c", "deep/a/b"}
     assert t.changed(bb, a) == t.changed(a, bb)
+
+
+def test_the_parsed_tree_cache_stays_within_its_budget_and_reads_dropped_trees_again(tmp_path):
+    """A run rewrites its outputs tree at every flush (issue 20): the versions it no longer
+    reads must not all stay in memory. Answers are the same with a tiny cache."""
+    st = ObjectStore(tmp_path / "o", fsync=False)
+    small, big = Trees(st, cache_entries=40), Trees(st)
+    roots, root = [], small.empty
+    for i in range(60):  # each version of outputs/ is one entry larger
+        root = small.set_many(root, {f"outputs/d{i:02d}/out": blob_entry(st.write(b"%d" % i), 1)})
+        roots.append(root)
+        assert small._held <= 40 + (i + 1)  # the budget, plus the one tree kept last
+    assert small._held == sum(len(v) for v in small._cache.values())
+    assert len(small._cache) < 60
+    for i, r in enumerate(roots):  # every version still answers, read back where dropped
+        assert [p for p, _ in small.walk(r)] == [f"outputs/d{k:02d}/out" for k in range(i + 1)]
+        assert list(small.walk(r)) == list(big.walk(r))

@@ -162,6 +162,19 @@ def test_build_validates_before_writing_anything(tmp_path):
     assert not (d / "dist").exists()
 
 
+def test_a_package_too_large_for_e3_add_is_refused_at_build_naming_the_limit(tmp_path, monkeypatch):
+    """Issue 20 item 4: at 1,000,000 dataflows the package object (162 MB) is past what
+    `e3 add` reads from a bundle; build says so instead of writing a bundle add refuses."""
+    monkeypatch.setattr(sys.modules["e3logic.sdk.build"], "MAX_PACKAGE_BYTES", 2000)
+    d = make_pkg(tmp_path / "p", E3PKG + "for i in range(20):\n    package.dataflow(f'd{i}', "
+                 "task='double', inputs=['inputs/x'], output='y')\n")
+    with pytest.raises(BuildError, match=r"package demo@0.1.0 is too large: its package object "
+                       r"\(the declarations of its 22 dataflows and 2 tasks\) would be [\d,]+ "
+                       r"bytes, and e3 add accepts at most 2,000; declare fewer dataflows"):
+        sdk.build(d)
+    assert not (d / "dist").exists()
+
+
 def test_task_hash_excludes_the_task_name_and_includes_module_contents(tmp_path):
     two = E3PKG + 'package.task("double2", "steps:double")\n'
     h, obj, store = sdk.build_objects(sdk.load(make_pkg(tmp_path / "a", two)))

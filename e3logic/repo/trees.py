@@ -30,12 +30,22 @@ class _Leaf:
         self.entry = entry
 
 
-class Trees:
-    """Tree operations over an object store; parsed trees are cached (objects are immutable)."""
+#: parsed tree entries a `Trees` keeps at most (about 50-400 bytes each). A run rewrites its
+#: outputs tree at every flush: kept forever, every version of a 100,000-entry tree made
+#: memory (1.2 GB) and full garbage collections grow with the run (issue 20).
+CACHE_ENTRIES = 1 << 20
 
-    def __init__(self, store: ObjectStore):
+
+class Trees:
+    """Tree operations over an object store; parsed trees are cached (objects are immutable),
+    up to `cache_entries` entries in all: past it, the older half (in the order they were read
+    or written) is dropped, and read again if asked for."""
+
+    def __init__(self, store: ObjectStore, cache_entries: int = CACHE_ENTRIES):
         self.store = store
         self._cache: dict[str, dict] = {}
+        self._held = 0  # entries in _cache
+        self.cache_entries = cache_entries
         self.empty = self.write({})
 
     def read(self, h: str) -> dict:
@@ -47,14 +57,31 @@ class Trees:
                 obj = None
             if not isinstance(obj, dict) or obj.get("e3") != "tree":
                 raise IntegrityError(f"object {h[:12]} is not a tree")
-            t = self._cache[h] = obj["entries"]
+            t = obj["entries"]
+            self._keep(h, t)
         return t
 
     def write(self, entries: dict, store=None) -> str:
         """`store`: where to write instead (e.g. an object `Batch`)."""
         h = (store or self.store).write(canon.dumps({"e3": "tree", "entries": entries}))
-        self._cache[h] = entries
+        self._keep(h, entries)
         return h
+
+    def _keep(self, h: str, entries: dict) -> None:
+        old = self._cache.pop(h, None)
+        if old is not None:
+            self._held -= len(old)
+        self._cache[h] = entries
+        self._held += len(entries)
+        if self._held > self.cache_entries:
+            drop, excess = [], self._held - self.cache_entries // 2
+            for k, v in self._cache.items():  # oldest first; never the one just kept
+                if excess <= 0 or k == h:
+                    break
+                drop.append(k)
+                excess -= len(v)
+            for k in drop:
+                self._held -= len(self._cache.pop(k))
 
     def get(self, root: str, path: str) -> dict:
         """The entry at `path` (a tree or a blob entry)."""

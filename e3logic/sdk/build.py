@@ -16,7 +16,7 @@ from ..core import canon
 from ..core.errors import BuildError, E3Error
 from ..repo.bundle import write_bundle
 from ..repo.objects import MemoryStore
-from ..repo.packages import object_graph
+from ..repo.packages import MAX_PACKAGE_BYTES, object_graph
 from ..repo.trees import Trees, blob_entry
 from .builder import PackageBuilder, _loading
 
@@ -109,7 +109,14 @@ def build_objects(pkg: PackageBuilder, store=None, exclude=()) -> tuple[str, dic
         "datasets": {"kind": "tree", "hash": datasets_root},
         "parent": None, "message": "",
     }
-    h = store.write(canon.dumps(obj))
+    data = canon.dumps(obj)
+    if len(data) > MAX_PACKAGE_BYTES:  # `e3 add` would refuse the bundle: say so now
+        raise BuildError(f"package {pkg.name}@{pkg.version} is too large: its package object "
+                         f"(the declarations of its {len(pkg.dataflows):,} dataflows and "
+                         f"{len(pkg.tasks):,} tasks) would be {len(data):,} bytes, and e3 add "
+                         f"accepts at most {MAX_PACKAGE_BYTES:,}; declare fewer dataflows in "
+                         f"one package")
+    h = store.write(data)
     return h, obj, store
 
 

@@ -80,7 +80,8 @@ def problems(pkg) -> list[str]:
             errs.append(f"two producers of '{p}': {' and '.join(who)}; rename one of them")
     paths = sorted(prod)
     for i, a in enumerate(paths):
-        for b in paths[i + 1:]:
+        for j in range(i + 1, len(paths)):  # indices, not a slice: a copy per path is quadratic
+            b = paths[j]
             if not b.startswith(a + "/"):
                 if b > a + "/":
                     break
@@ -129,20 +130,28 @@ def graph(pkg):
 
 
 def find_cycle(pkg) -> str | None:
-    """A one-line description of a dataflow cycle, or None."""
+    """A one-line description of a dataflow cycle, or None: the cycle a depth-first search
+    finds from the first dataflow (by name) that reaches one. One pass over the graph (a
+    search from every dataflow in turn re-walks what is downstream of each: quadratic)."""
     import networkx as nx
 
     g = graph(pkg)
-    for start in sorted(g.nodes):
-        try:
-            edges = nx.find_cycle(g, source=start)
-        except nx.NetworkXNoCycle:
-            continue
-        names = [u for u, _ in edges] + [edges[-1][1]]
-        via = ", ".join(f"'{v}' reads {g.edges[u, v]['path']}" for u, v in edges)
-        return (f"dataflow cycle {' -> '.join(names)} ({via}); make one of these dataflows read "
-                f"a dataset outside the cycle")
-    return None
+    if nx.is_directed_acyclic_graph(g):
+        return None
+    # the dataflows that reach a cycle: those on one, and everything upstream of them
+    reach = {v for c in nx.strongly_connected_components(g) if len(c) > 1 for v in c}
+    reach |= {v for v in g if g.has_edge(v, v)}
+    stack = list(reach)
+    while stack:
+        for u in g.predecessors(stack.pop()):
+            if u not in reach:
+                reach.add(u)
+                stack.append(u)
+    edges = nx.find_cycle(g, source=min(reach))
+    names = [u for u, _ in edges] + [edges[-1][1]]
+    via = ", ".join(f"'{v}' reads {g.edges[u, v]['path']}" for u, v in edges)
+    return (f"dataflow cycle {' -> '.join(names)} ({via}); make one of these dataflows read "
+            f"a dataset outside the cycle")
 
 
 def validate(pkg) -> None:
