@@ -92,14 +92,6 @@ def test_the_stat_cache_answers_a_folder_by_a_range_of_paths_and_forgets_dropped
     assert j.stat_cache() == {"inputs/a": (1, 2, 3, "ha2"), "inputs0": (0, 0, 0, "x")}
 
 
-def test_the_stat_cache_answers_any_number_of_paths_one_by_one(j):
-    rows = [(f"outputs/t{i:04d}/out", i, i, i, f"h{i}") for i in range(1200)]
-    j.remember_stats(rows)
-    asked = [r[0] for r in rows[::2]] + ["outputs/none", "inputs/a"]
-    assert j.stat_cache_of(asked) == {r[0]: r[1:] for r in rows[::2]}
-    assert j.stat_cache_of([]) == {}
-
-
 # -- memo, executions, provenance -------------------------------------------------------------
 def test_a_success_is_memoized_with_its_provenance_and_a_failure_only_in_the_history(j):
     j.record_executions([rec(), rec(key="k2", status="fail")], HOST)

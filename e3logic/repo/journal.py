@@ -148,16 +148,6 @@ class Journal:
                                   (top + "/", top + "0"))
         return {r[0]: r[1:] for r in cur}
 
-    def stat_cache_of(self, paths) -> dict[str, tuple]:
-        """path → (size, mtime_ns, ino, hash) of those of `paths` the stat cache holds."""
-        paths, out = list(paths), {}
-        for i in range(0, len(paths), 500):
-            chunk = paths[i:i + 500]
-            cur = self._c.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat WHERE "
-                                  f"path IN ({','.join('?' * len(chunk))})", chunk)
-            out.update((r[0], r[1:]) for r in cur)
-        return out
-
     def remember_stats(self, keep, drop=()) -> None:
         """One transaction: forget the paths `drop`, then cache `keep` rows
         `(path, size, mtime_ns, ino, hash)`."""

@@ -36,10 +36,6 @@ from .trees import blob_entry
 
 WC_DIRS = ("inputs", "outputs")
 RACY_NS = 50_000_000  # a file modified this recently is re-hashed next time (racy-git rule)
-#: `ensure` of up to this many files looks their stat-cache rows up one by one; more, it
-#: reads the whole folder's rows (a run's flushes ensure a few outputs each: reading every
-#: row of outputs/ at each made a cold run quadratic, issue 20)
-ENSURE_LOOKUPS = 1000
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")  # surely valid: no full check
 _PLAIN_PATH = re.compile(r"(?:inputs|outputs)(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})+")
 _warned: set[str] = set()
@@ -384,11 +380,8 @@ class WorkingCopy:
         (`go` putting back the outputs of cached dataflows), the files edited or deleted by
         hand."""
         items = list(_safe(dict(items)).items()) if items else items
-        if len(items) <= ENSURE_LOOKUPS:  # a flush's few outputs: not every row of outputs/
-            cache = self.journal.stat_cache_of(p for p, _ in items)
-        else:
-            tops = {p.split("/", 1)[0] for p, _ in items}
-            cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
+        tops = {p.split("/", 1)[0] for p, _ in items}
+        cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
         base = str(self.root_dir) + os.sep
         stat = os.stat
         rows, written, made = [], [], set()
@@ -398,11 +391,10 @@ class WorkingCopy:
                 st = stat(base + p)
             except (FileNotFoundError, NotADirectoryError):
                 st = None
-            if st is not None and c and (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
-                if c[3] == h:
-                    continue
-                # the file holds the bytes c[3] (stat cache), not h's: no need to hash it
-            elif st is not None and S_ISREG(st.st_mode) and hash_file(base + p) == h:
+            if st is not None and c and c[3] == h and \
+                    (st.st_size, st.st_mtime_ns, st.st_ino) == c[:3]:
+                continue
+            if st is not None and S_ISREG(st.st_mode) and hash_file(base + p) == h:
                 rows.append((p, st, h))
                 continue
             self._place(p, h, made)
