@@ -354,28 +354,6 @@ def test_status_does_not_import_heavy_libraries_once_the_rules_are_cached(proj):
     assert r.stdout.strip().splitlines()[-1].strip() == "HEAVY"
 
 
-def test_a_reading_command_runs_with_cyclic_gc_paused_and_resumes_it_after(proj):
-    """Issue 20: collections traversed what a reading command loads (40 % of `e3 deps` at
-    100,000 dataflows); a command that writes keeps the collector running."""
-    code = ("import gc\nfrom e3logic import api\nfrom e3logic.cli.main import main\n"
-            "seen = []\n"
-            "for name in ('status', 'reset'):\n"
-            "    orig = getattr(api.Repo, name)\n"
-            "    def spy(self, *a, _orig=orig, **k):\n"
-            "        seen.append(gc.isenabled())\n"
-            "        return _orig(self, *a, **k)\n"
-            "    setattr(api.Repo, name, spy)\n"
-            "for args in (['status'], ['reset', 'inputs/sales']):\n"
-            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
-            "    seen.append(gc.isenabled())\n"
-            "print('SEEN', seen)\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=proj.cwd, env=e3_env(),
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    # status: paused, then resumed; reset (writes): collecting throughout
-    assert r.stdout.strip().splitlines()[-1] == "SEEN [False, True, True, True]"
-
-
 def test_fsck_repair_answers_the_repaired_summary_and_quarantines_a_corrupt_object(proj):
     h = ok(proj("--json", "ls", "inputs/sales")).json[0]["hash"]
     obj = proj.cwd / ".e3" / "objects" / h[:2] / h[2:]

@@ -194,36 +194,15 @@ def read_only_path(repo) -> str | None:
     return None
 
 
-def _reading() -> tuple:
-    """(the current command's context, its name, whether it only reads the repository);
-    (None, None, None) outside a command."""
+def refuse_writes_to_read_only(repo) -> None:
+    """Refuse a command that writes before it starts when the repository is read-only."""
     try:
         ctx = click.get_current_context()
     except RuntimeError:
-        return None, None, None
+        return
     name = " ".join(ctx.command_path.split()[1:])
-    return ctx, name, (name in READ_COMMANDS or (name == "go" and bool(ctx.params.get("dry_run")))
-                       or (name == "fsck" and not ctx.params.get("repair")))
-
-
-def pause_gc_for_readers() -> None:
-    """A command that only reads loads the package, trees and facts, answers and exits: what
-    it allocates lives to its end and holds no cycles worth collecting, so the cyclic garbage
-    collector would only traverse it again and again (40 % of 'e3 deps' at 100,000 dataflows,
-    issue 20). It is paused for such a command, as `go` pauses it while deciding, and resumed
-    when the command is done; reference counting frees as usual."""
-    import gc
-
-    ctx, _, reads = _reading()
-    if reads and gc.isenabled():
-        gc.disable()
-        ctx.call_on_close(gc.enable)
-
-
-def refuse_writes_to_read_only(repo) -> None:
-    """Refuse a command that writes before it starts when the repository is read-only."""
-    ctx, name, reads = _reading()
-    if ctx is None or reads:
+    if name in READ_COMMANDS or (name == "go" and ctx.params.get("dry_run")) or \
+            (name == "fsck" and not ctx.params.get("repair")):
         return
     where = read_only_path(repo)
     if where is not None:
@@ -249,7 +228,6 @@ class Options:
 
             repo = Repository.open(self.repo_path)
             refuse_writes_to_read_only(repo)
-            pause_gc_for_readers()
             self._repo = repo
         return self._repo
 
