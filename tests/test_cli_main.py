@@ -44,6 +44,18 @@ def test_quick_exit_lets_an_open_thread_pool_finish_its_work_instead_of_hanging(
     assert (tmp_path / "queued").read_text() == "done"
 
 
+def test_under_cprofile_the_command_runs_and_the_profile_is_written(tmp_path):
+    """`python -m cProfile -o F -m e3logic ...` (docs/benchmarks.md): the quick exit would end
+    the process before the profiler writes F."""
+    r = subprocess.run([sys.executable, "-m", "cProfile", "-o", "p.prof", "-m", "e3logic",
+                        "status"], cwd=tmp_path, env=e3_env(), capture_output=True, text=True,
+                       timeout=60)
+    assert r.stderr.startswith("e3: error: not inside an e3 repository")  # (cProfile exits 0)
+    import pstats
+
+    assert pstats.Stats(str(tmp_path / "p.prof")).total_calls > 0
+
+
 def test_the_entry_point_keeps_the_commands_exit_code_and_output(tmp_path):
     bad = run_e3("no-such-command", cwd=tmp_path)
     assert bad.code == 2

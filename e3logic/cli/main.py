@@ -278,6 +278,8 @@ def quick_exit(code: int) -> None:
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is not None and threading.current_thread() is threading.main_thread():
         shutdown()
+    if sys.getprofile() is not None:  # under `python -m cProfile -o F -m e3logic`: let the
+        sys.exit(code)                # profiler write F (it does so once the program returns)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
