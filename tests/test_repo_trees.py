@@ -177,3 +177,32 @@ def test_the_parsed_tree_cache_stays_within_its_budget_and_reads_dropped_trees_a
     for i, r in enumerate(roots):  # every version still answers, read back where dropped
         assert [p for p, _ in small.walk(r)] == [f"outputs/d{k:02d}/out" for k in range(i + 1)]
         assert list(small.walk(r)) == list(big.walk(r))
+
+
+
+def test_a_tree_kept_by_another_thread_while_old_ones_are_dropped_waits_its_turn(tmp_path):
+    """A run's flush writes trees in a worker thread while its loop reads them (issue 20:
+    'dictionary changed size during iteration' in a 100,000-task run): another thread keeping
+    a tree in the middle of a drop must not change the cache under it."""
+    import threading
+
+    st = ObjectStore(tmp_path / "o", fsync=False)
+    t = Trees(st, cache_entries=8)
+    other, fired = [], []
+
+    class Interleaved(dict):
+        def items(self):
+            for i, kv in enumerate(dict.items(self)):
+                if i == 1 and not fired:  # mid-drop: another thread writes a tree
+                    fired.append(True)
+                    other.append(threading.Thread(target=t.write, args=({"late": blob_entry(
+                        st.write(b"late"), 4)},)))
+                    other[0].start()
+                    other[0].join(0.2)  # (it waits for the drop to finish)
+                yield kv
+
+    t._cache = Interleaved(t._cache)
+    for k in range(6):
+        t.write({f"k{k}": blob_entry(st.write(b"%d" % k), 1), "pad": blob_entry(st.write(b"p"), 1)})
+    other[0].join()
+    assert fired and t._held == sum(len(v) for v in t._cache.values()) <= 8 + 2

@@ -6,6 +6,7 @@ Setting a leaf rewrites only the trees on its path.
 """
 from __future__ import annotations
 
+import threading
 from typing import Iterator
 
 from ..core import canon
@@ -39,12 +40,14 @@ CACHE_ENTRIES = 1 << 20
 class Trees:
     """Tree operations over an object store; parsed trees are cached (objects are immutable),
     up to `cache_entries` entries in all: past it, the older half (in the order they were read
-    or written) is dropped, and read again if asked for."""
+    or written) is dropped, and read again if asked for. Safe to share between threads (a
+    run's flush writes trees in a worker thread while its loop reads them)."""
 
     def __init__(self, store: ObjectStore, cache_entries: int = CACHE_ENTRIES):
         self.store = store
         self._cache: dict[str, dict] = {}
         self._held = 0  # entries in _cache
+        self._lock = threading.Lock()  # held while _cache changes (hits read it without)
         self.cache_entries = cache_entries
         self.empty = self.write({})
 
@@ -68,20 +71,21 @@ class Trees:
         return h
 
     def _keep(self, h: str, entries: dict) -> None:
-        old = self._cache.pop(h, None)
-        if old is not None:
-            self._held -= len(old)
-        self._cache[h] = entries
-        self._held += len(entries)
-        if self._held > self.cache_entries:
-            drop, excess = [], self._held - self.cache_entries // 2
-            for k, v in self._cache.items():  # oldest first; never the one just kept
-                if excess <= 0 or k == h:
-                    break
-                drop.append(k)
-                excess -= len(v)
-            for k in drop:
-                self._held -= len(self._cache.pop(k))
+        with self._lock:
+            old = self._cache.pop(h, None)
+            if old is not None:
+                self._held -= len(old)
+            self._cache[h] = entries
+            self._held += len(entries)
+            if self._held > self.cache_entries:
+                drop, excess = [], self._held - self.cache_entries // 2
+                for k, v in self._cache.items():  # oldest first; never the one just kept
+                    if excess <= 0 or k == h:
+                        break
+                    drop.append(k)
+                    excess -= len(v)
+                for k in drop:
+                    self._held -= len(self._cache.pop(k))
 
     def get(self, root: str, path: str) -> dict:
         """The entry at `path` (a tree or a blob entry)."""
