@@ -2,6 +2,7 @@
 
     python bench/bench_optimizer.py                    # N=40 chain, 5 interleaved rounds
     python bench/bench_optimizer.py --n 80 --runs 7 --src /path/to/e3logic/checkout
+    python bench/bench_optimizer.py --quick            # seconds-long smoke (CI)
 
 Fusion would run a chain of python dataflows as one episode, one worker call: it saves the
 worker round trip of every link after the first (python tasks already run in persistent worker
@@ -112,7 +113,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="interleaved rounds (median)")
     ap.add_argument("--src", default=str(ROOT), help="the e3logic source tree to run")
     ap.add_argument("--work", default=str(HERE / "_work" / "optimizer"))
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke: a short chain, one round")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.runs = 5, 1
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("E3_")}
