@@ -199,6 +199,9 @@ def test_orphans_of_a_sigkilled_engine_are_killed_by_recorded_pgids(tmp_path):
     assert len(live_with_arg(m)) == 2  # orphaned, still running
     assert procs.kill_orphans(groups) == sorted(groups)
     assert wait_until(lambda: not live_with_arg(m))
+    # SIGKILL lands asynchronously: the leader (sh) may outlive its sleeps by a moment
+    assert wait_until(lambda: all(
+        (st := procs.proc_stat(g)) is None or not st.alive for g in groups))
     assert procs.kill_orphans(groups) == []  # idempotent: the leader is gone now
 
 
