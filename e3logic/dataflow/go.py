@@ -334,7 +334,7 @@ class Go:
             raise
         self.settled.sizes = {n: size for n, _, _, size in rows}
         return self._finish(ws, run_id, project, selected, {n: "cached" for n in selected},
-                            results, root, policy)
+                            results, root, policy, repeats=self.settled.run)
 
     def _report_cached(self, order: list[str]) -> None:
         rep = self.reporter
@@ -379,15 +379,16 @@ class Go:
                                            self.package_hash)
 
     def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
-                 policy=None, receipt=None, sizes=None):
+                 policy=None, receipt=None, sizes=None, repeats=None):
         """Close the run row and write its receipt rows, in one transaction. `sizes`
-        {dataflow: output size}: the run is settled (`Settled.settle`)."""
+        {dataflow: output size}: the run is settled (`Settled.settle`). `repeats`: the
+        settled run a warm no-op repeats (its rows are copied, each `cached`)."""
         self.repo.journal.end_run(run_id, status, commit=commit, state_root=state_root,
                                   receipt_digest=receipt_digest, parent=parent, policy=policy,
-                                  receipt=receipt, sizes=sizes)
+                                  receipt=receipt, sizes=sizes, receipt_of=repeats)
 
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy,
-                decided=None) -> dict:
+                decided=None, repeats=None) -> dict:
         receipt = []
         lists = {o: [] for o in ("executed", "cached", "pulled", "failed", "skipped",
                                  "cancelled")}
@@ -415,7 +416,8 @@ class Go:
         sizes = None if why else self.settled.settle(status, outcome, results, root,
                                                      self.events)
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
-                      canon.dumps(policy).decode(), receipt, sizes)
+                      canon.dumps(policy).decode(), receipt, sizes,
+                      repeats if status == "ok" and sizes and not why else None)
         self.repo.journal.clear_process_groups(run_id)
         clear_staging(self.repo, run_id)
         reasons = self._outcome_reasons(run_id, project, lists, decided or {}, why)

@@ -37,6 +37,7 @@ class Settled:
         self.base = None
         self.sizes = None
         self._rows = None  # read once: the warm path and the incremental one both ask
+        self.run = None  # the settled run `rows` come from
 
     def rows(self):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the
@@ -68,6 +69,7 @@ class Settled:
             if not key or not h or memo_h != h or size is None:
                 return None
             out.append((name, key, h, size, fmt or "raw"))
+        self.run = run
         return state_root, out
 
     def objects_intact(self, rows) -> bool:

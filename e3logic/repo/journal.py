@@ -306,10 +306,13 @@ class Journal:
     def end_run(self, run_id: str, status: str, *, commit: str | None = None,
                 state_root: str | None = None, receipt_digest: str | None = None,
                 parent: str | None = None, policy: str | None = None, receipt=None,
-                sizes: dict | None = None, now: float | None = None) -> bool:
+                sizes: dict | None = None, now: float | None = None,
+                receipt_of: str | None = None) -> bool:
         """Close the run row and write its receipt rows (`receipt`: [{dataflow, key, output,
         outcome}] in receipt order), in one transaction. `sizes` {dataflow: output size}: the
-        run is settled. A cancelled run is never overwritten by another status: False then."""
+        run is settled. `receipt_of`: a warm no-op's rows are those of the settled run it
+        repeats, each `cached` — copied inside the database, not sent row by row. A cancelled
+        run is never overwritten by another status: False then."""
         sizes = sizes or {}
         now = time.time() if now is None else now
         with self.transaction() as c:
@@ -320,7 +323,11 @@ class Journal:
                       "receipt_digest=?, parent_commit=?, policy=?, settled=? WHERE run=?",
                       (status, now, commit, state_root, receipt_digest, parent, policy,
                        1 if sizes else 0, run_id))
-            if receipt is not None:
+            if receipt_of is not None:
+                c.execute("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, output_hash, "
+                          "outcome, size) SELECT ?, seq, dataflow, key, output_hash, 'cached', "
+                          "size FROM receipts WHERE run=?", (run_id, receipt_of))
+            elif receipt is not None:
                 c.executemany("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, "
                               "output_hash, outcome, size) VALUES (?,?,?,?,?,?,?)",
                               [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"],
