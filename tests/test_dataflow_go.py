@@ -391,7 +391,9 @@ def test_a_warm_no_op_gives_the_receipt_root_and_commit_the_full_prediction_give
     # a warm answer is settled in its turn
     again = go_here(warm, *targets, pattern=pattern, decisions=decisions)
     assert decisions[-1] == "warm" and again["parent"] == fast["commit"]
+    # (a no-op repeating a no-op: its receipt rows are copied and its digest reused)
     assert again["receipt"] == fast["receipt"]
+    assert warm.db(RECEIPT_ROWS, (again["run"],)) == warm.db(RECEIPT_ROWS, (fast["run"],))
 
 
 def test_a_settled_run_records_its_package_and_every_output_size(cold):
@@ -544,6 +546,20 @@ def test_a_run_calls_its_freeze_hook_once_decided_and_before_it_executes(warm):
     assert res["executed"]
     # once after the decision, once more before execution (the plan and jobs made since)
     assert seen == [["decided"], ["decided", "started", "planned"]]
+
+
+def test_a_warm_run_calls_its_freeze_hook_once_answered_before_collection_resumes(warm):
+    import gc
+
+    from e3logic.api import Repo
+    from e3logic.dataflow.go import Go
+
+    seen = []
+    g = Go(Repo.open(str(warm.path)), (), None, cap=2, executor="threads",
+           freeze=lambda: seen.append((list(g.events.kinds()), gc.isenabled())))
+    res = g()
+    assert res["cached"] and not res["executed"] and g.events.last("decided")["path"] == "warm"
+    assert seen == [(["decided", "finished", "committed"], False)] and gc.isenabled()
 
 
 def test_a_run_leaves_an_embedding_programs_frozen_objects_frozen(warm):

@@ -221,8 +221,9 @@ def test_ending_a_run_closes_its_row_and_writes_its_receipt_in_order(j):
                      parent="", policy="{}", receipt=receipt(("b", "executed"), ("a", "cached")),
                      sizes={"a": 3, "b": 4}, now=9.0)
     assert j.latest_run("main") == (run, "ok", 1, "pkg", "s1", "{}")
-    assert j.settled_receipt(run) == [("b", "k-b", "h-b", 4, None, None),
-                                      ("a", "k-a", "h-a", 3, None, None)]
+    assert j.settled_receipt(run) == [("b", "k-b", "h-b", 4, None, None, "executed"),
+                                      ("a", "k-a", "h-a", 3, None, None, "cached")]
+    assert j.receipt_digest(run) == "rd"
     assert j.receipt_outputs(run) == ["h-b", "h-a"]
     assert j.parent_commit("main") == "c1" and j.parent_commit("other") == ""
 
@@ -232,7 +233,19 @@ def test_a_run_without_sizes_is_not_settled_and_its_receipt_shows_the_memo_now(j
     run = j.start_run("main")
     j.end_run(run, "ok", commit="c", state_root="s", receipt=receipt(("a", "executed")))
     assert j.latest_run("main")[2] == 0
-    assert j.settled_receipt(run) == [("a", "k-a", "h-a", None, "h-a", "raw")]
+    assert j.settled_receipt(run) == [("a", "k-a", "h-a", None, "h-a", "raw", "executed")]
+
+
+def test_a_repeating_run_copies_the_rows_of_the_run_it_repeats_each_cached(j):
+    first = j.start_run("main")
+    j.end_run(first, "ok", receipt=receipt(("b", "executed"), ("a", "cached")),
+              sizes={"a": 3, "b": 4})
+    again = j.start_run("main")
+    assert j.end_run(again, "ok", receipt_digest="rd2", sizes={"a": 3, "b": 4},
+                     receipt_of=first)
+    assert j.settled_receipt(again) == [("b", "k-b", "h-b", 4, None, None, "cached"),
+                                        ("a", "k-a", "h-a", 3, None, None, "cached")]
+    assert j.settled_receipt(first)[0][-1] == "executed"  # the original rows stay as they were
 
 
 def test_a_cancelled_run_is_never_overwritten_by_another_status(j):

@@ -38,6 +38,7 @@ class Settled:
         self.sizes = None
         self._rows = None  # read once: the warm path and the incremental one both ask
         self.run = None  # the settled run `rows` come from
+        self.all_cached = False  # did that run execute nothing? (then a repeat's receipt is its)
 
     def rows(self):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the
@@ -65,12 +66,19 @@ class Settled:
         if len(rows) != len(self.selected) or [r[0] for r in rows] != sorted(self.selected):
             return None
         out = []
-        for name, key, h, size, memo_h, fmt in rows:
+        cached = True
+        for name, key, h, size, memo_h, fmt, outcome in rows:
             if not key or not h or memo_h != h or size is None:
                 return None
             out.append((name, key, h, size, fmt or "raw"))
-        self.run = run
+            cached = cached and outcome == "cached"
+        self.run, self.all_cached = run, cached
         return state_root, out
+
+    def repeated_digest(self) -> str | None:
+        """A warm no-op's receipt digest when the settled run it repeats executed nothing
+        either: the receipts are then the same rows, so the same digest. None: compute it."""
+        return self.repo.journal.receipt_digest(self.run) if self.all_cached else None
 
     def objects_intact(self, rows) -> bool:
         """Is every row's output object in the store at its recorded size? (If not, the full

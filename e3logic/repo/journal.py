@@ -413,11 +413,16 @@ class Journal:
 
     def settled_receipt(self, run_id: str) -> list[tuple]:
         """A run's receipt rows in order, each with what the memo says of its key now:
-        (dataflow, key, output hash, size, memo output hash, memo output format)."""
+        (dataflow, key, output hash, size, memo output hash, memo output format, outcome)."""
         return self._c.execute(
-            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash, m.output_format "
-            "FROM receipts r LEFT JOIN memo m ON m.key = r.key WHERE r.run=? ORDER BY r.seq",
-            (run_id,)).fetchall()
+            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash, m.output_format, "
+            "r.outcome FROM receipts r LEFT JOIN memo m ON m.key = r.key WHERE r.run=? "
+            "ORDER BY r.seq", (run_id,)).fetchall()
+
+    def receipt_digest(self, run_id: str) -> str | None:
+        """The digest of a run's receipt (None if it has none)."""
+        r = self._c.execute("SELECT receipt_digest FROM runs WHERE run=?", (run_id,)).fetchone()
+        return r[0] if r else None
 
     def parent_commit(self, ws: str) -> str:
         """The commit hash of `ws`'s newest committed run ("" before the first)."""
