@@ -11,8 +11,7 @@ tree changes staged), and a **flush** makes everything staged durable together: 
 then installed, memo + history rows (one SQLite transaction), workspace root by
 compare-and-swap, then the `Publisher` (working-copy files) and the outcome reports. A flush
 runs when the executor would otherwise idle, when `flush_every` seconds have passed (stretched
-to `FLUSH_SPACING` times the last flush's duration, so flushing takes at most about a quarter
-of the time: a flush rewrites the outputs tree, which grows with the project), and at the end —
+to the last flush's duration, so flushing takes at most about half the time), and at the end —
 so a result reported done is durable, and a kill loses at most the unflushed window. The
 grouping never reaches an identity: the root is a function of the set of changes, the receipt
 is sorted.
@@ -38,13 +37,10 @@ from .episodes import Episode, take_rows
 from .jobs import Finished, Job, Task
 from .memo import ExecutionRecord, Memo, MemoHit, execution_key, usable
 
-__all__ = ["FLUSH_SPACING", "OUTCOMES", "ExecState", "Executor", "Finished", "Job", "OutcomeSink", "Outcomes",
+__all__ = ["OUTCOMES", "ExecState", "Executor", "Finished", "Job", "OutcomeSink", "Outcomes",
            "Publisher", "Task", "adopt_output", "execution_record", "memo_hit", "start_state"]
 
 OUTCOMES = ("executed", "cached", "failed", "skipped", "cancelled")
-
-#: the next flush waits this many times as long as the last one took (executor docstring)
-FLUSH_SPACING = 3
 
 
 @dataclass
@@ -102,8 +98,8 @@ class ExecState:
       flushing    a flush is running (at most one at a time)
       flush_done  anyio.Event set when the running background flush ends
       last_flush  timer() at the end of the last flush
-      flush_interval  seconds between flushes now (flush_every, stretched to
-                  FLUSH_SPACING times the last flush's duration)
+      flush_interval  seconds between flushes now (flush_every, stretched to the last
+                  flush's duration)
       foreign     another process moved the workspace root during the run
       flush_conn  the flushes' own index.db connection (opened lazily, closed at the end)
     The loop
@@ -777,9 +773,9 @@ class Executor:
         self._deliver(snap["reports"])
         st.flushes += 1
         now = self.timer()
-        # at most about a quarter of the time flushing (a big tree makes flushes rarer), yet
-        # often enough that the last flush, which the run waits for, stays small
-        st.flush_interval = max(self._flush_every, FLUSH_SPACING * (now - snap["t0"]))
+        # at most about half the time flushing (a big tree makes flushes rarer), yet often
+        # enough that the last flush, which the run waits for, stays small
+        st.flush_interval = max(self._flush_every, now - snap["t0"])
         st.last_flush = now
         st.flushing = False
         if st.flush_done is not None:
