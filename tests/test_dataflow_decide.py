@@ -250,3 +250,44 @@ def test_a_result_produced_under_a_revoked_key_is_dirty_and_its_readers_say_so()
     got = Policy().program.evaluate(facts, engine="fast", only=["dirty", "reason"],
                                     trusted=True)
     assert {d for d, in got["dirty"]} == dirty
+
+
+@st.composite
+def graphs_and_observations(draw):
+    """A random package graph (d<i> reads sources and earlier outputs), a selection of it
+    and random observations over the selection."""
+    from e3logic.dataflow.model import Project
+
+    n = draw(st.integers(1, 7))
+    dataflows = {}
+    for i in range(n):
+        ins = draw(st.lists(st.integers(0, 2 + i), max_size=3, unique=True))
+        dataflows[f"d{i}"] = {"task": "t", "output": "out", "inputs": sorted(
+            SOURCES[j] if j < 3 else f"outputs/d{j - 3}/out" for j in ins)}
+    project = Project({"dataflows": dataflows}, "h", {})
+    names = sorted(dataflows)
+    selected = sorted(draw(st.sets(st.sampled_from(names), min_size=1)))
+    pick = lambda xs, **kw: sorted(draw(st.sets(st.sampled_from(xs), **kw)))  # noqa: E731
+    paths = sorted({p for d in dataflows.values() for p in d["inputs"]} | set(SOURCES))
+    observed = {
+        "miss": {(d,) for d in pick(selected, max_size=2)},
+        "forced": {(d,) for d in pick(selected, max_size=1)},
+        "changed": {(p,) for p in pick(paths, max_size=1)},
+        "input_changed": {(p,) for p in pick(paths, max_size=2)},
+        "code_changed": {(d,) for d in pick(selected, max_size=2)},
+        "failed_last": {(d,) for d in pick(selected, max_size=1)},
+        "never_run": {(d,) for d in pick(selected, max_size=1)},
+        "output_lost": {(d,) for d in pick(selected, max_size=1)},
+        "revoked_producer": {(d, "alice") for d in pick(selected, max_size=1)},
+        "input_missing": {(d, p) for d in pick(selected, max_size=1) for p in paths[:1]}}
+    return project, selected, observed
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(graphs_and_observations())
+def test_the_compiled_policy_over_the_package_graph_answers_as_over_its_facts(case):
+    from e3logic.dataflow.decide import ProjectGraph, compiled_decide, graph_facts
+
+    project, selected, observed = case
+    facts = {**graph_facts(project, selected), **observed}
+    assert compiled_decide(observed, ProjectGraph(project, selected)) == compiled_decide(facts)

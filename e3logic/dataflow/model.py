@@ -63,6 +63,17 @@ class Project:
         return out
 
     @cached_property
+    def downstream(self) -> dict[str, list[str]]:
+        """{dataflow: the dataflows reading its output}, by name."""
+        out: dict[str, list[str]] = {}
+        for n, ds in self.deps.items():
+            for u in ds:
+                out.setdefault(u, []).append(n)
+        for ds in out.values():
+            ds.sort()
+        return out
+
+    @cached_property
     def task_hashes(self) -> dict[str, str]:
         return {t: task_hash(obj, self.module_hashes) for t, obj in self.pkg.get("tasks", {}).items()}
 
