@@ -65,9 +65,11 @@ def predict(repo, project, root: str, selected: list[str], force: bool,
 
     memo = Memo(repo.index)
     trees = repo.trees
-    # many dataflows: one query for every memo entry of their tasks instead of one per key
+    # many dataflows, a good part of the package: one query for every memo entry of their
+    # tasks instead of one per key (a few of many — an incremental run — ask key by key: the
+    # entries of their tasks are those of the whole package, and of every past run)
     prefetched = None
-    if len(selected) > 64 and not force:
+    if len(selected) > 64 and len(selected) * 8 >= len(project.dataflows) and not force:
         prefetched = memo.by_tasks(
             project.task_hashes[project.dataflows[n]["task"]] for n in selected
             if project.dataflows[n]["task"] in project.task_hashes)
