@@ -216,9 +216,16 @@ def wait_gone(token: str, timeout: float = 15.0) -> list[tuple[int, str]]:
 def start_e3(*args, cwd, env) -> subprocess.Popen:
     """Start the real `e3` command in the background (its own process group is *not* used:
     signals go to the e3 process only, as a terminal's Ctrl-C would reach it with its tasks
-    in their own groups)."""
+    in their own groups). SIGINT starts at its default action, as from a terminal, whatever
+    the test runner's is: pytest started by a script in the background (`.ci/run &`) has it
+    ignored, and a child would inherit that."""
     return subprocess.Popen([sys.executable, "-m", "e3logic", *map(str, args)], cwd=cwd,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def started(project: Path, name: str) -> bool:
