@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.errors import UsageError
-from .atomic import FSYNC
+from .atomic import write_atomic
 
 
 class RemoteError(UsageError):
@@ -153,24 +153,8 @@ class DirRemote:
             self._fail(f"reading {name}", e)
 
     def put(self, name: str, data: bytes) -> None:
-        path = self.root / name
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    if FSYNC:
-                        f.flush()
-                        os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
+        try:  # whole or not at all: a temp file (hidden: `list` skips it), then a rename
+            write_atomic(self.root / name, data, mode=0o644)
         except OSError as e:
             self._fail(f"writing {name}", e)
 
