@@ -85,26 +85,49 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
     from ..exec.executor import Executor, Job
 
     repo = api.r
-    priority = list(pred.cached)
-    batch_of = {n: 0 for n in pred.cached}
+    # hits whose output the root already holds (none pulled just now) never reach the
+    # executor: their results are the decision's, their files are checked here, before it
+    kept = [] if force is True else sorted(n for n in pred.cached
+                                          if n in pred.in_root and n not in fresh)
+    restored = []
+    publish = _publisher(api, ws, {project.outputs[n]: pred.outputs[n] for n in pred.cached
+                                   if n not in fresh})
+    if reporter:
+        reporter.start(len(pred.order))
+    if kept:
+        if publish is not None:  # outputs are engine-owned: put back deleted/edited files
+            try:
+                restored = publish.wc.ensure([(project.outputs[n], pred.outputs[n])
+                                              for n in kept])
+            except BaseException:
+                publish.close()
+                raise
+        if reporter:
+            reporter.outcomes(kept, "cached")
+    done = set(kept)
+    cached = [n for n in pred.cached if n not in done]
+    priority = list(cached)
+    batch_of = {n: 0 for n in cached}
     if plan is not None:
         priority += [n for b in plan.batches for n in b]
         batch_of.update({n: i + 1 for i, b in enumerate(plan.batches) for n in b})
-    sel = set(pred.order)
-    # predicted hits skip the executor's slots: committed together at its first beat
+    order = [n for n in pred.order if n not in done] if done else pred.order
+    sel = set(order)
+    # the other predicted hits skip the executor's slots: committed together at its first beat
     hits = {} if force is True else {
         n: (pred.keys[n], pred.outputs[n], pred.formats.get(n) or "raw", project.outputs[n])
-        for n in pred.cached}
+        for n in cached}
     caps = dict(repo.config.get("resources") or {})
+    producer = project.producer.get
     jobs = []
-    for n in pred.order:
+    for n in order:
         d = project.dataflows[n]
         t = project.pkg["tasks"][d["task"]]
         jobs.append(Job(
             name=n, task_hash=project.task_hashes[d["task"]], runtime=t["runtime"],
             entry=t.get("entry"), argv=tuple(t["argv"]) if t.get("argv") else None,
             inputs=tuple(d["inputs"]), output_path=project.outputs[n],
-            deps=frozenset(x for x in project.deps[n] if x in sel),
+            deps=frozenset(x for x in map(producer, d["inputs"]) if x in sel),
             leases=project.leases(n), budget=tuple(sorted((d.get("budget") or {}).items())),
             profile=d.get("profile") or "ro", modules_hash=project.modules_hash,
             # every demand: the executor holds those with a capacity in [resources] to it, a
@@ -124,10 +147,6 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
         asked[0] = now
         return "cancelled by 'e3 cancel'" if journal.cancel_requested(run_id) else None
 
-    publish = _publisher(api, ws, {project.outputs[n]: pred.outputs[n] for n in pred.cached
-                                   if n not in fresh})
-    if reporter:
-        reporter.start(len(pred.order))
     ex = Executor(repo, ws, jobs, priority, run_id=run_id, backend=backend, cap=cap,
                   force=force, fail_fast=fail_fast, publish=publish,
                   should_cancel=should_cancel,
@@ -159,8 +178,15 @@ def _execute_with(api, ws, run_id, project: Project, pred, root: str, backend, *
     finally:
         if publish is not None:
             publish.close()
-    return Executed(st.outcome, st.results, st.root, st.cancel_reason, list(st.stale),
-                    dict(st.keys), sorted(publish.restored) if publish is not None else [])
+    outcome, results, keys = st.outcome, st.results, dict(st.keys)
+    if kept:
+        outcome = {**{n: "cached" for n in kept}, **outcome}
+        results = {**{n: (pred.keys[n], pred.outputs[n]) for n in kept}, **results}
+        keys = {**{n: pred.keys[n] for n in kept}, **keys}
+    if publish is not None:
+        restored += publish.restored
+    return Executed(outcome, results, st.root, st.cancel_reason, list(st.stale), keys,
+                    sorted(restored))
 
 
 class WorkingCopyPublisher:
