@@ -538,14 +538,17 @@ def test_a_run_calls_its_freeze_hook_once_decided_and_before_it_executes(warm):
     from e3logic.api import Repo
     from e3logic.dataflow.go import Go
 
+    import gc
+
     seen = []
     g = Go(Repo.open(str(warm.path)), (), None, cap=2, executor="threads",
-           freeze=lambda: seen.append(list(g.events.kinds())))
+           freeze=lambda: seen.append((list(g.events.kinds()), gc.isenabled())))
     warm.set_json("inputs/k", 6)
     res = g()
-    assert res["executed"]
-    # once after the decision, once more before execution (the plan and jobs made since)
-    assert seen == [["decided"], ["decided", "started", "planned"]]
+    assert res["executed"] and gc.isenabled()
+    # once after the decision, collection still paused (the decision is not collected once
+    # more), then before execution (the plan and jobs made since)
+    assert seen == [(["decided"], False), (["decided", "started", "planned"], True)]
 
 
 def test_a_warm_run_calls_its_freeze_hook_once_answered_before_collection_resumes(warm):

@@ -39,6 +39,7 @@ class Settled:
         self._rows = None  # read once: the warm path and the incremental one both ask
         self.run = None  # the settled run `rows` come from
         self.all_cached = False  # did that run execute nothing? (then a repeat's receipt is its)
+        self._readers = None
 
     def rows(self):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the
@@ -74,6 +75,16 @@ class Settled:
             cached = cached and outcome == "cached"
         self.run, self.all_cached = run, cached
         return state_root, out
+
+    def readers(self) -> dict[str, list[str]]:
+        """{dataset path: the selected dataflows reading it} (made once per call)."""
+        if self._readers is None:
+            dataflows = self.project.dataflows
+            self._readers = readers = {}
+            for n in self.selected:
+                for p in dataflows[n]["inputs"]:
+                    readers.setdefault(p, []).append(n)
+        return self._readers
 
     def repeated_digest(self) -> str | None:
         """A warm no-op's receipt digest when the settled run it repeats executed nothing
@@ -115,10 +126,7 @@ class Settled:
             changed = self.repo.trees.changed(state_root, root)
         except NotFound:  # the settled run's trees are gone (deleted by hand): settle in full
             return None
-        readers: dict[str, list[str]] = {}
-        for n in selected:
-            for p in project.dataflows[n]["inputs"]:
-                readers.setdefault(p, []).append(n)
+        readers = self.readers()
         outputs = {project.outputs[n] for n in selected}
         if any(p in outputs or p not in readers for p in changed):
             return None
@@ -193,11 +201,16 @@ class Settled:
                 changed = self.repo.trees.changed(base[0], root)
             except NotFound:
                 return None
+            touched = set()  # writing or reading a changed path
+            producer, readers = project.producer, self.readers()
+            for p in changed:
+                if p in producer:
+                    touched.add(producer[p])
+                touched.update(readers.get(p, ()))
             check = []
             for n in selected:
                 b = base[1].get(n)
-                if (b is None or results.get(n) != b[:2] or project.outputs[n] in changed
-                        or any(p in changed for p in project.dataflows[n]["inputs"])):
+                if b is None or n in touched or results.get(n) != b[:2]:
                     check.append(n)
                 else:
                     sizes[n] = b[2]
