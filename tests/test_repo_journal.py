@@ -248,6 +248,23 @@ def test_a_repeating_run_copies_the_rows_of_the_run_it_repeats_each_cached(j):
     assert j.settled_receipt(first)[0][-1] == "executed"  # the original rows stay as they were
 
 
+def test_an_incremental_run_copies_the_rows_it_kept_and_writes_the_others(j):
+    first = j.start_run("main")
+    j.end_run(first, "ok", receipt=receipt(("a", "executed"), ("b", "executed")),
+              sizes={"a": 3, "b": 4})
+    then = j.start_run("main")
+    rows_ = receipt(("a", "cached"), ("b", "executed"))
+    rows_[1]["output"] = "h-b2"
+    assert j.end_run(then, "ok", receipt=rows_, sizes={"a": 3, "b": 5}, receipt_of=first,
+                     copied={"a"})
+    assert j.settled_receipt(then) == [("a", "k-a", "h-a", 3, None, None, "cached"),
+                                       ("b", "k-b", "h-b2", 5, None, None, "executed")]
+    # not settled: no size, copied or written
+    late = j.start_run("main")
+    j.end_run(late, "failed", receipt=rows_, receipt_of=first, copied={"a"})
+    assert [r[3] for r in j.settled_receipt(late)] == [None, None]
+
+
 def test_a_cancelled_run_is_never_overwritten_by_another_status(j):
     run = j.start_run("main")
     assert j.end_run(run, "cancelled", receipt=receipt(("a", "cancelled")))

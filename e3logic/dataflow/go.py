@@ -383,13 +383,15 @@ class Go:
                                            self.package_hash)
 
     def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
-                 policy=None, receipt=None, sizes=None, repeats=None):
+                 policy=None, receipt=None, sizes=None, repeats=None, copied=None):
         """Close the run row and write its receipt rows, in one transaction. `sizes`
         {dataflow: output size}: the run is settled (`Settled.settle`). `repeats`: the
-        settled run a warm no-op repeats (its rows are copied, each `cached`)."""
+        settled run whose rows are copied, each `cached` — all of them for a warm no-op,
+        those named in `copied` for an incremental run."""
         self.repo.journal.end_run(run_id, status, commit=commit, state_root=state_root,
                                   receipt_digest=receipt_digest, parent=parent, policy=policy,
-                                  receipt=receipt, sizes=sizes, receipt_of=repeats)
+                                  receipt=receipt, sizes=sizes, receipt_of=repeats,
+                                  copied=copied)
 
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy,
                 decided=None, repeats=None) -> dict:
@@ -427,8 +429,11 @@ class Go:
         commit = commit_hash(parent, root, receipt_digest, policy_id)
         sizes = None if why else self.settled.settle(status, outcome, results, root,
                                                      self.events)
+        copied = None
+        if repeats is None and receipt:  # the rows an incremental run kept: copied in SQL
+            repeats, copied = self.settled.kept_rows(receipt, sizes)
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
-                      canon.dumps(policy).decode(), receipt, sizes, repeats)
+                      canon.dumps(policy).decode(), receipt, sizes, repeats, copied)
         self.repo.journal.clear_process_groups(run_id)
         clear_staging(self.repo, run_id)
         reasons = self._outcome_reasons(run_id, project, lists, decided or {}, why)

@@ -160,6 +160,21 @@ class Settled:
         pred.observed = part.observed
         return pred
 
+    def kept_rows(self, receipt: list[dict], sizes: dict | None):
+        """(settled run, names) of the rows of an incremental run's `receipt` that are the
+        settled run's rows as a copy makes them (`cached`, same key, output and size, the size
+        only when this run is settled too); (None, None) when this run is not incremental."""
+        if self.base is None or self.run is None:
+            return None, None
+        kept = self.base[1]
+        names = set()
+        for r in receipt:
+            b = kept.get(r["dataflow"])
+            if (b is not None and r["outcome"] == "cached" and b[0] == r["key"]
+                    and b[1] == r["output"] and (not sizes or sizes.get(r["dataflow"]) == b[2])):
+                names.add(r["dataflow"])
+        return self.run, names
+
     def noop_sizes(self, pred: Prediction, root: str) -> bool:
         """Nothing to run and every decided output already in `root`? The keys were then
         computed from `root`'s inputs: the run is settled as it stands (`sizes`, unless an

@@ -321,12 +321,14 @@ class Journal:
                 state_root: str | None = None, receipt_digest: str | None = None,
                 parent: str | None = None, policy: str | None = None, receipt=None,
                 sizes: dict | None = None, now: float | None = None,
-                receipt_of: str | None = None) -> bool:
+                receipt_of: str | None = None, copied=None) -> bool:
         """Close the run row and write its receipt rows (`receipt`: [{dataflow, key, output,
         outcome}] in receipt order), in one transaction. `sizes` {dataflow: output size}: the
-        run is settled. `receipt_of`: a warm no-op's rows are those of the settled run it
-        repeats, each `cached` — copied inside the database, not sent row by row. A cancelled
-        run is never overwritten by another status: False then."""
+        run is settled. `receipt_of`: a run with the same receipt order whose rows are copied
+        inside the database, each `cached`, instead of sent row by row — all of them for a
+        warm no-op repeating it, or those of `copied` (dataflow names: the rows of `receipt`
+        they would be) for an incremental run, which writes the others. A cancelled run is
+        never overwritten by another status: False then."""
         sizes = sizes or {}
         now = time.time() if now is None else now
         with self.transaction() as c:
@@ -340,12 +342,15 @@ class Journal:
             if receipt_of is not None:
                 c.execute("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, output_hash, "
                           "outcome, size) SELECT ?, seq, dataflow, key, output_hash, 'cached', "
-                          "size FROM receipts WHERE run=?", (run_id, receipt_of))
-            elif receipt is not None:
+                          "CASE WHEN ? THEN size END FROM receipts WHERE run=?",
+                          (run_id, 1 if sizes else 0, receipt_of))
+            if receipt is not None and (receipt_of is None or copied is not None):
+                skip = copied or ()
                 c.executemany("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, "
                               "output_hash, outcome, size) VALUES (?,?,?,?,?,?,?)",
                               [(run_id, i, r["dataflow"], r["key"], r["output"], r["outcome"],
-                                sizes.get(r["dataflow"])) for i, r in enumerate(receipt)])
+                                sizes.get(r["dataflow"])) for i, r in enumerate(receipt)
+                               if r["dataflow"] not in skip])
         return True
 
     def running_runs(self, ws: str | None = None) -> list[tuple[str, int, str | None]]:
