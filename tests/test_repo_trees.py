@@ -1,7 +1,5 @@
 """repo.trees: slash-path get/set/list/remove with structural sharing."""
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from e3logic.core import canon
 from e3logic.core.errors import IntegrityError, NotFound, UsageError
@@ -208,28 +206,3 @@ def test_a_tree_kept_by_another_thread_while_old_ones_are_dropped_waits_its_turn
         t.write({f"k{k}": blob_entry(st.write(b"%d" % k), 1), "pad": blob_entry(st.write(b"p"), 1)})
     other[0].join()
     assert fired and t._held == sum(len(v) for v in t._cache.values()) <= 8 + 2
-
-
-_NAMES = ["a", "b", "c", 'x},"y', 'q"', "é", "z\\", "t1", "t2", "t10"]
-
-
-@given(st.lists(st.tuples(st.sampled_from(_NAMES), st.one_of(st.none(), st.binary(max_size=3))),
-                max_size=12), st.integers(0, 2))
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_a_big_tree_patched_from_its_kept_encoding_is_the_canonical_object(
-        trees, monkeypatch, steps, folder):
-    import e3logic.repo.trees as mod
-
-    monkeypatch.setattr(mod, "BIG", 2)  # every tree of two entries or more keeps its encoding
-    prefix = ["", "out/", "out/deep/"][folder]
-    root = trees.set_many(trees.empty, {f"{prefix}{n}": blob(trees, n.encode()) for n in _NAMES[:4]})
-    for name, data in steps:  # one change a flush: each write patches the previous encoding
-        root = trees.set_many(root, {f"{prefix}{name}": None if data is None else blob(trees, data)})
-        want = {p: e for p, e in trees.walk(root)}
-        fresh = Trees(trees.store)  # no kept encoding: written from the entries alone
-        assert fresh.set_many(fresh.empty, want) == root if want else root == trees.empty
-        for h in trees.reachable(root):
-            obj = trees.store.read(h)
-            if obj.startswith(b'{"e3":"tree"'):
-                assert obj == canon.dumps(canon.loads(obj))  # canonical bytes

@@ -31,14 +31,6 @@ class _Leaf:
         self.entry = entry
 
 
-#: a tree written with at least this many entries keeps its encoded entries (the few newest
-#: such trees): a flush that changes a few entries of a big folder (the outputs of 100,000
-#: dataflows) re-encodes only those, not the whole folder each time
-BIG = 4096
-_HEAD, _TAIL = b'{"e3":"tree","entries":{', b"}}"
-#: how many big trees keep their encoded entries
-KEEP_ENCODED = 4
-
 #: parsed tree entries a `Trees` keeps at most (about 50-400 bytes each). A run rewrites its
 #: outputs tree at every flush: kept forever, every version of a 100,000-entry tree made
 #: memory (1.2 GB) and full garbage collections grow with the run (issue 20).
@@ -57,8 +49,6 @@ class Trees:
         self._held = 0  # entries in _cache
         self._lock = threading.Lock()  # held while _cache changes (hits read it without)
         self.cache_entries = cache_entries
-        #: tree hash -> (sorted names, their encoded `"name":entry` pieces), big trees only
-        self._encoded: dict[str, tuple[list[str], list[bytes]]] = {}
         self.empty = self.write({})
 
     def read(self, h: str) -> dict:
@@ -74,28 +64,9 @@ class Trees:
             self._keep(h, t)
         return t
 
-    def write(self, entries: dict, store=None, base: str | None = None,
-              changed=()) -> str:
-        """`store`: where to write instead (e.g. an object `Batch`). `base`, `changed`: the
-        tree `entries` was made from and the names that differ from it (to re-encode only
-        those when `base` is a big tree whose encoding is kept)."""
-        enc = self._encoded.get(base) if base is not None and len(entries) >= BIG else None
-        if enc is not None:
-            names, pieces = _patched(enc, entries, changed)
-            data = _HEAD + b",".join(pieces) + _TAIL
-        else:
-            data = canon.dumps({"e3": "tree", "entries": entries})
-            names = pieces = None
-            if len(entries) >= BIG:
-                names = sorted(entries)
-                pieces = _split(data, len(names))
-        h = (store or self.store).write(data)
-        if pieces is not None:
-            with self._lock:
-                self._encoded.pop(h, None)
-                self._encoded[h] = (names, pieces)
-                while len(self._encoded) > KEEP_ENCODED:
-                    del self._encoded[next(iter(self._encoded))]
+    def write(self, entries: dict, store=None) -> str:
+        """`store`: where to write instead (e.g. an object `Batch`)."""
+        h = (store or self.store).write(canon.dumps({"e3": "tree", "entries": entries}))
         self._keep(h, entries)
         return h
 
@@ -175,10 +146,9 @@ class Trees:
         """Rewrite the trees on the changed paths, bottom-up (iterative: any depth)."""
 
         class Frame:
-            __slots__ = ("h", "entries", "changes", "where", "names", "i", "pending")
+            __slots__ = ("entries", "changes", "where", "names", "i", "pending")
 
             def __init__(fr, h, changes, where):
-                fr.h = h
                 fr.entries = dict(self.read(h)) if h else {}
                 fr.changes, fr.where = changes, where
                 fr.names, fr.i, fr.pending = sorted(changes), 0, None
@@ -216,7 +186,7 @@ class Trees:
                 break
             if not descended:
                 stack.pop()
-                result = self.write(f.entries, store, f.h, f.names) if f.entries else None
+                result = self.write(f.entries, store) if f.entries else None
         return result
 
     def walk(self, root: str, prefix: str = "") -> Iterator[tuple[str, dict]]:
@@ -277,38 +247,3 @@ class Trees:
                 elif e["hash"] not in seen:
                     seen.add(e["hash"])
                     yield e["hash"]
-
-
-def _split(data: bytes, n: int) -> list[bytes] | None:
-    """The `"name":entry` pieces of a tree's canonical encoding, in order, or None when they
-    cannot be told apart safely. An entry's value holds no `}` but its end, so `},"` occurs
-    only between entries — or inside a name: then the count differs and nothing is kept."""
-    body = data[len(_HEAD):-len(_TAIL)]
-    parts = body.split(b'},"')
-    if len(parts) != n or n == 0:
-        return None
-    last = len(parts) - 1
-    return [(b'"' if i else b"") + p + (b"}" if i < last else b"") for i, p in enumerate(parts)]
-
-
-def _patched(enc, entries: dict, changed) -> tuple[list[str], list[bytes]]:
-    """The kept encoding `enc` of a base tree with the entries named in `changed` set to
-    theirs in `entries` (removed when absent)."""
-    from bisect import bisect_left
-
-    names, pieces = list(enc[0]), list(enc[1])
-    for name in sorted(changed):
-        i = bisect_left(names, name)
-        here = i < len(names) and names[i] == name
-        e = entries.get(name)
-        if e is None:
-            if here:
-                del names[i], pieces[i]
-            continue
-        piece = canon.dumps({name: e})[1:-1]
-        if here:
-            pieces[i] = piece
-        else:
-            names.insert(i, name)
-            pieces.insert(i, piece)
-    return names, pieces
