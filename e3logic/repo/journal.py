@@ -150,8 +150,8 @@ class Journal:
 
     def stat_cache_of(self, paths) -> dict[str, tuple]:
         """path → (size, mtime_ns, ino, hash) for those of `paths` the cache holds (keyed
-        lookups: as cheap per path as a scan is per row, so never slower than `stat_cache`
-        of their folder, and much faster for a few paths of a big one)."""
+        lookups: ~1.5 times a scanned row's cost per path, so for a few paths of a big
+        folder, not for most of it)."""
         paths = list(paths)
         out = {}
         for i in range(0, len(paths), 500):

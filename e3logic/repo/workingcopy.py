@@ -380,7 +380,11 @@ class WorkingCopy:
         (`go` putting back the outputs of cached dataflows), the files edited or deleted by
         hand."""
         items = list(_safe(dict(items)).items()) if items else items
-        cache = self.journal.stat_cache_of(p for p, _ in items)
+        if len(items) > 2048:  # many: one scan of their folder (faster per row than a lookup)
+            tops = {p.split("/", 1)[0] for p, _ in items}
+            cache = self._cache(next(iter(tops))) if len(tops) == 1 else self._cache()
+        else:  # a few, maybe of a big folder: looked up
+            cache = self.journal.stat_cache_of(p for p, _ in items)
         base = str(self.root_dir) + os.sep
         stat = os.stat
         rows, written, made = [], [], set()
