@@ -368,7 +368,10 @@ def go_here(p: Proj, *targets, pattern=None, warm_path=True, force=False,
     return res
 
 
-RECEIPT_ROWS = "SELECT dataflow, key, output_hash, outcome, size FROM receipts WHERE run=? ORDER BY seq"
+# a run's receipt rows: its own, or (a warm no-op) those of the run it repeats, each cached
+RECEIPT_ROWS = ("SELECT r.dataflow, r.key, r.output_hash, CASE WHEN p.receipt_of IS NULL THEN "
+                "r.outcome ELSE 'cached' END, r.size FROM runs p JOIN receipts r ON r.run = "
+                "COALESCE(p.receipt_of, p.run) WHERE p.run=? ORDER BY r.seq")
 SAME = ("status", *LISTS, "state_root", "receipt", "commit", "parent", "policy", "stale")
 
 
@@ -386,6 +389,8 @@ def test_a_warm_no_op_gives_the_receipt_root_and_commit_the_full_prediction_give
     assert {k: fast[k] for k in SAME} == {k: full[k] for k in SAME}
     assert fast["executed"] == [] and fast["cached"] and fast["cached"] == full["cached"]
     assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
+    # the warm answer keeps no rows of its own: those of the run it repeats stand for them
+    assert warm.db("SELECT COUNT(*) FROM receipts WHERE run=?", (fast["run"],)) == [(0,)]
     assert warm.db("SELECT settled FROM runs WHERE run=?", (fast["run"],)) == [(1,)]
     assert twin.db("SELECT settled FROM runs WHERE run=?", (full["run"],)) == [(1,)]
     # a warm answer is settled in its turn
@@ -498,6 +503,8 @@ def test_an_incremental_run_settles_from_what_changed_and_records_what_a_full_ch
     assert fast["executed"] == full["executed"] != []
     assert {k: fast[k] for k in SAME} == {k: full[k] for k in SAME}
     assert warm.db(RECEIPT_ROWS, (fast["run"],)) == twin.db(RECEIPT_ROWS, (full["run"],))
+    # an incremental run's rows are its own (those it kept copied from the settled run)
+    assert warm.db("SELECT COUNT(*) FROM receipts WHERE run=?", (fast["run"],)) == [(len(FLOWS),)]
     assert warm.db("SELECT settled FROM runs WHERE run=?", (fast["run"],)) == [(1,)]
     assert twin.db("SELECT settled FROM runs WHERE run=?", (full["run"],)) == [(1,)]
 

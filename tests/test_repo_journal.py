@@ -236,16 +236,36 @@ def test_a_run_without_sizes_is_not_settled_and_its_receipt_shows_the_memo_now(j
     assert j.settled_receipt(run) == [("a", "k-a", "h-a", None, "h-a", "raw", "executed")]
 
 
-def test_a_repeating_run_copies_the_rows_of_the_run_it_repeats_each_cached(j):
+def test_a_repeating_run_reads_as_the_rows_of_the_run_it_repeats_each_cached(j):
     first = j.start_run("main")
-    j.end_run(first, "ok", receipt=receipt(("b", "executed"), ("a", "cached")),
+    j.end_run(first, "ok", receipt=receipt(("b", "executed"), ("a", "failed")),
               sizes={"a": 3, "b": 4})
     again = j.start_run("main")
     assert j.end_run(again, "ok", receipt_digest="rd2", sizes={"a": 3, "b": 4},
                      receipt_of=first)
-    assert j.settled_receipt(again) == [("b", "k-b", "h-b", 4, None, None, "cached"),
-                                        ("a", "k-a", "h-a", 3, None, None, "cached")]
+    want = [("b", "k-b", "h-b", 4, None, None, "cached"), ("a", "k-a", "h-a", 3, None, None,
+                                                           "cached")]
+    assert j.settled_receipt(again) == want
+    assert rows(j, "SELECT COUNT(*) FROM receipts WHERE run=?", (again,)) == [(0,)]  # none copied
+    assert j.receipt_keys(again) == {"b": "k-b", "a": "k-a"}
+    assert j.receipt_outputs(again) == ["h-b", "h-a"] and j.failed_in_run(again) == []
     assert j.settled_receipt(first)[0][-1] == "executed"  # the original rows stay as they were
+    # a repeat of the repeat names the run holding the rows; one not settled shows no sizes
+    third = j.start_run("main")
+    j.end_run(third, "ok", receipt_of=again, sizes={"a": 3, "b": 4})
+    assert rows(j, "SELECT receipt_of FROM runs WHERE run=?", (third,)) == [(first,)]
+    assert j.settled_receipt(third) == want
+    unsettled = j.start_run("main")
+    j.end_run(unsettled, "ok", receipt_of=third)
+    assert [r[3] for r in j.settled_receipt(unsettled)] == [None, None]
+    # an incremental run after a repeat copies the rows from the run holding them
+    inc = j.start_run("main")
+    j.end_run(inc, "ok", receipt=receipt(("b", "cached"), ("a", "executed")),
+              sizes={"a": 5, "b": 4}, receipt_of=third, copied={"b"})
+    assert j.settled_receipt(inc) == [("b", "k-b", "h-b", 4, None, None, "cached"),
+                                      ("a", "k-a", "h-a", 5, None, None, "executed")]
+    # stats count a repeat's rows as cached
+    assert j.stats()["cached"] == 2 * 3 + 1
 
 
 def test_an_incremental_run_copies_the_rows_it_kept_and_writes_the_others(j):

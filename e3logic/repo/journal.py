@@ -85,6 +85,10 @@ def _chunks(items):
         yield chunk, ",".join("?" * len(chunk))
 
 
+#: a run `p`'s receipt rows `r`: its own, or those of the run it repeats (`runs.receipt_of`)
+_ROWS_OF = "FROM runs p JOIN receipts r ON r.run = COALESCE(p.receipt_of, p.run)"
+
+
 class Journal:
     """index.db's rows, through one `IndexDB` (see the module docstring)."""
 
@@ -295,8 +299,15 @@ class Journal:
             "(SELECT COALESCE(SUM(duration), 0) FROM executions WHERE status='ok'), "
             "(SELECT COALESCE(SUM(m.duration), 0) FROM receipts r JOIN memo m "
             " ON m.key = r.key WHERE r.outcome='cached'), "
-            "(SELECT COUNT(*) FROM runs)").fetchone()
-        return dict(zip(("executed", "cached", "done", "saved", "runs"), r))
+            "(SELECT COUNT(*) FROM runs), "
+            # the repeats' rows (those of the run each repeats, every one cached)
+            "(SELECT COUNT(*) FROM runs p JOIN receipts r ON r.run = p.receipt_of), "
+            "(SELECT COALESCE(SUM(m.duration), 0) FROM runs p JOIN receipts r "
+            " ON r.run = p.receipt_of JOIN memo m ON m.key = r.key)").fetchone()
+        out = dict(zip(("executed", "cached", "done", "saved", "runs"), r))
+        out["cached"] += r[5]
+        out["saved"] += r[6]
+        return out
 
     # -- runs and receipts --------------------------------------------------------------------
     def start_run(self, ws: str, command: str = "", package: str | None = None, *,
@@ -324,11 +335,12 @@ class Journal:
                 receipt_of: str | None = None, copied=None) -> bool:
         """Close the run row and write its receipt rows (`receipt`: [{dataflow, key, output,
         outcome}] in receipt order), in one transaction. `sizes` {dataflow: output size}: the
-        run is settled. `receipt_of`: a run with the same receipt order whose rows are copied
-        inside the database, each `cached`, instead of sent row by row — all of them for a
-        warm no-op repeating it, or those of `copied` (dataflow names: the rows of `receipt`
-        they would be) for an incremental run, which writes the others. A cancelled run is
-        never overwritten by another status: False then."""
+        run is settled. `receipt_of`: a run with the same receipt order whose rows stand for
+        this run's, each `cached`, instead of sent row by row: a warm no-op repeating it keeps
+        none of its own (`runs.receipt_of` names the run holding them), an incremental run
+        copies those of `copied` (dataflow names: the rows of `receipt` they would be) inside
+        the database and writes the others. A cancelled run is never overwritten by another
+        status: False then."""
         sizes = sizes or {}
         now = time.time() if now is None else now
         with self.transaction() as c:
@@ -339,7 +351,13 @@ class Journal:
                       "receipt_digest=?, parent_commit=?, policy=?, settled=? WHERE run=?",
                       (status, now, commit, state_root, receipt_digest, parent, policy,
                        1 if sizes else 0, run_id))
-            if receipt_of is not None:
+            if receipt_of is not None:  # the run holding the rows (a repeat's: its own)
+                src = c.execute("SELECT COALESCE(receipt_of, run) FROM runs WHERE run=?",
+                                (receipt_of,)).fetchone()
+                receipt_of = src[0] if src else receipt_of
+            if receipt_of is not None and copied is None:
+                c.execute("UPDATE runs SET receipt_of=? WHERE run=?", (receipt_of, run_id))
+            elif receipt_of is not None:
                 c.execute("INSERT OR REPLACE INTO receipts(run, seq, dataflow, key, output_hash, "
                           "outcome, size) SELECT ?, seq, dataflow, key, output_hash, 'cached', "
                           "CASE WHEN ? THEN size END FROM receipts WHERE run=?",
@@ -434,8 +452,11 @@ class Journal:
         """A run's receipt rows in order, each with what the memo says of its key now:
         (dataflow, key, output hash, size, memo output hash, memo output format, outcome)."""
         return self._c.execute(
-            "SELECT r.dataflow, r.key, r.output_hash, r.size, m.output_hash, m.output_format, "
-            "r.outcome FROM receipts r LEFT JOIN memo m ON m.key = r.key WHERE r.run=? "
+            "SELECT r.dataflow, r.key, r.output_hash, "
+            "CASE WHEN p.receipt_of IS NULL OR p.settled THEN r.size END, "
+            "m.output_hash, m.output_format, "
+            "CASE WHEN p.receipt_of IS NULL THEN r.outcome ELSE 'cached' END "
+            f"{_ROWS_OF} LEFT JOIN memo m ON m.key = r.key WHERE p.run=? "
             "ORDER BY r.seq", (run_id,)).fetchall()
 
     def receipt_digest(self, run_id: str) -> str | None:
@@ -455,7 +476,7 @@ class Journal:
         return [d for d, in self._c.execute(
             "SELECT dataflow FROM receipts WHERE run=(SELECT run FROM runs WHERE workspace=? "
             "AND commit_hash IS NOT NULL ORDER BY seq DESC LIMIT 1) AND outcome='failed' "
-            "ORDER BY seq", (ws,))]
+            "ORDER BY seq", (ws,))]  # (a repeat has no rows of its own, and nothing failed)
 
     def latest_settled_run(self, ws: str) -> tuple[str, str, str | None] | None:
         """(run, state root, package) of `ws`'s newest settled run."""
@@ -470,11 +491,12 @@ class Journal:
 
     def receipt_keys(self, run_id: str) -> dict[str, str | None]:
         """dataflow → execution key of a run's receipt, in receipt order."""
-        return dict(self._c.execute("SELECT dataflow, key FROM receipts WHERE run=? "
-                                    "ORDER BY seq", (run_id,)))
+        return dict(self._c.execute(f"SELECT r.dataflow, r.key {_ROWS_OF} WHERE p.run=? "
+                                    "ORDER BY r.seq", (run_id,)))
 
     def failed_in_run(self, run_id: str) -> list[str]:
-        """The dataflows a run's receipt says failed, in receipt order."""
+        """The dataflows a run's receipt says failed, in receipt order (a repeat has no rows
+        of its own, and nothing failed)."""
         return [d for d, in self._c.execute("SELECT dataflow FROM receipts WHERE run=? AND "
                                             "outcome='failed' ORDER BY seq", (run_id,))]
 
@@ -498,8 +520,9 @@ ORDER BY seq""").fetchall()
 
     def receipt_outputs(self, run_id: str) -> list[str]:
         """The output hashes a run's receipt names, in receipt order."""
-        return [o for o, in self._c.execute("SELECT output_hash FROM receipts WHERE run=? AND "
-                                            "output_hash IS NOT NULL ORDER BY seq", (run_id,))]
+        return [o for o, in self._c.execute(f"SELECT r.output_hash {_ROWS_OF} WHERE p.run=? "
+                                            "AND r.output_hash IS NOT NULL ORDER BY r.seq",
+                                            (run_id,))]
 
     def state_roots_of(self, ws: str) -> list[tuple[str, str, str | None]]:
         """(run, state root, package) of `ws`'s runs with a state root, newest first."""
