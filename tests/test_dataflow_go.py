@@ -438,9 +438,16 @@ def test_another_selection_package_or_force_decides_in_full(warm, decisions, cha
     assert decisions == ["full"]
 
 
-def test_a_memo_entry_changed_since_the_last_run_is_followed_not_the_old_receipt(warm):
+@pytest.mark.parametrize("warm_runs", [0, 2])
+def test_a_memo_entry_changed_since_the_last_run_is_followed_not_the_old_receipt(warm, warm_runs):
     total, peak = warm.file_hash("outputs/total/o"), warm.file_hash("outputs/peak/o")
     import sqlite3
+
+    for _ in range(warm_runs):  # the second one finds the memo as the first left it: not read
+        last = warm.go()
+    if warm_runs:
+        gen = warm.db("SELECT CAST(value AS INTEGER) FROM meta WHERE key='memo_gen'")[0][0]
+        assert warm.db("SELECT memo_gen FROM runs WHERE run=?", (last["run"],)) == [(gen,)]
 
     with sqlite3.connect(warm.path / ".e3" / "index.db") as con:  # as a forced rerun elsewhere would
         con.execute("UPDATE memo SET output_hash=? WHERE output_hash=? AND dataflow='total'",

@@ -135,7 +135,8 @@ def test_meta_values_round_trip_and_transactions_roll_back_on_error(tmp_path):
             c.execute("INSERT INTO meta VALUES ('t', 'x')")
             raise ValueError("abort")
     assert db.get_meta("t") is None
-    assert db.query("SELECT key, value FROM meta") == [{"key": "k", "value": "v2"}]
+    assert db.query("SELECT key, value FROM meta WHERE key != 'memo_gen'") == [
+        {"key": "k", "value": "v2"}]
 
 
 def test_opening_a_migrated_database_does_not_import_sqlite_utils(tmp_path):
@@ -246,6 +247,19 @@ def test_rebuild_keeps_every_readable_row_and_the_old_file_beside_it(tmp_path):
     assert db.execute("SELECT COUNT(*) FROM memo").fetchone()[0] == 50
     assert db.execute("SELECT COUNT(*) FROM wc_stat").fetchone()[0] == 0  # a cache: re-derived
     assert index.check(p) is None
+
+
+def test_after_a_rebuild_no_warm_runs_memo_check_stands(tmp_path):
+    p = tmp_path / "index.db"
+    db = IndexDB(p)
+    with db.transaction() as c:  # a warm run recorded a generation far past the memo's rows
+        c.execute("INSERT INTO memo(key, output_hash) VALUES ('k', 'h')")
+        c.execute("UPDATE meta SET value='500' WHERE key='memo_gen'")
+        c.execute("INSERT INTO runs(run, seq, memo_gen) VALUES ('r1', 1, 500)")
+    db.close()
+    index.rebuild(p)
+    db = IndexDB(p)
+    assert db.journal.memo_generation() > 500  # the salvaged memo is read again
 
 
 def test_rebuild_of_a_file_that_is_not_a_database_gives_a_fresh_one(tmp_path):

@@ -285,6 +285,34 @@ def test_an_incremental_run_copies_the_rows_it_kept_and_writes_the_others(j):
     assert [r[3] for r in j.settled_receipt(late)] == [None, None]
 
 
+def test_every_memo_write_moves_the_memo_generation_on_and_nothing_else_does(j):
+    g0 = j.memo_generation()
+    j.record_executions([rec(key="k-a", out="h-a", dataflow="a")], HOST)
+    g1 = j.memo_generation()
+    j.record_executions([rec(key="k-a", out="h-a2", dataflow="a")], HOST)  # replaced
+    g2 = j.memo_generation()
+    run = j.start_run("main")
+    j.end_run(run, "ok", receipt=receipt(("a", "executed")), sizes={"a": 1})
+    assert j.memo_generation() == g2  # runs and receipts are not the memo
+    j.drop_memo(["k-a"])
+    assert g0 < g1 < g2 < j.memo_generation()
+
+
+def test_a_receipt_found_whole_in_the_memo_is_not_joined_again_at_the_same_generation(j):
+    j.record_executions([rec(key="k-a", out="h-a", dataflow="a")], HOST)
+    first = j.start_run("main")
+    j.end_run(first, "ok", receipt=receipt(("a", "executed")), sizes={"a": 1})
+    gen = j.memo_generation()
+    warm = j.start_run("main")
+    j.end_run(warm, "ok", receipt_of=first, sizes={"a": 1}, memo_gen=gen)
+    assert j.settled_receipt(warm, gen) == [("a", "k-a", "h-a", 1, "h-a", None, "cached")]
+    j.record_executions([rec(key="k-a", out="h-other", dataflow="a")], HOST)
+    # the memo moved on: read again, and it no longer agrees
+    assert j.settled_receipt(warm, j.memo_generation()) == [
+        ("a", "k-a", "h-a", 1, "h-other", "raw", "cached")]
+    assert j.settled_receipt(first, gen)[0][4] == "h-other"  # no generation recorded: joined
+
+
 def test_a_cancelled_run_is_never_overwritten_by_another_status(j):
     run = j.start_run("main")
     assert j.end_run(run, "cancelled", receipt=receipt(("a", "cancelled")))

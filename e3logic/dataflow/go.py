@@ -383,7 +383,8 @@ class Go:
                                            self.package_hash)
 
     def _end_run(self, run_id, status, commit, state_root, receipt_digest, parent=None,
-                 policy=None, receipt=None, sizes=None, repeats=None, copied=None):
+                 policy=None, receipt=None, sizes=None, repeats=None, copied=None,
+                 memo_gen=None):
         """Close the run row and write its receipt rows, in one transaction. `sizes`
         {dataflow: output size}: the run is settled (`Settled.settle`). `repeats`: the
         settled run whose rows are copied, each `cached` — all of them for a warm no-op,
@@ -391,7 +392,7 @@ class Go:
         self.repo.journal.end_run(run_id, status, commit=commit, state_root=state_root,
                                   receipt_digest=receipt_digest, parent=parent, policy=policy,
                                   receipt=receipt, sizes=sizes, receipt_of=repeats,
-                                  copied=copied)
+                                  copied=copied, memo_gen=memo_gen)
 
     def _finish(self, ws, run_id, project, selected, outcome, results, root, policy,
                 decided=None, repeats=None) -> dict:
@@ -430,10 +431,12 @@ class Go:
         sizes = None if why else self.settled.settle(status, outcome, results, root,
                                                      self.events)
         copied = None
+        # a warm answer: the memo's generation at which its keys were all found mapped
+        memo_gen = self.settled.memo_gen if repeats is not None and sizes else None
         if repeats is None and receipt:  # the rows an incremental run kept: copied in SQL
             repeats, copied = self.settled.kept_rows(receipt, sizes)
         self._end_run(run_id, status, commit, root, receipt_digest, parent,
-                      canon.dumps(policy).decode(), receipt, sizes, repeats, copied)
+                      canon.dumps(policy).decode(), receipt, sizes, repeats, copied, memo_gen)
         self.repo.journal.clear_process_groups(run_id)
         clear_staging(self.repo, run_id)
         reasons = self._outcome_reasons(run_id, project, lists, decided or {}, why)

@@ -40,16 +40,20 @@ class Settled:
         self.run = None  # the settled run `rows` come from
         self.all_cached = False  # did that run execute nothing? (then a repeat's receipt is its)
         self._readers = None
+        #: the memo's generation at which every key of `rows` was found mapped to its output
+        #: (read for a warm candidate), which a warm answer records
+        self.memo_gen = None
 
-    def rows(self):
+    def rows(self, root: str | None = None):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the
         workspace's latest run when it is settled for this package and selection and the memo
-        still maps each key to its output; None otherwise."""
+        still maps each key to its output; None otherwise. `root`: the workspace root now —
+        when it is that run's, a warm answer needs no format (None where not read)."""
         if self._rows is None:
-            self._rows = (self._read(),)
+            self._rows = (self._read(root),)
         return self._rows[0]
 
-    def _read(self):
+    def _read(self, root):
         j = self.repo.journal
         last = j.latest_run(self.ws)
         if last is None:
@@ -63,7 +67,10 @@ class Settled:
             return None
         if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
             return None
-        rows = j.settled_receipt(run)
+        # a warm candidate reads the memo's generation first: if that run (a warm one) found
+        # every key mapped at this very generation, the memo is not read again
+        gen = j.memo_generation() if root is not None and root == state_root else None
+        rows = j.settled_receipt(run, gen)
         if len(rows) != len(self.selected) or [r[0] for r in rows] != sorted(self.selected):
             return None
         out = []
@@ -71,9 +78,9 @@ class Settled:
         for name, key, h, size, memo_h, fmt, outcome in rows:
             if not key or not h or memo_h != h or size is None:
                 return None
-            out.append((name, key, h, size, fmt or "raw"))
+            out.append((name, key, h, size, fmt or ("raw" if gen is None else None)))
             cached = cached and outcome == "cached"
-        self.run, self.all_cached = run, cached
+        self.run, self.all_cached, self.memo_gen = run, cached, gen
         return state_root, out
 
     def readers(self) -> dict[str, list[str]]:
@@ -103,7 +110,7 @@ class Settled:
     def warm_receipt(self, root: str):
         """The receipt rows `[(dataflow, key, output hash, size)]` (sorted by name) of a run
         that provably has nothing to do (module docstring), or None."""
-        settled = self.rows()
+        settled = self.rows(root)
         if settled is None or settled[0] != root:
             return None
         if not self.objects_intact(settled[1]):
@@ -117,7 +124,7 @@ class Settled:
         settled run's key and output (memo entry and object checked, as the warm path does).
         None — and the full lookup — when there is no such run, or a changed path is not an
         input of the selection (e.g. an edited output)."""
-        settled = self.rows()
+        settled = self.rows(root)
         if settled is None:
             return None
         project, selected = self.project, self.selected

@@ -89,8 +89,18 @@ def _v4(db) -> None:
 
 def _v5(db) -> None:
     # a warm no-op's receipt is the rows of the run it repeats (`runs.receipt_of`: that run,
-    # never itself a repeat), each read as `cached`: 100,000 rows are not copied per no-op
-    db.conn.execute("ALTER TABLE runs ADD COLUMN receipt_of TEXT")
+    # never itself a repeat), each read as `cached`: 100,000 rows are not copied per no-op.
+    # The memo's generation (meta 'memo_gen'), moved on by every row a memo write changes,
+    # whoever writes it; `runs.memo_gen`: the generation at which a warm run found every key
+    # of its receipt mapped to its output — while it stands, the next one need not look again
+    c = db.conn
+    c.execute("ALTER TABLE runs ADD COLUMN receipt_of TEXT")
+    c.execute("ALTER TABLE runs ADD COLUMN memo_gen INTEGER")
+    c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('memo_gen', '0')")
+    for op in ("INSERT", "UPDATE", "DELETE"):
+        c.execute(f"CREATE TRIGGER IF NOT EXISTS memo_gen_{op.lower()} AFTER {op} ON memo "
+                  "BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                  "WHERE key = 'memo_gen'; END")
 
 
 MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
@@ -313,6 +323,9 @@ def rebuild(path: Path) -> dict:
                 c.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',
                               rows)
             salvaged[table] = len(rows)
+        with new.transaction() as c:  # salvaged memo rows: no warm run's check stands
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 + (SELECT "
+                      "COALESCE(MAX(memo_gen), 0) FROM runs) WHERE key = 'memo_gen'")
     finally:
         if old is not None:
             old.close()

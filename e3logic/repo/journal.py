@@ -332,15 +332,17 @@ class Journal:
                 state_root: str | None = None, receipt_digest: str | None = None,
                 parent: str | None = None, policy: str | None = None, receipt=None,
                 sizes: dict | None = None, now: float | None = None,
-                receipt_of: str | None = None, copied=None) -> bool:
+                receipt_of: str | None = None, copied=None,
+                memo_gen: int | None = None) -> bool:
         """Close the run row and write its receipt rows (`receipt`: [{dataflow, key, output,
         outcome}] in receipt order), in one transaction. `sizes` {dataflow: output size}: the
         run is settled. `receipt_of`: a run with the same receipt order whose rows stand for
         this run's, each `cached`, instead of sent row by row: a warm no-op repeating it keeps
         none of its own (`runs.receipt_of` names the run holding them), an incremental run
         copies those of `copied` (dataflow names: the rows of `receipt` they would be) inside
-        the database and writes the others. A cancelled run is never overwritten by another
-        status: False then."""
+        the database and writes the others. `memo_gen`: the memo's generation at which every
+        key of the receipt was found mapped to its output (`settled_receipt`). A cancelled run
+        is never overwritten by another status: False then."""
         sizes = sizes or {}
         now = time.time() if now is None else now
         with self.transaction() as c:
@@ -348,9 +350,9 @@ class Journal:
             if cur and cur[0] == "cancelled" and status != "cancelled":
                 return False
             c.execute("UPDATE runs SET status=?, ended=?, commit_hash=?, state_root=?, "
-                      "receipt_digest=?, parent_commit=?, policy=?, settled=? WHERE run=?",
-                      (status, now, commit, state_root, receipt_digest, parent, policy,
-                       1 if sizes else 0, run_id))
+                      "receipt_digest=?, parent_commit=?, policy=?, settled=?, memo_gen=? "
+                      "WHERE run=?", (status, now, commit, state_root, receipt_digest, parent,
+                                      policy, 1 if sizes else 0, memo_gen, run_id))
             if receipt_of is not None:  # the run holding the rows (a repeat's: its own)
                 src = c.execute("SELECT COALESCE(receipt_of, run) FROM runs WHERE run=?",
                                 (receipt_of,)).fetchone()
@@ -448,9 +450,25 @@ class Journal:
             "SELECT run, status, settled, package, state_root, policy FROM runs "
             "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
 
-    def settled_receipt(self, run_id: str) -> list[tuple]:
+    def memo_generation(self) -> int:
+        """The memo's generation: moved on by every memo row written, replaced or deleted."""
+        r = self._c.execute("SELECT value FROM meta WHERE key='memo_gen'").fetchone()
+        return int(r[0]) if r else 0
+
+    def settled_receipt(self, run_id: str, memo_gen: int | None = None) -> list[tuple]:
         """A run's receipt rows in order, each with what the memo says of its key now:
-        (dataflow, key, output hash, size, memo output hash, memo output format, outcome)."""
+        (dataflow, key, output hash, size, memo output hash, memo output format, outcome).
+        `memo_gen`: the memo's generation now (read before this call) — when the run found
+        every key mapped to its output at that very generation, the memo is not read again:
+        its columns are then the row's output and None."""
+        if memo_gen is not None and self._c.execute(
+                "SELECT memo_gen FROM runs WHERE run=?", (run_id,)).fetchone() == (memo_gen,):
+            return self._c.execute(
+                "SELECT r.dataflow, r.key, r.output_hash, "
+                "CASE WHEN p.receipt_of IS NULL OR p.settled THEN r.size END, "
+                "r.output_hash, NULL, "
+                "CASE WHEN p.receipt_of IS NULL THEN r.outcome ELSE 'cached' END "
+                f"{_ROWS_OF} WHERE p.run=? ORDER BY r.seq", (run_id,)).fetchall()
         return self._c.execute(
             "SELECT r.dataflow, r.key, r.output_hash, "
             "CASE WHEN p.receipt_of IS NULL OR p.settled THEN r.size END, "
