@@ -387,8 +387,9 @@ class Go:
                  memo_gen=None):
         """Close the run row and write its receipt rows, in one transaction. `sizes`
         {dataflow: output size}: the run is settled (`Settled.settle`). `repeats`: the
-        settled run whose rows are copied, each `cached` — all of them for a warm no-op,
-        those named in `copied` for an incremental run."""
+        settled run whose rows stand for this run's, each `cached` — all of them for a warm
+        no-op (not copied), those named in `copied` (copied) for an incremental run.
+        `memo_gen`: see `Journal.end_run`."""
         self.repo.journal.end_run(run_id, status, commit=commit, state_root=state_root,
                                   receipt_digest=receipt_digest, parent=parent, policy=policy,
                                   receipt=receipt, sizes=sizes, receipt_of=repeats,

@@ -156,11 +156,8 @@ class Journal:
         """path → (size, mtime_ns, ino, hash) for those of `paths` the cache holds (keyed
         lookups: ~1.5 times a scanned row's cost per path, so for a few paths of a big
         folder, not for most of it)."""
-        paths = list(paths)
         out = {}
-        for i in range(0, len(paths), 500):
-            chunk = paths[i:i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(list(paths)):
             for r in self._c.execute("SELECT path, size, mtime_ns, ino, hash FROM wc_stat "
                                      f"WHERE path IN ({marks})", chunk):
                 out[r[0]] = r[1:]
