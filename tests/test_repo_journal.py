@@ -285,16 +285,20 @@ def test_an_incremental_run_copies_the_rows_it_kept_and_writes_the_others(j):
     assert [r[3] for r in j.settled_receipt(late)] == [None, None]
 
 
-def test_every_memo_write_moves_the_memo_generation_on_and_nothing_else_does(j):
+def test_the_memo_generation_moves_on_when_what_a_key_maps_to_changes_not_for_a_new_key(j):
     g0 = j.memo_generation()
-    j.record_executions([rec(key="k-a", out="h-a", dataflow="a")], HOST)
-    g1 = j.memo_generation()
-    j.record_executions([rec(key="k-a", out="h-a2", dataflow="a")], HOST)  # replaced
-    g2 = j.memo_generation()
+    j.record_executions([rec(key="k-a", out="h-a", dataflow="a"),
+                         rec(key="k-b", out="h-b", dataflow="b")], HOST)
+    assert j.memo_generation() == g0  # new keys: what earlier keys map to stands
+    j.record_executions([rec(key="k-a", out="h-a", dataflow="a")], HOST)  # the same again
     run = j.start_run("main")
     j.end_run(run, "ok", receipt=receipt(("a", "executed")), sizes={"a": 1})
-    assert j.memo_generation() == g2  # runs and receipts are not the memo
-    j.drop_memo(["k-a"])
+    assert j.memo_generation() == g0  # nor runs and receipts
+    j.record_executions([rec(key="k-a", out="h-a2", dataflow="a")], HOST)  # another output
+    g1 = j.memo_generation()
+    j.drop_memo(["k-b"])
+    g2 = j.memo_generation()
+    j.index.execute("UPDATE memo SET output_format='json' WHERE key='k-a'")  # by hand
     assert g0 < g1 < g2 < j.memo_generation()
 
 
@@ -306,6 +310,8 @@ def test_a_receipt_found_whole_in_the_memo_is_not_joined_again_at_the_same_gener
     warm = j.start_run("main")
     j.end_run(warm, "ok", receipt_of=first, sizes={"a": 1}, memo_gen=gen)
     assert j.settled_receipt(warm, gen) == [("a", "k-a", "h-a", 1, "h-a", None, "cached")]
+    j.record_executions([rec(key="k-new", out="h-new", dataflow="n")], HOST)
+    assert j.settled_receipt(warm, j.memo_generation())[0][5] is None  # a new key: not read
     j.record_executions([rec(key="k-a", out="h-other", dataflow="a")], HOST)
     # the memo moved on: read again, and it no longer agrees
     assert j.settled_receipt(warm, j.memo_generation()) == [

@@ -116,6 +116,7 @@ class Go:
         self.settled: Settled | None = None  # per call: what the last settled run proves
         self.verified: set[str] = set()  # objects hashed before the run (`_handed_intact`)
         self.snapshot = None  # the workspace root the run reads (set per call)
+        self.memo_gen = None  # the memo's generation when the call began (per call)
         #: what this Go decided and did, in order (see `events.EventLog`)
         self.events = events if events is not None else EventLog()
         self._policy = None  # the rerun policy (`policy()`), loaded once
@@ -217,6 +218,9 @@ class Go:
         ev = self.events
         self.lookup, self.pulled = None, set()
         self._pushing = self._push_target() if self.push and not self.dry_run else None
+        # the memo's generation before anything is looked up: if it still stands when the
+        # run is settled, every key of its receipt maps to its output (see `_finish`)
+        self.memo_gen = self.repo.journal.memo_generation()
         with gc_paused():
             root = api.intake(ws)
             self.snapshot = root  # the one snapshot of the workspace this run reads
@@ -432,8 +436,10 @@ class Go:
         sizes = None if why else self.settled.settle(status, outcome, results, root,
                                                      self.events)
         copied = None
-        # a warm answer: the memo's generation at which its keys were all found mapped
-        memo_gen = self.settled.memo_gen if repeats is not None and sizes else None
+        # the memo's generation, if nothing that a key maps to changed during the run: every
+        # row of a settled receipt was read from the memo since (or written to it as a new key)
+        memo_gen = self.memo_gen if sizes and \
+            self.repo.journal.memo_generation() == self.memo_gen else None
         if repeats is None and receipt:  # the rows an incremental run kept: copied in SQL
             repeats, copied = self.settled.kept_rows(receipt, sizes)
         self._end_run(run_id, status, commit, root, receipt_digest, parent,

@@ -40,9 +40,6 @@ class Settled:
         self.run = None  # the settled run `rows` come from
         self.all_cached = False  # did that run execute nothing? (then a repeat's receipt is its)
         self._readers = None
-        #: the memo's generation at which every key of `rows` was found mapped to its output
-        #: (read for a warm candidate), which a warm answer records
-        self.memo_gen = None
 
     def rows(self, root: str | None = None):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the
@@ -67,8 +64,8 @@ class Settled:
             return None
         if pol.get("targets") != sorted(self.targets) or pol.get("filter") != self.pattern:
             return None
-        # a warm candidate reads the memo's generation first: if that run (a warm one) found
-        # every key mapped at this very generation, the memo is not read again
+        # a warm candidate: if that run's receipt was all in the memo at the memo's
+        # generation now, the memo is not read again (nor the formats: None)
         gen = j.memo_generation() if root is not None and root == state_root else None
         rows = j.settled_receipt(run, gen)
         if len(rows) != len(self.selected) or [r[0] for r in rows] != sorted(self.selected):
@@ -80,7 +77,7 @@ class Settled:
                 return None
             out.append((name, key, h, size, fmt or ("raw" if gen is None else None)))
             cached = cached and outcome == "cached"
-        self.run, self.all_cached, self.memo_gen = run, cached, gen
+        self.run, self.all_cached = run, cached
         return state_root, out
 
     def readers(self) -> dict[str, list[str]]:

@@ -90,17 +90,24 @@ def _v4(db) -> None:
 def _v5(db) -> None:
     # a warm no-op's receipt is the rows of the run it repeats (`runs.receipt_of`: that run,
     # never itself a repeat), each read as `cached`: 100,000 rows are not copied per no-op.
-    # The memo's generation (meta 'memo_gen'), moved on by every row a memo write changes,
-    # whoever writes it; `runs.memo_gen`: the generation at which a warm run found every key
-    # of its receipt mapped to its output — while it stands, the next one need not look again
+    # The memo's generation (meta 'memo_gen'): moved on, whoever writes, by every change of
+    # what a key already maps to (another output or format, a deletion) — not by a new key;
+    # `runs.memo_gen`: the generation at which a settled run's receipt was all in the memo —
+    # while it stands, the next warm run need not join them again
     c = db.conn
     c.execute("ALTER TABLE runs ADD COLUMN receipt_of TEXT")
     c.execute("ALTER TABLE runs ADD COLUMN memo_gen INTEGER")
     c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('memo_gen', '0')")
-    for op in ("INSERT", "UPDATE", "DELETE"):
-        c.execute(f"CREATE TRIGGER IF NOT EXISTS memo_gen_{op.lower()} AFTER {op} ON memo "
-                  "BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                  "WHERE key = 'memo_gen'; END")
+    bump = "BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'memo_gen'; END"
+    # (an INSERT OR REPLACE deletes the old row without firing delete triggers — recursive
+    # triggers are off, SQLite's default — so a replacement is judged before it happens)
+    c.execute("CREATE TRIGGER IF NOT EXISTS memo_gen_replace BEFORE INSERT ON memo WHEN EXISTS "
+              "(SELECT 1 FROM memo WHERE key = NEW.key AND (output_hash IS NOT NEW.output_hash "
+              f"OR output_format IS NOT NEW.output_format)) {bump}")
+    c.execute("CREATE TRIGGER IF NOT EXISTS memo_gen_update AFTER UPDATE ON memo WHEN "
+              "OLD.key IS NOT NEW.key OR OLD.output_hash IS NOT NEW.output_hash OR "
+              f"OLD.output_format IS NOT NEW.output_format {bump}")
+    c.execute(f"CREATE TRIGGER IF NOT EXISTS memo_gen_delete AFTER DELETE ON memo {bump}")
 
 
 MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
@@ -136,7 +143,9 @@ class IndexDB:
         if self._utils is None:
             import sqlite_utils
 
-            self._utils = sqlite_utils.Database(self.conn)
+            # (recursive triggers off, SQLite's default: an INSERT OR REPLACE of a memo row must
+            # not fire the delete trigger of `_v5`, whose replace trigger judges it)
+            self._utils = sqlite_utils.Database(self.conn, recursive_triggers=False)
         return self._utils
 
     @property

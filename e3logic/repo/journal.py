@@ -337,9 +337,9 @@ class Journal:
         this run's, each `cached`, instead of sent row by row: a warm no-op repeating it keeps
         none of its own (`runs.receipt_of` names the run holding them), an incremental run
         copies those of `copied` (dataflow names: the rows of `receipt` they would be) inside
-        the database and writes the others. `memo_gen`: the memo's generation at which every
-        key of the receipt was found mapped to its output (`settled_receipt`). A cancelled run
-        is never overwritten by another status: False then."""
+        the database and writes the others. `memo_gen`: a generation of the memo at which every
+        key of the receipt mapped to its output (`settled_receipt`). A cancelled run is never
+        overwritten by another status: False then."""
         sizes = sizes or {}
         now = time.time() if now is None else now
         with self.transaction() as c:
@@ -448,16 +448,17 @@ class Journal:
             "WHERE workspace=? ORDER BY seq DESC LIMIT 1", (ws,)).fetchone()
 
     def memo_generation(self) -> int:
-        """The memo's generation: moved on by every memo row written, replaced or deleted."""
+        """The memo's generation: moved on by every change of what a key already maps to
+        (another output or format, a deletion), not by a new key."""
         r = self._c.execute("SELECT value FROM meta WHERE key='memo_gen'").fetchone()
         return int(r[0]) if r else 0
 
     def settled_receipt(self, run_id: str, memo_gen: int | None = None) -> list[tuple]:
         """A run's receipt rows in order, each with what the memo says of its key now:
         (dataflow, key, output hash, size, memo output hash, memo output format, outcome).
-        `memo_gen`: the memo's generation now (read before this call) — when the run found
-        every key mapped to its output at that very generation, the memo is not read again:
-        its columns are then the row's output and None."""
+        `memo_gen`: the memo's generation now (read before this call) — when the run's
+        receipt was all in the memo at that very generation, the memo is not read again: its
+        columns are then the row's output and None."""
         if memo_gen is not None and self._c.execute(
                 "SELECT memo_gen FROM runs WHERE run=?", (run_id,)).fetchone() == (memo_gen,):
             return self._c.execute(
