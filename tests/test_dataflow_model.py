@@ -43,6 +43,9 @@ def test_producers_and_dependencies_follow_the_output_paths():
     assert p.outputs["c"] == "outputs/c/o"
     assert p.producer["outputs/b/o"] == "b"
     assert p.deps == {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "lone": []}
+    assert p.downstream == {"a": ["b", "c"], "b": ["d"], "c": ["d"]}
+    assert p.readers == {"inputs/x": ["a"], "outputs/a/o": ["b", "c"],
+                         "inputs/y": ["c", "lone"], "outputs/b/o": ["d"], "outputs/c/o": ["d"]}
 
 
 def test_topological_order_puts_dependencies_first_and_breaks_ties_by_name():

@@ -235,7 +235,6 @@ class ProjectGraph:
     def __init__(self, project, selected):
         self.project = project
         self.sel = None if len(selected) == len(project.dataflows) else set(selected)
-        self._readers = None
 
     def down(self, u: str):
         sel = self.sel
@@ -248,14 +247,9 @@ class ProjectGraph:
         return self.project.dataflows[d]["inputs"]
 
     def readers(self, p: str):
-        if self._readers is None:  # only for a what-if (`changed`): every selected reader
-            sel, out = self.sel, {}
-            for d, df in self.project.dataflows.items():
-                if sel is None or d in sel:
-                    for q in df["inputs"]:
-                        out.setdefault(q, []).append(d)
-            self._readers = out
-        return self._readers.get(p, ())
+        sel = self.sel
+        rs = self.project.readers.get(p, ())
+        return rs if sel is None else [d for d in rs if d in sel]
 
 
 def compiled_decide(facts: dict, graph=None) -> tuple[set, dict, dict]:

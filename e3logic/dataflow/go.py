@@ -421,7 +421,7 @@ class Go:
         else:
             status = "failed" if lists["failed"] else "ok"
         # a warm no-op that ends ok: its receipt rows are the settled run's, each `cached`
-        # (copied in index.db), and if that run executed nothing either, so is its digest
+        # (`runs.receipt_of`), and if that run executed nothing either, so is its digest
         repeats = repeats if status == "ok" and not why and selected else None
         receipt_digest = self.settled.repeated_digest() if repeats is not None else None
         if receipt_digest is None:

@@ -63,6 +63,15 @@ class Project:
         return out
 
     @cached_property
+    def readers(self) -> dict[str, list[str]]:
+        """{dataset path: the dataflows reading it as an input}, by name."""
+        out: dict[str, list[str]] = {}
+        for n in sorted(self.dataflows):
+            for p in self.dataflows[n]["inputs"]:
+                out.setdefault(p, []).append(n)
+        return out
+
+    @cached_property
     def downstream(self) -> dict[str, list[str]]:
         """{dataflow: the dataflows reading its output}, by name."""
         out: dict[str, list[str]] = {}

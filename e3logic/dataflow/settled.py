@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 from ..core.errors import NotFound
-from .decide import Prediction, predict
+from .decide import Prediction, ProjectGraph, predict
 from .model import Project
 
 
@@ -39,7 +39,7 @@ class Settled:
         self._rows = None  # read once: the warm path and the incremental one both ask
         self.run = None  # the settled run `rows` come from
         self.all_cached = False  # did that run execute nothing? (then a repeat's receipt is its)
-        self._readers = None
+        self.graph = ProjectGraph(project, selected)  # who reads what, among `selected`
 
     def rows(self, root: str | None = None):
         """(state root, rows `[(dataflow, key, output hash, size, format)]`) of the
@@ -79,16 +79,6 @@ class Settled:
             cached = cached and outcome == "cached"
         self.run, self.all_cached = run, cached
         return state_root, out
-
-    def readers(self) -> dict[str, list[str]]:
-        """{dataset path: the selected dataflows reading it} (made once per call)."""
-        if self._readers is None:
-            dataflows = self.project.dataflows
-            self._readers = readers = {}
-            for n in self.selected:
-                for p in dataflows[n]["inputs"]:
-                    readers.setdefault(p, []).append(n)
-        return self._readers
 
     def repeated_digest(self) -> str | None:
         """A warm no-op's receipt digest when the settled run it repeats executed nothing
@@ -130,14 +120,14 @@ class Settled:
             changed = self.repo.trees.changed(state_root, root)
         except NotFound:  # the settled run's trees are gone (deleted by hand): settle in full
             return None
-        readers = self.readers()
+        graph = self.graph
         outputs = {project.outputs[n] for n in selected}
-        if any(p in outputs or p not in readers for p in changed):
+        if any(p in outputs or not graph.readers(p) for p in changed):
             return None
-        look = {n for p in changed for n in readers[p]}
+        look = {n for p in changed for n in graph.readers(p)}
         stack = list(look)
         while stack:
-            for m in readers.get(project.outputs[stack.pop()], ()):
+            for m in graph.down(stack.pop()):
                 if m not in look:
                     look.add(m)
                     stack.append(m)
@@ -221,11 +211,11 @@ class Settled:
             except NotFound:
                 return None
             touched = set()  # writing or reading a changed path
-            producer, readers = project.producer, self.readers()
+            producer = project.producer
             for p in changed:
                 if p in producer:
                     touched.add(producer[p])
-                touched.update(readers.get(p, ()))
+                touched.update(self.graph.readers(p))
             check = []
             for n in selected:
                 b = base[1].get(n)

@@ -459,21 +459,15 @@ class Journal:
         `memo_gen`: the memo's generation now (read before this call) — when the run's
         receipt was all in the memo at that very generation, the memo is not read again: its
         columns are then the row's output and None."""
+        memo, join = "m.output_hash, m.output_format", " LEFT JOIN memo m ON m.key = r.key"
         if memo_gen is not None and self._c.execute(
                 "SELECT memo_gen FROM runs WHERE run=?", (run_id,)).fetchone() == (memo_gen,):
-            return self._c.execute(
-                "SELECT r.dataflow, r.key, r.output_hash, "
-                "CASE WHEN p.receipt_of IS NULL OR p.settled THEN r.size END, "
-                "r.output_hash, NULL, "
-                "CASE WHEN p.receipt_of IS NULL THEN r.outcome ELSE 'cached' END "
-                f"{_ROWS_OF} WHERE p.run=? ORDER BY r.seq", (run_id,)).fetchall()
+            memo, join = "r.output_hash, NULL", ""
         return self._c.execute(
             "SELECT r.dataflow, r.key, r.output_hash, "
             "CASE WHEN p.receipt_of IS NULL OR p.settled THEN r.size END, "
-            "m.output_hash, m.output_format, "
-            "CASE WHEN p.receipt_of IS NULL THEN r.outcome ELSE 'cached' END "
-            f"{_ROWS_OF} LEFT JOIN memo m ON m.key = r.key WHERE p.run=? "
-            "ORDER BY r.seq", (run_id,)).fetchall()
+            f"{memo}, CASE WHEN p.receipt_of IS NULL THEN r.outcome ELSE 'cached' END "
+            f"{_ROWS_OF}{join} WHERE p.run=? ORDER BY r.seq", (run_id,)).fetchall()
 
     def receipt_digest(self, run_id: str) -> str | None:
         """The digest of a run's receipt (None if it has none)."""
