@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from .jobs import Finished, Task
 
 
-def truncate(path: str) -> None:
-    """Empty the file at `path`, if there is one."""
-    try:
-        os.truncate(path, 0)
-    except FileNotFoundError:
-        pass
-
-
 class TaskRunner:
     """Runs one task on `runtimes` (an `exec.runtimes.Runtimes`): inputs are read straight
     from the object store (read-only files); the output is written to the task's staged file,
-    which the executor's commit adopts into the store; the log is `.e3/logs/<key>.log`.
+    which the executor's commit adopts into the store; the log is `.e3/logs/<key>.log` (the
+    runtime starts it afresh: a log holds one execution, the latest).
 
     `modules_tree`: the tree of the package's module files (None: none). `token`: put in the
     task's environment as `E3_RUN_TOKEN`, so a killed run's processes can be found.
@@ -63,10 +55,7 @@ class TaskRunner:
 
     async def __call__(self, task: Task) -> Finished:
         spec = self.spec(task)
-        started = self.clock()
-        # a log holds one execution: the latest (the runtime opens it, appending)
-        truncate(spec.log_path)
-        return await self._run(task, spec, started)
+        return await self._run(task, spec, self.clock())
 
     async def _run(self, task: Task, spec, started: float) -> Finished:
         ep, host = task.episode, task.host

@@ -26,7 +26,7 @@ import anyio
 from ..sdk.effects import CURRENT, Await, EpisodeContext, Promote, Yield
 from .budgets import Budget, exceeded
 from .runtimes import CXL, OK, TaskResult, TaskSpec, _install_routers, _Router, shared_spaces
-from .taskcode import TaskError, encode_output, load_inputs, print_user_traceback, write_atomic
+from .taskcode import TaskError, encode_output, load_inputs, print_user_traceback, write_staged
 from .worker_main import Authored, failure_reason, user_reason
 
 _DONE = "done"    # a generator returned
@@ -122,11 +122,10 @@ class InlineRuntime:
             self._limiter = anyio.CapacityLimiter(rt.workers)
         _install_routers()
         log_path = spec.log_path or os.devnull
-        try:
-            log = open(log_path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+        try:  # a log holds one execution: the latest
+            log = open(log_path, "w", encoding="utf-8", errors="backslashreplace", buffering=1)
         except OSError as e:
             return rt._fail(t0, f"cannot open log {log_path}: {e.strerror or e}")
-        log_start = _size(spec.log_path) if spec.log_path else 0
         ctx = None
         cv = contextvars.copy_context()
         if host is not None:
@@ -135,7 +134,7 @@ class InlineRuntime:
         threads = _Threads(log, cv, budget, directory)
 
         def io_now() -> int:
-            return _size(spec.log_path) - log_start if spec.log_path else 0
+            return _size(spec.log_path) if spec.log_path else 0
 
         try:
             try:
@@ -165,9 +164,9 @@ class InlineRuntime:
             return rt._fail(t0, exceeded("io_bytes", budget), budget="io_bytes", **kw)
         try:
             if len(data) > (1 << 20):
-                await anyio.to_thread.run_sync(write_atomic, spec.output, data)
+                await anyio.to_thread.run_sync(write_staged, spec.output, data)
             else:
-                write_atomic(spec.output, data)
+                write_staged(spec.output, data)
         except OSError as e:
             return rt._fail(t0, f"cannot write output {spec.output}: {e.strerror or e}", **kw)
         return rt._result(t0, OK, fmt=fmt, **kw)

@@ -280,10 +280,10 @@ def _task_environ(extra: dict) -> dict[bytes, bytes]:
 _MEM_HINTS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 
 
-def _log_tail(path: str, start: int, limit: int = 4096) -> str:
+def _log_tail(path: str, limit: int = 4096) -> str:
     try:
         with open(path, "rb") as f:
-            f.seek(max(start, _size(path) - limit))
+            f.seek(max(0, _size(path) - limit))
             return f.read(limit).decode("utf-8", "replace")
     except OSError:
         return ""
@@ -412,7 +412,6 @@ class Runtimes:
             return self._fail(t0, "the task has no output path")
         spec = _absolute(spec)
         try:
-            _unlink(spec.output)
             self._ensure_dir(os.path.dirname(spec.output))
             if spec.log_path:
                 self._ensure_dir(os.path.dirname(spec.log_path))
@@ -541,17 +540,21 @@ class Runtimes:
             env = _task_environ(spec.env) if spec.env else None
         except (TypeError, ValueError) as e:
             return self._fail(t0, f"cannot start {argv[0]}: {exc_reason(e)}")
-        log_path = spec.log_path or os.devnull
         try:
-            logfd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            _unlink(spec.output)  # the task writes it: no file from before may pass for it
+        except OSError as e:
+            return self._fail(t0, f"cannot prepare output {spec.output}: {e.strerror or e}")
+        log_path = spec.log_path or os.devnull
+        try:  # a log holds one execution: the latest
+            logfd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+                            | os.O_CLOEXEC, 0o666)
         except OSError as e:
             return self._fail(t0, f"cannot open log {log_path}: {e.strerror or e}")
         try:
-            if bundle is None:
-                return await self._shell(spec, budget, on_start, t0, argv, env, logfd)
-            log_start = os.fstat(logfd).st_size if spec.log_path else 0
             res = await self._shell(spec, budget, on_start, t0, argv, env, logfd)
-            return await self._bundle_checked(bundle, token, res, spec, t0, log_start)
+            if bundle is None:
+                return res
+            return await self._bundle_checked(bundle, token, res, spec, t0)
         finally:
             os.close(logfd)
             if bundle is not None:
@@ -584,7 +587,7 @@ class Runtimes:
         return b
 
     async def _bundle_checked(self, b: _Bundle, token: object, res: TaskResult, spec: TaskSpec,
-                              t0: float, log_start: int) -> TaskResult:
+                              t0: float) -> TaskResult:
         """The result of a task that used `{bundle}`, once it is known the bundle stayed as it
         was built. The modes stop a write unless the task runs as root (or chmods); when the
         bundle is found changed, the writer cannot be told from a task that merely read it
@@ -614,7 +617,7 @@ class Runtimes:
                                   f"only to {{output}} or a temporary directory", **kw)
         if (res.status == FAIL and res.budget is None and res.exit_code not in (None, 0)
                 and spec.log_path):
-            tail = _log_tail(spec.log_path, log_start)
+            tail = _log_tail(spec.log_path)
             if str(b.path) in tail and any(h in tail for h in _READ_ONLY_HINTS):
                 return self._fail(t0, f"{res.reason}: {{bundle}} ({b.path}) is read-only; write "
                                       f"only to {{output}} or a temporary directory", **kw)
@@ -622,7 +625,6 @@ class Runtimes:
 
     async def _shell(self, spec: TaskSpec, budget: Budget, on_start, t0: float, argv: list[str],
                      env: dict | None, logfd: int) -> TaskResult:
-        log_start = os.fstat(logfd).st_size if spec.log_path else 0
         preexec = child_limits(budget)
         proc: subprocess.Popen | None = None
         before = procs.boottime_ns()
@@ -652,7 +654,7 @@ class Runtimes:
         self._running[pgid] = run
 
         def log_bytes() -> int:
-            return os.fstat(logfd).st_size - log_start if spec.log_path else 0
+            return os.fstat(logfd).st_size if spec.log_path else 0
 
         def io_now() -> int:
             return _size(spec.output) + log_bytes()
@@ -698,7 +700,7 @@ class Runtimes:
             return self._fail(t0, exceeded("cpu_s", budget), budget="cpu_s", **kw)
         if code != 0:
             if budget.mem_mb is not None and spec.log_path and any(
-                    h in _log_tail(spec.log_path, log_start) for h in _MEM_HINTS):
+                    h in _log_tail(spec.log_path) for h in _MEM_HINTS):
                 return self._fail(t0, f"{exceeded('mem_mb', budget)} ({procs.describe_exit(code)})",
                                   budget="mem_mb", **kw)
             return self._fail(t0, procs.describe_exit(code), **kw)
@@ -746,7 +748,15 @@ class Runtimes:
                    "inputs": [(i.path, i.format, i.name) for i in spec.inputs],
                    "output": spec.output, "log_path": spec.log_path, "budget": budget.as_dict(),
                    "env": dict(spec.env or {}), "cwd": spec.cwd}
-        log_start = _size(spec.log_path) if spec.log_path else 0
+        if budget.io_bytes is not None and spec.log_path:
+            # polled from the first beat on: no log of an earlier execution may count (the
+            # worker starts it afresh too)
+            try:
+                os.truncate(spec.log_path, 0)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                return self._fail(t0, f"cannot open log {spec.log_path}: {e.strerror or e}")
         try:
             worker = await self.pool.acquire(spec.modules_hash)
         except (OSError, subprocess.SubprocessError) as e:
@@ -769,7 +779,7 @@ class Runtimes:
                 cpu0 = worker.cpu_ticks() / procs.CLK_TCK
 
             def io_now() -> int:
-                return _size(spec.log_path) - log_start if spec.log_path else 0
+                return _size(spec.log_path) if spec.log_path else 0
 
             def cpu_now() -> float:
                 return worker.cpu_ticks() / procs.CLK_TCK - cpu0

@@ -30,7 +30,7 @@ import time
 from ..core.hashing import hash_bytes
 from .budgets import Budget, WorkerLimits, cpu_seconds_self, exceeded, parse_budget
 from .taskcode import (REASON_MAX, ModuleSpaces, TaskError, call, encode_output, exc_reason,
-                       load_inputs, one_line, print_user_traceback, write_atomic)
+                       load_inputs, one_line, print_user_traceback, write_staged)
 
 HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30
@@ -223,12 +223,11 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
     reply = {"status": "fail", "format": None, "reason": "", "budget": None, "cpu_s": 0.0,
              "io_bytes": 0, "replace": False}
     log_path = req.get("log_path") or os.devnull
-    try:
-        logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:  # a log holds one execution: the latest
+        logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     except OSError as e:
         reply["reason"] = f"cannot open log {log_path}: {e.strerror or e}"
         return reply
-    log_start = os.fstat(logfd).st_size
     for stream in (sys.stdout, sys.stderr):
         _flush(stream)
     os.dup2(logfd, 1)
@@ -272,11 +271,11 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
             raise error
         for stream in (sys.stdout, sys.stderr):
             _flush(stream)
-        log_bytes = os.fstat(logfd).st_size - log_start
+        log_bytes = os.fstat(logfd).st_size
         reply["io_bytes"] = log_bytes + len(data)
         if budget.io_bytes is not None and reply["io_bytes"] > budget.io_bytes:
             raise TaskError(exceeded("io_bytes", budget), budget="io_bytes")
-        write_atomic(req["output"], data)
+        write_staged(req["output"], data)
         # the engine adopts the output by this hash instead of reading the file back
         reply.update(status="ok", format=fmt, hash=hash_bytes(data), size=len(data))
     except TaskError as e:
@@ -300,7 +299,7 @@ def run_request(req: dict, spaces: ModuleSpaces, devnull: int, home: str) -> dic
             _flush(stream)
         if not reply["io_bytes"]:
             try:
-                reply["io_bytes"] = os.fstat(logfd).st_size - log_start
+                reply["io_bytes"] = os.fstat(logfd).st_size
             except OSError:
                 pass
         os.dup2(devnull, 1)

@@ -316,6 +316,13 @@ class ObjectStore:
         except FileNotFoundError:
             raise NotFound("object", h, hint="run 'e3 fsck' to check the store") from None
 
+    def open_fd(self, h: str) -> int:
+        """A read-only descriptor of object `h` (the caller closes it)."""
+        try:
+            return os.open(self._spath(h), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound("object", h, hint="run 'e3 fsck' to check the store") from None
+
     def size(self, h: str) -> int:
         return os.stat(self._spath(h)).st_size
 

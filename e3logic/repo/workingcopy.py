@@ -285,20 +285,25 @@ class WorkingCopy:
         store = self.repo.objects
         fd, tmp = store.quick_temp_file()  # locked until renamed: gc leaves it alone
         try:
-            with os.fdopen(fd, "wb") as out, store.open(h) as src:
-                copy_fd(src.fileno(), out.fileno())
-                os.fchmod(out.fileno(), 0o644)
-                try:
-                    os.replace(tmp, dest)  # whole old file or whole new one
-                except IsADirectoryError:
-                    raise UsageError(f"cannot write dataset {path}: a directory is in the way; "
-                                     f"move it") from None
+            src = store.open_fd(h)
+            try:
+                copy_fd(src, fd)
+            finally:
+                os.close(src)
+            os.fchmod(fd, 0o644)
+            try:
+                os.replace(tmp, dest)  # whole old file or whole new one
+            except IsADirectoryError:
+                raise UsageError(f"cannot write dataset {path}: a directory is in the way; "
+                                 f"move it") from None
         except BaseException:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
             raise
+        finally:
+            os.close(fd)
 
     def _file_in_the_way(self, path: str) -> str:
         parts = path.split("/")
