@@ -86,6 +86,23 @@ def test_a_second_execution_of_the_same_key_leaves_only_its_own_log(repo):
     assert (repo.logs_dir / f"{'k' * 64}.log").read_text() == "second\n"
 
 
+@pytest.mark.parametrize("second, log", [("pass", ""), ("print('second')", "second\n")])
+def test_a_second_python_execution_of_the_same_key_leaves_only_its_own_log(repo, second, log):
+    def python_job(body, **kw):
+        src = f"def f(a, b):\n    {body}\n    return a + b\n".encode()
+        tree = repo.trees.set_many(repo.trees.empty,
+                                   {"m.py": blob_entry(repo.objects.write(src), len(src))})
+        j = job(runtime="python", argv=None, entry="m:f", modules_hash=f"mods-{len(body)}",
+                leases=(), **kw)
+        return run(repo, j, stored(repo, b"", b""), modules_tree=tree)[0]
+
+    assert python_job("print('first ' * 100)").status == "ok"
+    # an io budget is polled from the start: the earlier execution's log may not count
+    res = python_job(second, budget=(("io_bytes", 100),))
+    assert res.status == "ok", res.reason
+    assert (repo.logs_dir / f"{'k' * 64}.log").read_text() == log
+
+
 def test_the_process_group_is_reported_to_the_episode_and_the_caller(repo):
     _, ep, groups = run(repo, job(), stored(repo, b"", b""))
     assert ep.pgid and groups == [("r1:d", ep.pgid, groups[0][2])]
