@@ -82,7 +82,10 @@ class Tool:
         if d.exists():
             trash = self.work / "old-copies"
             trash.mkdir(parents=True, exist_ok=True)
-            os.rename(d, trash / f"{d.name}-{len(list(trash.iterdir()))}")
+            n = len(list(trash.iterdir()))
+            while (trash / f"{d.name}-{n}").exists():  # left by an interrupted benchmark
+                n += 1
+            os.rename(d, trash / f"{d.name}-{n}")
 
     def retire(self) -> None:
         """Done with this workload: its directories are moved aside (deleted with the whole
