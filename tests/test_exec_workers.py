@@ -161,6 +161,19 @@ def test_a_python_task_returning_bytes_is_stored_raw(rt, tmp_path):
     assert (res.output_hash, res.output_size) == (hash_bytes(b"cba"), 3)
 
 
+def test_a_file_left_at_the_output_path_is_replaced_not_written_into(rt, tmp_path):
+    # a killed command's staged output may still be a hard link into the object store
+    spec = py(tmp_path, "tasks:as_bytes", [raw_input(tmp_path, "r", b"abc")])
+    stored = tmp_path / "stored"
+    stored.write_bytes(b"object bytes")
+    Path(spec.output).parent.mkdir(parents=True, exist_ok=True)
+    os.link(stored, spec.output)
+    res = run(rt, spec)
+    assert res.status == "ok", res.reason
+    assert Path(spec.output).read_bytes() == b"cba"
+    assert stored.read_bytes() == b"object bytes"
+
+
 def test_a_failed_python_task_reports_no_output_hash(rt, tmp_path):
     res = run(rt, py(tmp_path, "tasks:boom"))
     assert res.status == "fail" and res.output_hash is None and res.output_size is None

@@ -380,10 +380,17 @@ def read_file(path: str) -> bytes:
 
 
 def write_staged(path: str | os.PathLike, data: bytes) -> None:
-    """Write a task's output to its staged file, in place: the file is the attempt's own and
-    is read only after the task has answered ok (a task that dies mid-write fails, and its
-    staged file is removed), so no temp file and rename are needed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    """Write a task's output to its staged file, created here: the file is the attempt's own
+    and is read only after the task has answered ok (a task that dies mid-write fails, and its
+    staged file is removed), so no temp file and rename are needed. A file already at `path`
+    (left by a killed command; it may be a hard link into the object store) is replaced, never
+    written into."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        fd = os.open(path, flags, 0o644)
     try:
         view = memoryview(data)
         while view:
