@@ -55,9 +55,7 @@ class TaskRunner:
 
     async def __call__(self, task: Task) -> Finished:
         spec = self.spec(task)
-        return await self._run(task, spec, self.clock())
-
-    async def _run(self, task: Task, spec, started: float) -> Finished:
+        started = self.clock()
         ep, host = task.episode, task.host
 
         def on_start(pgid: int) -> None:
